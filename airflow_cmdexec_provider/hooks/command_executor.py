@@ -1,0 +1,126 @@
+"""The one place that decides where a task's command runs: ECS, Docker or the worker itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_cmdexec_provider import config
+from airflow_cmdexec_provider.backends.base import CommandBackend, CommandRequest, CommandResult, LineSink
+from airflow_cmdexec_provider.exceptions import BackendNotConfigured, CmdExecConfigError
+
+# Digdag's agent.command_executor.type and the chain each one means (Digdag §1.2): the ECS executor
+# falls back to Docker, which falls back to local, but only when a backend is not configured at all.
+CHAINS: dict[str, tuple[str, ...]] = {
+    "ecs": ("ecs", "docker", "local"),
+    "docker": ("docker", "local"),
+    "local": ("local",),
+}
+ALIASES = {"simple": "local"}
+
+
+def normalize_executor(value: str | None, where: str) -> str | None:
+    """Return ``None`` for automatic selection, else one of ``ecs``, ``docker``, ``local``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    name = ALIASES.get(str(value).strip().lower(), str(value).strip().lower())
+    if name not in CHAINS:
+        raise CmdExecConfigError(
+            f"{where}: unknown executor {value!r}; use one of 'auto', 'ecs', 'docker', 'local'"
+        )
+    return name
+
+
+class CommandExecutorHook(BaseHook):
+    """Select a backend for one task and run its command there.
+
+    Selection follows Digdag: the configured executor type (Variable ``cmdexec_executor_type``,
+    default ``ecs``) gives a chain ECS -> Docker -> local. A backend is skipped only when it is not
+    configured (``BackendNotConfigured``: no ECS connection/storage, no ``docker`` params); any
+    other error fails the task, so a command never silently runs somewhere else. A forced
+    ``executor`` runs there or fails with the reason.
+
+    :param executor: ``None``/``"auto"`` for the configured selection, or ``ecs``, ``docker``, ``local``.
+    :param docker: the task's Digdag ``docker`` params (``image``, ``run_options``, ...).
+    :param ecs: the task's Digdag ``ecs`` params (``task_definition_arn``, cluster overrides).
+    :param task_label: ``dag_id.task_id``, used in every message.
+    """
+
+    hook_name = "Command Executor"
+
+    def __init__(
+        self,
+        *,
+        executor: str | None = None,
+        docker: Mapping[str, Any] | None = None,
+        ecs: Mapping[str, Any] | None = None,
+        task_label: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.task_label = task_label
+        self.forced = normalize_executor(executor, f"Task {task_label}: executor")
+        self.docker = docker
+        self.ecs = ecs
+        self._backend: CommandBackend | None = None
+
+    def get_backend(self) -> CommandBackend:
+        """Return the backend this task runs on, logging which one and why."""
+        if self.forced is not None:
+            chain: tuple[str, ...] = (self.forced,)
+            why = f"forced by executor={self.forced!r}"
+        else:
+            configured = normalize_executor(config.executor_type(), "Variable cmdexec_executor_type") or "ecs"
+            chain = CHAINS[configured]
+            why = f"executor type {configured!r}"
+        skipped: list[str] = []
+        for name in chain:
+            try:
+                backend = self._factories()[name]()
+            except BackendNotConfigured as exc:
+                if self.forced is not None:
+                    raise CmdExecConfigError(
+                        f"Task {self.task_label}: executor {name!r} was forced but is not configured: {exc}"
+                    ) from exc
+                skipped.append(f"{name}: {exc}")
+                continue
+            reason = f"{why}; " + ("; ".join(f"skipped {s}" for s in skipped) if skipped else "first in chain")
+            self.log.info("Task %s runs on the %s executor (%s)", self.task_label, name, reason)
+            return backend
+        raise CmdExecConfigError(f"Task {self.task_label}: no executor is available ({'; '.join(skipped)})")
+
+    def run(self, request: CommandRequest, log_line: LineSink) -> CommandResult:
+        """Select the backend and run the request on it."""
+        self._backend = self.get_backend()
+        try:
+            return self._backend.run(request, log_line)
+        finally:
+            self._backend = None
+
+    def kill(self) -> None:
+        """Stop the command that ``run`` is waiting for, if any."""
+        backend = self._backend
+        if backend is not None:
+            backend.kill()
+
+    def _factories(self) -> dict[str, Callable[[], CommandBackend]]:
+        return {"ecs": self._ecs_backend, "docker": self._docker_backend, "local": self._local_backend}
+
+    def _local_backend(self) -> CommandBackend:
+        from airflow_cmdexec_provider.backends.local import LocalBackend
+
+        return LocalBackend()
+
+    def _docker_backend(self) -> CommandBackend:
+        docker_config = config.docker_config(self.docker, self.task_label)
+        from airflow_cmdexec_provider.backends.docker import DockerBackend
+
+        return DockerBackend(docker_config)
+
+    def _ecs_backend(self) -> CommandBackend:
+        ecs_config, storage_config = config.ecs_setup(self.ecs, self.docker, self.task_label)
+        from airflow_cmdexec_provider.backends.ecs import EcsBackend
+
+        return EcsBackend(ecs_config, storage_config)

@@ -1,0 +1,187 @@
+# Runner for py> tasks. Shipped next to the task (local temp dir, Docker mount, ECS archive), so it
+# imports nothing from airflow_cmdexec_provider and only the standard library (Python 3.6+).
+#
+# Usage: python runner.py METHOD IN_JSON OUT_JSON
+#
+# Contract (Digdag's runner.py, same files and keys):
+#   IN_JSON  = {"params": {...}}
+#   OUT_JSON = {"subtask_config": {}, "export_params": {}, "store_params": {}, "error"?: {...}}
+# The user's code sees a module `digdag` (and `digdag_env`) exactly as in Digdag.
+#
+# Differences from Digdag, on purpose (see README "Differences from Digdag"):
+# - values given to store()/export() must be JSON-serialisable; a bad value fails at the call site,
+#   naming the key, instead of breaking the output file later;
+# - a method without a module ("py>: func") gets a clear error instead of ValueError;
+# - an exception is reported once (in OUT_JSON, which the operator turns into the task error), not
+#   also as a traceback on stderr.
+import inspect
+import json
+import os
+import sys
+import traceback
+import types
+
+
+class _Env(object):
+    def __init__(self, params):
+        self.params = params
+        self.subtask_config = {}
+        self.export_params = {}
+        self.store_params = {}
+        self.state_params = {}
+        self.subtask_index = 0
+
+    @staticmethod
+    def _check_serialisable(what, params):
+        for key, value in params.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    "digdag.env.%s: the value of '%s' is not JSON-serialisable (%s: %s); "
+                    "store only str, int, float, bool, None, list and dict values"
+                    % (what, key, type(value).__name__, exc)
+                )
+
+    def _merge(self, what, target, params, kwargs):
+        merged = dict(params or {})
+        merged.update(kwargs)
+        self._check_serialisable(what, merged)
+        target.update(merged)
+
+    def export(self, params=None, **kwargs):
+        self._merge("export", self.export_params, params, kwargs)
+
+    def store(self, params=None, **kwargs):
+        self._merge("store", self.store_params, params, kwargs)
+
+    def set_state(self, params=None, **kwargs):
+        self._merge("set_state", self.state_params, params, kwargs)
+
+    def add_subtask(self, function=None, **params):
+        raise NotImplementedError(
+            "digdag.env.add_subtask is not supported on Airflow: tasks cannot be added to a running "
+            "DAG run. Use dynamic task mapping (.expand) in the DAG instead."
+        )
+
+
+def _install_digdag_module(env):
+    digdag_env = types.ModuleType("digdag_env")
+    for name in ("params", "subtask_config", "export_params", "store_params", "state_params"):
+        setattr(digdag_env, name, getattr(env, name))
+    digdag = types.ModuleType("digdag")
+    digdag.env = env
+    sys.modules["digdag_env"] = digdag_env
+    sys.modules["digdag"] = digdag
+
+
+def _resolve(command):
+    """Return (callable_owner_class_or_None, callable) for 'mod.func', 'mod.Class.meth' or 'mod.Class'."""
+    if "." not in command:
+        raise ValueError(
+            "py> method '%s' must be 'module.function', 'module.Class.method' or 'module.Class' "
+            "(a module file in the project, e.g. tasks/my_workflow.py -> 'tasks.my_workflow.step1')" % command
+        )
+    fragments = command.split(".")
+    method_name = fragments.pop()
+    module_name = ".".join(fragments)
+    try:
+        module = __import__(module_name, fromlist=[method_name])
+    except ImportError as module_error:
+        # 'mod.Class.meth': the part before the method is a class, not a module. Only fall back when
+        # that very name is what could not be found, not a module that the user's code imports.
+        if len(fragments) < 2 or getattr(module_error, "name", module_name) != module_name:
+            raise
+        class_name = fragments.pop()
+        owner_module = __import__(".".join(fragments), fromlist=[class_name])
+        if not hasattr(owner_module, class_name):
+            raise AttributeError("Module '%s' has no attribute '%s'" % (".".join(fragments), class_name))
+        klass = getattr(owner_module, class_name)
+        if not hasattr(klass, method_name):
+            raise AttributeError("Class '%s.%s' has no method '%s'" % (".".join(fragments), class_name, method_name))
+        return klass, method_name
+    if not hasattr(module, method_name):
+        raise AttributeError("Module '%s' has no attribute '%s'" % (module_name, method_name))
+    target = getattr(module, method_name)
+    if isinstance(target, type):
+        return target, "run"
+    return None, target
+
+
+def _bind(func, params, qualname, skip_self):
+    try:
+        spec = inspect.getfullargspec(func)
+    except TypeError:
+        return {}  # builtins such as object.__init__ take nothing from params
+    if spec.varkw:
+        return dict(params)
+    args = spec.args[1:] if skip_self else spec.args
+    defaults = spec.defaults or ()
+    first_default = len(args) - len(defaults)
+    kwargs = {}
+    for index, name in enumerate(args):
+        if name in params:
+            kwargs[name] = params[name]
+        elif index < first_default:
+            raise TypeError("Method '%s' requires parameter '%s' but not set" % (qualname, name))
+    for name in spec.kwonlyargs:
+        if name in params:
+            kwargs[name] = params[name]
+        elif name not in (spec.kwonlydefaults or {}):
+            raise TypeError("Method '%s' requires parameter '%s' but not set" % (qualname, name))
+    return kwargs
+
+
+def _call(command, params):
+    klass, target = _resolve(command)
+    if klass is None:
+        return target(**_bind(target, params, command, skip_self=False))
+    init = klass.__init__
+    init_kwargs = {} if init is object.__init__ else _bind(init, params, klass.__name__ + ".__init__", True)
+    instance = klass(**init_kwargs)
+    method = getattr(instance, target)
+    return method(**_bind(method, params, command, skip_self=inspect.ismethod(method)))
+
+
+def _user_backtrace(exc):
+    """Return the traceback frames of the user's code, without this runner's own frames."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    here = os.path.abspath(__file__)
+    frames = [f for f in frames if os.path.abspath(f.filename) != here]
+    return traceback.format_list(frames)
+
+
+def main(argv):
+    command, in_file, out_file = argv[1:4]
+    with open(in_file) as f:
+        params = json.load(f)["params"]
+    env = _Env(params)
+    _install_digdag_module(env)
+    cwd = os.path.abspath(os.getcwd())
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    error = None
+    exit_code = 0
+    try:
+        _call(command, params)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code != 0:
+            exit_code = code
+            error = {"class": "SystemExit", "message": "the task called sys.exit(%r)" % (exc.code,),
+                     "backtrace": _user_backtrace(exc)}
+    except BaseException as exc:  # noqa: B036 - everything the user's code raises is reported
+        exit_code = 1
+        error = {"class": type(exc).__name__, "message": str(exc), "backtrace": _user_backtrace(exc)}
+    output = {"subtask_config": env.subtask_config, "export_params": env.export_params,
+              "store_params": env.store_params}
+    if error is not None:
+        output["error"] = error
+    with open(out_file, "w") as f:
+        json.dump(output, f)
+    sys.stdout.flush()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
