@@ -43,6 +43,15 @@ def _as_str_list(value: Any, key: str, where: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RegistryLogin:
+    """Registry credentials from an Airflow Docker connection (``docker.docker_conn_id``)."""
+
+    server: str | None
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DockerConfig:
     """Digdag ``docker.*`` task params (spec §3 and §5)."""
 
@@ -54,8 +63,8 @@ class DockerConfig:
     build: tuple[str, ...] = ()
     build_options: tuple[str, ...] = ()
     docker_conn_id: str | None = None
+    registry: RegistryLogin | None = None
     task_label: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 DOCKER_KEYS = {"image", "docker", "run_options", "pull_always", "selinux", "build", "build_options",
@@ -74,6 +83,9 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
         raise CmdExecConfigError(
             f"{where}.image is required but not set: give the image to run, e.g. docker={{'image': 'python:3.12'}}"
         )
+    unknown = set(docker) - DOCKER_KEYS
+    if unknown:
+        raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(DOCKER_KEYS)}")
     cli = docker.get("docker", "docker")
     if not isinstance(cli, str) or not cli:
         raise CmdExecConfigError(f"{where}.docker must be the path of the docker CLI, got {cli!r}")
@@ -92,11 +104,379 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
         build=_as_str_list(build, "docker.build", where),
         build_options=_as_str_list(docker.get("build_options"), "docker.build_options", where),
         docker_conn_id=conn_id,
+        registry=_registry_login(conn_id, task_label) if conn_id else None,
         task_label=task_label,
-        extra={k: v for k, v in docker.items() if k not in DOCKER_KEYS},
     )
 
 
-def ecs_setup(ecs: Mapping[str, Any] | None, docker: Mapping[str, Any] | None, task_label: str) -> tuple[Any, Any]:
-    """Load the ECS cluster and temporal storage configuration for a task."""
-    raise BackendNotConfigured("ECS is not configured (no ECS cluster connection)")
+def _registry_login(conn_id: str, task_label: str) -> RegistryLogin:
+    """Read registry credentials from a ``docker`` connection (apache-airflow-providers-docker's form)."""
+    conn = _get_connection(conn_id)
+    if conn is None:
+        raise CmdExecConfigError(f"Task {task_label}: docker.docker_conn_id {conn_id!r} is not an Airflow connection")
+    if not conn.login:
+        raise CmdExecConfigError(f"Task {task_label}: Docker connection {conn_id!r} has no Username (login)")
+    server = f"{conn.host}:{conn.port}" if conn.host and conn.port else conn.host
+    return RegistryLogin(server=server or None, username=conn.login, password=conn.password or "")
+
+
+# --------------------------------------------------------------------------------------------------
+# ECS cluster and temporal storage: Digdag agent.command_executor.ecs.* keys in two Airflow Connections.
+#
+#   Connection cmdexec_ecs_default      (conn type "cmdexec_ecs")      = one ECS cluster
+#   Connection cmdexec_storage_default  (conn type "cmdexec_storage")  = temporal storage (S3 or GCS)
+#
+# A task picks others with ecs={"conn_id": ..., "storage_conn_id": ...}. Each FieldSpec below is one
+# Digdag key and its one home; the README table, the UI form, the importer and show-config are all
+# generated from these two tables, so they cannot disagree.
+# --------------------------------------------------------------------------------------------------
+ECS_CONN_ID = "cmdexec_ecs_default"
+STORAGE_CONN_ID = "cmdexec_storage_default"
+ECS_CONN_TYPE = "cmdexec_ecs"
+STORAGE_CONN_TYPE = "cmdexec_storage"
+DIGDAG_ECS_PREFIX = "agent.command_executor.ecs."
+DIGDAG_STORAGE_PREFIX = "agent.command_executor.ecs.temporal_storage."
+
+LAUNCH_TYPES = ("FARGATE", "EC2", "EXTERNAL")
+PLACEMENT_STRATEGY_TYPES = ("random", "spread", "binpack")
+STORAGE_TYPES = ("s3", "gcs")
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # S3 SigV4 and GCS V4 signed URLs live at most 7 days
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One Digdag key and its Airflow home: a Connection field ("login", "password") or an extra."""
+
+    digdag_key: str  # relative to the cluster (ecs.<name>.X), to ecs. (X), or to temporal_storage.
+    airflow_field: str  # "login", "password" or "extra.<name>"
+    kind: str  # str, int, bool, list, choice
+    default: Any = None
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    label: str = ""
+    description: str = ""
+    scope: str = "cluster"  # cluster: ecs.<name>.KEY; global: ecs.KEY; storage: temporal_storage.KEY
+
+    @property
+    def extra_name(self) -> str | None:
+        return self.airflow_field[len("extra."):] if self.airflow_field.startswith("extra.") else None
+
+
+ECS_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("name", "extra.cluster_name", "str", label="Cluster name", scope="global",
+              description="ECS cluster name (Digdag agent.command_executor.ecs.name)."),
+    FieldSpec("region", "extra.region", "str", label="Region", description="AWS region of the cluster."),
+    FieldSpec("access_key_id", "login", "str", label="AWS access key id", secret=False,
+              description="Static key; leave empty to use aws_conn_id or the default AWS credential chain."),
+    FieldSpec("secret_access_key", "password", "str", secret=True, label="AWS secret access key"),
+    FieldSpec("launch_type", "extra.launch_type", "choice", choices=LAUNCH_TYPES, label="Launch type",
+              description="Empty: none is sent (the cluster's default capacity provider, or EC2)."),
+    FieldSpec("subnets", "extra.subnets", "list", label="Subnets",
+              description="Comma-separated subnet ids: enables awsvpc networking."),
+    FieldSpec("assign_public_ip", "extra.assign_public_ip", "bool", default=True, label="Assign public IP"),
+    FieldSpec("max_retries", "extra.max_retries", "int", default=3, label="AWS client max retries"),
+    FieldSpec("capacity_provider_name", "extra.capacity_provider_name", "str", label="Capacity provider"),
+    FieldSpec("container_cpu", "extra.container_cpu", "int", label="Container CPU units"),
+    FieldSpec("container_memory", "extra.container_memory", "int", label="Container memory (MiB)"),
+    FieldSpec("task_cpu", "extra.task_cpu", "str", label="Task CPU", description='e.g. "1 vcpu" or "1024".'),
+    FieldSpec("task_memory", "extra.task_memory", "str", label="Task memory", description='e.g. "1 GB".'),
+    FieldSpec("started_by", "extra.started_by", "str", label="startedBy"),
+    FieldSpec("placement_strategy_type", "extra.placement_strategy_type", "choice",
+              choices=PLACEMENT_STRATEGY_TYPES, label="Placement strategy type"),
+    FieldSpec("placement_strategy_field", "extra.placement_strategy_field", "str",
+              label="Placement strategy field", description="e.g. memory (for binpack)."),
+    FieldSpec("use_environment_file", "extra.use_environment_file", "bool", default=False,
+              label="Use environment file", description="Always pass env through an S3 env file."),
+    FieldSpec("fargate_platform_version", "extra.platform_version", "str", label="Fargate platform version"),
+    FieldSpec("security_groups", "extra.security_groups", "list", label="Security groups",
+              description="Comma-separated; not in Digdag (which uses the VPC default)."),
+    FieldSpec("aws_conn_id", "extra.aws_conn_id", "str", label="AWS connection id",
+              description="An Airflow 'aws' connection for credentials/role (Digdag __default_config__)."),
+    FieldSpec("endpoint_url", "extra.endpoint_url", "str", label="ECS/Logs endpoint URL",
+              description="Only for a non-AWS endpoint; AWS_ENDPOINT_URL(_ECS) also work."),
+    FieldSpec("retry_task_scripts_downloads", "extra.retry_task_scripts_downloads", "int", default=8,
+              scope="global", label="curl retries: download"),
+    FieldSpec("retry_task_output_uploads", "extra.retry_task_output_uploads", "int", default=7,
+              scope="global", label="curl retries: upload"),
+    FieldSpec("enable_curl_fail_opt_on_uploads", "extra.enable_curl_fail_opt_on_uploads", "bool",
+              default=True, scope="global", label="curl --fail on upload",
+              description="Digdag default false; ours true: a failed upload must not look like success."),
+    FieldSpec("max_wait_for_fetch_log_events", "extra.max_wait_for_fetch_log_events", "int", default=60,
+              scope="global", label="Log drain wait (s)"),
+    FieldSpec("max_wait_for_fetch_log_events.non_zero_status",
+              "extra.max_wait_for_fetch_log_events_non_zero_status", "int", default=300, scope="global",
+              label="Log drain wait on failure (s)"),
+)
+
+STORAGE_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("type", "extra.type", "choice", choices=STORAGE_TYPES, label="Storage type", scope="storage"),
+    FieldSpec("bucket", "extra.bucket", "str", label="Bucket", scope="storage"),
+    FieldSpec("prefix", "extra.prefix", "str", default="cmdexec", label="Key prefix", scope="storage",
+              description="Objects go under PREFIX/<dag>/<task>/<run>/<try>/ and are deleted after the task."),
+    FieldSpec("s3.endpoint", "extra.endpoint", "str", label="S3 endpoint", scope="storage",
+              description="A host (s3.amazonaws.com) or a URL with scheme and port."),
+    FieldSpec("s3.path-style-access", "extra.path_style_access", "bool", default=False,
+              label="S3 path-style access", scope="storage"),
+    FieldSpec("s3.region", "extra.region", "str", label="S3 region", scope="storage"),
+    FieldSpec("s3.credentials.access-key-id", "login", "str", label="S3 access key id", scope="storage"),
+    FieldSpec("s3.credentials.secret-access-key", "password", "str", secret=True,
+              label="S3 secret key / GCS credentials JSON", scope="storage"),
+    FieldSpec("s3.credentials.file", "extra.credentials_file", "str", label="S3 credentials file",
+              scope="storage"),
+    FieldSpec("s3.aws_conn_id", "extra.aws_conn_id", "str", label="AWS connection id", scope="storage"),
+    FieldSpec("gcs.credentials.json.path", "extra.gcs_credentials_json_path", "str",
+              label="GCS credentials JSON path", scope="storage"),
+    FieldSpec("gcs.credentials.json.content", "password", "str", secret=True, scope="storage",
+              label="GCS credentials JSON"),
+    FieldSpec("direct_download_expiration", "extra.direct_download_expiration", "int", scope="storage",
+              label="GET URL expiry (s)", description="Default: the task's life (execution_timeout, max 7 days)."),
+    FieldSpec("direct_upload_expiration", "extra.direct_upload_expiration", "int", scope="storage",
+              label="PUT URL expiry (s)", description="Default: the task's life (execution_timeout, max 7 days)."),
+)
+
+
+def _convert(spec: FieldSpec, value: Any, where: str) -> Any:
+    """Convert a raw Connection value to the field's type, or raise naming the Digdag key and field."""
+    if value is None or (isinstance(value, str) and value.strip() == "" and spec.kind != "str"):
+        return spec.default
+    label = f"{where} field {spec.airflow_field!r} (Digdag {spec.digdag_key})"
+    if spec.kind == "str":
+        text = str(value).strip()
+        return text or spec.default
+    if spec.kind == "int":
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise CmdExecConfigError(f"{label} must be a whole number, got {value!r}") from None
+        if number < 0:
+            raise CmdExecConfigError(f"{label} must not be negative, got {value!r}")
+        return number
+    if spec.kind == "bool":
+        return _as_bool(value, label, where)
+    if spec.kind == "list":
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if spec.kind == "choice":
+        text = str(value).strip()
+        for choice in spec.choices:
+            if text.lower() == choice.lower():
+                return choice
+        raise CmdExecConfigError(f"{label} must be one of {', '.join(spec.choices)}, got {value!r}")
+    raise AssertionError(spec.kind)
+
+
+def _read_fields(conn: Any, fields: Sequence[FieldSpec], where: str) -> dict[str, Any]:
+    """Read every field of ``fields`` from an Airflow Connection, keyed by Airflow field name."""
+    extra = conn.extra_dejson if conn.extra else {}
+    values: dict[str, Any] = {}
+    for spec in fields:
+        if spec.extra_name is not None:
+            raw = extra.get(spec.extra_name)
+        else:
+            raw = getattr(conn, spec.airflow_field, None)
+        values[spec.airflow_field] = _convert(spec, raw, where)
+    return values
+
+
+@dataclass(frozen=True, kw_only=True)
+class EcsConfig:
+    """One ECS cluster (Digdag agent.command_executor.ecs.<name>.*) plus the task's ECS params."""
+
+    conn_id: str
+    cluster_name: str
+    region: str | None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    aws_conn_id: str | None = None
+    endpoint_url: str | None = None
+    launch_type: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: bool = True
+    max_retries: int = 3
+    capacity_provider_name: str | None = None
+    container_cpu: int | None = None
+    container_memory: int | None = None
+    task_cpu: str | None = None
+    task_memory: str | None = None
+    started_by: str | None = None
+    placement_strategy_type: str | None = None
+    placement_strategy_field: str | None = None
+    use_environment_file: bool = False
+    platform_version: str | None = None
+    retry_task_scripts_downloads: int = 8
+    retry_task_output_uploads: int = 7
+    enable_curl_fail_opt_on_uploads: bool = True
+    max_wait_for_fetch_log_events: int = 60
+    max_wait_for_fetch_log_events_non_zero_status: int = 300
+    # The task's own keys (Digdag ecs.task_definition_arn and docker.image).
+    task_definition_arn: str | None = None
+    image: str | None = None
+    task_label: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"Task {self.task_label}: ECS connection {self.conn_id!r}"
+        if not self.cluster_name:
+            raise CmdExecConfigError(
+                f"{where}: extra 'cluster_name' (Digdag agent.command_executor.ecs.name) is required"
+            )
+        if self.placement_strategy_field and not self.placement_strategy_type:
+            raise CmdExecConfigError(
+                f"{where}: extra 'placement_strategy_field' needs 'placement_strategy_type' "
+                "(Digdag ecs.<name>.placement_strategy_type)"
+            )
+        if self.launch_type and self.capacity_provider_name:
+            raise CmdExecConfigError(
+                f"{where}: set either extra 'launch_type' or 'capacity_provider_name', not both (AWS rejects the pair)"
+            )
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            raise CmdExecConfigError(
+                f"{where}: give both the access key id (Login) and the secret access key (Password), or neither"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    """Temporal storage (Digdag agent.command_executor.ecs.temporal_storage.*)."""
+
+    conn_id: str
+    type: str
+    bucket: str
+    prefix: str = "cmdexec"
+    endpoint: str | None = None
+    path_style_access: bool = False
+    region: str | None = None
+    access_key_id: str | None = None
+    secret: str | None = field(default=None, repr=False)  # S3 secret key, or GCS credentials JSON
+    credentials_file: str | None = None
+    aws_conn_id: str | None = None
+    gcs_credentials_json_path: str | None = None
+    direct_download_expiration: int | None = None
+    direct_upload_expiration: int | None = None
+    task_label: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"Task {self.task_label}: temporal storage connection {self.conn_id!r}"
+        if self.type not in STORAGE_TYPES:
+            raise CmdExecConfigError(
+                f"{where}: extra 'type' (Digdag temporal_storage.type) must be s3 or gcs, got {self.type!r}"
+            )
+        if not self.bucket:
+            raise CmdExecConfigError(
+                f"{where}: extra 'bucket' (Digdag temporal_storage.{self.type}.bucket) is required"
+            )
+        for name in ("direct_download_expiration", "direct_upload_expiration"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= MAX_PRESIGN_SECONDS:
+                raise CmdExecConfigError(
+                    f"{where}: extra {name!r} must be between 1 and {MAX_PRESIGN_SECONDS} seconds, got {value}"
+                )
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The S3 endpoint as a URL: Digdag allows a bare host such as ``s3.amazonaws.com``."""
+        if not self.endpoint:
+            return None
+        return self.endpoint if "://" in self.endpoint else f"https://{self.endpoint}"
+
+
+ECS_TASK_KEYS = {"task_definition_arn", "conn_id", "storage_conn_id"}
+_ECS_OVERRIDABLE = {spec.extra_name for spec in ECS_FIELDS if spec.extra_name} | {"cluster_name"}
+
+
+def _get_connection(conn_id: str) -> Any | None:
+    """Return the Airflow Connection, or None when it does not exist."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def ecs_config_from_connection(conn: Any, conn_id: str, overrides: Mapping[str, Any], task_label: str,
+                               task_definition_arn: str | None, image: str | None) -> EcsConfig:
+    """Build an EcsConfig from a ``cmdexec_ecs`` Connection plus the task's overrides."""
+    where = f"Task {task_label}: ECS connection {conn_id!r}"
+    values = _read_fields(conn, ECS_FIELDS, where)
+    by_name = {spec.extra_name or spec.airflow_field: spec for spec in ECS_FIELDS}
+    kwargs: dict[str, Any] = {}
+    for airflow_field, value in values.items():
+        name = airflow_field[len("extra."):] if airflow_field.startswith("extra.") else airflow_field
+        kwargs[name] = value
+    for key, raw in overrides.items():
+        spec = by_name.get(key)
+        kwargs[key] = _convert(spec, raw, f"Task {task_label}: ecs") if spec is not None else raw
+    kwargs["access_key_id"] = kwargs.pop("login", None)
+    kwargs["secret_access_key"] = kwargs.pop("password", None)
+    return EcsConfig(conn_id=conn_id, task_label=task_label, task_definition_arn=task_definition_arn,
+                     image=image, **kwargs)
+
+
+def storage_config_from_connection(conn: Any, conn_id: str, task_label: str) -> StorageConfig:
+    """Build a StorageConfig from a ``cmdexec_storage`` Connection."""
+    where = f"Task {task_label}: temporal storage connection {conn_id!r}"
+    extra = conn.extra_dejson if conn.extra else {}
+    if not extra.get("type"):
+        raise CmdExecConfigError(f"{where}: extra 'type' (Digdag temporal_storage.type) is required: s3 or gcs")
+    values = _read_fields(conn, STORAGE_FIELDS, where)
+    return StorageConfig(
+        conn_id=conn_id,
+        type=values["extra.type"],
+        bucket=values["extra.bucket"] or "",
+        prefix=(values["extra.prefix"] or "cmdexec").strip("/"),
+        endpoint=values["extra.endpoint"],
+        path_style_access=values["extra.path_style_access"],
+        region=values["extra.region"],
+        access_key_id=values["login"],
+        secret=values["password"],
+        credentials_file=values["extra.credentials_file"],
+        aws_conn_id=values["extra.aws_conn_id"],
+        gcs_credentials_json_path=values["extra.gcs_credentials_json_path"],
+        direct_download_expiration=values["extra.direct_download_expiration"],
+        direct_upload_expiration=values["extra.direct_upload_expiration"],
+        task_label=task_label,
+    )
+
+
+def ecs_setup(
+    ecs: Mapping[str, Any] | None, docker: Mapping[str, Any] | None, task_label: str
+) -> tuple[EcsConfig, StorageConfig]:
+    """Load the ECS cluster and temporal storage for a task (Digdag §1.3).
+
+    ``BackendNotConfigured`` (fall back to Docker/local) only when configuration is ABSENT: no
+    cluster connection, no storage connection, or a task with neither ``ecs.task_definition_arn``
+    nor ``docker.image``. A connection that exists but is wrong is a ``CmdExecConfigError``.
+    """
+    ecs = dict(ecs or {})
+    where = f"Task {task_label}: ecs"
+    unknown = set(ecs) - ECS_TASK_KEYS - _ECS_OVERRIDABLE
+    if unknown:
+        raise CmdExecConfigError(
+            f"{where}: unknown keys {sorted(unknown)}; use task_definition_arn, conn_id, storage_conn_id "
+            f"or a cluster key ({', '.join(sorted(_ECS_OVERRIDABLE))})"
+        )
+    task_definition_arn = ecs.get("task_definition_arn")
+    image = (docker or {}).get("image") if isinstance(docker, Mapping) else None
+    explicit_conn = "conn_id" in ecs
+    conn_id = ecs.get("conn_id") or ECS_CONN_ID
+    conn = _get_connection(conn_id)
+    if conn is None:
+        if explicit_conn:
+            raise CmdExecConfigError(f"{where}.conn_id: the Airflow connection {conn_id!r} does not exist")
+        raise BackendNotConfigured(f"no ECS cluster connection {conn_id!r}")
+    if not task_definition_arn and not image:
+        raise BackendNotConfigured("the task has neither ecs.task_definition_arn nor docker.image")
+    storage_conn_id = ecs.get("storage_conn_id") or STORAGE_CONN_ID
+    storage_conn = _get_connection(storage_conn_id)
+    if storage_conn is None:
+        if "storage_conn_id" in ecs:
+            raise CmdExecConfigError(
+                f"{where}.storage_conn_id: the Airflow connection {storage_conn_id!r} does not exist"
+            )
+        raise BackendNotConfigured(f"no temporal storage connection {storage_conn_id!r}")
+    overrides = {k: v for k, v in ecs.items() if k not in ECS_TASK_KEYS}
+    ecs_config = ecs_config_from_connection(conn, conn_id, overrides, task_label, task_definition_arn, image)
+    storage = storage_config_from_connection(storage_conn, storage_conn_id, task_label)
+    return ecs_config, storage

@@ -1,0 +1,292 @@
+"""Run the command in a container through the docker CLI (Digdag's ``docker`` executor).
+
+We use the CLI, not the Docker API, because users copy ``docker.docker`` (the CLI path) and
+``docker.run_options`` (CLI flags) from Digdag and expect them to work unchanged.
+
+Differences from Digdag (its section 9.2), on purpose:
+- the environment goes through a private ``--env-file`` (values never on a command line), values
+  that an env file cannot hold (multi-line, very long) through ``-e NAME`` with the value in the
+  CLI's own environment; the worker's environment does not reach the container;
+- every container has a unique name per task try and labels (dag_id, task_id, run_id, try), and
+  is stopped and removed on success, failure, kill and timeout; an OOM kill is reported as such;
+- build output and pulls go to the task log; the build context is an empty folder, not the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from airflow_cmdexec_provider.backends.base import CommandRequest, CommandResult, LineSink
+from airflow_cmdexec_provider.config import DockerConfig
+from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
+
+STOP_GRACE_SECONDS = 10
+# Docker's env-file parser reads one line per variable with a 64 KiB line buffer.
+ENV_FILE_MAX_VALUE = 32 * 1024
+# Variables the docker CLI itself reads: a value for the container must not change the CLI.
+_CLI_ENV = re.compile(r"^(DOCKER_.*|PATH|HOME|XDG_.*|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$")
+LABEL_PREFIX = "io.github.cmdexec."
+
+
+def container_name(labels: Mapping[str, str]) -> str:
+    """A unique, deterministic name per task try: the same try never gets two containers."""
+    def slug(text: str, size: int) -> str:
+        return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.")[:size] or "x"
+
+    run_key = hashlib.sha1(f"{labels.get('run_id')}|{labels.get('map_index')}".encode()).hexdigest()[:10]
+    return (
+        f"cmdexec-{slug(labels.get('dag_id', 'dag'), 24)}-{slug(labels.get('task_id', 'task'), 24)}"
+        f"-{run_key}-try{labels.get('try_number', '1')}"
+    )
+
+
+def build_tag(config: DockerConfig) -> str:
+    """The tag of a ``build`` image: a hash of what makes it (base image, RUN lines, build options)."""
+    digest = hashlib.sha1(
+        json.dumps({"image": config.image, "build": list(config.build)}, separators=(",", ":")).encode()
+    ).hexdigest()
+    return f"cmdexec-build:{digest}"
+
+
+class DockerBackend:
+    """Run a request in a container with the project and the IO dir mounted at the same paths."""
+
+    name = "docker"
+
+    def __init__(self, config: DockerConfig, stop_grace: int = STOP_GRACE_SECONDS) -> None:
+        self.config = config
+        self.stop_grace = stop_grace
+        self._container: str | None = None
+        self._cli: str | None = None
+        self._lock = threading.Lock()
+
+    # -- public protocol -----------------------------------------------------------------------
+    def run(self, request: CommandRequest, log_line: LineSink) -> CommandResult:
+        cli = self._resolve_cli()
+        with self._docker_config_dir() as docker_config_dir:
+            image = self._prepare_image(cli, docker_config_dir, request, log_line)
+            name = container_name(request.labels)
+            self._remove_leftover(cli, name, log_line)
+            with _env_file(request.env) as (env_file, passthrough):
+                argv = self._run_argv(cli, name, image, request, env_file, passthrough)
+                cli_env = {**os.environ, **passthrough}
+                self._container = name
+                try:
+                    exit_code, tail = _stream(argv, cli_env, log_line)
+                    return self._result(cli, name, image, request, exit_code, tail)
+                finally:
+                    self._remove(cli, name)
+                    self._container = None
+
+    def kill(self) -> None:
+        """Stop (TERM, then KILL after the grace period) and remove the running container."""
+        with self._lock:
+            name, cli = self._container, self._cli
+        if name and cli:
+            _run_quiet([cli, "stop", "--time", str(self.stop_grace), name], timeout=self.stop_grace + 30)
+            self._remove(cli, name)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _resolve_cli(self) -> str:
+        cli = shutil.which(self.config.docker)
+        if cli is None:
+            raise CmdExecConfigError(
+                f"Task {self.config.task_label}: docker CLI {self.config.docker!r} was not found "
+                "(key docker.docker); install Docker or set docker.docker to the CLI's path"
+            )
+        self._cli = cli
+        return cli
+
+    @contextmanager
+    def _docker_config_dir(self) -> Iterator[str | None]:
+        """A throw-away CLI config dir holding the registry login, if the task has one."""
+        registry = self.config.registry
+        if registry is None:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="cmdexec-docker-config-") as tmp:
+            argv = [self._cli or "docker", "--config", tmp, "login", "--username", registry.username,
+                    "--password-stdin"]
+            if registry.server:
+                argv.append(registry.server)
+            proc = subprocess.run(argv, input=registry.password.encode(), capture_output=True, timeout=120)
+            if proc.returncode != 0:
+                raise BackendError(
+                    f"Task {self.config.task_label}: docker login to {registry.server or 'Docker Hub'} as "
+                    f"{registry.username!r} failed (connection {self.config.docker_conn_id!r}): "
+                    f"{_last_line(proc.stderr)}"
+                )
+            yield tmp
+
+    def _prepare_image(
+        self, cli: str, docker_config_dir: str | None, request: CommandRequest, log_line: LineSink
+    ) -> str:
+        if self.config.build:
+            return self._build(cli, log_line)
+        image = self.config.image
+        if self.config.pull_always:
+            self._pull(cli, docker_config_dir, image, log_line)
+        elif not self._image_exists(cli, image):
+            log_line(f"Image {image} is not on this Docker host: pulling it")
+            self._pull(cli, docker_config_dir, image, log_line)
+        return image
+
+    def _image_exists(self, cli: str, image: str) -> bool:
+        proc = subprocess.run([cli, "image", "inspect", "--format", "{{.Id}}", image],
+                              capture_output=True, timeout=60)
+        if proc.returncode == 0:
+            return True
+        error = proc.stderr.decode(errors="replace")
+        if "No such image" in error or "not found" in error.lower():
+            return False
+        raise BackendError(
+            f"Task {self.config.task_label}: the Docker daemon is not reachable through {cli!r}: "
+            f"{_last_line(proc.stderr)}. Start dockerd or point DOCKER_HOST at a running daemon."
+        )
+
+    def _pull(self, cli: str, docker_config_dir: str | None, image: str, log_line: LineSink) -> None:
+        argv = [cli, *(["--config", docker_config_dir] if docker_config_dir else []), "pull", image]
+        exit_code, tail = _stream(argv, dict(os.environ), log_line)
+        if exit_code != 0:
+            raise BackendError(
+                f"Task {self.config.task_label}: docker pull {image} failed (exit {exit_code}): "
+                f"{tail[-1] if tail else 'no output'}. Check docker.image, docker_conn_id and the registry."
+            )
+
+    def _build(self, cli: str, log_line: LineSink) -> str:
+        tag = build_tag(self.config)
+        if self._image_exists(cli, tag):
+            log_line(f"Reusing docker image {tag}")
+            return tag
+        log_line(f"Building docker image {tag} from {self.config.image}")
+        with tempfile.TemporaryDirectory(prefix="cmdexec-build-") as context_dir:
+            dockerfile = Path(context_dir) / "Dockerfile"
+            lines = [f"FROM {self.config.image.replace(chr(10), '')}"]
+            lines += [f"RUN {line}" for command in self.config.build for line in command.split("\n") if line]
+            dockerfile.write_text("\n".join(lines) + "\n")
+            argv = [cli, "build", *self.config.build_options, "-f", str(dockerfile), "--force-rm", "-t", tag,
+                    context_dir]
+            exit_code, tail = _stream(argv, dict(os.environ), log_line)
+        if exit_code != 0:
+            raise BackendError(
+                f"Task {self.config.task_label}: docker build failed (exit {exit_code}) for docker.build "
+                f"on {self.config.image}: {tail[-1] if tail else 'no output'}"
+            )
+        return tag
+
+    def _remove_leftover(self, cli: str, name: str, log_line: LineSink) -> None:
+        proc = subprocess.run([cli, "container", "inspect", "--format", "{{.State.Status}}", name],
+                              capture_output=True, timeout=60)
+        if proc.returncode == 0:
+            log_line(f"Removing leftover container {name} ({proc.stdout.decode().strip()}) of an earlier attempt")
+            self._remove(cli, name)
+
+    def _run_argv(
+        self, cli: str, name: str, image: str, request: CommandRequest, env_file: str, passthrough: Mapping[str, str]
+    ) -> list[str]:
+        mode = "rw,Z" if self.config.selinux else "rw"
+        project, io_dir = str(request.project_dir), str(request.io_dir)
+        argv = [cli, "run", *self.config.run_options, "--name", name]
+        for key, value in {"managed": "true", **request.labels}.items():
+            argv += ["--label", f"{LABEL_PREFIX}{key}={value}"]
+        argv += ["-v", f"{project}:{project}:{mode}", "-v", f"{io_dir}:{io_dir}:{mode}"]
+        argv += ["-w", str(request.working_dir), "--env-file", env_file]
+        for key in passthrough:
+            argv += ["-e", key]
+        return [*argv, image, *request.argv(request.io_dir)]
+
+    def _result(
+        self, cli: str, name: str, image: str, request: CommandRequest, exit_code: int, tail: Sequence[str]
+    ) -> CommandResult:
+        # 125-127 are also ordinary exit codes of user commands: only the CLI's own error line tells.
+        daemon_error = _daemon_error(tail) if exit_code in (125, 126, 127) else None
+        if daemon_error:
+            if "executable file not found" in daemon_error or "no such file or directory" in daemon_error:
+                raise CommandNotFound(request.argv(request.io_dir)[0], f"in the image {image}")
+            raise BackendError(
+                f"Task {self.config.task_label}: docker could not run the container (exit {exit_code}): "
+                f"{daemon_error}"
+            )
+        if exit_code == 137 and self._oom_killed(cli, name):
+            return CommandResult(137, "OOMKilled: the container ran out of memory; raise the limit in "
+                                      "docker.run_options (e.g. -m)")
+        return CommandResult(exit_code)
+
+    def _oom_killed(self, cli: str, name: str) -> bool:
+        proc = subprocess.run([cli, "container", "inspect", "--format", "{{.State.OOMKilled}}", name],
+                              capture_output=True, timeout=60)
+        return proc.stdout.decode().strip() == "true"
+
+    def _remove(self, cli: str, name: str) -> None:
+        _run_quiet([cli, "rm", "--force", "--volumes", name], timeout=120)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+@contextmanager
+def _env_file(env: Mapping[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """Write the env values a docker env file can hold to a private file; return the others apart."""
+    passthrough = {k: v for k, v in env.items() if "\n" in v or "\r" in v or len(v) > ENV_FILE_MAX_VALUE}
+    for key in passthrough:
+        if _CLI_ENV.match(key):
+            raise CmdExecConfigError(
+                f"env var {key!r} has a multi-line or very long value, which Docker can only receive through "
+                "the docker CLI's own environment, where this name would change the CLI itself; rename it"
+            )
+    fd, path = tempfile.mkstemp(prefix="cmdexec-env-")  # mode 0600: only the worker's user reads it
+    try:
+        with os.fdopen(fd, "w") as f:
+            for key, value in env.items():
+                if key not in passthrough:
+                    f.write(f"{key}={value}\n")
+        yield path, passthrough
+    finally:
+        os.unlink(path)
+
+
+def _stream(argv: Sequence[str], env: Mapping[str, str], log_line: LineSink) -> tuple[int, list[str]]:
+    """Run a docker CLI command, forwarding its output line by line; return the exit code and last lines."""
+    tail: list[str] = []
+    proc = subprocess.Popen(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            log_line(line)
+            tail = [*tail[-19:], line]
+        return proc.wait(), tail
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+
+
+def _run_quiet(argv: Sequence[str], timeout: float) -> None:
+    try:
+        subprocess.run(argv, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _daemon_error(tail: Sequence[str]) -> str | None:
+    """The docker CLI's own error line (``docker: Error response from daemon: ...``), if any."""
+    for line in reversed(tail):
+        if line.startswith("docker:") or "Error response from daemon" in line:
+            return line
+    return None
+
+
+def _last_line(output: bytes) -> str:
+    lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
