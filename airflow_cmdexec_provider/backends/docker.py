@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,7 +53,8 @@ def container_name(labels: Mapping[str, str]) -> str:
 def build_tag(config: DockerConfig) -> str:
     """The tag of a ``build`` image: a hash of what makes it (base image, RUN lines, build options)."""
     digest = hashlib.sha1(
-        json.dumps({"image": config.image, "build": list(config.build)}, separators=(",", ":")).encode()
+        json.dumps({"image": config.image, "build": list(config.build), "build_options": list(config.build_options)},
+                   separators=(",", ":")).encode()
     ).hexdigest()
     return f"cmdexec-build:{digest}"
 
@@ -68,6 +69,8 @@ class DockerBackend:
         self.stop_grace = stop_grace
         self._container: str | None = None
         self._cli: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._killed = False
         self._lock = threading.Lock()
 
     # -- public protocol -----------------------------------------------------------------------
@@ -80,21 +83,40 @@ class DockerBackend:
             with _env_file(request.env) as (env_file, passthrough):
                 argv = self._run_argv(cli, name, image, request, env_file, passthrough)
                 cli_env = {**os.environ, **passthrough}
+                # No lock here: kill() may run in a signal handler on this very thread. The order
+                # (publish, then check _killed; kill() sets _killed, then reads) loses no kill.
                 self._container = name
+                if self._killed:
+                    self._container = None
+                    raise BackendError(f"Task {self.config.task_label} was killed before its container started")
                 try:
-                    exit_code, tail = _stream(argv, cli_env, log_line)
+                    exit_code, tail = _stream(argv, cli_env, log_line, self._started)
                     return self._result(cli, name, image, request, exit_code, tail)
                 finally:
                     self._remove(cli, name)
-                    self._container = None
+                    self._container = self._proc = None
+
+    def _started(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        if self._killed:  # kill() came while `docker run` was being started
+            proc.kill()
 
     def kill(self) -> None:
         """Stop (TERM, then KILL after the grace period) and remove the running container."""
+        self._killed = True  # a run that has not started its container yet will not start it
         with self._lock:
             name, cli = self._container, self._cli
         if name and cli:
-            _run_quiet([cli, "stop", "--time", str(self.stop_grace), name], timeout=self.stop_grace + 30)
+            _run_quiet([cli, "stop", "-t", str(self.stop_grace), name], timeout=self.stop_grace + 30)
             self._remove(cli, name)
+            # If `docker run` had not created the container yet when we stopped it, it would start it
+            # now: end the CLI, and run() removes whatever it created.
+            proc = self._proc
+            if proc is not None:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
     # -- steps ---------------------------------------------------------------------------------
     def _resolve_cli(self) -> str:
@@ -253,11 +275,16 @@ def _env_file(env: Mapping[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
         os.unlink(path)
 
 
-def _stream(argv: Sequence[str], env: Mapping[str, str], log_line: LineSink) -> tuple[int, list[str]]:
+def _stream(
+    argv: Sequence[str], env: Mapping[str, str], log_line: LineSink,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> tuple[int, list[str]]:
     """Run a docker CLI command, forwarding its output line by line; return the exit code and last lines."""
     tail: list[str] = []
     proc = subprocess.Popen(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
+    if started is not None:
+        started(proc)
     try:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -46,6 +47,7 @@ class CommandExecutorHook(BaseHook):
     :param docker: the task's Digdag ``docker`` params (``image``, ``run_options``, ...).
     :param ecs: the task's Digdag ``ecs`` params (``task_definition_arn``, cluster overrides).
     :param task_label: ``dag_id.task_id``, used in every message.
+    :param timeout: the task's ``execution_timeout``: presigned URLs must outlive it.
     """
 
     hook_name = "Command Executor"
@@ -57,10 +59,12 @@ class CommandExecutorHook(BaseHook):
         docker: Mapping[str, Any] | None = None,
         ecs: Mapping[str, Any] | None = None,
         task_label: str,
+        timeout: timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.task_label = task_label
+        self.timeout = timeout
         self.forced = normalize_executor(executor, f"Task {task_label}: executor")
         self.docker = docker
         self.ecs = ecs
@@ -123,4 +127,44 @@ class CommandExecutorHook(BaseHook):
         ecs_config, storage_config = config.ecs_setup(self.ecs, self.docker, self.task_label)
         from airflow_cmdexec_provider.backends.ecs import EcsBackend
 
-        return EcsBackend(ecs_config, storage_config)
+        # Presigned URLs must stay valid for the task's whole life (Digdag's 600 s default lost the
+        # outputs of long tasks, spec §6.11): execution_timeout plus an hour, else the 7-day maximum.
+        url_ttl = int(self.timeout.total_seconds()) + 3600 if self.timeout else None
+        return EcsBackend(
+            ecs_config,
+            storage_config,
+            td_cache=VariableTaskDefinitionCache(),
+            url_ttl=url_ttl,
+            poll_interval=ecs_config.poll_interval,
+        )
+
+
+class VariableTaskDefinitionCache:
+    """Image -> task definition ARN, remembered in the Airflow Variable ``cmdexec_ecs_task_definitions``.
+
+    A Variable, not process memory: every Airflow task is a new process, and the Variable is shared
+    by all workers, so the O(N) tag scan happens once per image, not once per task. Entries are
+    validated on use (the backend re-describes the ARN), so a stale entry only costs a new scan.
+    """
+
+    variable = "cmdexec_ecs_task_definitions"
+
+    def _load(self) -> dict[str, str]:
+        from airflow.sdk import Variable
+
+        try:
+            data = Variable.get(self.variable, default=None, deserialize_json=True)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, key: str) -> str | None:
+        return self._load().get(key)
+
+    def set(self, key: str, value: str) -> None:
+        from airflow.sdk import Variable
+
+        data = self._load()
+        data[key] = value
+        Variable.set(self.variable, data, serialize_json=True,
+                     description="airflow-cmdexec-provider: cache of ECS task definitions by docker.image tag")

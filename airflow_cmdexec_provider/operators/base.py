@@ -94,7 +94,11 @@ class CommandOperator(BaseOperator):
         project_dir = self._project_dir()
         workdir = self._workdir(project_dir)
         self._hook = CommandExecutorHook(
-            executor=self.command_executor, docker=self.docker, ecs=self.ecs, task_label=label
+            executor=self.command_executor,
+            docker=self.docker,
+            ecs=self.ecs,
+            task_label=label,
+            timeout=self.execution_timeout,
         )
         with tempfile.TemporaryDirectory(prefix="cmdexec-") as tmp:
             # The IO dir is shared with containers that may run as another user: writable by all,

@@ -153,6 +153,14 @@ def _user_backtrace(exc):
 
 def main(argv):
     command, in_file, out_file = argv[1:4]
+    # Output goes to a pipe, where Python buffers it in blocks: flush each line so that the task log
+    # shows it as it is printed (Python 3.7+; PYTHONUNBUFFERED does the same for older ones).
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    # Importing the project's modules must not write __pycache__ folders into the project (with
+    # Docker, as the container's user, possibly root).
+    sys.dont_write_bytecode = True
     with open(in_file) as f:
         params = json.load(f)["params"]
     env = _Env(params)

@@ -132,6 +132,10 @@ module DigdagRunner
 
   def run(argv)
     command, in_file, out_file, required = argv
+    # Output goes to a pipe, where Ruby buffers it: write it through so that the task log shows
+    # each line as it is printed.
+    $stdout.sync = true
+    $stderr.sync = true
     params = JSON.parse(File.read(in_file))['params']
     env = Digdag::Env.new(params)
     Digdag.env = env

@@ -1,0 +1,110 @@
+"""S3 temporal storage (Digdag temporal_storage.type = s3) with boto3.
+
+``endpoint`` may be a bare host as in Digdag (``s3.amazonaws.com``) or a URL with scheme and port
+(a local S3-compatible server); ``path_style_access`` switches to path-style addressing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airflow_cmdexec_provider.config import StorageConfig
+from airflow_cmdexec_provider.exceptions import BackendError
+
+
+class S3TemporalStorage:
+    type = "s3"
+
+    def __init__(self, config: StorageConfig, session: Any = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.config = config
+        self.bucket = config.bucket
+        session = session or _session(config)
+        self.client = session.client(
+            "s3",
+            endpoint_url=config.endpoint_url,
+            region_name=config.region,
+            config=Config(
+                s3={"addressing_style": "path" if config.path_style_access else "auto"},
+                signature_version="s3v4",
+                retries={"mode": "standard", "total_max_attempts": 5},
+            ),
+        )
+
+    def upload_file(self, key: str, path: Path) -> None:
+        try:
+            self.client.upload_file(str(path), self.bucket, key)
+        except Exception as exc:
+            raise BackendError(f"upload of s3://{self.bucket}/{key} failed: {_aws_message(exc)}") from exc
+
+    def download_file(self, key: str, path: Path) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.download_file(self.bucket, key, str(path))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise BackendError(f"download of s3://{self.bucket}/{key} failed: {_aws_message(exc)}") from exc
+        return True
+
+    def presigned_get(self, key: str, expires_in: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )
+
+    def presigned_put(self, key: str, expires_in: int) -> str:
+        return self.client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )
+
+    def delete(self, keys: list[str]) -> None:
+        if keys:
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            )
+
+    def env_file_arn(self, key: str) -> str | None:
+        return f"arn:aws:s3:::{self.bucket}/{key}"
+
+
+def _session(config: StorageConfig) -> Any:
+    """Credentials: static keys, a credentials file, an Airflow aws connection, or the default chain."""
+    import boto3
+
+    if config.access_key_id and config.secret:
+        return boto3.session.Session(aws_access_key_id=config.access_key_id,
+                                     aws_secret_access_key=config.secret, region_name=config.region)
+    if config.credentials_file:
+        return boto3.session.Session(**_read_credentials_file(config.credentials_file),
+                                     region_name=config.region)
+    if config.aws_conn_id:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(aws_conn_id=config.aws_conn_id, client_type="s3").get_session(config.region)
+    return boto3.session.Session(region_name=config.region)
+
+
+def _read_credentials_file(path: str) -> dict[str, str]:
+    """Digdag's ``credentials.file``: a Java properties file with accessKey / secretKey."""
+    values: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "!")):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    access = values.get("accessKey") or values.get("aws_access_key_id")
+    secret = values.get("secretKey") or values.get("aws_secret_access_key")
+    if not access or not secret:
+        raise BackendError(f"S3 credentials file {path} has no accessKey/secretKey entries")
+    return {"aws_access_key_id": access, "aws_secret_access_key": secret}
+
+
+def _aws_message(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response["Error"]
+        return f"{error.get('Code')}: {error.get('Message')}"
+    return str(exc)
