@@ -18,13 +18,16 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from airflow_cmdexec_provider.backends.base import CommandRequest, CommandResult, LineSink
 from airflow_cmdexec_provider.config import DockerConfig
@@ -53,8 +56,10 @@ def container_name(labels: Mapping[str, str]) -> str:
 def build_tag(config: DockerConfig) -> str:
     """The tag of a ``build`` image: a hash of what makes it (base image, RUN lines, build options)."""
     digest = hashlib.sha1(
-        json.dumps({"image": config.image, "build": list(config.build), "build_options": list(config.build_options)},
-                   separators=(",", ":")).encode()
+        json.dumps(
+            {"image": config.image, "build": list(config.build), "build_options": list(config.build_options)},
+            separators=(",", ":"),
+        ).encode()
     ).hexdigest()
     return f"cmdexec-build:{digest}"
 
@@ -72,14 +77,25 @@ class DockerBackend:
         self._proc: subprocess.Popen[bytes] | None = None
         self._killed = False
         self._lock = threading.Lock()
+        # Called with the handle of the running container (and its log progress), so that a later
+        # try can re-attach to it: see CommandExecutorHook.run and HandleJournal.
+        self.save_handle: Callable[[dict[str, Any]], None] | None = None
+        self.poll_interval = 1.0
 
     # -- public protocol -----------------------------------------------------------------------
     def run(self, request: CommandRequest, log_line: LineSink) -> CommandResult:
         cli = self._resolve_cli()
         with self._docker_config_dir() as docker_config_dir:
-            image = self._prepare_image(cli, docker_config_dir, request, log_line)
             name = container_name(request.labels)
-            self._remove_leftover(cli, name, log_line)
+            # Two independent docker CLI calls, side by side: each costs a CLI start and a daemon
+            # round trip, a visible part of a short task's run time.
+            leftover = threading.Thread(target=self._remove_leftover, args=(cli, name, log_line),
+                                        name="cmdexec-docker-leftover", daemon=True)
+            leftover.start()
+            try:
+                image = self._prepare_image(cli, docker_config_dir, request, log_line)
+            finally:
+                leftover.join()
             with _env_file(request.env) as (env_file, passthrough):
                 argv = self._run_argv(cli, name, image, request, env_file, passthrough)
                 cli_env = {**os.environ, **passthrough}
@@ -88,9 +104,14 @@ class DockerBackend:
                 self._container = name
                 if self._killed:
                     self._container = None
-                    raise BackendError(f"Task {self.config.task_label} was killed before its container started")
+                    raise BackendError(
+                        f"Task {self.config.task_label} was killed before its container started"
+                    )
+                handle = self._new_handle(name, image, request)
+                self._save(handle)
+                progress = _Progress(handle, log_line, self._save)
                 try:
-                    exit_code, tail = _stream(argv, cli_env, log_line, self._started)
+                    exit_code, tail = _stream(argv, cli_env, progress, self._started, tick=progress.tick)
                     return self._result(cli, name, image, request, exit_code, tail)
                 finally:
                     self._remove(cli, name)
@@ -250,7 +271,132 @@ class DockerBackend:
         return proc.stdout.decode().strip() == "true"
 
     def _remove(self, cli: str, name: str) -> None:
-        _run_quiet([cli, "rm", "--force", "--volumes", name], timeout=120)
+        proc = _run_quiet([cli, "rm", "--force", "--volumes", name], timeout=120)
+        if proc is not None and proc.returncode != 0 and b"already in progress" in proc.stderr:
+            # kill() and run() both remove; the one that lost the race returns only once it is gone.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                probe = _run_quiet([cli, "container", "inspect", "--format", "{{.Id}}", name], timeout=60)
+                if probe is None or probe.returncode != 0:
+                    return
+                time.sleep(0.1)
+
+
+    # -- durable execution: handle, re-attach, polling (deferrable) ------------------------------
+    def _new_handle(self, name: str, image: str, request: CommandRequest) -> dict[str, Any]:
+        return {"backend": self.name, "container": name, "image": image, "io_dir": str(request.io_dir),
+                "lines_shown": 0, "last_ts": None}
+
+    def _save(self, handle: dict[str, Any]) -> None:
+        if self.save_handle is not None:
+            self.save_handle(handle)
+
+    def submit(self, request: CommandRequest, log_line: LineSink) -> dict[str, Any]:
+        """Start the container detached (for deferrable mode) and return its handle."""
+        cli = self._resolve_cli()
+        with self._docker_config_dir() as docker_config_dir:
+            image = self._prepare_image(cli, docker_config_dir, request, log_line)
+            name = container_name(request.labels)
+            self._remove_leftover(cli, name, log_line)
+            with _env_file(request.env) as (env_file, passthrough):
+                argv = self._run_argv(cli, name, image, request, env_file, passthrough)
+                argv.insert(argv.index("run") + 1, "--detach")
+                handle = self._new_handle(name, image, request)
+                self._save(handle)
+                proc = subprocess.run(argv, env={**os.environ, **passthrough}, capture_output=True, timeout=300)
+        if proc.returncode != 0:
+            self._remove(cli, name)
+            tail = proc.stderr.decode(errors="replace").splitlines()
+            self._result(cli, name, image, request, proc.returncode, tail)  # raises a clear error
+            raise BackendError(f"Task {self.config.task_label}: docker run failed: {_last_line(proc.stderr)}")
+        log_line(f"Started container {name}")
+        return handle
+
+    def poll(self, handle: dict[str, Any], log_line: LineSink) -> CommandResult | None:
+        """Forward the container's new log lines; once it exited, return its result."""
+        cli = self._resolve_cli()
+        state = _run_quiet([cli, "container", "inspect", "--format",
+                            "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", handle["container"]],
+                           timeout=60)
+        if state is None or state.returncode != 0:
+            raise BackendError(f"Task {self.config.task_label}: container {handle['container']} is gone "
+                               f"({_last_line(state.stderr) if state else 'docker did not answer'})")
+        status, exit_code, oom = state.stdout.decode().split()
+        self._forward_logs(cli, handle, log_line)
+        if status in ("created", "running", "restarting", "paused"):
+            return None
+        if oom == "true":
+            return CommandResult(int(exit_code), "OOMKilled: the container ran out of memory; raise the limit in "
+                                                 "docker.run_options (e.g. -m)")
+        return CommandResult(int(exit_code))
+
+    def _forward_logs(self, cli: str, handle: dict[str, Any], log_line: LineSink) -> None:
+        """Log the lines an earlier look did not show: by timestamp, or by count for a blocking try's log."""
+        argv = [cli, "logs", "--timestamps"]
+        if handle.get("last_ts"):
+            argv += ["--since", handle["last_ts"]]
+        proc = _run_quiet([*argv, handle["container"]], timeout=120)
+        if proc is None or proc.returncode != 0:
+            return
+        entries = []
+        for raw in (proc.stdout + proc.stderr).decode("utf-8", errors="replace").splitlines():
+            ts, _, line = raw.partition(" ")
+            entries.append((ts, line))
+        entries.sort(key=lambda e: e[0])  # stdout and stderr come back apart: merge by time
+        if not handle.get("last_ts"):
+            entries = entries[handle.get("lines_shown", 0):]
+        else:
+            entries = [e for e in entries if e[0] > handle["last_ts"]]
+        for ts, line in entries:
+            log_line(line)
+            handle["last_ts"] = ts
+        handle["lines_shown"] = handle.get("lines_shown", 0) + len(entries)
+        if entries:
+            self._save(handle)
+
+    def resume(self, handle: dict[str, Any], request: CommandRequest, log_line: LineSink) -> CommandResult | None:
+        """Re-attach to the container of an earlier try: the rest of its log, its result, its outputs.
+
+        Returns None when that container no longer exists (then the command runs afresh).
+        """
+        cli = self._resolve_cli()
+        probe = _run_quiet([cli, "container", "inspect", "--format", "{{.State.Status}}", handle["container"]],
+                           timeout=60)
+        if probe is None or probe.returncode != 0:
+            log_line(f"The container {handle['container']} of an earlier try no longer exists")
+            self.cleanup(handle, log_line)
+            return None
+        log_line(f"Re-attached to container {handle['container']} ({probe.stdout.decode().strip()}) started by "
+                 "an earlier try of this task: not starting another one")
+        with self._lock:
+            self._container = handle["container"]
+        try:
+            while (result := self.poll(handle, log_line)) is None:
+                time.sleep(self.poll_interval)
+            return self.collect(handle, request.io_dir, result)
+        finally:
+            self.cleanup(handle, log_line)
+            self._container = None
+
+    def collect(self, handle: dict[str, Any], io_dir: Path, result: CommandResult) -> CommandResult:
+        """Copy what the container wrote into its IO dir (an earlier try's) into ``io_dir``."""
+        source = Path(handle["io_dir"])
+        if source != io_dir and source.is_dir():
+            for child in source.iterdir():
+                if child.is_file() and not child.is_symlink():
+                    shutil.copyfile(child, io_dir / child.name)
+        return result
+
+    def stop(self, handle: dict[str, Any], reason: str) -> None:
+        cli = self._resolve_cli()
+        _run_quiet([cli, "stop", "-t", str(self.stop_grace), handle["container"]], timeout=self.stop_grace + 30)
+
+    def cleanup(self, handle: dict[str, Any], log_line: LineSink) -> None:
+        """Remove the container and the earlier try's private IO folder."""
+        self._remove(self._resolve_cli(), handle["container"])
+        io_root = Path(handle["io_dir"]).parent
+        if io_root.name.startswith("cmdexec-") and io_root.is_dir():
+            shutil.rmtree(io_root, ignore_errors=True)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -278,8 +424,12 @@ def _env_file(env: Mapping[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
 def _stream(
     argv: Sequence[str], env: Mapping[str, str], log_line: LineSink,
     started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[int, list[str]]:
-    """Run a docker CLI command, forwarding its output line by line; return the exit code and last lines."""
+    """Run a docker CLI command, forwarding its output line by line; return the exit code and last lines.
+
+    ``tick`` is called about once a second, also while the command prints nothing.
+    """
     tail: list[str] = []
     proc = subprocess.Popen(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -287,8 +437,24 @@ def _stream(
         started(proc)
     try:
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        fd = proc.stdout.fileno()
+        pending = b""
+        while True:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if tick is not None:
+                tick()
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r")
+                log_line(line)
+                tail = [*tail[-19:], line]
+        if pending:
+            line = pending.decode("utf-8", errors="replace").rstrip("\r")
             log_line(line)
             tail = [*tail[-19:], line]
         return proc.wait(), tail
@@ -299,11 +465,11 @@ def _stream(
         proc.stdout.close()  # type: ignore[union-attr]
 
 
-def _run_quiet(argv: Sequence[str], timeout: float) -> None:
+def _run_quiet(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes] | None:
     try:
-        subprocess.run(argv, capture_output=True, timeout=timeout)
+        return subprocess.run(argv, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        pass
+        return None
 
 
 def _daemon_error(tail: Sequence[str]) -> str | None:
@@ -317,3 +483,25 @@ def _daemon_error(tail: Sequence[str]) -> str | None:
 def _last_line(output: bytes) -> str:
     lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
+
+
+class _Progress:
+    """Counts the log lines shown and saves that count (at most once a second) in the handle."""
+
+    def __init__(self, handle: dict[str, Any], log_line: LineSink, save: Callable[[dict[str, Any]], None]):
+        self.handle = handle
+        self.log_line = log_line
+        self.save = save
+        self.saved = 0
+        self.last_save = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        self.log_line(line)
+        self.handle["lines_shown"] += 1
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.handle["lines_shown"] != self.saved and now - self.last_save >= 1.0:
+            self.saved = self.handle["lines_shown"]
+            self.last_save = now
+            self.save(self.handle)

@@ -78,7 +78,7 @@ class EcsBackend:
         *,
         td_cache: TaskDefinitionCache | None = None,
         url_ttl: int | None = None,
-        on_submit: Callable[[dict[str, Any]], None] | None = None,
+        save_handle: Callable[[dict[str, Any]], None] | None = None,
         poll_interval: float = 2.0,
         session: Any = None,
     ) -> None:
@@ -86,7 +86,7 @@ class EcsBackend:
         self.storage_config = storage_config
         self.td_cache = td_cache if td_cache is not None else MemoryCache()
         self.url_ttl = url_ttl
-        self.on_submit = on_submit
+        self.save_handle = save_handle
         self.poll_interval = poll_interval
         self._session = session
         self._ecs: Any = None
@@ -95,6 +95,7 @@ class EcsBackend:
         self._current: dict[str, Any] | None = None
         self._kill_requested = threading.Event()
         self._last_overrides: dict[str, Any] = {}
+        self._last_save = 0.0
         self.api_calls: dict[str, int] = {}
 
     # -- clients ---------------------------------------------------------------------------------
@@ -178,6 +179,7 @@ class EcsBackend:
                      f"containers: the command runs in the first one, {container['name']!r}")
         base_key = self._base_key(request)
         handle: dict[str, Any] = {
+            "backend": self.name,
             "cluster": self.config.cluster_name,
             "task_definition_arn": td["taskDefinitionArn"],
             "container_name": container["name"],
@@ -416,8 +418,8 @@ class EcsBackend:
             handle["awslogs"]["stream"] = f"{handle['awslogs']['stream_prefix']}/{task['taskArn'].rsplit('/', 1)[-1]}"
         handle["log_token"] = None
         log_line(f"Started ECS task {task['taskArn']} on cluster {self.config.cluster_name}")
-        if self.on_submit is not None:
-            self.on_submit(handle)
+        if self.save_handle is not None:
+            self.save_handle(handle)
 
     def describe(self, handle: Mapping[str, Any]) -> dict[str, Any] | None:
         response = self._call(self.ecs, "describe_tasks", cluster=handle["cluster"], tasks=[handle["task_arn"]])
@@ -426,29 +428,66 @@ class EcsBackend:
 
     def wait(self, handle: dict[str, Any], log_line: LineSink) -> CommandResult:
         """Stream logs until the task stops, drain them to the end marker, and return the exit code."""
-        last_status = None
-        missing = 0
         while True:
-            task = self.describe(handle)
-            if task is None:
-                missing += 1  # DescribeTasks is eventually consistent right after RunTask (Digdag #1149)
-                if missing > 30:
-                    raise BackendError(f"Task {self.config.task_label}: ECS task {handle['task_arn']} disappeared")
-            else:
-                status = task.get("lastStatus")
-                if status != last_status:
-                    log_line(f"ECS task {handle['task_arn'].rsplit('/', 1)[-1]} is {status}")
-                    last_status = status
-                if status == "STOPPED":
-                    if task.get("stopCode") == "TaskFailedToStart" and not self._kill_requested.is_set():
-                        if handle.get("attempts", 1) < RUN_TASK_ATTEMPTS:
-                            log_line(f"ECS task failed to start ({task.get('stoppedReason')}); starting it again")
-                            self._start(handle, self._last_overrides, log_line)
-                            last_status = None
-                            continue
-                    return self._finish(handle, task, log_line)
-                self.fetch_logs(handle, log_line)
+            result = self.poll(handle, log_line)
+            if result is not None:
+                return result
             time.sleep(self.poll_interval)
+
+    def poll(self, handle: dict[str, Any], log_line: LineSink) -> CommandResult | None:
+        """One look at the task: forward new log lines; once it stopped, drain the log and return the result."""
+        task = self.describe(handle)
+        if task is None:
+            # DescribeTasks is eventually consistent right after RunTask (Digdag #1149).
+            handle["missing_polls"] = handle.get("missing_polls", 0) + 1
+            if handle["missing_polls"] > 30:
+                raise BackendError(f"Task {self.config.task_label}: ECS task {handle['task_arn']} disappeared")
+            return None
+        status = task.get("lastStatus")
+        if status != handle.get("last_status"):
+            log_line(f"ECS task {handle['task_arn'].rsplit('/', 1)[-1]} is {status}")
+            handle["last_status"] = status
+        if status != "STOPPED":
+            self.fetch_logs(handle, log_line)
+            self._save_progress(handle)
+            return None
+        restartable = self._last_overrides and not self._kill_requested.is_set()
+        if task.get("stopCode") == "TaskFailedToStart" and restartable:
+            if handle.get("attempts", 1) < RUN_TASK_ATTEMPTS:
+                log_line(f"ECS task failed to start ({task.get('stoppedReason')}); starting it again")
+                self._start(handle, self._last_overrides, log_line)
+                handle["last_status"] = None
+                return None
+        return self._finish(handle, task, log_line)
+
+    def _save_progress(self, handle: dict[str, Any]) -> None:
+        """Persist the log position (at most once a second), so a re-attach does not repeat lines."""
+        if self.save_handle is None or handle.get("log_token") == handle.get("saved_token"):
+            return
+        now = time.monotonic()
+        if now - self._last_save >= 1.0:
+            handle["saved_token"] = handle.get("log_token")
+            self.save_handle(handle)
+            self._last_save = now
+
+    def resume(self, handle: dict[str, Any], request: CommandRequest, log_line: LineSink) -> CommandResult | None:
+        """Re-attach to the ECS task of an earlier try: stream the rest of its log and collect its result.
+
+        Returns None when that task no longer exists (nothing to re-attach to; its objects are deleted).
+        """
+        self._current = handle
+        try:
+            task = self.describe(handle) if handle.get("task_arn") else None
+            if task is None:
+                log_line(f"The ECS task {handle.get('task_arn')} of an earlier try no longer exists")
+                return None
+            log_line(f"Re-attached to ECS task {handle['task_arn']} ({task.get('lastStatus')}) started by an "
+                     "earlier try of this task: not starting another one")
+            handle.pop("missing_polls", None)
+            result = self.wait(handle, log_line)
+            return self.collect(handle, request.io_dir, result)
+        finally:
+            self.cleanup(handle, log_line)
 
     def _finish(self, handle: dict[str, Any], task: Mapping[str, Any], log_line: LineSink) -> CommandResult:
         containers = task.get("containers") or []

@@ -82,7 +82,7 @@ class CommandExecutorHook(BaseHook):
         skipped: list[str] = []
         for name in chain:
             try:
-                backend = self._factories()[name]()
+                backend = self.backend(name)
             except BackendNotConfigured as exc:
                 if self.forced is not None:
                     raise CmdExecConfigError(
@@ -95,19 +95,43 @@ class CommandExecutorHook(BaseHook):
             return backend
         raise CmdExecConfigError(f"Task {self.task_label}: no executor is available ({'; '.join(skipped)})")
 
-    def run(self, request: CommandRequest, log_line: LineSink) -> CommandResult:
-        """Select the backend and run the request on it."""
-        self._backend = self.get_backend()
-        try:
-            return self._backend.run(request, log_line)
-        finally:
-            self._backend = None
+    def backend(self, name: str) -> CommandBackend:
+        """Build the named backend (``ecs``, ``docker``, ``local``) for this task, without selection."""
+        return self._factories()[name]()
 
-    def kill(self) -> None:
-        """Stop the command that ``run`` is waiting for, if any."""
-        backend = self._backend
-        if backend is not None:
-            backend.kill()
+    def run(
+        self,
+        request: CommandRequest,
+        log_line: LineSink,
+        journal: HandleJournal | None = None,
+        backend: CommandBackend | None = None,
+    ) -> CommandResult:
+        """Select the backend and run the request on it.
+
+        With a ``journal`` (the task's state store), a remote backend's handle is saved as soon as
+        the command started; a later try of the same task finds it and re-attaches to that container
+        or ECS task instead of starting a second one (or collects its result if it already ended).
+        """
+        backend = backend or self.get_backend()
+        self._backend = backend
+        try:
+            if journal is not None and hasattr(backend, "resume"):
+                backend.save_handle = journal.save
+                handle = journal.load()
+                if handle and handle.get("backend") == backend.name:
+                    result = backend.resume(handle, request, log_line)
+                    if result is not None:
+                        return result
+                elif handle:
+                    self.log.warning("Ignoring the %s handle of an earlier try: this try runs on %s",
+                                     handle.get("backend"), backend.name)
+            return backend.run(request, log_line)
+        finally:
+            # The command ended (or was stopped and cleaned up): a retry must start afresh. Only a
+            # worker that died never gets here, and then the next try re-attaches.
+            if journal is not None:
+                journal.clear()
+            self._backend = None
 
     def _factories(self) -> dict[str, Callable[[], CommandBackend]]:
         return {"ecs": self._ecs_backend, "docker": self._docker_backend, "local": self._local_backend}
@@ -137,6 +161,31 @@ class CommandExecutorHook(BaseHook):
             url_ttl=url_ttl,
             poll_interval=ecs_config.poll_interval,
         )
+
+
+class HandleJournal:
+    """The handle of a remote command in the task's ``task_state_store`` (Airflow 3.3, AIP-103).
+
+    The store survives the retries of a task instance (XComs do not: they are cleared before each
+    try), so it is where a later try finds the container or ECS task of an earlier one.
+    """
+
+    key = "cmdexec_remote_command"
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def load(self) -> dict[str, Any] | None:
+        value = self.store.get(self.key) if self.store is not None else None
+        return value if isinstance(value, dict) else None
+
+    def save(self, handle: Mapping[str, Any]) -> None:
+        if self.store is not None:
+            self.store.set(self.key, dict(handle))
+
+    def clear(self) -> None:
+        if self.store is not None:
+            self.store.delete(self.key)
 
 
 class VariableTaskDefinitionCache:

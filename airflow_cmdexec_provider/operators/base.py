@@ -5,20 +5,26 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from airflow_cmdexec_provider.backends.base import CommandRequest, CommandResult, IoFile
-from airflow_cmdexec_provider.exceptions import CmdExecConfigError, CommandNotFound
-from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook
+from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
+from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook, HandleJournal
 from airflow_cmdexec_provider.params import deep_merge, digdag_params, validate_env
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+# Airflow's own deferral timeout is only a safety net: the trigger stops the command at the deadline.
+DEFER_TIMEOUT_MARGIN = 300
 
 
 class CommandOperator(BaseOperator):
@@ -38,6 +44,8 @@ class CommandOperator(BaseOperator):
     :param executor: ``None``/``"auto"`` (the configured selection, ECS -> Docker -> local), or force
         ``"ecs"``, ``"docker"`` or ``"local"``. ``command_executor`` is an alias that is safe in a DAG's
         ``default_args`` (Airflow's own operators also read ``executor`` from there).
+    :param deferrable: wait for a Docker container or an ECS task in the triggerer, freeing the worker
+        slot (default: Airflow's ``[operators] default_deferrable``). No effect on the local executor.
     :param airflow_executor: the Airflow executor that runs this task instance (BaseOperator's
         ``executor``, renamed because ``executor`` means the command executor here).
     """
@@ -58,16 +66,24 @@ class CommandOperator(BaseOperator):
         executor: str | None = None,
         command_executor: str | None = None,
         airflow_executor: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(executor=airflow_executor, **kwargs)
+        self.deferrable = deferrable
         self.project_dir = project_dir
         self.workdir = workdir
         self.env = env
         self.docker = docker
         self.ecs = ecs
-        self.command_executor = command_executor if command_executor is not None else executor
+        # An operator's own executor=... wins over a command_executor that came from default_args.
+        defaults = kwargs.get("default_args") or {}
+        from_defaults = command_executor is not None and command_executor is defaults.get("command_executor")
+        if command_executor is None or (executor is not None and from_defaults):
+            command_executor = executor
+        self.command_executor = command_executor
         self._hook: CommandExecutorHook | None = None
+        self._running_backend: Any = None  # the backend running this task's command, for on_kill
 
     # -- subclass contract -------------------------------------------------------------------
     def prepare(
@@ -93,17 +109,14 @@ class CommandOperator(BaseOperator):
         env = validate_env(self.env, label)
         project_dir = self._project_dir()
         workdir = self._workdir(project_dir)
-        self._hook = CommandExecutorHook(
-            executor=self.command_executor,
-            docker=self.docker,
-            ecs=self.ecs,
-            task_label=label,
-            timeout=self.execution_timeout,
-        )
-        with tempfile.TemporaryDirectory(prefix="cmdexec-") as tmp:
+        self._hook = hook = self._make_hook(self.command_executor)
+        journal = HandleJournal(context.get("task_state_store"))
+        io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
+        keep_io = False
+        try:
             # The IO dir is shared with containers that may run as another user: writable by all,
             # inside a private (0700) parent so that nobody else on the worker can reach it.
-            io_dir = Path(tmp) / "io"
+            io_dir = io_root / "io"
             io_dir.mkdir()
             io_dir.chmod(0o777)
             command, command_env = self.prepare(io_dir, params, env)
@@ -116,23 +129,103 @@ class CommandOperator(BaseOperator):
                 env=command_env,
                 labels=_labels(context),
             )
+            backend = self._running_backend = hook.get_backend()
+            if self.deferrable:
+                if hasattr(backend, "submit"):
+                    # A Docker container keeps writing into the IO dir until it ends.
+                    keep_io = backend.name == "docker"
+                    self._defer_remote(context, backend, request, journal)
+                self.log.info("Task %s: deferrable has no effect on the local executor: waiting here", label)
             try:
-                result = self._hook.run(request, self._log_line)
+                result = hook.run(request, self._log_line, journal, backend=backend)
             except CommandNotFound as exc:
                 raise CmdExecConfigError(
                     f"Task {label}: {self.program_key} program {exc.program!r} was not found {exc.where}; "
                     f"install it or set {self.program_key}=... to one that exists"
                 ) from exc
-            finally:
-                self._hook = None
             stored = self.collect(io_dir, result)
+        finally:
+            self._hook = None
+            self._running_backend = None
+            if not keep_io:
+                shutil.rmtree(io_root, ignore_errors=True)
         return deep_merge(upstream, stored)
 
+    def _make_hook(self, executor: str | None) -> CommandExecutorHook:
+        return CommandExecutorHook(
+            executor=executor,
+            docker=self.docker,
+            ecs=self.ecs,
+            task_label=self.task_label,
+            timeout=self.execution_timeout,
+        )
+
+    # -- deferrable mode ---------------------------------------------------------------------------
+    def _defer_remote(self, context: Context, backend: Any, request: CommandRequest, journal: HandleJournal) -> None:
+        """Start the remote command (or take the one an earlier try started) and wait in the triggerer."""
+        from airflow_cmdexec_provider.triggers.command import CommandTrigger
+
+        handle = journal.load()
+        if handle and handle.get("backend") == backend.name:
+            self.log.info("Task %s: an earlier try started this %s command: waiting for it, not starting "
+                          "another one", self.task_label, backend.name)
+        else:
+            backend.save_handle = journal.save
+            handle = backend.submit(request, self._log_line)
+        deadline = None
+        timeout = None
+        if self.execution_timeout is not None:
+            started = getattr(context["ti"], "start_date", None)
+            begin = started.timestamp() if started is not None else time.time()
+            deadline = begin + self.execution_timeout.total_seconds()
+            # Our trigger stops the remote command at the deadline; Airflow's own timeout is only a net.
+            timeout = timedelta(seconds=max(deadline - time.time(), 0) + DEFER_TIMEOUT_MARGIN)
+        trigger = CommandTrigger(
+            executor=backend.name,
+            handle=handle,
+            docker=self.docker,
+            ecs=self.ecs,
+            task_label=self.task_label,
+            deadline=deadline,
+            poll_interval=getattr(backend, "poll_interval", 2.0),
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: collect the outputs of the remote command and clean up."""
+        label = self.task_label
+        journal = HandleJournal(context.get("task_state_store"))
+        handle = event.get("handle") or {}
+        backend = self._make_hook(handle.get("backend")).backend(handle.get("backend", "local"))
+        io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
+        try:
+            status = event.get("status")
+            if status == "timeout":
+                raise AirflowTaskTimeout(
+                    f"Task {label}: execution_timeout ({self.execution_timeout}) reached while waiting for its "
+                    f"{handle.get('backend')} command, which was stopped and cleaned up"
+                )
+            if status != "finished":
+                raise BackendError(f"Task {label}: waiting for the {handle.get('backend')} command failed: "
+                                   f"{event.get('message')}")
+            result = CommandResult(int(event["exit_code"]), event.get("reason"))
+            io_dir = io_root / "io"
+            io_dir.mkdir()
+            try:
+                backend.collect(handle, io_dir, result)
+            finally:
+                backend.cleanup(handle, self._log_line)
+            stored = self.collect(io_dir, result)
+        finally:
+            journal.clear()
+            shutil.rmtree(io_root, ignore_errors=True)
+        return deep_merge(self._upstream_store(context), stored)
+
     def on_kill(self) -> None:
-        hook = self._hook
-        if hook is not None:
+        backend = self._running_backend
+        if backend is not None:
             self.log.info("Task %s was killed: stopping its command", self.task_label)
-            hook.kill()
+            backend.kill()
 
     def _log_line(self, line: str) -> None:
         self.log.info("%s", line)

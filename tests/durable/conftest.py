@@ -1,0 +1,62 @@
+"""A separate Airflow home (its own SQLite DB) for the worker-crash tests, whose workers are subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.durable.harness import HERE, make_project
+
+
+@pytest.fixture(scope="session")
+def durable_home() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="cmdexec-durable-home-"))
+    env = {**os.environ, **_airflow_env(home)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return home
+
+
+def _airflow_env(home: Path) -> dict[str, str]:
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(HERE / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+
+
+@pytest.fixture
+def worker_env(durable_home, tmp_path):
+    """Build the environment of a worker process: Airflow home, project, DAG id and extra settings."""
+
+    def build(dag_id: str, **extra: str) -> dict[str, str]:
+        project = make_project(tmp_path / "project")
+        env = {**os.environ, **_airflow_env(durable_home), "CMDEXEC_DURABLE_PROJECT": str(project),
+               "CMDEXEC_DURABLE_DAG_ID": dag_id, "PYTHONUNBUFFERED": "1"}
+        env.update(extra)
+        return env
+
+    return build
+
+
+def read_xcom(home: Path, dag_id: str, task_id: str = "job"):
+    """The XCom return_value of the latest run of dag_id.task_id, read straight from the SQLite DB."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        row = db.execute(
+            "SELECT value FROM xcom WHERE dag_id=? AND task_id=? AND key='return_value' ORDER BY timestamp DESC",
+            (dag_id, task_id),
+        ).fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
