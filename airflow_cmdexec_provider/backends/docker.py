@@ -87,31 +87,32 @@ class DockerBackend:
         cli = self._resolve_cli()
         with self._docker_config_dir() as docker_config_dir:
             name = container_name(request.labels)
-            # Two independent docker CLI calls, side by side: each costs a CLI start and a daemon
-            # round trip, a visible part of a short task's run time.
-            leftover = threading.Thread(target=self._remove_leftover, args=(cli, name, log_line),
-                                        name="cmdexec-docker-leftover", daemon=True)
-            leftover.start()
-            try:
-                image = self._prepare_image(cli, docker_config_dir, request, log_line)
-            finally:
-                leftover.join()
+            # No `docker image inspect` / `container inspect` before the run: each CLI call costs a
+            # process start and a daemon round trip on every task. `docker run` pulls a missing image
+            # itself (with the login's config dir) and reports a name conflict; both are handled below.
+            image = self._prepare_image(cli, docker_config_dir, request, log_line)
             with _env_file(request.env) as (env_file, passthrough):
                 argv = self._run_argv(cli, name, image, request, env_file, passthrough)
+                if docker_config_dir:
+                    argv[1:1] = ["--config", docker_config_dir]
                 cli_env = {**os.environ, **passthrough}
                 # No lock here: kill() may run in a signal handler on this very thread. The order
                 # (publish, then check _killed; kill() sets _killed, then reads) loses no kill.
                 self._container = name
                 if self._killed:
                     self._container = None
-                    raise BackendError(
-                        f"Task {self.config.task_label} was killed before its container started"
-                    )
+                    raise BackendError(f"Task {self.config.task_label} was killed before its container started")
                 handle = self._new_handle(name, image, request)
                 self._save(handle)
                 progress = _Progress(handle, log_line, self._save)
                 try:
-                    exit_code, tail = _stream(argv, cli_env, progress, self._started, tick=progress.tick)
+                    for attempt in (1, 2):
+                        exit_code, tail = _stream(argv, cli_env, progress, self._started, tick=progress.tick)
+                        conflict = exit_code == 125 and "is already in use by container" in (_daemon_error(tail) or "")
+                        if not (conflict and attempt == 1) or self._killed:
+                            break
+                        log_line(f"Removing leftover container {name} of an earlier attempt of this try")
+                        self._remove(cli, name)
                     return self._result(cli, name, image, request, exit_code, tail)
                 finally:
                     self._remove(cli, name)
@@ -174,15 +175,12 @@ class DockerBackend:
     def _prepare_image(
         self, cli: str, docker_config_dir: str | None, request: CommandRequest, log_line: LineSink
     ) -> str:
+        """Build or pull when the task asks for it; otherwise `docker run` pulls a missing image itself."""
         if self.config.build:
             return self._build(cli, log_line)
-        image = self.config.image
         if self.config.pull_always:
-            self._pull(cli, docker_config_dir, image, log_line)
-        elif not self._image_exists(cli, image):
-            log_line(f"Image {image} is not on this Docker host: pulling it")
-            self._pull(cli, docker_config_dir, image, log_line)
-        return image
+            self._pull(cli, docker_config_dir, self.config.image, log_line)
+        return self.config.image
 
     def _image_exists(self, cli: str, image: str) -> bool:
         proc = subprocess.run([cli, "image", "inspect", "--format", "{{.Id}}", image],
@@ -256,6 +254,16 @@ class DockerBackend:
         if daemon_error:
             if "executable file not found" in daemon_error or "no such file or directory" in daemon_error:
                 raise CommandNotFound(request.argv(request.io_dir)[0], f"in the image {image}")
+            if "Cannot connect to the Docker daemon" in daemon_error:
+                raise BackendError(
+                    f"Task {self.config.task_label}: the Docker daemon is not reachable through {cli!r}: "
+                    f"{daemon_error}. Start dockerd or point DOCKER_HOST at a running daemon."
+                )
+            if any(line.startswith("Unable to find image") for line in tail):
+                raise BackendError(
+                    f"Task {self.config.task_label}: the image {image} is not on this Docker host and could not be "
+                    f"pulled: {daemon_error}. Check docker.image, docker.docker_conn_id and the registry."
+                )
             raise BackendError(
                 f"Task {self.config.task_label}: docker could not run the container (exit {exit_code}): "
                 f"{daemon_error}"

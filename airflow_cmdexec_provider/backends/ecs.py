@@ -554,7 +554,7 @@ class EcsBackend:
         while True:
             if self.fetch_logs(handle, log_line):
                 return True
-            if time.monotonic() >= deadline or (failed and self._kill_requested.is_set()):
+            if time.monotonic() >= deadline or self._kill_requested.is_set():
                 log_line(f"WARNING: the end of the container's log did not arrive within {limit} s; "
                          "the log above may be incomplete")
                 return False
@@ -575,6 +575,8 @@ class EcsBackend:
         return result
 
     def stop(self, handle: Mapping[str, Any], reason: str) -> None:
+        # A stopped task never prints the end marker: do not wait minutes for it while draining.
+        self._kill_requested.set()
         if not handle.get("task_arn"):
             return
         try:

@@ -1,0 +1,288 @@
+"""Helpers of the Docker tests: the test image, the docker CLI, containers made by the backend.
+
+Every Docker test runs against the real Docker Engine (``scripts/ensure-docker.sh``) and the local
+test image (``scripts/build-test-image.sh``; override with ``CMDEXEC_TEST_IMAGE``). Nothing is pulled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import airflow.sdk  # noqa: F401  # first: importing the provider's config before airflow is a circular import
+import pytest
+
+from airflow_cmdexec_provider.backends.base import CommandRequest, CommandResult, IoFile
+from airflow_cmdexec_provider.backends.docker import LABEL_PREFIX, DockerBackend, container_name
+from airflow_cmdexec_provider.config import docker_config
+
+IMAGE = os.environ.get("CMDEXEC_TEST_IMAGE", "cmdexec-test:bookworm")
+MANAGED = f"{LABEL_PREFIX}managed=true"
+# dag_id prefix of everything the Docker tests start: lets the leftover checks ignore containers
+# of other test files (ECS emulator, ...) that may run on the same Docker Engine.
+DAG_PREFIX = "dockertest"
+
+
+def docker_cli() -> str | None:
+    return shutil.which("docker")
+
+
+def _docker_problem() -> str | None:
+    cli = docker_cli()
+    if cli is None:
+        return "no docker CLI on PATH (run scripts/ensure-docker.sh)"
+    try:
+        proc = subprocess.run(
+            [cli, "image", "inspect", "--format", "{{.Id}}", IMAGE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker CLI failed: {exc}"
+    if proc.returncode != 0:
+        return (
+            f"Docker Engine or test image {IMAGE} not available ({proc.stderr.strip()}); "
+            "run scripts/ensure-docker.sh and scripts/build-test-image.sh"
+        )
+    return None
+
+
+_PROBLEM: list[str | None] = []
+
+
+def docker_problem() -> str | None:
+    if not _PROBLEM:
+        _PROBLEM.append(_docker_problem())
+    return _PROBLEM[0]
+
+
+def require_docker() -> None:
+    problem = docker_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([docker_cli() or "docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def inspect_container(name: str) -> dict[str, Any] | None:
+    proc = docker("container", "inspect", name, check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)[0]
+
+
+def managed_containers(dag_prefix: str = DAG_PREFIX) -> list[str]:
+    """Containers (running or stopped) that the backend created for the Docker tests' DAGs."""
+    proc = docker(
+        "ps",
+        "-a",
+        "--filter",
+        f"label={MANAGED}",
+        "--format",
+        '{{.Names}}\t{{.Label "' + LABEL_PREFIX + 'dag_id"}}',
+    )
+    names = []
+    for line in proc.stdout.splitlines():
+        name, _, dag_id = line.partition("\t")
+        if dag_id.startswith(dag_prefix):
+            names.append(name)
+    return names
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_running(name: str, timeout: float = 30) -> dict[str, Any]:
+    def running() -> dict[str, Any] | None:
+        info = inspect_container(name)
+        return info if info and info["State"]["Running"] else None
+
+    return wait_for(running, timeout, f"container {name} to run")
+
+
+def unique_labels(test: str, try_number: int = 1) -> dict[str, str]:
+    return {
+        "dag_id": f"{DAG_PREFIX}_{test}",
+        "task_id": "task",
+        "run_id": f"manual__{uuid.uuid4().hex}",
+        "try_number": str(try_number),
+        "map_index": "-1",
+    }
+
+
+def write_wrapper(path: Path, log: Path, delay_on: str | None = None, delay: float = 0) -> Path:
+    """A docker CLI wrapper: appends its argv (one JSON list per line) to ``log``, then execs docker.
+
+    ``delay_on``: sleep ``delay`` seconds before exec when the first argument equals it.
+    """
+    real = docker_cli()
+    sleep = f'if [ "$1" = "{delay_on}" ]; then sleep {delay}; fi\n' if delay_on else ""
+    path.write_text(
+        "#!/bin/sh\n"
+        f"python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' \"$@\" >> '{log}'\n"
+        f"{sleep}"
+        f"exec '{real}' \"$@\"\n"
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def wrapper_calls(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Sink:
+    """A log sink that keeps every line with the monotonic time it arrived."""
+
+    lines: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self.lines.append(line)
+            self.times.append(time.monotonic())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class Project:
+    """A project folder and a per-try IO folder, laid out as the operators do."""
+
+    root: Path
+    io_dir: Path
+
+    @classmethod
+    def create(cls, base: Path) -> Project:
+        root = base / "project"
+        root.mkdir()
+        io_parent = base / "iotmp"
+        io_parent.mkdir(mode=0o700)
+        io_dir = io_parent / "io"
+        io_dir.mkdir()
+        io_dir.chmod(0o777)
+        return cls(root.resolve(), io_dir.resolve())
+
+    def sh_request(
+        self,
+        script: str,
+        *,
+        labels: Mapping[str, str],
+        env: Mapping[str, str] | None = None,
+        workdir: str = "",
+        shell: tuple[str, ...] = ("/bin/sh",),
+    ) -> CommandRequest:
+        (self.io_dir / "runner.sh").write_text(script if script.endswith("\n") else script + "\n")
+        return CommandRequest(
+            task_label=f"{labels['dag_id']}.{labels['task_id']}",
+            project_dir=self.root,
+            workdir=workdir,
+            io_dir=self.io_dir,
+            command=(*shell, IoFile("runner.sh")),
+            env=dict(env or {}),
+            labels=dict(labels),
+        )
+
+
+def backend(
+    params: Mapping[str, Any] | None = None, stop_grace: int | None = None, **keys: Any
+) -> DockerBackend:
+    config = docker_config({"image": IMAGE, **(params or {}), **keys}, "dockertest.task")
+    return DockerBackend(config) if stop_grace is None else DockerBackend(config, stop_grace=stop_grace)
+
+
+class BackgroundRun:
+    """``DockerBackend.run`` in a thread, so that a test can look at the container while it runs."""
+
+    def __init__(
+        self, docker_backend: DockerBackend, request: CommandRequest, sink: Sink | None = None
+    ) -> None:
+        self.backend = docker_backend
+        self.request = request
+        self.sink = sink or Sink()
+        self.result: CommandResult | None = None
+        self.error: BaseException | None = None
+        self.ended_at: float | None = None
+        self.name = container_name(request.labels)
+        self._thread = threading.Thread(target=self._run, name="docker-backend-run", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.result = self.backend.run(self.request, self.sink)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
+        finally:
+            self.ended_at = time.monotonic()
+
+    def start(self) -> BackgroundRun:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float) -> CommandResult:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"DockerBackend.run did not return within {timeout}s")
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def join_error(self, timeout: float) -> BaseException | None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"DockerBackend.run did not return within {timeout}s")
+        return self.error
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def cmdlines_containing(needle: bytes) -> list[tuple[int, bytes]]:
+    """Every process on this host (as far as /proc shows) whose command line contains ``needle``."""
+    hits = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in cmdline:
+            hits.append((int(entry), cmdline))
+    return hits
+
+
+def remove_image(tag: str) -> None:
+    docker("image", "rm", "--force", tag, check=False)
