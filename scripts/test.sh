@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [ -x "$ROOT/scripts/ensure-browser.sh" ] && "$ROOT/scripts/ensure-browser.sh"
 cd "$ROOT"
 set +e
-.venv/bin/python -m pytest "$@"
+CMDEXEC_REQUIRE_ALL=1 .venv/bin/python -m pytest "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then

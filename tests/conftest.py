@@ -275,3 +275,16 @@ def _run_dag(dag: Any, **test_kwargs: Any) -> DagRunResult:
 def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
     """``run_dag(dag, **dag_test_kwargs) -> DagRunResult``; see the module docstring."""
     return _run_dag
+
+
+# -- no silent skips in CI ---------------------------------------------------------------------------
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With CMDEXEC_REQUIRE_ALL=1 (set by scripts/test.sh, which installs Docker, the test image and
+    Chromium first), a test that skips because something is missing fails instead: a skipped test
+    proves nothing."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CMDEXEC_REQUIRE_ALL") == "1" and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but scripts/test.sh requires every test to run: {report.longrepr}"
