@@ -16,10 +16,18 @@ EXECUTOR_TYPE_VARIABLE = "cmdexec_executor_type"
 
 
 def executor_type() -> str | None:
-    """Digdag ``agent.command_executor.type``: Airflow Variable ``cmdexec_executor_type`` (default ``ecs``)."""
-    from airflow.sdk import Variable
+    """Digdag ``agent.command_executor.type``: Airflow Variable ``cmdexec_executor_type`` (default ``ecs``).
 
-    return Variable.get(EXECUTOR_TYPE_VARIABLE, default=None)
+    Inside a task the Task SDK asks the supervisor; elsewhere (the ``airflow-cmdexec`` CLI, a shell)
+    there is no supervisor, so the Variable is read from the secrets backends and the metadata DB.
+    """
+    if _in_task_context():
+        from airflow.sdk import Variable
+
+        return Variable.get(EXECUTOR_TYPE_VARIABLE, default=None)
+    from airflow.models import Variable as VariableModel
+
+    return VariableModel.get(EXECUTOR_TYPE_VARIABLE, default_var=None)
 
 
 def _as_bool(value: Any, key: str, where: str) -> bool:
@@ -120,118 +128,21 @@ def _registry_login(conn_id: str, task_label: str) -> RegistryLogin:
     return RegistryLogin(server=server or None, username=conn.login, password=conn.password or "")
 
 
-# --------------------------------------------------------------------------------------------------
-# ECS cluster and temporal storage: Digdag agent.command_executor.ecs.* keys in two Airflow Connections.
-#
-#   Connection cmdexec_ecs_default      (conn type "cmdexec_ecs")      = one ECS cluster
-#   Connection cmdexec_storage_default  (conn type "cmdexec_storage")  = temporal storage (S3 or GCS)
-#
-# A task picks others with ecs={"conn_id": ..., "storage_conn_id": ...}. Each FieldSpec below is one
-# Digdag key and its one home; the README table, the UI form, the importer and show-config are all
-# generated from these two tables, so they cannot disagree.
-# --------------------------------------------------------------------------------------------------
-ECS_CONN_ID = "cmdexec_ecs_default"
-STORAGE_CONN_ID = "cmdexec_storage_default"
-ECS_CONN_TYPE = "cmdexec_ecs"
-STORAGE_CONN_TYPE = "cmdexec_storage"
-DIGDAG_ECS_PREFIX = "agent.command_executor.ecs."
-DIGDAG_STORAGE_PREFIX = "agent.command_executor.ecs.temporal_storage."
-
-LAUNCH_TYPES = ("FARGATE", "EC2", "EXTERNAL")
-PLACEMENT_STRATEGY_TYPES = ("random", "spread", "binpack")
-STORAGE_TYPES = ("s3", "gcs")
-MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # S3 SigV4 and GCS V4 signed URLs live at most 7 days
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One Digdag key and its Airflow home: a Connection field ("login", "password") or an extra."""
-
-    digdag_key: str  # relative to the cluster (ecs.<name>.X), to ecs. (X), or to temporal_storage.
-    airflow_field: str  # "login", "password" or "extra.<name>"
-    kind: str  # str, int, bool, list, choice
-    default: Any = None
-    secret: bool = False
-    choices: tuple[str, ...] = ()
-    label: str = ""
-    description: str = ""
-    scope: str = "cluster"  # cluster: ecs.<name>.KEY; global: ecs.KEY; storage: temporal_storage.KEY
-
-    @property
-    def extra_name(self) -> str | None:
-        return self.airflow_field[len("extra."):] if self.airflow_field.startswith("extra.") else None
-
-
-ECS_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("name", "extra.cluster_name", "str", label="Cluster name", scope="global",
-              description="ECS cluster name (Digdag agent.command_executor.ecs.name)."),
-    FieldSpec("region", "extra.region", "str", label="Region", description="AWS region of the cluster."),
-    FieldSpec("access_key_id", "login", "str", label="AWS access key id", secret=False,
-              description="Static key; leave empty to use aws_conn_id or the default AWS credential chain."),
-    FieldSpec("secret_access_key", "password", "str", secret=True, label="AWS secret access key"),
-    FieldSpec("launch_type", "extra.launch_type", "choice", choices=LAUNCH_TYPES, label="Launch type",
-              description="Empty: none is sent (the cluster's default capacity provider, or EC2)."),
-    FieldSpec("subnets", "extra.subnets", "list", label="Subnets",
-              description="Comma-separated subnet ids: enables awsvpc networking."),
-    FieldSpec("assign_public_ip", "extra.assign_public_ip", "bool", default=True, label="Assign public IP"),
-    FieldSpec("max_retries", "extra.max_retries", "int", default=3, label="AWS client max retries"),
-    FieldSpec("capacity_provider_name", "extra.capacity_provider_name", "str", label="Capacity provider"),
-    FieldSpec("container_cpu", "extra.container_cpu", "int", label="Container CPU units"),
-    FieldSpec("container_memory", "extra.container_memory", "int", label="Container memory (MiB)"),
-    FieldSpec("task_cpu", "extra.task_cpu", "str", label="Task CPU", description='e.g. "1 vcpu" or "1024".'),
-    FieldSpec("task_memory", "extra.task_memory", "str", label="Task memory", description='e.g. "1 GB".'),
-    FieldSpec("started_by", "extra.started_by", "str", label="startedBy"),
-    FieldSpec("placement_strategy_type", "extra.placement_strategy_type", "choice",
-              choices=PLACEMENT_STRATEGY_TYPES, label="Placement strategy type"),
-    FieldSpec("placement_strategy_field", "extra.placement_strategy_field", "str",
-              label="Placement strategy field", description="e.g. memory (for binpack)."),
-    FieldSpec("use_environment_file", "extra.use_environment_file", "bool", default=False,
-              label="Use environment file", description="Always pass env through an S3 env file."),
-    FieldSpec("fargate_platform_version", "extra.platform_version", "str", label="Fargate platform version"),
-    FieldSpec("security_groups", "extra.security_groups", "list", label="Security groups",
-              description="Comma-separated; not in Digdag (which uses the VPC default)."),
-    FieldSpec("aws_conn_id", "extra.aws_conn_id", "str", label="AWS connection id",
-              description="An Airflow 'aws' connection for credentials/role (Digdag __default_config__)."),
-    FieldSpec("endpoint_url", "extra.endpoint_url", "str", label="ECS/Logs endpoint URL",
-              description="Only for a non-AWS endpoint; AWS_ENDPOINT_URL(_ECS) also work."),
-    FieldSpec("retry_task_scripts_downloads", "extra.retry_task_scripts_downloads", "int", default=8,
-              scope="global", label="curl retries: download"),
-    FieldSpec("retry_task_output_uploads", "extra.retry_task_output_uploads", "int", default=7,
-              scope="global", label="curl retries: upload"),
-    FieldSpec("enable_curl_fail_opt_on_uploads", "extra.enable_curl_fail_opt_on_uploads", "bool",
-              default=True, scope="global", label="curl --fail on upload",
-              description="Digdag default false; ours true: a failed upload must not look like success."),
-    FieldSpec("max_wait_for_fetch_log_events", "extra.max_wait_for_fetch_log_events", "int", default=60,
-              scope="global", label="Log drain wait (s)"),
-    FieldSpec("max_wait_for_fetch_log_events.non_zero_status",
-              "extra.max_wait_for_fetch_log_events_non_zero_status", "int", default=300, scope="global",
-              label="Log drain wait on failure (s)"),
-)
-
-STORAGE_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("type", "extra.type", "choice", choices=STORAGE_TYPES, label="Storage type", scope="storage"),
-    FieldSpec("bucket", "extra.bucket", "str", label="Bucket", scope="storage"),
-    FieldSpec("prefix", "extra.prefix", "str", default="cmdexec", label="Key prefix", scope="storage",
-              description="Objects go under PREFIX/<dag>/<task>/<run>/<try>/ and are deleted after the task."),
-    FieldSpec("s3.endpoint", "extra.endpoint", "str", label="S3 endpoint", scope="storage",
-              description="A host (s3.amazonaws.com) or a URL with scheme and port."),
-    FieldSpec("s3.path-style-access", "extra.path_style_access", "bool", default=False,
-              label="S3 path-style access", scope="storage"),
-    FieldSpec("s3.region", "extra.region", "str", label="S3 region", scope="storage"),
-    FieldSpec("s3.credentials.access-key-id", "login", "str", label="S3 access key id", scope="storage"),
-    FieldSpec("s3.credentials.secret-access-key", "password", "str", secret=True,
-              label="S3 secret key / GCS credentials JSON", scope="storage"),
-    FieldSpec("s3.credentials.file", "extra.credentials_file", "str", label="S3 credentials file",
-              scope="storage"),
-    FieldSpec("s3.aws_conn_id", "extra.aws_conn_id", "str", label="AWS connection id", scope="storage"),
-    FieldSpec("gcs.credentials.json.path", "extra.gcs_credentials_json_path", "str",
-              label="GCS credentials JSON path", scope="storage"),
-    FieldSpec("gcs.credentials.json.content", "password", "str", secret=True, scope="storage",
-              label="GCS credentials JSON"),
-    FieldSpec("direct_download_expiration", "extra.direct_download_expiration", "int", scope="storage",
-              label="GET URL expiry (s)", description="Default: the task's life (execution_timeout, max 7 days)."),
-    FieldSpec("direct_upload_expiration", "extra.direct_upload_expiration", "int", scope="storage",
-              label="PUT URL expiry (s)", description="Default: the task's life (execution_timeout, max 7 days)."),
+from airflow_cmdexec_provider.digdag_keys import (  # noqa: E402 - the key tables, airflow-free
+    DIGDAG_ECS_PREFIX,
+    DIGDAG_STORAGE_PREFIX,
+    ECS_CONN_ID,
+    ECS_CONN_TYPE,
+    ECS_FIELDS,
+    LAUNCH_TYPES,
+    MAX_PRESIGN_SECONDS,
+    PLACEMENT_STRATEGY_TYPES,
+    STORAGE_CONN_ID,
+    STORAGE_CONN_TYPE,
+    STORAGE_FIELDS,
+    STORAGE_TYPES,
+    FieldSpec,
+    digdag_key,
 )
 
 
@@ -307,6 +218,7 @@ class EcsConfig:
     retry_task_scripts_downloads: int = 8
     retry_task_output_uploads: int = 7
     enable_curl_fail_opt_on_uploads: bool = True
+    poll_interval: float = 2.0
     max_wait_for_fetch_log_events: int = 60
     max_wait_for_fetch_log_events_non_zero_status: int = 300
     # The task's own keys (Digdag ecs.task_definition_arn and docker.image).
@@ -385,14 +297,31 @@ _ECS_OVERRIDABLE = {spec.extra_name for spec in ECS_FIELDS if spec.extra_name} |
 
 
 def _get_connection(conn_id: str) -> Any | None:
-    """Return the Airflow Connection, or None when it does not exist."""
-    from airflow.sdk import Connection
+    """Return the Airflow Connection, or None when it does not exist.
+
+    Inside a task (a Task SDK supervisor is there) through ``airflow.sdk.Connection``; elsewhere
+    (the ``airflow-cmdexec`` CLI) through ``airflow.models.Connection``: environment variables,
+    secrets backends, then the metadata DB. Both mask the password in logs.
+    """
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    if _in_task_context():
+        from airflow.sdk import Connection
+
+        try:
+            return Connection.get(conn_id)
+        except AirflowNotFoundException:
+            return None
+    from airflow.models import Connection as ConnectionModel
+    from airflow.sdk.log import mask_secret
+
     try:
-        return Connection.get(conn_id)
+        conn = ConnectionModel.get_connection_from_secrets(conn_id)
     except AirflowNotFoundException:
         return None
+    if conn.password:
+        mask_secret(conn.password)
+    return conn
 
 
 def ecs_config_from_connection(conn: Any, conn_id: str, overrides: Mapping[str, Any], task_label: str,
@@ -480,3 +409,56 @@ def ecs_setup(
     ecs_config = ecs_config_from_connection(conn, conn_id, overrides, task_label, task_definition_arn, image)
     storage = storage_config_from_connection(storage_conn, storage_conn_id, task_label)
     return ecs_config, storage
+
+
+# --------------------------------------------------------------------------------------------------
+# Outside a task (the airflow-cmdexec CLI), and the full Digdag key of every FieldSpec.
+# --------------------------------------------------------------------------------------------------
+DIGDAG_TYPE_KEY = "agent.command_executor.type"
+DIGDAG_DEFAULT_CONFIG = "__default_config__"  # Digdag's shared ECS credentials
+AWS_CONN_ID = "cmdexec_aws_default"  # where the importer puts ecs.__default_config__.* (conn type "aws")
+ECS_CONN_ID_PREFIX = "cmdexec_ecs_"  # other clusters: cmdexec_ecs_<name>
+
+
+def _in_task_context() -> bool:
+    """True inside a running task: the Task SDK supervisor answers Connection/Variable requests."""
+    import sys
+
+    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+def storage_field_applies(spec: FieldSpec, storage_type: str | None) -> bool:
+    """Whether a STORAGE_FIELDS entry is read for this storage type (``s3.*`` only for s3, ...)."""
+    head = spec.digdag_key.split(".", 1)[0]
+    return head not in STORAGE_TYPES or head == storage_type
+
+
+def convert_field(spec: FieldSpec, value: Any, key: str, conn_id: str) -> Any:
+    """Convert one Digdag value for ``spec``; errors name the Digdag key and the Airflow field."""
+    where = f"{key}: Connection {conn_id!r}"
+    try:
+        return _convert(spec, value, where)
+    except CmdExecConfigError:
+        if spec.kind != "bool":
+            raise
+        # _convert's bool message repeats the location; say it once.
+        raise CmdExecConfigError(
+            f"{where} field {spec.airflow_field!r} (Digdag {spec.digdag_key}) must be true or false, got {value!r}"
+        ) from None
+
+
+def load_ecs_config(conn_id: str = ECS_CONN_ID, task_label: str = "airflow-cmdexec") -> EcsConfig:
+    """Load and validate one ECS cluster connection (no task overrides)."""
+    conn = _get_connection(conn_id)
+    if conn is None:
+        raise BackendNotConfigured(f"no ECS cluster connection {conn_id!r}")
+    return ecs_config_from_connection(conn, conn_id, {}, task_label, None, None)
+
+
+def load_storage_config(conn_id: str = STORAGE_CONN_ID, task_label: str = "airflow-cmdexec") -> StorageConfig:
+    """Load and validate one temporal storage connection."""
+    conn = _get_connection(conn_id)
+    if conn is None:
+        raise BackendNotConfigured(f"no temporal storage connection {conn_id!r}")
+    return storage_config_from_connection(conn, conn_id, task_label)

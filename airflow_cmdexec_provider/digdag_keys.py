@@ -53,7 +53,7 @@ class FieldSpec:
 
 ECS_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("name", "extra.cluster_name", "str", label="Cluster name", scope="global",
-              description="ECS cluster name (Digdag agent.command_executor.ecs.name)."),
+              description="ECS cluster name; required."),
     FieldSpec("region", "extra.region", "str", label="Region", description="AWS region of the cluster."),
     FieldSpec("access_key_id", "login", "str", label="AWS access key id", secret=False,
               description="Static key; leave empty to use aws_conn_id or the default AWS credential chain."),
@@ -61,7 +61,7 @@ ECS_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("launch_type", "extra.launch_type", "choice", choices=LAUNCH_TYPES, label="Launch type",
               description="Empty: none is sent (the cluster's default capacity provider, or EC2)."),
     FieldSpec("subnets", "extra.subnets", "list", label="Subnets",
-              description="Comma-separated subnet ids: enables awsvpc networking."),
+              description="Subnet ids (comma-separated in Digdag, one per line in the form): enables awsvpc."),
     FieldSpec("assign_public_ip", "extra.assign_public_ip", "bool", default=True, label="Assign public IP"),
     FieldSpec("max_retries", "extra.max_retries", "int", default=3, label="AWS client max retries",
               description="Retries of the ECS and CloudWatch Logs clients (not a task retry)."),
@@ -80,7 +80,7 @@ ECS_FIELDS: tuple[FieldSpec, ...] = (
               label="Use environment file", description="Always pass env through an S3 env file."),
     FieldSpec("fargate_platform_version", "extra.platform_version", "str", label="Fargate platform version"),
     FieldSpec("security_groups", "extra.security_groups", "list", label="Security groups",
-              description="Comma-separated; not in Digdag (which uses the VPC default)."),
+              description="Security group ids; not in Digdag (which uses the VPC default)."),
     FieldSpec("aws_conn_id", "extra.aws_conn_id", "str", label="AWS connection id",
               description="An Airflow 'aws' connection for credentials/role (Digdag __default_config__)."),
     FieldSpec("endpoint_url", "extra.endpoint_url", "str", label="ECS/Logs endpoint URL",

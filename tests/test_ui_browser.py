@@ -1,0 +1,232 @@
+"""The two custom connection forms in Airflow's real UI, driven by headless Chromium.
+
+Starts ``airflow api-server`` (which serves the React UI) on a loopback port with its own home,
+logs in through the simple auth manager's login page, adds an ECS cluster connection and a
+temporal storage connection through "Add Connection" using our custom fields, saves them, and
+checks that the executor configuration loaded from that metadata DB (``config.ecs_setup``, i.e.
+``ecs_config_from_connection`` / ``storage_config_from_connection``) equals what was typed.
+Screenshots of both forms go to ``test-output/ui/``.
+
+Needs Debian's Chromium (``scripts/ensure-browser.sh``); Playwright drives it, nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from browser.airflow_server import AirflowApiServer
+from browser.ui import CHROMIUM, ConnectionForm, chromium_page, login
+
+from airflow_cmdexec_provider.digdag_keys import ECS_FIELDS, STORAGE_FIELDS
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output" / "ui"
+TASK_LABEL = "ui-test"
+IMAGE = "python:3.12"
+
+# What the test types into the forms (fake credentials).
+ECS_TYPED = {
+    "login": "AKIAUITESTCLUSTER01",
+    "password": "ui-cluster-secret-Zq81xPw",
+    "cluster_name": "digdag-ui",
+    "region": "eu-central-1",
+    "launch_type": "EC2",
+    "subnets": ["subnet-0a1", "subnet-0b2"],
+    "assign_public_ip": False,
+    "max_retries": 5,
+    "container_cpu": 256,
+    "container_memory": 512,
+    "task_cpu": "1 vcpu",
+    "task_memory": "2 GB",
+    "started_by": "airflow-ui-test",
+    "placement_strategy_type": "binpack",
+    "placement_strategy_field": "memory",
+    "use_environment_file": True,
+    "security_groups": ["sg-0c3"],
+    "retry_task_output_uploads": 4,
+}
+STORAGE_TYPED = {
+    "login": "AKIAUITESTSTORAGE01",
+    "password": "ui-storage-secret-9vKq2",
+    "type": "s3",
+    "bucket": "cmdexec-ui-bucket",
+    "prefix": "ui-prefix",
+    "endpoint": "http://127.0.0.1:9000",
+    "path_style_access": True,
+    "region": "eu-west-1",
+    "direct_download_expiration": 3600,
+    "direct_upload_expiration": 7200,
+}
+
+LOAD_SCRIPT = """
+import dataclasses, json
+from airflow_cmdexec_provider import config
+ecs, storage = config.ecs_setup({}, {"image": %r}, %r)
+print("CONFIG=" + json.dumps({"ecs": dataclasses.asdict(ecs), "storage": dataclasses.asdict(storage)}))
+""" % (IMAGE, TASK_LABEL)
+
+
+def _expected() -> dict:
+    from airflow_cmdexec_provider.config import EcsConfig, StorageConfig
+
+    ecs = EcsConfig(
+        conn_id="cmdexec_ecs_default",
+        cluster_name=ECS_TYPED["cluster_name"],
+        region=ECS_TYPED["region"],
+        access_key_id=ECS_TYPED["login"],
+        secret_access_key=ECS_TYPED["password"],
+        launch_type=ECS_TYPED["launch_type"],
+        subnets=tuple(ECS_TYPED["subnets"]),
+        security_groups=tuple(ECS_TYPED["security_groups"]),
+        assign_public_ip=ECS_TYPED["assign_public_ip"],
+        max_retries=ECS_TYPED["max_retries"],
+        container_cpu=ECS_TYPED["container_cpu"],
+        container_memory=ECS_TYPED["container_memory"],
+        task_cpu=ECS_TYPED["task_cpu"],
+        task_memory=ECS_TYPED["task_memory"],
+        started_by=ECS_TYPED["started_by"],
+        placement_strategy_type=ECS_TYPED["placement_strategy_type"],
+        placement_strategy_field=ECS_TYPED["placement_strategy_field"],
+        use_environment_file=ECS_TYPED["use_environment_file"],
+        retry_task_output_uploads=ECS_TYPED["retry_task_output_uploads"],
+        image=IMAGE,
+        task_label=TASK_LABEL,
+    )
+    storage = StorageConfig(
+        conn_id="cmdexec_storage_default",
+        type=STORAGE_TYPED["type"],
+        bucket=STORAGE_TYPED["bucket"],
+        prefix=STORAGE_TYPED["prefix"],
+        endpoint=STORAGE_TYPED["endpoint"],
+        path_style_access=STORAGE_TYPED["path_style_access"],
+        region=STORAGE_TYPED["region"],
+        access_key_id=STORAGE_TYPED["login"],
+        secret=STORAGE_TYPED["password"],
+        direct_download_expiration=STORAGE_TYPED["direct_download_expiration"],
+        direct_upload_expiration=STORAGE_TYPED["direct_upload_expiration"],
+        task_label=TASK_LABEL,
+    )
+    # The same JSON round trip as the loaded side (tuples become lists).
+    return json.loads(json.dumps({"ecs": dataclasses.asdict(ecs), "storage": dataclasses.asdict(storage)}))
+
+
+def _fill(
+    form: ConnectionForm, fields: tuple, typed: dict, login_label: str, password_label: str, screenshot: Path
+) -> list[Path]:
+    """Type ``typed`` into the form: Login/Password, then each extra with the widget of its kind
+    (from the FieldSpec table: text, number, switch, one-per-line list, dropdown). Screenshots of
+    both sections of the form (the dialog shows one section at a time)."""
+    form.text(login_label, typed["login"])
+    form.text(password_label, typed["password"])
+    shots = [form.screenshot(screenshot.with_name(screenshot.stem + "-standard-fields.png"))]
+    form.expand_extra_fields()
+    specs = {spec.extra_name: spec for spec in fields if spec.extra_name}
+    for name, value in typed.items():
+        if name in ("login", "password"):
+            continue
+        spec = specs[name]
+        assert form.extra_label(name) == spec.label
+        if spec.kind == "str":
+            form.extra_text(name, value)
+        elif spec.kind == "int":
+            form.extra_number(name, value)
+        elif spec.kind == "bool":
+            form.extra_switch(name, value)
+        elif spec.kind == "list":
+            form.extra_lines(name, value)
+        elif spec.kind == "choice":
+            form.extra_choice(name, value)
+        else:
+            raise AssertionError(spec.kind)
+    shots.append(form.screenshot(screenshot))
+    return shots
+
+
+def _standard_labels(form: ConnectionForm) -> set[str]:
+    return {text.strip().rstrip("*").strip() for text in form.dialog.locator("label").all_inner_texts()}
+
+
+def test_add_ecs_and_storage_connections_in_the_ui(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-browser.sh (installs Debian's chromium)")
+    server = AirflowApiServer(tmp_path / "airflow-home")
+    screenshots: list[Path] = []
+    try:
+        with server:
+            with chromium_page() as page:
+                login(page, server.url, server.username, server.password)
+                # What the form is built from: the API server's hook metadata (signed-in session).
+                response = page.request.get(server.url + "/ui/connections/hook_meta")
+                assert response.ok, response.text()
+                metas = {meta["connection_type"]: meta for meta in response.json()}
+                assert metas["cmdexec_ecs"]["hook_name"] == "Command Executor: ECS cluster"
+                assert metas["cmdexec_ecs"]["extra_fields"]["launch_type"]["schema"]["enum"] == [
+                    "FARGATE",
+                    "EC2",
+                    "EXTERNAL",
+                ]
+                assert metas["cmdexec_storage"]["standard_fields"]["host"]["hidden"] is True
+                assert set(metas["cmdexec_storage"]["extra_fields"]) == {
+                    spec.extra_name for spec in STORAGE_FIELDS if spec.extra_name
+                }
+
+                form = ConnectionForm(page, server.url)
+
+                form.open("cmdexec_ecs_default", "Command Executor: ECS cluster")
+                labels = _standard_labels(form)
+                assert {"AWS access key id", "AWS secret access key"} <= labels, labels
+                assert not {"Host", "Port", "Schema"} & labels, labels  # hidden standard fields
+                screenshots += _fill(
+                    form,
+                    ECS_FIELDS,
+                    ECS_TYPED,
+                    "AWS access key id",
+                    "AWS secret access key",
+                    OUTPUT / "ecs-cluster-connection.png",
+                )
+                form.save()
+
+                form.open("cmdexec_storage_default", "Command Executor: temporal storage (S3/GCS)")
+                assert {"S3 access key id", "S3 secret key / GCS credentials JSON"} <= _standard_labels(form)
+                screenshots += _fill(
+                    form,
+                    STORAGE_FIELDS,
+                    STORAGE_TYPED,
+                    "S3 access key id",
+                    "S3 secret key / GCS credentials JSON",
+                    OUTPUT / "temporal-storage-connection.png",
+                )
+                form.save()
+
+            # The configuration a task would load, read from the server's metadata DB by another
+            # process (no Task SDK supervisor there: config._get_connection's airflow.models path).
+            proc = subprocess.run(
+                [sys.executable, "-c", LOAD_SCRIPT],
+                env=server.env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=ROOT,
+            )
+    except BaseException:
+        print(f"---- API server log ({server.log_path}) ----\n{server.log()}")
+        raise
+    finally:
+        with capsys.disabled():  # shown even when pytest captures output
+            for path in screenshots:
+                print(f"\nscreenshot: {path}", end="")
+            print()
+
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("CONFIG="))
+    loaded = json.loads(line[len("CONFIG=") :])
+    assert loaded == _expected()
