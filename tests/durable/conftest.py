@@ -60,3 +60,7 @@ def read_xcom(home: Path, dag_id: str, task_id: str = "job"):
         return None
     value = row[0]
     return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+# The ECS emulator fixtures, for the ECS worker-crash tests in this folder.
+from tests.ecs.conftest import ecs_aws_env, ecs_emulator, ecs_emulator_session  # noqa: E402, F401
