@@ -64,10 +64,18 @@ def pack(project_dir: Path, io_dir: Path, dest: Path) -> int:
             else:
                 tar.add(full, arcname=arcname, recursive=False, filter=_anonymous)
             count += 1
+            _forget(tar)
         for child in sorted(io_dir.iterdir()):
             tar.add(child, arcname=f"io/{child.name}", recursive=False, filter=_anonymous)
             count += 1
     return count
+
+
+def _forget(tar: tarfile.TarFile) -> None:
+    """Drop tarfile's record of every member written so far: it grows with the file count (tens of MB
+    for 50,000 files) and is only used for hard-link detection, which we do not need."""
+    tar.members.clear()
+    tar.inodes.clear()
 
 
 def _link_info(project_dir: Path, rel: str, full: Path, arcname: str) -> tarfile.TarInfo:

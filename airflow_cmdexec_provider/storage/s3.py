@@ -36,7 +36,7 @@ class S3TemporalStorage:
 
     def upload_file(self, key: str, path: Path) -> None:
         try:
-            self.client.upload_file(str(path), self.bucket, key)
+            self.client.upload_file(str(path), self.bucket, key, Config=_transfer_config())
         except Exception as exc:
             raise BackendError(f"upload of s3://{self.bucket}/{key} failed: {_aws_message(exc)}") from exc
 
@@ -44,7 +44,7 @@ class S3TemporalStorage:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.download_file(self.bucket, key, str(path))
+            self.client.download_file(self.bucket, key, str(path), Config=_transfer_config())
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -69,6 +69,13 @@ class S3TemporalStorage:
 
     def env_file_arn(self, key: str) -> str | None:
         return f"arn:aws:s3:::{self.bucket}/{key}"
+
+
+def _transfer_config() -> Any:
+    """Two parallel parts: boto3's default of ten costs 30-60 MB of worker memory per transfer."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(max_concurrency=2)
 
 
 def _session(config: StorageConfig) -> Any:
