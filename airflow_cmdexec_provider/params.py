@@ -33,11 +33,18 @@ def _session_time(context: Mapping[str, Any]) -> datetime:
     return run_after
 
 
-def _timezone_name(context: Mapping[str, Any]) -> str:
+def _timezone(context: Mapping[str, Any]) -> tuple[str, Any]:
+    """Return the DAG's timezone: its name (Digdag ``timezone``) and the tzinfo to convert with.
+
+    Converting with the tzinfo rather than the name matters for a fixed offset (a ``start_date``
+    with ``timezone(timedelta(hours=5, minutes=30))``): its name ``+05:30`` is not a zone name.
+    """
     dag = context.get("dag")
     tz = getattr(dag, "timezone", None)
     name = getattr(tz, "name", None) or (str(tz) if tz is not None else "UTC")
-    return "UTC" if name in ("+00:00", "UTC", "Etc/UTC") else name
+    if tz is None or name in ("+00:00", "UTC", "Etc/UTC"):
+        return "UTC", "UTC"
+    return name, tz
 
 
 def runtime_params(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,8 +55,8 @@ def runtime_params(context: Mapping[str, Any]) -> dict[str, Any]:
     """
     import pendulum
 
-    tz_name = _timezone_name(context)
-    local = pendulum.instance(_session_time(context)).in_timezone(tz_name)
+    tz_name, tz = _timezone(context)
+    local = pendulum.instance(_session_time(context)).in_timezone(tz)
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "")
     task_id = getattr(ti, "task_id", "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -37,7 +38,7 @@ def _created(dag_id: str, since: str) -> int:
 
 @pytest.mark.parametrize("operator", ["py"])
 def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp_path, operator):
-    dag_id = f"durable_docker_running_{operator}"
+    dag_id = f"durable_docker_running_{operator}_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE, CMDEXEC_DURABLE_OPERATOR=operator)
     since = str(int(time.time()) - 1)
     logical_date = datetime(2026, 2, 1, tzinfo=timezone.utc).isoformat()
@@ -62,7 +63,7 @@ def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp
 
 
 def test_retry_collects_a_container_that_already_finished(worker_env, durable_home, tmp_path):
-    dag_id = "durable_docker_finished"
+    dag_id = f"durable_docker_finished_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE, SLOW_PAUSE="3")
     since = str(int(time.time()) - 1)
     logical_date = datetime(2026, 2, 2, tzinfo=timezone.utc).isoformat()

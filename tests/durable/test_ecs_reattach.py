@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -42,7 +43,7 @@ def ecs_worker_env(ecs_emulator, ecs_aws_env, worker_env):
 
 @pytest.mark.parametrize("finished_before_retry", [False, True], ids=["running", "finished"])
 def test_retry_reattaches_to_the_ecs_task(ecs_emulator, ecs_worker_env, durable_home, tmp_path, finished_before_retry):
-    dag_id = "durable_ecs_" + ("finished" if finished_before_retry else "running")
+    dag_id = "durable_ecs_" + ("finished" if finished_before_retry else "running") + f"_{uuid.uuid4().hex[:6]}"
     env = ecs_worker_env(dag_id, SLOW_PAUSE="4" if finished_before_retry else "15")
     logical_date = datetime(2026, 3, 1 + finished_before_retry, tzinfo=timezone.utc).isoformat()
 
