@@ -68,7 +68,6 @@ class CommandExecutorHook(BaseHook):
         self.forced = normalize_executor(executor, f"Task {task_label}: executor")
         self.docker = docker
         self.ecs = ecs
-        self._backend: CommandBackend | None = None
 
     def get_backend(self) -> CommandBackend:
         """Return the backend this task runs on, logging which one and why."""
@@ -113,7 +112,6 @@ class CommandExecutorHook(BaseHook):
         or ECS task instead of starting a second one (or collects its result if it already ended).
         """
         backend = backend or self.get_backend()
-        self._backend = backend
         try:
             if journal is not None and hasattr(backend, "resume"):
                 backend.save_handle = journal.save
@@ -131,7 +129,6 @@ class CommandExecutorHook(BaseHook):
             # worker that died never gets here, and then the next try re-attaches.
             if journal is not None:
                 journal.clear()
-            self._backend = None
 
     def _factories(self) -> dict[str, Callable[[], CommandBackend]]:
         return {"ecs": self._ecs_backend, "docker": self._docker_backend, "local": self._local_backend}

@@ -82,7 +82,6 @@ class CommandOperator(BaseOperator):
         if command_executor is None or (executor is not None and from_defaults):
             command_executor = executor
         self.command_executor = command_executor
-        self._hook: CommandExecutorHook | None = None
         self._running_backend: Any = None  # the backend running this task's command, for on_kill
 
     # -- subclass contract -------------------------------------------------------------------
@@ -109,7 +108,7 @@ class CommandOperator(BaseOperator):
         env = validate_env(self.env, label)
         project_dir = self._project_dir()
         workdir = self._workdir(project_dir)
-        self._hook = hook = self._make_hook(self.command_executor)
+        hook = self._make_hook(self.command_executor)
         journal = HandleJournal(context.get("task_state_store"))
         io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
         keep_io = False
@@ -145,7 +144,6 @@ class CommandOperator(BaseOperator):
                 ) from exc
             stored = self.collect(io_dir, result)
         finally:
-            self._hook = None
             self._running_backend = None
             if not keep_io:
                 shutil.rmtree(io_root, ignore_errors=True)
