@@ -285,6 +285,6 @@ def pytest_runtest_makereport(item, call):
     proves nothing."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and os.environ.get("CMDEXEC_REQUIRE_ALL") == "1" and not hasattr(report, "wasxfail"):
+    if report.skipped and os.environ.get("CMDEXEC_REQUIRE_ALL") == "1":
         report.outcome = "failed"
         report.longrepr = f"skipped, but scripts/test.sh requires every test to run: {report.longrepr}"

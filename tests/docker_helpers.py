@@ -68,9 +68,11 @@ def docker_problem() -> str | None:
 
 
 def require_docker() -> None:
+    """Docker tests need the engine and the test image: fail with how to get them (never skip)."""
     problem = docker_problem()
     if problem:
-        pytest.skip(problem)
+        pytest.fail(f"{problem} (run scripts/ensure-docker.sh and scripts/build-test-image.sh, "
+                    "or use scripts/test.sh, which does)")
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

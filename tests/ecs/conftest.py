@@ -7,7 +7,7 @@
 - ``ecs_aws_env`` (function): AWS_ENDPOINT_URL, dummy credentials and region in os.environ, so
   code under test (boto3, Airflow's AWS hooks) reaches the emulator through standard mechanisms.
 
-The tests are skipped when no Docker Engine answers or the test image is missing
+The tests fail (they are never skipped) when no Docker Engine answers or the test image is missing
 (scripts/ensure-docker.sh, scripts/build-test-image.sh).
 """
 
@@ -48,7 +48,7 @@ def _docker_problem() -> str | None:
 def ecs_emulator_session() -> Iterator[EcsEmulator]:
     problem = _docker_problem()
     if problem:
-        pytest.skip(
+        pytest.fail(
             f"the ECS emulator needs a Docker Engine and the image {TEST_IMAGE} "
             f"(scripts/ensure-docker.sh, scripts/build-test-image.sh): {problem}"
         )
