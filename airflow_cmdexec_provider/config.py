@@ -10,6 +10,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_cmdexec_provider.digdag_keys import (
+    ECS_CONN_ID,
+    ECS_FIELDS,
+    MAX_PRESIGN_SECONDS,
+    STORAGE_CONN_ID,
+    STORAGE_FIELDS,
+    STORAGE_TYPES,
+    FieldSpec,
+)
 from airflow_cmdexec_provider.exceptions import BackendNotConfigured, CmdExecConfigError
 
 EXECUTOR_TYPE_VARIABLE = "cmdexec_executor_type"
@@ -128,22 +137,6 @@ def _registry_login(conn_id: str, task_label: str) -> RegistryLogin:
     return RegistryLogin(server=server or None, username=conn.login, password=conn.password or "")
 
 
-from airflow_cmdexec_provider.digdag_keys import (  # noqa: E402 - the key tables, airflow-free
-    DIGDAG_ECS_PREFIX,
-    DIGDAG_STORAGE_PREFIX,
-    ECS_CONN_ID,
-    ECS_CONN_TYPE,
-    ECS_FIELDS,
-    LAUNCH_TYPES,
-    MAX_PRESIGN_SECONDS,
-    PLACEMENT_STRATEGY_TYPES,
-    STORAGE_CONN_ID,
-    STORAGE_CONN_TYPE,
-    STORAGE_FIELDS,
-    STORAGE_TYPES,
-    FieldSpec,
-    digdag_key,
-)
 
 
 def _convert(spec: FieldSpec, value: Any, where: str) -> Any:

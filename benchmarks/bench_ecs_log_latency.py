@@ -329,8 +329,8 @@ def main() -> None:
             label = "EcsRunTaskOperator" if peer else "EcsRunTaskOperator THEORY (F=30 s)"
             print(f"{label} / {c}: median {ratios[c]['median']:.1f}x, p90 {ratios[c]['p90']:.1f}x, "
                   f"max {ratios[c]['max']:.1f}x")
-    print(f"Theory for a fetch interval F: a line waits F/2 on average and at most F (+ the pipeline); "
-          f"F=30 s -> 15 s / 30 s; ours F=poll_interval (+ one DescribeTasks and one GetLogEvents per poll)")
+    print("Theory for a fetch interval F: a line waits F/2 on average and at most F (+ the pipeline); "
+          "F=30 s -> 15 s / 30 s; ours F=poll_interval (+ one DescribeTasks and one GetLogEvents per poll)")
     if peer_error:
         print(f"EcsRunTaskOperator did not run: {peer_error}")
     path = common.write_json("ecs_log_latency", {

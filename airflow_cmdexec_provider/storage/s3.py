@@ -17,7 +17,6 @@ class S3TemporalStorage:
     type = "s3"
 
     def __init__(self, config: StorageConfig, session: Any = None) -> None:
-        import boto3
         from botocore.config import Config
 
         self.config = config

@@ -1,0 +1,244 @@
+"""``check``: which executor a task would use and why, and whether that backend is reachable."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_cmdexec_provider.cli.common import EXIT_ERROR, EXIT_OK, TASK_LABEL, Output
+from airflow_cmdexec_provider.cli.importer import _strip_task_prefix
+
+
+# --------------------------------------------------------------------------------------------------
+# check: which executor, why, and is it reachable
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    name: str
+    state: str  # OK, UNREACHABLE, NOT CONFIGURED, INVALID, SKIPPED
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "OK"
+
+
+def _selection(
+    executor: str | None, docker: Mapping[str, Any] | None, ecs: Mapping[str, Any] | None
+) -> tuple[Any, list[tuple[str, str]], str | None, BaseException | None]:
+    """Run CommandExecutorHook's own selection; record what each backend said."""
+    from airflow_cmdexec_provider.exceptions import BackendNotConfigured
+    from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook
+
+    attempts: list[tuple[str, str]] = []
+
+    class SelectionProbe(CommandExecutorHook):
+        def _factories(self):  # type: ignore[no-untyped-def]
+            real = super()._factories()
+
+            def probe(name: str, factory: Callable[[], Any]) -> Callable[[], Any]:
+                def build() -> Any:
+                    try:
+                        backend = factory()
+                    except BackendNotConfigured as exc:
+                        attempts.append((name, f"not configured: {exc}"))
+                        raise
+                    attempts.append((name, "selected"))
+                    return backend
+
+                return build
+
+            return {name: probe(name, factory) for name, factory in real.items()}
+
+    hook = SelectionProbe(executor=executor, docker=docker, ecs=ecs, task_label=TASK_LABEL)
+    try:
+        backend = hook.get_backend()
+    except Exception as exc:  # noqa: BLE001 - reported as the verdict
+        return None, attempts, None, exc
+    selected = next((name for name, what in attempts if what == "selected"), None)
+    return backend, attempts, selected, None
+
+
+def _aws_message(exc: Exception) -> str:
+    error = (getattr(exc, "response", None) or {}).get("Error", {})
+    if error:
+        return f"{error.get('Code')}: {error.get('Message')}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {' '.join(lines[:2])}"
+
+
+def _probe_ecs(backend: Any) -> Verdict:
+    cluster = backend.config.cluster_name
+    try:
+        response = backend.ecs.describe_clusters(clusters=[cluster])
+    except Exception as exc:  # noqa: BLE001
+        return Verdict(
+            "ecs", "UNREACHABLE", f"cluster {cluster!r}: describe_clusters failed: {_aws_message(exc)}"
+        )
+    found = [
+        c
+        for c in response.get("clusters", [])
+        if c.get("clusterName") == cluster or c.get("clusterArn", "").endswith("/" + cluster)
+    ]
+    if not found:
+        reasons = ", ".join(str(f.get("reason")) for f in response.get("failures", []))
+        return Verdict(
+            "ecs", "UNREACHABLE", f"cluster {cluster!r} not found" + (f" ({reasons})" if reasons else "")
+        )
+    status = found[0].get("status", "?")
+    if status != "ACTIVE":
+        return Verdict("ecs", "UNREACHABLE", f"cluster {cluster!r} is {status}")
+    region = backend.ecs.meta.region_name
+    return Verdict(
+        "ecs",
+        "OK",
+        f"cluster {cluster!r} is ACTIVE in {region} ({found[0].get('runningTasksCount', 0)} running tasks)",
+    )
+
+
+def _probe_storage(backend: Any) -> Verdict:
+    config = backend.storage_config
+    try:
+        storage = backend.storage
+        if config.type == "s3":
+            storage.client.head_bucket(Bucket=config.bucket)
+            return Verdict("storage", "OK", f"s3://{config.bucket} is reachable")
+        storage.client.get_bucket(config.bucket)
+        return Verdict("storage", "OK", f"gs://{config.bucket} is reachable")
+    except Exception as exc:  # noqa: BLE001
+        scheme = "s3" if config.type == "s3" else "gs"
+        return Verdict("storage", "UNREACHABLE", f"{scheme}://{config.bucket}: {_aws_message(exc)}")
+
+
+def _probe_docker(cli: str) -> Verdict:
+    try:
+        proc = subprocess.run(
+            [cli, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True, timeout=30
+        )
+    except FileNotFoundError:
+        return Verdict("docker", "UNREACHABLE", f"the docker CLI {cli!r} was not found")
+    except subprocess.TimeoutExpired:
+        return Verdict("docker", "UNREACHABLE", f"'{cli} version' did not answer within 30 s")
+    if proc.returncode != 0 or not proc.stdout.strip():
+        detail = (proc.stderr.strip().splitlines() or ["no server version"])[-1]
+        return Verdict("docker", "UNREACHABLE", f"the Docker daemon does not answer ({cli}): {detail}")
+    return Verdict("docker", "OK", f"the Docker daemon answers (server {proc.stdout.strip()}, CLI {cli})")
+
+
+def check(
+    output: Output,
+    image: str | None,
+    task_definition_arn: str | None,
+    executor: str | None,
+    ecs_conn_id: str | None,
+    storage_conn_id: str | None,
+) -> int:
+    from airflow_cmdexec_provider import config
+    from airflow_cmdexec_provider.exceptions import BackendNotConfigured, CmdExecConfigError
+    from airflow_cmdexec_provider.hooks.command_executor import CHAINS, normalize_executor
+
+    docker = {"image": image} if image else None
+    ecs: dict[str, Any] = {}
+    if task_definition_arn:
+        ecs["task_definition_arn"] = task_definition_arn
+    if ecs_conn_id:
+        ecs["conn_id"] = ecs_conn_id
+    if storage_conn_id:
+        ecs["storage_conn_id"] = storage_conn_id
+
+    for conn_id in (
+        ecs_conn_id or config.ECS_CONN_ID,
+        storage_conn_id or config.STORAGE_CONN_ID,
+        config.AWS_CONN_ID,
+    ):
+        conn = config._get_connection(conn_id)
+        if conn is not None and conn.password:
+            output.add_secret(conn.password)
+
+    params = []
+    if image:
+        params.append(f"docker.image={image!r}")
+    if task_definition_arn:
+        params.append(f"ecs.task_definition_arn={task_definition_arn!r}")
+    none = "(none: no docker.image, no ecs.task_definition_arn)"
+    output.out(f"Task params: {', '.join(params) if params else none}")
+    try:
+        forced = normalize_executor(executor, "--executor")
+        configured_raw = config.executor_type()
+        configured = normalize_executor(configured_raw, f"Variable {config.EXECUTOR_TYPE_VARIABLE}") or "ecs"
+    except CmdExecConfigError as exc:
+        output.err(f"error: {exc}")
+        return EXIT_ERROR
+    if forced:
+        chain: tuple[str, ...] = (forced,)
+        output.out(f"Executor: forced to {forced!r} (--executor)")
+    else:
+        chain = CHAINS[configured]
+        source = (
+            f"Variable {config.EXECUTOR_TYPE_VARIABLE} = {configured_raw!r}"
+            if configured_raw
+            else f"Variable {config.EXECUTOR_TYPE_VARIABLE} is not set: Digdag's default"
+        )
+        output.out(f"Executor type: {configured} ({source}); chain: {' -> '.join(chain)}")
+
+    backend, attempts, selected, failure = _selection(executor, docker, ecs or None)
+    for name, what in attempts:
+        if what != "selected":
+            output.out(f"  {name}: skipped, {what}")
+    if selected:
+        output.out(f"Selected: {selected}")
+
+    # Reachability of every backend in the chain, whether or not it is the one selected.
+    verdicts: dict[str, list[Verdict]] = {}
+    for name in chain:
+        if name == "local":
+            verdicts[name] = [Verdict("local", "OK", "runs on the worker itself")]
+        elif name == "docker":
+            cli = backend.config.docker if selected == "docker" else "docker"
+            verdict = _probe_docker(cli)
+            if selected != "docker" and docker is None:
+                verdict.message += " (not used by this task: no docker.image)"
+            verdicts[name] = [verdict]
+        elif name == "ecs":
+            ecs_backend = backend if selected == "ecs" else None
+            if ecs_backend is None:
+                try:
+                    from airflow_cmdexec_provider.backends.ecs import EcsBackend
+
+                    ecs_config = config.load_ecs_config(ecs_conn_id or config.ECS_CONN_ID, TASK_LABEL)
+                    storage_config = config.load_storage_config(
+                        storage_conn_id or config.STORAGE_CONN_ID, TASK_LABEL
+                    )
+                    ecs_backend = EcsBackend(ecs_config, storage_config)
+                except BackendNotConfigured as exc:
+                    verdicts[name] = [Verdict("ecs", "NOT CONFIGURED", str(exc))]
+                except CmdExecConfigError as exc:
+                    verdicts[name] = [Verdict("ecs", "INVALID", _strip_task_prefix(str(exc)))]
+            if ecs_backend is not None:
+                try:
+                    verdicts[name] = [_probe_ecs(ecs_backend), _probe_storage(ecs_backend)]
+                except CmdExecConfigError as exc:
+                    verdicts[name] = [Verdict("ecs", "INVALID", _strip_task_prefix(str(exc)))]
+
+    output.out("Backends:")
+    for name in chain:
+        for verdict in verdicts.get(name, []):
+            marker = "(selected) " if name == selected and verdict.name in ("ecs", "docker", "local") else ""
+            output.out(f"  {verdict.name:<8} {verdict.state:<14} {marker}{verdict.message}")
+
+    if failure is not None:
+        output.out(
+            f"Verdict: FAIL: a task with these params fails before it runs: "
+            f"{_strip_task_prefix(str(failure))}"
+        )
+        return EXIT_ERROR
+    selected_ok = all(v.ok for v in verdicts.get(selected or "", []))
+    if selected_ok:
+        output.out(f"Verdict: OK: a task with these params runs on {selected}, and {selected} is reachable")
+        return EXIT_OK
+    output.out(f"Verdict: FAIL: a task with these params runs on {selected}, but {selected} is unreachable")
+    return EXIT_ERROR
+
+

@@ -1,0 +1,98 @@
+"""``docs-table``: the Digdag key -> Airflow home table, generated from the key tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airflow_cmdexec_provider import digdag_keys  # the key tables (no Airflow import)
+from airflow_cmdexec_provider.cli.common import EXIT_ERROR, EXIT_OK, KUBERNETES_PREFIX, CliError, Output
+from airflow_cmdexec_provider.cli.show import _digdag_text
+
+# --------------------------------------------------------------------------------------------------
+# docs-table: the Digdag key -> Airflow home table of docs/configuration.md
+# --------------------------------------------------------------------------------------------------
+DOCS_BEGIN = "<!-- BEGIN GENERATED: airflow-cmdexec docs-table -->"
+DOCS_END = "<!-- END GENERATED: airflow-cmdexec docs-table -->"
+
+
+def _kind_text(spec: Any) -> str:
+    if spec.kind == "choice":
+        return "one of " + ", ".join(f"`{c}`" for c in spec.choices)
+    return {"str": "string", "int": "integer", "bool": "boolean", "list": "list (comma-separated)"}[spec.kind]
+
+
+def _default_text(spec: Any) -> str:
+    if spec.default is None:
+        return ""
+    return f"`{_digdag_text(spec.default)}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def docs_table() -> str:
+    """The table Digdag key -> Airflow home, type, default, generated from the FieldSpec tables."""
+    from airflow_cmdexec_provider import config
+
+    rows = [
+        "| Digdag key | Airflow home | Type | Default | Notes |",
+        "|---|---|---|---|---|",
+        f"| `{config.DIGDAG_TYPE_KEY}` | Variable `{config.EXECUTOR_TYPE_VARIABLE}` | one of `ecs`, "
+        "`docker`, `local` (Digdag `simple`) | `ecs` | Chain ECS -> Docker -> local; `kubernetes` is "
+        "not supported. |",
+    ]
+
+    def home(spec: Any, conn: str) -> str:
+        if spec.extra_name:
+            return f"{conn} extra `{spec.extra_name}`"
+        return f"{conn} {spec.airflow_field.capitalize()}" + (" (secret)" if spec.secret else "")
+
+    ecs_conn = f"`{config.ECS_CONN_ID}` / `{config.ECS_CONN_ID_PREFIX}<name>`"
+    for spec in config.ECS_FIELDS:
+        rows.append(
+            f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, ecs_conn)} | {_kind_text(spec)} | "
+            f"{_default_text(spec)} | {_cell(spec.description)} |"
+        )
+    base = f"{digdag_keys.DIGDAG_ECS_PREFIX}{config.DIGDAG_DEFAULT_CONFIG}"
+    aws = f"`{config.AWS_CONN_ID}` (conn type `aws`)"
+    rows.append(
+        f"| `{base}.access_key_id` | {aws} Login | string |  | Shared keys: ECS connections "
+        f"without their own keys get extra `aws_conn_id` = `{config.AWS_CONN_ID}`. |"
+    )
+    rows.append(f"| `{base}.secret_access_key` | {aws} Password (secret) | string |  | |")
+    storage_conn = f"`{config.STORAGE_CONN_ID}`"
+    for spec in config.STORAGE_FIELDS:
+        rows.append(
+            f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, storage_conn)} | {_kind_text(spec)} | "
+            f"{_default_text(spec)} | {_cell(spec.description)} |"
+        )
+    rows.append(f"| `{KUBERNETES_PREFIX}.*` | - | | | Not supported: the importer warns and ignores them. |")
+    return "\n".join(rows) + "\n"
+
+
+def _docs_with_table(text: str) -> str:
+    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
+    if begin < 0 or end < begin:
+        raise CliError(f"the file has no {DOCS_BEGIN} ... {DOCS_END} section")
+    return text[: begin + len(DOCS_BEGIN)] + "\n" + docs_table() + text[end:]
+
+
+def docs_table_command(output: Output, write: str | None, check_file: str | None) -> int:
+    if write:
+        path = Path(write)
+        path.write_text(_docs_with_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+        output.out(f"updated the table in {path}")
+        return EXIT_OK
+    if check_file:
+        text = Path(check_file).read_text(encoding="utf-8")
+        if _docs_with_table(text) != text:
+            output.err(f"{check_file} is out of date: run airflow-cmdexec docs-table --write {check_file}")
+            return EXIT_ERROR
+        output.out(f"{check_file} is up to date")
+        return EXIT_OK
+    output.out(docs_table().rstrip("\n"))
+    return EXIT_OK
+
+
