@@ -171,18 +171,23 @@ class HandleJournal:
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        self._holds_handle = False  # so that a local command costs no state-store call at all
 
     def load(self) -> dict[str, Any] | None:
         value = self.store.get(self.key) if self.store is not None else None
+        self._holds_handle = value is not None
         return value if isinstance(value, dict) else None
 
     def save(self, handle: Mapping[str, Any]) -> None:
         if self.store is not None:
             self.store.set(self.key, dict(handle))
+            self._holds_handle = True
 
-    def clear(self) -> None:
-        if self.store is not None:
+    def clear(self, force: bool = False) -> None:
+        """Delete the handle; without ``force`` only if this journal loaded or saved one."""
+        if self.store is not None and (self._holds_handle or force):
             self.store.delete(self.key)
+            self._holds_handle = False
 
 
 class VariableTaskDefinitionCache:

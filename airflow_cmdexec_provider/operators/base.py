@@ -215,7 +215,7 @@ class CommandOperator(BaseOperator):
                 backend.cleanup(handle, self._log_line)
             stored = self.collect(io_dir, result)
         finally:
-            journal.clear()
+            journal.clear(force=True)  # saved by the try that deferred
             shutil.rmtree(io_root, ignore_errors=True)
         return deep_merge(self._upstream_store(context), stored)
 
