@@ -12,6 +12,7 @@ import pytest
 from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile
 from airflow_cmdexec_provider.backends.local import LocalBackend
 from airflow_cmdexec_provider.exceptions import CommandNotFound
+from tests.process_helpers import pid_gone, wait_gone
 
 
 def _request(project: Path, io_dir: Path, *argv, workdir: str = "", env=None) -> CommandRequest:
@@ -31,29 +32,6 @@ def dirs(tmp_path):
     io_dir = tmp_path / "io"
     io_dir.mkdir()
     return project, io_dir
-
-
-def _pid_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
-
-
-def _wait_gone(pids, timeout=5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if not _pid_gone(p)]
-        if alive:
-            time.sleep(0.05)
-    return alive
 
 
 def _read_pids(path: Path, count: int, timeout: float = 10.0) -> list[int]:
@@ -231,7 +209,7 @@ def test_kill_from_another_thread_terminates_the_whole_group(dirs, tmp_path):
     assert "error" not in outcome, outcome.get("error")
     assert outcome["result"].exit_code == 128 + 15
     assert outcome["result"].reason == "killed by signal SIGTERM"
-    assert _wait_gone(pids) == []
+    assert wait_gone(pids) == []
 
 
 def test_kill_escalates_to_sigkill_when_term_is_ignored(dirs, tmp_path):
@@ -245,14 +223,14 @@ def test_kill_escalates_to_sigkill_when_term_is_ignored(dirs, tmp_path):
     backend.kill()
     time.sleep(0.3)
     # TERM is ignored: still running inside the grace period
-    assert [p for p in pids if not _pid_gone(p)] == pids
+    assert [p for p in pids if not pid_gone(p)] == pids
     assert thread.is_alive()
     thread.join(20)
     assert not thread.is_alive(), "run() did not return after the KILL"
     assert outcome["result"].exit_code == 128 + 9
     assert outcome["result"].reason == "killed by signal SIGKILL"
     assert lines == ["ready"]
-    assert _wait_gone(pids) == []
+    assert wait_gone(pids) == []
 
 
 def test_kill_without_a_running_command_is_a_no_op():
@@ -274,7 +252,7 @@ def test_an_exception_in_the_caller_stops_the_group(dirs, tmp_path):
 
     with pytest.raises(Interrupted):
         LocalBackend(kill_grace=0.5).run(_sh(project, io_dir, script), sink)
-    assert _wait_gone(_read_pids(pidfile, 2)) == []
+    assert wait_gone(_read_pids(pidfile, 2)) == []
 
 
 # -- the language runners stream too ----------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from airflow_cmdexec_provider.backends.local import LocalBackend
 from airflow_cmdexec_provider.exceptions import CommandFailed
 from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
+from tests.process_helpers import wait_gone
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -27,29 +27,6 @@ def _dag(dag_id: str, **kwargs):
 
 def _command_output(result, task_id: str) -> list[str]:
     return [r.message for r in result.records if r.task_id == task_id and "airflow_cmdexec_provider.operators." in r.logger]
-
-
-def _pid_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
-
-
-def _wait_gone(pids, timeout=5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if not _pid_gone(p)]
-        if alive:
-            time.sleep(0.05)
-    return alive
 
 
 def _wait_for(path: Path, timeout: float = 10.0) -> str:
@@ -88,7 +65,7 @@ echo never-reached
     assert _command_output(result, "slow") == ["ready"]
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 2  # the shell and its background child, which both ignore TERM
-    assert _wait_gone(pids) == []
+    assert wait_gone(pids) == []
 
 
 def _fake_context(op):
@@ -122,7 +99,7 @@ def test_on_kill_from_another_thread_stops_the_command(tmp_path):
     error = outcome.get("error")
     assert isinstance(error, CommandFailed), outcome
     assert str(error) == "Task on_kill.slow: command failed with code 143 (killed by signal SIGTERM)"
-    assert _wait_gone(pids) == []
+    assert wait_gone(pids) == []
     op.on_kill()  # after the command ended: nothing to do, no error
 
 
