@@ -12,6 +12,8 @@ from typing import Any
 
 from airflow_cmdexec_provider.digdag_keys import (
     ECS_CONN_ID,
+    ECS_CONN_TYPE,
+    STORAGE_CONN_TYPE,
     ECS_FIELDS,
     MAX_PRESIGN_SECONDS,
     STORAGE_CONN_ID,
@@ -27,16 +29,9 @@ EXECUTOR_TYPE_VARIABLE = "cmdexec_executor_type"
 def executor_type() -> str | None:
     """Digdag ``agent.command_executor.type``: Airflow Variable ``cmdexec_executor_type`` (default ``ecs``).
 
-    Inside a task the Task SDK asks the supervisor; elsewhere (the ``airflow-cmdexec`` CLI, a shell)
-    there is no supervisor, so the Variable is read from the secrets backends and the metadata DB.
+    ``None`` only when the Variable definitely does not exist; a failure to read it is an error.
     """
-    if _in_task_context():
-        from airflow.sdk import Variable
-
-        return Variable.get(EXECUTOR_TYPE_VARIABLE, default=None)
-    from airflow.models import Variable as VariableModel
-
-    return VariableModel.get(EXECUTOR_TYPE_VARIABLE, default_var=None)
+    return _lookup("variable", EXECUTOR_TYPE_VARIABLE)
 
 
 def _as_bool(value: Any, key: str, where: str) -> bool:
@@ -128,15 +123,13 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
 
 def _registry_login(conn_id: str, task_label: str) -> RegistryLogin:
     """Read registry credentials from a ``docker`` connection (apache-airflow-providers-docker's form)."""
-    conn = _get_connection(conn_id)
+    conn = get_connection(conn_id)
     if conn is None:
         raise CmdExecConfigError(f"Task {task_label}: docker.docker_conn_id {conn_id!r} is not an Airflow connection")
     if not conn.login:
         raise CmdExecConfigError(f"Task {task_label}: Docker connection {conn_id!r} has no Username (login)")
     server = f"{conn.host}:{conn.port}" if conn.host and conn.port else conn.host
     return RegistryLogin(server=server or None, username=conn.login, password=conn.password or "")
-
-
 
 
 def _convert(spec: FieldSpec, value: Any, where: str) -> Any:
@@ -289,27 +282,95 @@ ECS_TASK_KEYS = {"task_definition_arn", "conn_id", "storage_conn_id"}
 _ECS_OVERRIDABLE = {spec.extra_name for spec in ECS_FIELDS if spec.extra_name} | {"cluster_name"}
 
 
-def _get_connection(conn_id: str) -> Any | None:
-    """Return the Airflow Connection, or None when it does not exist.
+def get_connection(conn_id: str) -> Any | None:
+    """Return the Airflow Connection, or None when it definitely does not exist.
 
-    Inside a task (a Task SDK supervisor is there) through ``airflow.sdk.Connection``; elsewhere
-    (the ``airflow-cmdexec`` CLI) through ``airflow.models.Connection``: environment variables,
-    secrets backends, then the metadata DB. Both mask the password in logs.
+    "Definitely" matters: the Task SDK turns any failure of a secrets backend (a timeout of the
+    API server, a throttled Secrets Manager) into "not found", and automatic selection would then
+    silently run the command somewhere else (review H3). So every backend is asked here and any
+    failure raises ``ConfigLookupError`` with its cause. Outside a task (the ``airflow-cmdexec``
+    CLI, where there is no supervisor) the lookup goes through ``airflow.models``.
     """
+    return _lookup("connection", conn_id)
+
+
+class ConfigLookupError(CmdExecConfigError):
+    """A Connection or Variable could not be read: it may exist, so nothing may fall back."""
+
+
+def _lookup(kind: str, key: str) -> Any | None:
+    """A Connection (``kind="connection"``) or a Variable's value, or None when definitely absent."""
+    if not _in_task_context():
+        return _lookup_outside_task(kind, key)
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+    from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+
+    failures: list[str] = []
+    for backend in ensure_secrets_backend_loaded():
+        name = type(backend).__name__
+        try:
+            if isinstance(backend, ExecutionAPISecretsBackend):
+                value = _from_api_server(kind, key)
+            elif kind == "connection":
+                value = backend.get_connection(conn_id=key)
+            else:
+                value = backend.get_variable(key=key)
+        except Exception as exc:  # a secrets backend failed: we cannot tell whether the key exists
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        if value is not None:
+            return _masked(kind, key, value)
+    if failures:
+        raise ConfigLookupError(
+            f"the Airflow {kind} {key!r} could not be read ({'; '.join(failures)}); it may exist, so the "
+            "task does not fall back to another executor. Fix the secrets backend or retry the task"
+        )
+    return None
+
+
+def _from_api_server(kind: str, key: str) -> Any | None:
+    """Ask the API server through the task's supervisor; only its "not found" answer means absent."""
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse, GetConnection, GetVariable, VariableResult
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    request = GetConnection(conn_id=key) if kind == "connection" else GetVariable(key=key)
+    msg = SUPERVISOR_COMMS.send(request)
+    if isinstance(msg, ErrorResponse):
+        if msg.error in (ErrorType.CONNECTION_NOT_FOUND, ErrorType.VARIABLE_NOT_FOUND):
+            return None
+        raise RuntimeError(f"the API server answered {msg.error.value}: {msg.detail}")
+    if kind == "connection":
+        from airflow.sdk.execution_time.context import _process_connection_result_conn
+
+        return _process_connection_result_conn(msg)
+    return msg.value if isinstance(msg, VariableResult) else None
+
+
+def _masked(kind: str, key: str, value: Any) -> Any:
+    """Register the secret parts with the log masker, as the Task SDK's own lookups do."""
+    from airflow.sdk.log import mask_secret
+
+    if kind == "connection":
+        if value.password:
+            mask_secret(value.password)
+        if value.extra:
+            mask_secret(value.extra)
+    return value
+
+
+def _lookup_outside_task(kind: str, key: str) -> Any | None:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    if _in_task_context():
-        from airflow.sdk import Connection
+    if kind == "variable":
+        from airflow.models import Variable as VariableModel
 
-        try:
-            return Connection.get(conn_id)
-        except AirflowNotFoundException:
-            return None
+        return VariableModel.get(key, default_var=None)
     from airflow.models import Connection as ConnectionModel
     from airflow.sdk.log import mask_secret
 
     try:
-        conn = ConnectionModel.get_connection_from_secrets(conn_id)
+        conn = ConnectionModel.get_connection_from_secrets(key)
     except AirflowNotFoundException:
         return None
     if conn.password:
@@ -381,21 +442,30 @@ def ecs_setup(
         )
     task_definition_arn = ecs.get("task_definition_arn")
     image = (docker or {}).get("image") if isinstance(docker, Mapping) else None
-    explicit_conn = "conn_id" in ecs
+    # A task that names its ECS task definition must run on ECS or fail: it never falls back (review H3).
+    required = bool(task_definition_arn) or "conn_id" in ecs or "storage_conn_id" in ecs
     conn_id = ecs.get("conn_id") or ECS_CONN_ID
-    conn = _get_connection(conn_id)
-    if conn is None:
-        if explicit_conn:
-            raise CmdExecConfigError(f"{where}.conn_id: the Airflow connection {conn_id!r} does not exist")
-        raise BackendNotConfigured(f"no ECS cluster connection {conn_id!r}")
-    if not task_definition_arn and not image:
-        raise BackendNotConfigured("the task has neither ecs.task_definition_arn nor docker.image")
     storage_conn_id = ecs.get("storage_conn_id") or STORAGE_CONN_ID
-    storage_conn = _get_connection(storage_conn_id)
-    if storage_conn is None:
-        if "storage_conn_id" in ecs:
+    if not task_definition_arn and not image:
+        if required:
+            raise CmdExecConfigError(f"{where}: set ecs.task_definition_arn or docker.image for the ECS task")
+        raise BackendNotConfigured("the task has neither ecs.task_definition_arn nor docker.image")
+    conn = get_connection(conn_id)
+    if conn is None:
+        if required:
             raise CmdExecConfigError(
-                f"{where}.storage_conn_id: the Airflow connection {storage_conn_id!r} does not exist"
+                f"{where}: the ECS cluster connection {conn_id!r} does not exist, and this task names its ECS "
+                "setup (ecs.task_definition_arn, conn_id or storage_conn_id), so it does not run anywhere else; "
+                f"create the connection (type {ECS_CONN_TYPE!r}) or remove the task's ecs params"
+            )
+        raise BackendNotConfigured(f"no ECS cluster connection {conn_id!r}")
+    storage_conn = get_connection(storage_conn_id)
+    if storage_conn is None:
+        if required:
+            raise CmdExecConfigError(
+                f"{where}: the temporal storage connection {storage_conn_id!r} does not exist, and this task "
+                "names its ECS setup, so it does not run anywhere else; create the connection (type "
+                f"{STORAGE_CONN_TYPE!r})"
             )
         raise BackendNotConfigured(f"no temporal storage connection {storage_conn_id!r}")
     overrides = {k: v for k, v in ecs.items() if k not in ECS_TASK_KEYS}
@@ -443,7 +513,7 @@ def convert_field(spec: FieldSpec, value: Any, key: str, conn_id: str) -> Any:
 
 def load_ecs_config(conn_id: str = ECS_CONN_ID, task_label: str = "airflow-cmdexec") -> EcsConfig:
     """Load and validate one ECS cluster connection (no task overrides)."""
-    conn = _get_connection(conn_id)
+    conn = get_connection(conn_id)
     if conn is None:
         raise BackendNotConfigured(f"no ECS cluster connection {conn_id!r}")
     return ecs_config_from_connection(conn, conn_id, {}, task_label, None, None)
@@ -451,7 +521,7 @@ def load_ecs_config(conn_id: str = ECS_CONN_ID, task_label: str = "airflow-cmdex
 
 def load_storage_config(conn_id: str = STORAGE_CONN_ID, task_label: str = "airflow-cmdexec") -> StorageConfig:
     """Load and validate one temporal storage connection."""
-    conn = _get_connection(conn_id)
+    conn = get_connection(conn_id)
     if conn is None:
         raise BackendNotConfigured(f"no temporal storage connection {conn_id!r}")
     return storage_config_from_connection(conn, conn_id, task_label)

@@ -1,26 +1,64 @@
 """Digdag parameters built from an Airflow task context, and the environment variables made from them.
 
-Digdag gives every task a merged parameter map. We build the same map from Airflow:
+Digdag gives every task one merged parameter map (``OperatorManager.evalConfig``). From lowest to
+highest priority we build the same map from Airflow (``resolve_params``):
 
-1. Digdag runtime params mapped from the context (``runtime_params``);
-2. the DAG's and the task's Airflow ``params`` (Digdag ``_export``);
-3. the values stored by upstream tasks with ``digdag.env.store`` (they win, as in Digdag).
+1. the DAG's ``params`` and the run's ``dag_run.conf`` (Digdag's session params);
+2. exports and stored values, interleaved by their position in the graph: for each scope from the
+   DAG down to the task's innermost TaskGroup, that scope's export (the DAG's params, a TaskGroup's
+   ``default_args["params"]``), then what upstream tasks of that scope stored with
+   ``digdag.env.store``, in graph order, so the nearest writer wins (``stores.py``);
+3. Digdag's runtime params (``session_time``, ``task_name``, ...), which levels 1 and 2 cannot
+   overwrite (a warning names the key);
+4. the task's own ``params=``, Digdag's task-local keys.
+
+Objects are merged deeply, as Digdag's ``Config.merge`` does (Airflow's own param merge is shallow).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 
+log = logging.getLogger(__name__)
+
 ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z_0-9]*")
 
+# Names that change how a process, a shell or an interpreter starts (or what it loads). They are
+# never exported from params, dag_run.conf or stored values: whoever may trigger a DAG (or whatever
+# runs in a container and stores a value) must not choose them (review H2). Only a task's explicit
+# ``env=`` may set them.
+STARTUP_ENV_NAMES = frozenset({
+    "BASH_ENV", "ENV", "PATH", "IFS", "CDPATH", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "GLOBIGNORE",
+    "HOME", "SHELL", "TMPDIR", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "PYTHONPATH", "LUA_INIT", "TCLLIBPATH", "GCONV_PATH",
+    "HOSTALIASES", "LOCPATH", "NLSPATH", "RESOLV_HOST_CONF", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "GODEBUG", "MALLOC_CHECK_", "OPENSSL_CONF", "OPENSSL_ENGINES",
+})
+STARTUP_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL5", "PERL_", "GIT_", "BASH_FUNC_", "DOCKER_", "BUILDKIT_",
+                        "BUILDX_", "GEM_", "BUNDLE_", "MALLOC_", "GLIBC_", "XDG_")
+# curl and many libraries also read the lower-case proxy names.
+_PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"})
 
+
+def is_startup_env_name(name: str) -> bool:
+    """Whether setting ``name`` in a process's environment can change how it starts or what it runs.
+
+    Environment names are case-sensitive: ``path`` (a common Digdag param) is not ``PATH``.
+    """
+    return (name in STARTUP_ENV_NAMES or name.startswith(STARTUP_ENV_PREFIXES) or name.endswith("_PROXY")
+            or name in _PROXY_NAMES)
+
+
+# -- runtime params -----------------------------------------------------------------------------
 def _session_time(context: Mapping[str, Any]) -> datetime:
     """Return the run's logical date, or its ``run_after`` for manual runs that have none."""
     logical_date = context.get("logical_date")
@@ -47,37 +85,90 @@ def _timezone(context: Mapping[str, Any]) -> tuple[str, Any]:
     return name, tz
 
 
-def runtime_params(context: Mapping[str, Any]) -> dict[str, Any]:
-    """Map Digdag's runtime params (``session_time`` & co.) from an Airflow context.
+def time_params(prefix: str, moment: datetime | None, tz: Any) -> dict[str, Any]:
+    """``<prefix>_time``, ``_date``, ``_date_compact``, ``_local_time``, ``_tz_offset``, ``_unixtime``.
 
-    ``session_*`` values are in the DAG's timezone, as Digdag's are in the workflow's timezone; for a
-    DAG in UTC (Airflow's default) ``session_date`` equals ``ds``.
+    Digdag's format: whole seconds, ISO 8601 with the offset; an absent moment gives empty strings
+    (with the zone's offset), as Digdag's ``last_executed_session_*`` are before the first run.
     """
     import pendulum
 
-    tz_name, tz = _timezone(context)
-    local = pendulum.instance(_session_time(context)).in_timezone(tz)
-    ti = context.get("ti")
-    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "")
-    task_id = getattr(ti, "task_id", "")
-    run_id = context.get("run_id") or getattr(ti, "run_id", "")
-    offset = local.strftime("%z") or "+0000"
+    if moment is None:
+        offset = pendulum.now(tz).strftime("%z") or "+0000"
+        empty = dict.fromkeys(("time", "date", "date_compact", "local_time", "unixtime"), "")
+        return {f"{prefix}_{k}": v for k, v in {**empty, "tz_offset": offset}.items()}
+    local = pendulum.instance(moment).in_timezone(tz).replace(microsecond=0)
     return {
-        "session_time": local.isoformat(),
-        "session_date": local.strftime("%Y-%m-%d"),
-        "session_date_compact": local.strftime("%Y%m%d"),
-        "session_local_time": local.strftime("%Y-%m-%d %H:%M:%S"),
-        "session_tz_offset": offset,
-        "session_unixtime": int(local.timestamp()),
-        "session_id": run_id,
-        "session_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"airflow:{dag_id}:{run_id}")),
-        "timezone": tz_name,
-        "task_name": "+" + "+".join([dag_id, *task_id.split(".")]),
-        "attempt_id": getattr(ti, "try_number", 1),
-        "retry_attempt_name": None,
+        f"{prefix}_time": local.isoformat(),
+        f"{prefix}_date": local.strftime("%Y-%m-%d"),
+        f"{prefix}_date_compact": local.strftime("%Y%m%d"),
+        f"{prefix}_local_time": local.strftime("%Y-%m-%d %H:%M:%S"),
+        f"{prefix}_tz_offset": local.strftime("%z") or "+0000",
+        f"{prefix}_unixtime": int(local.timestamp()),
     }
 
 
+def stable_id(*parts: str) -> int:
+    """A positive integer that stays the same for the same parts (Digdag's ids are integers)."""
+    return int(uuid.uuid5(uuid.NAMESPACE_URL, "|".join(parts)).hex[:13], 16)
+
+
+def runtime_params(context: Mapping[str, Any], project: str = "") -> dict[str, Any]:
+    """Map Digdag's runtime params (``session_time`` & co.) from an Airflow context.
+
+    ``session_*`` values are in the DAG's timezone, as Digdag's are in the workflow's timezone; for a
+    DAG in UTC (Airflow's default) ``session_date`` equals ``ds``. ``last_session_*`` and
+    ``next_session_*`` exist for scheduled DAGs only, as in Digdag.
+    """
+    tz_name, tz = _timezone(context)
+    session = _session_time(context)
+    ti = context.get("ti")
+    dag = context.get("dag")
+    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", "")
+    task_id = getattr(ti, "task_id", "")
+    run_id = context.get("run_id") or getattr(ti, "run_id", "")
+    dag_run = context.get("dag_run")
+    clear_number = getattr(dag_run, "clear_number", 0) or 0
+    params: dict[str, Any] = {
+        **time_params("session", session, tz),
+        "session_id": stable_id("session", dag_id, run_id),
+        "session_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"airflow:{dag_id}:{run_id}")),
+        "timezone": tz_name,
+        "task_name": context.get("digdag_task_name") or "+" + "+".join([dag_id, *task_id.split(".")]),
+        "attempt_id": stable_id("attempt", dag_id, run_id, str(clear_number)),
+        "project_id": zlib.crc32((project or dag_id).encode()),
+        "retry_attempt_name": None,
+    }
+    neighbours = _schedule_neighbours(dag, session)
+    if neighbours is not None:
+        params.update(time_params("last_session", neighbours[0], tz))
+        params.update(time_params("next_session", neighbours[1], tz))
+    params.update(time_params("last_executed_session", _last_executed(ti, context), tz))
+    return params
+
+
+def _schedule_neighbours(dag: Any, session: datetime) -> tuple[datetime | None, datetime | None] | None:
+    """The schedule's session times before and after ``session``, or None for an unscheduled DAG."""
+    timetable = getattr(dag, "timetable", None)
+    if timetable is None or not getattr(timetable, "can_be_scheduled", False) or not hasattr(timetable, "_get_next"):
+        return None
+    previous = getattr(timetable, "_get_prev", None)
+    try:
+        return (previous(session) if previous else None), timetable._get_next(session)
+    except Exception:  # a timetable we cannot step through: leave the params out, as Digdag does
+        log.debug("cannot step through the timetable of %s", getattr(dag, "dag_id", "?"), exc_info=True)
+        return None
+
+
+def _last_executed(ti: Any, context: Mapping[str, Any]) -> datetime | None:
+    """The session time of the last successful run before this one (Digdag ``last_executed_session_time``)."""
+    if context.get("logical_date") is None or not hasattr(ti, "get_previous_dagrun"):
+        return None
+    previous = ti.get_previous_dagrun(state="success")
+    return getattr(previous, "logical_date", None) if previous is not None else None
+
+
+# -- resolution ---------------------------------------------------------------------------------
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``override`` into ``base``: nested objects are merged key by key, anything else replaced."""
     merged = dict(base)
@@ -89,15 +180,41 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def digdag_params(
-    context: Mapping[str, Any], stored: Mapping[str, Any], task_label: str
+def resolve_params(
+    *,
+    session: Mapping[str, Any],
+    scopes: Sequence[tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]],
+    runtime: Mapping[str, Any],
+    local: Mapping[str, Any],
+    task_label: str,
+    warn: Callable[[str], None] = log.warning,
 ) -> dict[str, Any]:
-    """Return the Digdag params of a task: runtime params < Airflow params < upstream stores."""
-    airflow_params = context.get("params") or {}
-    plain = airflow_params.dump() if hasattr(airflow_params, "dump") else dict(airflow_params)
-    params = {k: v for k, v in runtime_params(context).items() if v is not None}
-    params = deep_merge(params, plain)
-    params = deep_merge(params, stored)
+    """Merge a task's params in Digdag's order (see the module docstring).
+
+    :param session: the DAG's params and the run's conf.
+    :param scopes: per scope, from the DAG down to the innermost TaskGroup: its export and the stores
+        of the upstream tasks of that scope, in graph order.
+    :param runtime: Digdag's runtime params; levels below cannot overwrite them.
+    :param local: the task's own params.
+    """
+    params = dict(session)
+    for export, stores in scopes:
+        params = deep_merge(params, export)
+        for stored in stores:
+            params = deep_merge(params, stored)
+    builtins = {k: v for k, v in runtime.items() if v is not None}
+    overwritten = sorted(k for k in builtins if k in params and params[k] != builtins[k])
+    if overwritten:
+        warn(f"Task {task_label}: {', '.join(overwritten)} {'is a' if len(overwritten) == 1 else 'are'} built-in "
+             "Digdag param(s) and cannot be overwritten by DAG params, dag_run.conf, exports or stored values; "
+             "the built-in value is used")
+    params = deep_merge(params, builtins)
+    params = deep_merge(params, local)
+    _check_json(params, task_label)
+    return params
+
+
+def _check_json(params: Mapping[str, Any], task_label: str) -> None:
     try:
         json.dumps(params)
     except (TypeError, ValueError) as exc:
@@ -106,7 +223,6 @@ def digdag_params(
             f"Task {task_label}: params {bad} are not JSON-serialisable ({exc}); Digdag params must be "
             "JSON values (str, int, float, bool, None, list, dict)"
         ) from exc
-    return params
 
 
 def _json_ok(value: Any) -> bool:
@@ -117,6 +233,7 @@ def _json_ok(value: Any) -> bool:
     return True
 
 
+# -- environment --------------------------------------------------------------------------------
 def env_value(value: Any) -> str:
     """Encode a param as an environment variable value: strings raw, anything else compact JSON."""
     if isinstance(value, str):
@@ -124,9 +241,21 @@ def env_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def env_from_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Return the sh> environment: every param whose key is a valid variable name (Digdag §8.2)."""
-    return {k: env_value(v) for k, v in params.items() if v is not None and ENV_KEY.fullmatch(k)}
+def env_from_params(params: Mapping[str, Any], skipped: Callable[[list[str]], None] | None = None) -> dict[str, str]:
+    """Return the sh> environment: every param whose key is a valid variable name (Digdag §8.2),
+    except names that change how a process starts (``is_startup_env_name``), which are reported."""
+    env: dict[str, str] = {}
+    refused: list[str] = []
+    for key, value in params.items():
+        if value is None or not ENV_KEY.fullmatch(key):
+            continue
+        if is_startup_env_name(key):
+            refused.append(key)
+            continue
+        env[key] = env_value(value)
+    if refused and skipped is not None:
+        skipped(sorted(refused))
+    return env
 
 
 def validate_env(env: Mapping[str, Any] | None, task_label: str) -> dict[str, str]:

@@ -12,7 +12,6 @@ import pendulum
 
 from airflow_cmdexec_provider.backends.local import LocalBackend
 from airflow_cmdexec_provider.exceptions import CommandFailed
-from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from tests.process_helpers import wait_gone
 
@@ -43,7 +42,7 @@ def _wait_for(path: Path, timeout: float = 10.0) -> str:
 
 def test_execution_timeout_terminates_the_whole_group_even_if_term_is_ignored(run_dag, tmp_path, monkeypatch):
     # The real grace period is 10 s; a shorter one keeps the test fast and changes nothing else.
-    monkeypatch.setattr(CommandExecutorHook, "_local_backend", lambda self: LocalBackend(kill_grace=1.0))
+    monkeypatch.setattr(LocalBackend, "from_settings", classmethod(lambda cls, settings: cls(kill_grace=1.0)))
     pidfile = tmp_path / "pids"
     command = f"""
 trap '' TERM

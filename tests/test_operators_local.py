@@ -14,6 +14,7 @@ import pendulum
 import pytest
 
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
+from airflow_cmdexec_provider.params import stable_id
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -206,9 +207,10 @@ def test_sh_params_become_env_vars(run_dag, project):
         )
     result = run_dag(dag, logical_date=pendulum.datetime(2026, 2, 3, 4, 5, 6, tz="UTC"))
     assert result.state == "success", result.error_text("show")
+    attempt = stable_id("attempt", "sh_params_env", result.run_id, "0")  # Digdag's attempt_id: an integer
     assert _command_output(result, "show") == [
         'text=two words|int=42|bool=true|list=[1,"x",null]|dict={"k":"v","n":1}',
-        "date=2026-02-03|task=+sh_params_env+show|attempt=1|tz=UTC",
+        f"date=2026-02-03|task=+sh_params_env+show|attempt={attempt}|tz=UTC",
         "0",  # "a.b" and "a-b" are not valid variable names: skipped
     ]
 

@@ -12,9 +12,10 @@ import pytest
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.params import (
     deep_merge,
-    digdag_params,
     env_from_params,
     env_value,
+    is_startup_env_name,
+    resolve_params,
     runtime_params,
     validate_env,
 )
@@ -58,8 +59,11 @@ def test_runtime_params_utc_dag_with_logical_date():
     assert params["session_unixtime"] == int(logical.timestamp()) == 1772600767
     assert params["timezone"] == "UTC"
     assert params["task_name"] == "+my_dag+step"
-    assert params["attempt_id"] == 3
-    assert params["session_id"] == "run-1"
+    # Digdag's ids are integers: stable stand-ins derived from the run (and the run's clear number)
+    assert isinstance(params["attempt_id"], int) and isinstance(params["session_id"], int)
+    assert params["session_id"] == runtime_params(_context(logical_date=logical, try_number=1))["session_id"]
+    assert params["attempt_id"] == runtime_params(_context(logical_date=logical, try_number=1))["attempt_id"]
+    assert isinstance(params["project_id"], int)
 
 
 def test_runtime_params_manual_run_without_logical_date_uses_run_after():
@@ -147,41 +151,52 @@ def test_deep_merge_merges_objects_and_replaces_the_rest_without_mutating():
     assert base == {"a": {"x": 1, "y": {"k": 1}}, "b": [1, 2], "c": 1}
 
 
-def test_digdag_params_precedence_runtime_then_airflow_params_then_stored():
-    from airflow.sdk.definitions.param import ParamsDict
-
-    context = _context(
-        logical_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-        params=ParamsDict({"greeting": "hi", "count": 1, "session_date": "overridden", "nested": {"a": 1}}),
+def test_resolve_params_follows_digdag_precedence():
+    runtime = {"session_date": "2026-01-01", "task_name": "+d+t", "retry_attempt_name": None}
+    warnings: list[str] = []
+    params = resolve_params(
+        session={"greeting": "hi", "count": 1, "session_date": "overridden", "nested": {"a": 1}, "mine": "s"},
+        scopes=[({}, [{"count": 2, "nested": {"b": 2}}]), ({"nested": {"c": 3}, "count": 3}, [{"count": 4}])],
+        runtime=runtime,
+        local={"mine": "local", "task_name": "mine"},
+        task_label="my_dag.step",
+        warn=warnings.append,
     )
-    stored = {"count": 2, "nested": {"b": 2}, "extra": [1]}
-    params = digdag_params(context, stored, "my_dag.step")
-
     assert params["greeting"] == "hi"
-    assert params["session_date"] == "overridden"  # Airflow params win over runtime params (Digdag _export)
-    assert params["count"] == 2  # stored values win over params, as in Digdag
-    assert params["nested"] == {"a": 1, "b": 2}
-    assert params["extra"] == [1]
-    assert params["session_time"] == "2026-01-01T00:00:00+00:00"
+    assert params["count"] == 4  # the nearest scope's store wins over the outer export and store
+    assert params["nested"] == {"a": 1, "b": 2, "c": 3}  # deep merge, as Digdag's Config.merge
+    assert params["session_date"] == "2026-01-01"  # built-ins cannot be overwritten by session params
+    assert params["mine"] == "local" and params["task_name"] == "mine"  # task-local keys win over everything
     assert "retry_attempt_name" not in params  # null runtime params are dropped, as in Digdag
+    assert len(warnings) == 1 and "session_date" in warnings[0] and "my_dag.step" in warnings[0]
     json.dumps(params)
 
 
-def test_digdag_params_rejects_values_that_are_not_json():
-    context = _context(
-        logical_date=pendulum.datetime(2026, 1, 1, tz="UTC"), params={"when": dt.datetime(2026, 1, 1), "ok": 1}
-    )
+def test_resolve_params_rejects_values_that_are_not_json():
     with pytest.raises(CmdExecConfigError) as excinfo:
-        digdag_params(context, {}, "my_dag.step")
+        resolve_params(session={"when": dt.datetime(2026, 1, 1), "ok": 1}, scopes=[], runtime={}, local={},
+                       task_label="my_dag.step")
     message = str(excinfo.value)
     assert "my_dag.step" in message and "'when'" in message and "JSON" in message
     assert "'ok'" not in message
 
 
-def test_digdag_params_rejects_stored_values_that_are_not_json():
-    context = _context(logical_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+def test_resolve_params_rejects_stored_values_that_are_not_json():
     with pytest.raises(CmdExecConfigError, match=r"my_dag\.step: params \['bad'\] are not JSON"):
-        digdag_params(context, {"bad": {1, 2}}, "my_dag.step")
+        resolve_params(session={}, scopes=[({}, [{"bad": {1, 2}}])], runtime={}, local={}, task_label="my_dag.step")
+
+
+@pytest.mark.parametrize("name", ["BASH_ENV", "ENV", "LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "IFS", "SHELLOPTS",
+                                  "BASHOPTS", "PS4", "PYTHONPATH", "PYTHONSTARTUP", "PERL5OPT", "RUBYOPT", "RUBYLIB",
+                                  "NODE_OPTIONS", "GIT_SSH_COMMAND", "DOCKER_HOST", "http_proxy", "HTTPS_PROXY",
+                                  "BASH_FUNC_x%%", "SSL_CERT_FILE", "GCONV_PATH"])
+def test_startup_env_names_are_recognised(name):
+    assert is_startup_env_name(name)
+
+
+@pytest.mark.parametrize("name", ["path", "greeting", "session_date", "table", "ENVIRONMENT", "my_PATH"])
+def test_ordinary_names_are_not_startup_names(name):
+    assert not is_startup_env_name(name)
 
 
 # -- sh> environment -----------------------------------------------------------------------------------
@@ -220,6 +235,13 @@ def test_env_from_params_keeps_only_valid_variable_names():
         "nothing": None,
     }
     assert env_from_params(params) == {"name": "x", "_private": "1", "CamelCase9": "true"}
+
+
+def test_env_from_params_never_exports_startup_names_and_reports_them_by_name():
+    reported: list[list[str]] = []
+    params = {"BASH_ENV": "/tmp/evil", "LD_PRELOAD": "/tmp/evil.so", "PATH": "/tmp", "path": "result.csv"}
+    assert env_from_params(params, reported.append) == {"path": "result.csv"}
+    assert reported == [["BASH_ENV", "LD_PRELOAD", "PATH"]]  # names only, never values
 
 
 def test_validate_env_encodes_values_like_params():

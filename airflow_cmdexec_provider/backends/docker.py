@@ -29,8 +29,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from airflow_cmdexec_provider.backends.base import CommandRequest, CommandResult, LineSink
-from airflow_cmdexec_provider.config import DockerConfig
+from airflow_cmdexec_provider.backends.base import (
+    CommandGone,
+    CommandRequest,
+    CommandResult,
+    LineSink,
+    RemoteBackend,
+    TaskSettings,
+    WatchError,
+)
+from airflow_cmdexec_provider.config import DockerConfig, docker_config
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
 
 STOP_GRACE_SECONDS = 10
@@ -64,22 +72,25 @@ def build_tag(config: DockerConfig) -> str:
     return f"cmdexec-build:{digest}"
 
 
-class DockerBackend:
+class DockerBackend(RemoteBackend):
     """Run a request in a container with the project and the IO dir mounted at the same paths."""
 
     name = "docker"
+    fallback = ("local",)
+
+    @classmethod
+    def from_settings(cls, settings: TaskSettings) -> DockerBackend:
+        return cls(docker_config(settings.docker, settings.task_label))
 
     def __init__(self, config: DockerConfig, stop_grace: int = STOP_GRACE_SECONDS) -> None:
+        super().__init__()
         self.config = config
         self.stop_grace = stop_grace
         self._container: str | None = None
         self._cli: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._killed = False
+        self._killed_flag = False
         self._lock = threading.Lock()
-        # Called with the handle of the running container (and its log progress), so that a later
-        # try can re-attach to it: see CommandExecutorHook.run and HandleJournal.
-        self.save_handle: Callable[[dict[str, Any]], None] | None = None
         self.poll_interval = 1.0
 
     # -- public protocol -----------------------------------------------------------------------
@@ -99,7 +110,7 @@ class DockerBackend:
                 # No lock here: kill() may run in a signal handler on this very thread. The order
                 # (publish, then check _killed; kill() sets _killed, then reads) loses no kill.
                 self._container = name
-                if self._killed:
+                if self._killed_flag:
                     self._container = None
                     raise BackendError(f"Task {self.config.task_label} was killed before its container started")
                 handle = self._new_handle(name, image, request)
@@ -109,7 +120,7 @@ class DockerBackend:
                     for attempt in (1, 2):
                         exit_code, tail = _stream(argv, cli_env, progress, self._started, tick=progress.tick)
                         conflict = exit_code == 125 and "is already in use by container" in (_daemon_error(tail) or "")
-                        if not (conflict and attempt == 1) or self._killed:
+                        if not (conflict and attempt == 1) or self._killed_flag:
                             break
                         log_line(f"Removing leftover container {name} of an earlier attempt of this try")
                         self._remove(cli, name)
@@ -120,12 +131,12 @@ class DockerBackend:
 
     def _started(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
-        if self._killed:  # kill() came while `docker run` was being started
+        if self._killed_flag:  # kill() came while `docker run` was being started
             proc.kill()
 
     def kill(self) -> None:
         """Stop (TERM, then KILL after the grace period) and remove the running container."""
-        self._killed = True  # a run that has not started its container yet will not start it
+        self._killed_flag = True  # a run that has not started its container yet will not start it
         with self._lock:
             name, cli = self._container, self._cli
         if name and cli:
@@ -299,7 +310,7 @@ class DockerBackend:
         if self.save_handle is not None:
             self.save_handle(handle)
 
-    def submit(self, request: CommandRequest, log_line: LineSink) -> dict[str, Any]:
+    def submit(self, request: CommandRequest, log_line: LineSink, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start the container detached (for deferrable mode) and return its handle."""
         cli = self._resolve_cli()
         with self._docker_config_dir() as docker_config_dir:
@@ -326,9 +337,12 @@ class DockerBackend:
         state = _run_quiet([cli, "container", "inspect", "--format",
                             "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", handle["container"]],
                            timeout=60)
-        if state is None or state.returncode != 0:
-            raise BackendError(f"Task {self.config.task_label}: container {handle['container']} is gone "
-                               f"({_last_line(state.stderr) if state else 'docker did not answer'})")
+        if state is None:
+            raise WatchError(f"docker did not answer about container {handle['container']}")
+        if state.returncode != 0:
+            if b"No such container" in state.stderr:
+                raise CommandGone(f"Task {self.config.task_label}: container {handle['container']} is gone")
+            raise WatchError(f"docker container inspect failed: {_last_line(state.stderr)}")
         status, exit_code, oom = state.stdout.decode().split()
         self._forward_logs(cli, handle, log_line)
         if status in ("created", "running", "restarting", "paused"):
@@ -362,38 +376,18 @@ class DockerBackend:
         if entries:
             self._save(handle)
 
-    def resume(self, handle: dict[str, Any], request: CommandRequest, log_line: LineSink) -> CommandResult | None:
-        """Re-attach to the container of an earlier try: the rest of its log, its result, its outputs.
+    def exists(self, handle: dict[str, Any]) -> bool:
+        probe = _run_quiet([self._resolve_cli(), "container", "inspect", "--format", "{{.State.Status}}",
+                            handle["container"]], timeout=60)
+        return probe is not None and probe.returncode == 0
 
-        Returns None when that container no longer exists (then the command runs afresh).
-        """
-        cli = self._resolve_cli()
-        probe = _run_quiet([cli, "container", "inspect", "--format", "{{.State.Status}}", handle["container"]],
-                           timeout=60)
-        if probe is None or probe.returncode != 0:
-            log_line(f"The container {handle['container']} of an earlier try no longer exists")
-            self.cleanup(handle, log_line)
-            return None
-        log_line(f"Re-attached to container {handle['container']} ({probe.stdout.decode().strip()}) started by "
-                 "an earlier try of this task: not starting another one")
-        with self._lock:
-            self._container = handle["container"]
-        try:
-            while (result := self.poll(handle, log_line)) is None:
-                time.sleep(self.poll_interval)
-            return self.collect(handle, request.io_dir, result)
-        finally:
-            self.cleanup(handle, log_line)
-            self._container = None
-
-    def collect(self, handle: dict[str, Any], io_dir: Path, result: CommandResult) -> CommandResult:
+    def fetch_outputs(self, handle: dict[str, Any], io_dir: Path, result: CommandResult) -> None:
         """Copy what the container wrote into its IO dir (an earlier try's) into ``io_dir``."""
         source = Path(handle["io_dir"])
         if source != io_dir and source.is_dir():
             for child in source.iterdir():
                 if child.is_file() and not child.is_symlink():
                     shutil.copyfile(child, io_dir / child.name)
-        return result
 
     def stop(self, handle: dict[str, Any], reason: str) -> None:
         cli = self._resolve_cli()

@@ -9,13 +9,13 @@ import threading
 import time
 from collections.abc import Mapping
 
-from airflow_cmdexec_provider.backends.base import CommandRequest, CommandResult, LineSink
+from airflow_cmdexec_provider.backends.base import CommandBackend, CommandRequest, CommandResult, LineSink, TaskSettings
 from airflow_cmdexec_provider.exceptions import CommandNotFound
 
 KILL_GRACE_SECONDS = 10.0
 
 
-class LocalBackend:
+class LocalBackend(CommandBackend):
     """Run in the project (or its workdir) with the worker's environment plus the request's.
 
     The process leads its own session, so a kill reaches everything it started: TERM to the group,
@@ -29,6 +29,10 @@ class LocalBackend:
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._kill_grace = kill_grace
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: TaskSettings) -> LocalBackend:
+        return cls()
 
     def run(self, request: CommandRequest, log_line: LineSink) -> CommandResult:
         argv = request.argv(request.io_dir)
@@ -68,10 +72,9 @@ class LocalBackend:
 
     def _stop(self, proc: subprocess.Popen[bytes], wait: bool) -> None:
         """TERM the whole process group, then KILL it if it is still there after the grace period."""
-        try:
-            pgid = os.getpgid(proc.pid)
-        except ProcessLookupError:
-            return
+        # The process leads its own session, so its group id is its pid, even after it was reaped
+        # (os.getpgid would then fail and miss the background children left in the group, review L1).
+        pgid = proc.pid
         if proc.poll() is not None and not _group_alive(pgid):
             return
         _signal_group(pgid, signal.SIGTERM)

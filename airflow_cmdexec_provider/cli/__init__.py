@@ -13,7 +13,7 @@ Every Digdag key has one Airflow home, given by the FieldSpec tables (``digdag_k
 GCS credentials) are only ever written to Connection password fields and printed as ``***``.
 
 Outside a task there is no Task SDK supervisor, so the commands read Connections and Variables
-through ``airflow.models`` (secrets backends, then the metadata DB); see ``config._get_connection``.
+through ``airflow.models`` (secrets backends, then the metadata DB); see ``config.get_connection``.
 """
 
 from __future__ import annotations

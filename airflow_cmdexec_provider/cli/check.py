@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,30 +29,24 @@ def _selection(
     executor: str | None, docker: Mapping[str, Any] | None, ecs: Mapping[str, Any] | None
 ) -> tuple[Any, list[tuple[str, str]], str | None, BaseException | None]:
     """Run CommandExecutorHook's own selection; record what each backend said."""
+    from airflow_cmdexec_provider.backends.base import TaskSettings
     from airflow_cmdexec_provider.exceptions import BackendNotConfigured
     from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook
 
     attempts: list[tuple[str, str]] = []
 
     class SelectionProbe(CommandExecutorHook):
-        def _factories(self):  # type: ignore[no-untyped-def]
-            real = super()._factories()
+        def backend(self, name: str) -> Any:
+            try:
+                built = super().backend(name)
+            except BackendNotConfigured as exc:
+                attempts.append((name, f"not configured: {exc}"))
+                raise
+            attempts.append((name, "selected"))
+            return built
 
-            def probe(name: str, factory: Callable[[], Any]) -> Callable[[], Any]:
-                def build() -> Any:
-                    try:
-                        backend = factory()
-                    except BackendNotConfigured as exc:
-                        attempts.append((name, f"not configured: {exc}"))
-                        raise
-                    attempts.append((name, "selected"))
-                    return backend
-
-                return build
-
-            return {name: probe(name, factory) for name, factory in real.items()}
-
-    hook = SelectionProbe(executor=executor, docker=docker, ecs=ecs, task_label=TASK_LABEL)
+    settings = TaskSettings(task_label=TASK_LABEL, docker=docker, ecs=ecs)
+    hook = SelectionProbe(settings=settings, executor=executor)
     try:
         backend = hook.get_backend()
     except Exception as exc:  # noqa: BLE001 - reported as the verdict
@@ -137,7 +131,7 @@ def check(
 ) -> int:
     from airflow_cmdexec_provider import config
     from airflow_cmdexec_provider.exceptions import BackendNotConfigured, CmdExecConfigError
-    from airflow_cmdexec_provider.hooks.command_executor import CHAINS, normalize_executor
+    from airflow_cmdexec_provider.hooks.command_executor import chain_of, normalize_executor
 
     docker = {"image": image} if image else None
     ecs: dict[str, Any] = {}
@@ -153,7 +147,7 @@ def check(
         storage_conn_id or config.STORAGE_CONN_ID,
         config.AWS_CONN_ID,
     ):
-        conn = config._get_connection(conn_id)
+        conn = config.get_connection(conn_id)
         if conn is not None and conn.password:
             output.add_secret(conn.password)
 
@@ -175,7 +169,7 @@ def check(
         chain: tuple[str, ...] = (forced,)
         output.out(f"Executor: forced to {forced!r} (--executor)")
     else:
-        chain = CHAINS[configured]
+        chain = chain_of(configured)
         source = (
             f"Variable {config.EXECUTOR_TYPE_VARIABLE} = {configured_raw!r}"
             if configured_raw

@@ -94,7 +94,7 @@ def show_config(output: Output, with_defaults: bool) -> int:
         aws_referenced = False
         printed_globals = False
         for conn_id in ecs_ids:
-            conn = config._get_connection(conn_id)
+            conn = config.get_connection(conn_id)
             if conn is None:
                 continue
             if conn.password:
@@ -144,7 +144,7 @@ def show_config(output: Output, with_defaults: bool) -> int:
                 printed_globals = True
 
         if aws_referenced:
-            aws = config._get_connection(config.AWS_CONN_ID)
+            aws = config.get_connection(config.AWS_CONN_ID)
             if aws is not None and (aws.login or aws.password):
                 lines.append("")
                 lines.append(f"# Connection {config.AWS_CONN_ID!r} (aws)")
@@ -156,7 +156,7 @@ def show_config(output: Output, with_defaults: bool) -> int:
             else:
                 errors.append(f"ECS connections use aws_conn_id {config.AWS_CONN_ID!r}, which has no keys")
 
-        storage = config._get_connection(config.STORAGE_CONN_ID)
+        storage = config.get_connection(config.STORAGE_CONN_ID)
         if storage is not None:
             if storage.password:
                 output.add_secret(storage.password)

@@ -1,180 +1,202 @@
-"""The one place that decides where a task's command runs: ECS, Docker or the worker itself."""
+"""The one place that decides where a task's command runs, and that hands its handle from try to try."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import timedelta
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseHook
 
 from airflow_cmdexec_provider import config
-from airflow_cmdexec_provider.backends.base import CommandBackend, CommandRequest, CommandResult, LineSink
+from airflow_cmdexec_provider.backends import registry
+from airflow_cmdexec_provider.backends.base import (
+    CommandBackend,
+    CommandRequest,
+    CommandResult,
+    Handle,
+    LineSink,
+    RemoteBackend,
+    TaskSettings,
+)
 from airflow_cmdexec_provider.exceptions import BackendNotConfigured, CmdExecConfigError
 
-# Digdag's agent.command_executor.type and the chain each one means (Digdag §1.2): the ECS executor
-# falls back to Docker, which falls back to local, but only when a backend is not configured at all.
-CHAINS: dict[str, tuple[str, ...]] = {
-    "ecs": ("ecs", "docker", "local"),
-    "docker": ("docker", "local"),
-    "local": ("local",),
-}
-ALIASES = {"simple": "local"}
+DEFAULT_EXECUTOR_TYPE = "ecs"  # Digdag's default agent.command_executor.type
 
 
 def normalize_executor(value: str | None, where: str) -> str | None:
-    """Return ``None`` for automatic selection, else one of ``ecs``, ``docker``, ``local``."""
+    """Return ``None`` for automatic selection, else the canonical name of a registered backend."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
         return None
-    name = ALIASES.get(str(value).strip().lower(), str(value).strip().lower())
-    if name not in CHAINS:
+    if not isinstance(value, str):
+        raise CmdExecConfigError(f"{where}: executor must be a string, got {value!r}")
+    name = registry.canonical_name(value)
+    if not registry.is_known(name):
         raise CmdExecConfigError(
-            f"{where}: unknown executor {value!r}; use one of 'auto', 'ecs', 'docker', 'local'"
+            f"{where}: unknown executor {value!r}; use one of {', '.join(['auto', *registry.known_names()])}"
         )
     return name
 
 
+def chain_of(executor_type: str) -> tuple[str, ...]:
+    """The backends tried, in order, when ``executor_type`` is the configured type (Digdag §1.2)."""
+    return (executor_type, *registry.backend_class(executor_type).fallback)
+
+
 class CommandExecutorHook(BaseHook):
-    """Select a backend for one task and run its command there.
+    """Select a backend for one task, and run or start its command there.
 
     Selection follows Digdag: the configured executor type (Variable ``cmdexec_executor_type``,
-    default ``ecs``) gives a chain ECS -> Docker -> local. A backend is skipped only when it is not
-    configured (``BackendNotConfigured``: no ECS connection/storage, no ``docker`` params); any
-    other error fails the task, so a command never silently runs somewhere else. A forced
-    ``executor`` runs there or fails with the reason.
+    default ``ecs``) gives a chain, e.g. ECS -> Docker -> local. A backend is skipped only when its
+    configuration is definitely absent (``BackendNotConfigured``); any other error, including a
+    Connection or Variable that could not be read, fails the task, so a command never silently runs
+    somewhere else. A forced ``executor`` runs there or fails with the reason. A task with no params
+    for any backend but local (no ``docker``, ``ecs``, ``kubernetes``) can only run locally, so it
+    runs there without any lookup.
 
-    :param executor: ``None``/``"auto"`` for the configured selection, or ``ecs``, ``docker``, ``local``.
-    :param docker: the task's Digdag ``docker`` params (``image``, ``run_options``, ...).
-    :param ecs: the task's Digdag ``ecs`` params (``task_definition_arn``, cluster overrides).
-    :param task_label: ``dag_id.task_id``, used in every message.
-    :param timeout: the task's ``execution_timeout``: presigned URLs must outlive it.
+    :param settings: what the backends may read of the task (its Digdag params, label, timeout).
+    :param executor: ``None``/``"auto"`` for the configured selection, or a backend name.
     """
 
     hook_name = "Command Executor"
 
-    def __init__(
-        self,
-        *,
-        executor: str | None = None,
-        docker: Mapping[str, Any] | None = None,
-        ecs: Mapping[str, Any] | None = None,
-        task_label: str,
-        timeout: timedelta | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, settings: TaskSettings, executor: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.task_label = task_label
-        self.timeout = timeout
-        self.forced = normalize_executor(executor, f"Task {task_label}: executor")
-        self.docker = docker
-        self.ecs = ecs
+        self.settings = settings
+        self.task_label = settings.task_label
+        self.forced = normalize_executor(executor, f"Task {settings.task_label}: executor")
 
     def get_backend(self) -> CommandBackend:
         """Return the backend this task runs on, logging which one and why."""
         if self.forced is not None:
-            chain: tuple[str, ...] = (self.forced,)
-            why = f"forced by executor={self.forced!r}"
-        else:
-            configured = normalize_executor(config.executor_type(), "Variable cmdexec_executor_type") or "ecs"
-            chain = CHAINS[configured]
-            why = f"executor type {configured!r}"
+            try:
+                backend = self.backend(self.forced)
+            except BackendNotConfigured as exc:
+                raise CmdExecConfigError(
+                    f"Task {self.task_label}: executor {self.forced!r} was forced but is not configured: {exc}"
+                ) from exc
+            self.log.info("Task %s runs on the %s executor (forced by executor=%r)", self.task_label,
+                          self.forced, self.forced)
+            return backend
+        if not self.settings.wants_remote():
+            self.log.info("Task %s runs on the local executor (it has no docker, ecs or kubernetes params)",
+                          self.task_label)
+            return self.backend("local")
+        configured = normalize_executor(config.executor_type(), "Variable cmdexec_executor_type")
+        configured = configured or DEFAULT_EXECUTOR_TYPE
         skipped: list[str] = []
-        for name in chain:
+        for name in chain_of(configured):
             try:
                 backend = self.backend(name)
             except BackendNotConfigured as exc:
-                if self.forced is not None:
-                    raise CmdExecConfigError(
-                        f"Task {self.task_label}: executor {name!r} was forced but is not configured: {exc}"
-                    ) from exc
                 skipped.append(f"{name}: {exc}")
                 continue
-            reason = f"{why}; " + ("; ".join(f"skipped {s}" for s in skipped) if skipped else "first in chain")
-            self.log.info("Task %s runs on the %s executor (%s)", self.task_label, name, reason)
+            reason = "; ".join(f"skipped {s}" for s in skipped) if skipped else "first in chain"
+            self.log.info("Task %s runs on the %s executor (executor type %r; %s)", self.task_label, name,
+                          configured, reason)
             return backend
         raise CmdExecConfigError(f"Task {self.task_label}: no executor is available ({'; '.join(skipped)})")
 
     def backend(self, name: str) -> CommandBackend:
-        """Build the named backend (``ecs``, ``docker``, ``local``) for this task, without selection."""
-        return self._factories()[name]()
+        """Build the named backend for this task, without selection."""
+        try:
+            backend_class = registry.backend_class(name)
+        except CmdExecConfigError as exc:
+            raise CmdExecConfigError(f"Task {self.task_label}: {exc}") from exc
+        return backend_class.from_settings(self.settings)
 
     def run(
-        self,
-        request: CommandRequest,
-        log_line: LineSink,
-        journal: HandleJournal | None = None,
-        backend: CommandBackend | None = None,
+        self, request: CommandRequest, log_line: LineSink, journal: HandleJournal, backend: CommandBackend
     ) -> CommandResult:
-        """Select the backend and run the request on it.
+        """Run the request on ``backend``, taking over the command of an earlier try if there is one.
 
-        With a ``journal`` (the task's state store), a remote backend's handle is saved as soon as
-        the command started; a later try of the same task finds it and re-attaches to that container
-        or ECS task instead of starting a second one (or collects its result if it already ended).
+        A remote backend saves its handle in the journal as soon as it starts creating remote work,
+        so a later try of the same task finds the container/ECS task/pod and re-attaches to it (or
+        collects its result if it already ended) instead of starting a second one.
         """
-        backend = backend or self.get_backend()
         try:
-            if journal is not None and hasattr(backend, "resume"):
+            if isinstance(backend, RemoteBackend):
                 backend.save_handle = journal.save
-                handle = journal.load()
-                if handle and handle.get("backend") == backend.name:
-                    result = backend.resume(handle, request, log_line)
+                earlier = self.take_over(journal, backend, log_line)
+                if earlier is not None:
+                    result = backend.resume(earlier, request, log_line)
                     if result is not None:
                         return result
-                elif handle:
-                    self.log.warning("Ignoring the %s handle of an earlier try: this try runs on %s",
-                                     handle.get("backend"), backend.name)
+            else:
+                self.take_over(journal, backend, log_line)
             return backend.run(request, log_line)
         finally:
-            # The command ended (or was stopped and cleaned up): a retry must start afresh. Only a
-            # worker that died never gets here, and then the next try re-attaches.
-            if journal is not None:
-                journal.clear()
+            # The command ended, or was stopped and cleaned up: a retry must start afresh. Only a
+            # worker that died never gets here, and then the next try finds the handle.
+            journal.clear()
 
-    def _factories(self) -> dict[str, Callable[[], CommandBackend]]:
-        return {"ecs": self._ecs_backend, "docker": self._docker_backend, "local": self._local_backend}
+    def submit(
+        self, request: CommandRequest, log_line: LineSink, journal: HandleJournal, backend: RemoteBackend
+    ) -> Handle:
+        """Start the command for a deferrable wait (or find the one an earlier try started)."""
+        backend.save_handle = journal.save
+        earlier = self.take_over(journal, backend, log_line)
+        if earlier is not None and earlier.get("starting"):
+            return backend.submit(request, log_line, earlier=earlier)
+        if earlier is not None and backend.exists(earlier):
+            log_line(f"Task {self.task_label}: an earlier try started this {backend.name} command: waiting for "
+                     "it, not starting another one")
+            return earlier
+        if earlier is not None:
+            backend.discard(earlier, log_line)
+        try:
+            return backend.submit(request, log_line)
+        except BaseException:
+            journal.clear()  # nothing was left running: a stale handle must not wedge later tries
+            raise
 
-    def _local_backend(self) -> CommandBackend:
-        from airflow_cmdexec_provider.backends.local import LocalBackend
+    def take_over(self, journal: HandleJournal, backend: CommandBackend, log_line: LineSink) -> Handle | None:
+        """The handle an earlier try left for ``backend``; a handle of another backend is ended first.
 
-        return LocalBackend()
-
-    def _docker_backend(self) -> CommandBackend:
-        docker_config = config.docker_config(self.docker, self.task_label)
-        from airflow_cmdexec_provider.backends.docker import DockerBackend
-
-        return DockerBackend(docker_config)
-
-    def _ecs_backend(self) -> CommandBackend:
-        ecs_config, storage_config = config.ecs_setup(self.ecs, self.docker, self.task_label)
-        from airflow_cmdexec_provider.backends.ecs import EcsBackend
-
-        # Presigned URLs must stay valid for the task's whole life (Digdag's 600 s default lost the
-        # outputs of long tasks, spec §6.11): execution_timeout plus an hour, else the 7-day maximum.
-        url_ttl = int(self.timeout.total_seconds()) + 3600 if self.timeout else None
-        return EcsBackend(
-            ecs_config,
-            storage_config,
-            td_cache=VariableTaskDefinitionCache(),
-            url_ttl=url_ttl,
-            poll_interval=ecs_config.poll_interval,
-        )
+        Selection may change between tries (a connection added or removed): the earlier try's
+        command must not go on unseen while this try runs it again (review M10).
+        """
+        handle = journal.load()
+        if handle is None:
+            return None
+        if handle.get("backend") == backend.name:
+            return handle
+        other = handle.get("backend")
+        log_line(f"Task {self.task_label}: an earlier try ran this command on the {other} executor; this try runs "
+                 f"on {backend.name}: stopping and removing the earlier one first")
+        try:
+            earlier_backend = self.backend(str(other))
+        except Exception as exc:
+            raise CmdExecConfigError(
+                f"Task {self.task_label}: an earlier try left a {other} command that cannot be stopped ({exc}); "
+                "it may still run. Stop it by hand, then clear the task's state store and retry"
+            ) from exc
+        if isinstance(earlier_backend, RemoteBackend):
+            earlier_backend.stop(handle, "Stopped by Airflow: a later try of the task runs elsewhere")
+            earlier_backend.discard(handle, log_line)
+        journal.clear(force=True)
+        return None
 
 
 class HandleJournal:
     """The handle of a remote command in the task's ``task_state_store`` (Airflow 3.3, AIP-103).
 
     The store survives the retries of a task instance (XComs do not: they are cleared before each
-    try), so it is where a later try finds the container or ECS task of an earlier one.
+    try), so it is where a later try finds the container, ECS task or pod of an earlier one. The first
+    try of a task instance cannot have an earlier one, so it never reads the store: a local command
+    then costs no state-store call at all.
     """
 
     key = "cmdexec_remote_command"
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, first_try: bool = False) -> None:
         self.store = store
-        self._holds_handle = False  # so that a local command costs no state-store call at all
+        self.first_try = first_try
+        self._holds_handle = False
 
-    def load(self) -> dict[str, Any] | None:
-        value = self.store.get(self.key) if self.store is not None else None
+    def load(self) -> Handle | None:
+        if self.store is None or self.first_try:
+            return None
+        value = self.store.get(self.key)
         self._holds_handle = value is not None
         return value if isinstance(value, dict) else None
 
@@ -188,34 +210,3 @@ class HandleJournal:
         if self.store is not None and (self._holds_handle or force):
             self.store.delete(self.key)
             self._holds_handle = False
-
-
-class VariableTaskDefinitionCache:
-    """Image -> task definition ARN, remembered in the Airflow Variable ``cmdexec_ecs_task_definitions``.
-
-    A Variable, not process memory: every Airflow task is a new process, and the Variable is shared
-    by all workers, so the O(N) tag scan happens once per image, not once per task. Entries are
-    validated on use (the backend re-describes the ARN), so a stale entry only costs a new scan.
-    """
-
-    variable = "cmdexec_ecs_task_definitions"
-
-    def _load(self) -> dict[str, str]:
-        from airflow.sdk import Variable
-
-        try:
-            data = Variable.get(self.variable, default=None, deserialize_json=True)
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def get(self, key: str) -> str | None:
-        return self._load().get(key)
-
-    def set(self, key: str, value: str) -> None:
-        from airflow.sdk import Variable
-
-        data = self._load()
-        data[key] = value
-        Variable.set(self.variable, data, serialize_json=True,
-                     description="airflow-cmdexec-provider: cache of ECS task definitions by docker.image tag")

@@ -1,4 +1,4 @@
-"""What sh>, py> and rb> share: params, project and workdir, IO directory, stored values, kill."""
+"""What sh>, py> and rb> share: params, project and workdir, IO directory, stored values, kill, deferral."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections import deque
+import traceback
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -15,37 +15,55 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowTaskTimeout
 
-from airflow_cmdexec_provider.backends.base import CommandRequest, CommandResult, IoFile
+from airflow_cmdexec_provider import stores
+from airflow_cmdexec_provider.backends.base import (
+    CommandBackend,
+    CommandRequest,
+    CommandResult,
+    IoFile,
+    RemoteBackend,
+    TaskSettings,
+)
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
 from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook, HandleJournal
-from airflow_cmdexec_provider.params import deep_merge, digdag_params, validate_env
+from airflow_cmdexec_provider.params import deep_merge, resolve_params, runtime_params, validate_env
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 # Airflow's own deferral timeout is only a safety net: the trigger stops the command at the deadline.
 DEFER_TIMEOUT_MARGIN = 300
+# Where a failed task leaves {message, stacktrace} for Digdag-style _error tasks (the ``error`` param).
+ERROR_KEY = "cmdexec_error"
+TEMPLATING = ("jinja", "digdag", "none")
 
 
 class CommandOperator(BaseOperator):
     """Base of ShOperator, PyOperator and RbOperator: run a Digdag-style command through the selection hook.
 
-    The XCom ``return_value`` is a JSON object of every value stored so far (``digdag.env.store``):
-    the stores of upstream tasks merged with this task's own, so downstream tasks see them as params.
+    The XCom ``return_value`` is a JSON object of every value stored so far (``digdag.env.store``);
+    see ``stores.py`` for how stored values travel and in which order they win.
 
-    :param project_dir: the Digdag project: working directory of the command and, for Docker and ECS,
-        the folder shared with or shipped to the container. Default: the folder of the DAG file;
+    :param project_dir: the Digdag project: working directory of the command and, for remote
+        executors, what is copied or shipped to the container. Default: the folder of the DAG file;
         a relative path is taken relative to that folder.
     :param workdir: Digdag ``_workdir``: a folder relative to the project to run in; it must stay inside.
     :param env: Digdag ``_env``: extra environment variables for the command. (templated)
     :param docker: Digdag ``docker`` params: ``image``, ``docker``, ``run_options``, ``pull_always``,
         ``selinux``, ``build``, ``build_options`` and ``docker_conn_id`` (registry login).
     :param ecs: Digdag ``ecs`` params: ``task_definition_arn`` and per-task cluster overrides.
-    :param executor: ``None``/``"auto"`` (the configured selection, ECS -> Docker -> local), or force
-        ``"ecs"``, ``"docker"`` or ``"local"``. ``command_executor`` is an alias that is safe in a DAG's
-        ``default_args`` (Airflow's own operators also read ``executor`` from there).
-    :param deferrable: wait for a Docker container or an ECS task in the triggerer, freeing the worker
-        slot (default: Airflow's ``[operators] default_deferrable``). No effect on the local executor.
+    :param kubernetes: Digdag ``kubernetes`` params: ``{"Pod": {...}}`` merged into the pod spec, plus
+        ``PersistentVolume``/``PersistentVolumeClaim`` and per-task cluster overrides.
+    :param executor_options: params of third-party executors, keyed by executor name.
+    :param executor: ``None``/``"auto"`` (the configured selection, e.g. ECS -> Docker -> local), or
+        force one by name (``"ecs"``, ``"docker"``, ``"kubernetes"``, ``"local"``, a plugin's).
+        ``command_executor`` is an alias that is safe in a DAG's ``default_args`` (Airflow's own
+        operators also read ``executor`` from there).
+    :param deferrable: wait for a remote command in the triggerer, freeing the worker slot (default:
+        Airflow's ``[operators] default_deferrable``). No effect on the local executor.
+    :param templating: how ``command``/``method``/``env`` are rendered: ``"jinja"`` (Airflow's
+        default), ``"none"`` (the text runs unchanged, e.g. a Digdag command containing ``{{``), or
+        ``"digdag"`` (Digdag's ``${name}``/``${a.b}`` evaluated with the task's params when it runs).
     :param airflow_executor: the Airflow executor that runs this task instance (BaseOperator's
         ``executor``, renamed because ``executor`` means the command executor here).
     """
@@ -63,10 +81,14 @@ class CommandOperator(BaseOperator):
         env: Mapping[str, Any] | None = None,
         docker: Mapping[str, Any] | None = None,
         ecs: Mapping[str, Any] | None = None,
+        kubernetes: Mapping[str, Any] | None = None,
+        executor_options: Mapping[str, Mapping[str, Any]] | None = None,
         executor: str | None = None,
         command_executor: str | None = None,
         airflow_executor: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        templating: str = "jinja",
+        digdag_task_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(executor=airflow_executor, **kwargs)
@@ -76,13 +98,16 @@ class CommandOperator(BaseOperator):
         self.env = env
         self.docker = docker
         self.ecs = ecs
+        self.kubernetes = kubernetes
+        self.executor_options = executor_options
+        self.templating = templating
+        self.digdag_task_name = digdag_task_name
         # An operator's own executor=... wins over a command_executor that came from default_args.
-        defaults = kwargs.get("default_args") or {}
-        from_defaults = command_executor is not None and command_executor is defaults.get("command_executor")
-        if command_executor is None or (executor is not None and from_defaults):
-            command_executor = executor
-        self.command_executor = command_executor
-        self._running_backend: Any = None  # the backend running this task's command, for on_kill
+        from_defaults = command_executor is not None and (kwargs.get("default_args") or {}).get(
+            "command_executor") == command_executor
+        self.command_executor = executor if command_executor is None or (executor is not None and from_defaults) \
+            else command_executor
+        self._running_backend: CommandBackend | None = None  # the backend running the command, for on_kill
 
     # -- subclass contract -------------------------------------------------------------------
     def prepare(
@@ -95,26 +120,63 @@ class CommandOperator(BaseOperator):
         """Check how the command ended (raise on failure) and return the values it stored."""
         raise NotImplementedError
 
+    # -- templating ----------------------------------------------------------------------------
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        if self.templating not in TEMPLATING:
+            raise CmdExecConfigError(
+                f"Task {self.task_label}: templating must be one of {', '.join(TEMPLATING)}, got {self.templating!r}"
+            )
+        if self.templating == "jinja":
+            super().render_template_fields(context, jinja_env)
+        # "digdag": ${...} is evaluated in execute, once the task's params are known; "none": as written.
+
+    def expand_digdag(self, params: Mapping[str, Any]) -> None:
+        """With ``templating="digdag"``, evaluate ``${...}`` in the template fields with the params."""
+        if self.templating != "digdag":
+            return
+        from airflow_cmdexec_provider.expressions import evaluate
+
+        for name in self.template_fields:
+            setattr(self, name, evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}"))
+
     # -- execution ---------------------------------------------------------------------------
     @property
     def task_label(self) -> str:
         dag_id = self.dag_id if self.has_dag() else "<no dag>"
         return f"{dag_id}.{self.task_id}"
 
+    def settings(self) -> TaskSettings:
+        return TaskSettings(
+            task_label=self.task_label,
+            docker=self.docker,
+            ecs=self.ecs,
+            kubernetes=self.kubernetes,
+            executor_options=self.executor_options or {},
+            timeout_seconds=self.execution_timeout.total_seconds() if self.execution_timeout else None,
+        )
+
     def execute(self, context: Context) -> dict[str, Any]:
-        label = self.task_label
-        upstream = self._upstream_store(context)
-        params = digdag_params(context, upstream, label)
-        env = validate_env(self.env, label)
-        project_dir = self._project_dir()
-        workdir = self._workdir(project_dir)
-        hook = self._make_hook(self.command_executor)
-        journal = HandleJournal(context.get("task_state_store"))
-        io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
-        keep_io = False
         try:
-            # The IO dir is shared with containers that may run as another user: writable by all,
-            # inside a private (0700) parent so that nobody else on the worker can reach it.
+            return self._execute(context)
+        except Exception as exc:
+            self._record_error(context, exc)
+            raise
+
+    def _execute(self, context: Context) -> dict[str, Any]:
+        label = self.task_label
+        ti = context["ti"]
+        log = stores.inherited_log(self, ti)
+        project_dir = self._project_dir()
+        params = self.digdag_params(context, log, project_dir)
+        self.expand_digdag(params)
+        env = validate_env(self.env, label)
+        workdir = self._workdir(project_dir)
+        hook = CommandExecutorHook(settings=self.settings(), executor=self.command_executor)
+        journal = HandleJournal(context.get("task_state_store"), first_try=getattr(ti, "try_number", 1) <= 1)
+        io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
+        try:
+            # The IO dir is shared with local commands that may change user: writable by all, inside
+            # a private (0700) parent so that nobody else on the worker can reach it.
             io_dir = io_root / "io"
             io_dir.mkdir()
             io_dir.chmod(0o777)
@@ -129,14 +191,13 @@ class CommandOperator(BaseOperator):
                 labels=_labels(context),
             )
             backend = self._running_backend = hook.get_backend()
+            if self.deferrable and isinstance(backend, RemoteBackend):
+                self._defer(context, hook, backend, request, journal)
             if self.deferrable:
-                if hasattr(backend, "submit"):
-                    # A Docker container keeps writing into the IO dir until it ends.
-                    keep_io = backend.name == "docker"
-                    self._defer_remote(context, backend, request, journal)
-                self.log.info("Task %s: deferrable has no effect on the local executor: waiting here", label)
+                self.log.info("Task %s: deferrable has no effect on the %s executor: waiting here", label,
+                              backend.name)
             try:
-                result = hook.run(request, self._log_line, journal, backend=backend)
+                result = hook.run(request, self._log_line, journal, backend)
             except CommandNotFound as exc:
                 raise CmdExecConfigError(
                     f"Task {label}: {self.program_key} program {exc.program!r} was not found {exc.where}; "
@@ -145,31 +206,72 @@ class CommandOperator(BaseOperator):
             stored = self.collect(io_dir, result)
         finally:
             self._running_backend = None
-            if not keep_io:
-                shutil.rmtree(io_root, ignore_errors=True)
-        return deep_merge(upstream, stored)
+            shutil.rmtree(io_root, ignore_errors=True)
+        return self._publish(context, log, stored)
 
-    def _make_hook(self, executor: str | None) -> CommandExecutorHook:
-        return CommandExecutorHook(
-            executor=executor,
-            docker=self.docker,
-            ecs=self.ecs,
+    def digdag_params(self, context: Context, log: stores.StoreLog, project_dir: Path | None = None) -> dict[str, Any]:
+        """This task's Digdag params, merged in Digdag's order (``params.resolve_params``)."""
+        context_params = _values(context.get("params") or {})
+        local_keys = [k for k, p in self._param_items() if getattr(p, "source", None) == "task"]
+        local = {k: context_params[k] for k in local_keys if k in context_params}
+        own = _values(self.params) if hasattr(self, "params") else {}
+        local = {k: own.get(k, v) for k, v in local.items()}  # dag_run.conf cannot change a task's own key
+        # Airflow has already merged dag_run.conf into the params (unless the deployment turned
+        # [core] dag_run_conf_overrides_params off): together they are Digdag's session params.
+        session = {k: v for k, v in context_params.items() if k not in local}
+        by_scope = stores.stores_by_scope(self, log)
+        exports = [{}, *stores.group_exports(self)]
+        runtime_context = {**context, "digdag_task_name": self.digdag_task_name}
+        return resolve_params(
+            session=session,
+            scopes=list(zip(exports, by_scope)),
+            runtime=runtime_params(runtime_context, str(project_dir or "")),
+            local=local,
             task_label=self.task_label,
-            timeout=self.execution_timeout,
+            warn=self.log.warning,
         )
 
+    def _param_items(self) -> list[tuple[str, Any]]:
+        params = getattr(self, "params", None) or {}
+        items = getattr(params, "items", None)
+        if items is None:
+            return []
+        getter = getattr(params, "get_param", None)
+        return [(k, getter(k) if getter else v) for k, v in items()]
+
+    def _publish(self, context: Context, log: stores.StoreLog, stored: dict[str, Any]) -> dict[str, Any]:
+        """Push this task's store log; return every value stored so far (the XCom ``return_value``)."""
+        ti = context["ti"]
+        own_log = dict(log)
+        if stored:
+            own_log[stores.writer_id(self.task_id, getattr(ti, "map_index", -1))] = stored
+        ti.xcom_push(key=stores.STORES_KEY, value=own_log)
+        view: dict[str, Any] = {}
+        for scope in stores.stores_by_scope(self, log):
+            for values in scope:
+                view = deep_merge(view, values)
+        return deep_merge(view, stored)
+
+    def _record_error(self, context: Context, exc: Exception) -> None:
+        """Leave ``{message, stacktrace}`` for error handlers (Digdag's ``error`` param of ``_error`` tasks)."""
+        ti = context.get("ti")
+        if ti is None:
+            return
+        try:
+            ti.xcom_push(key=ERROR_KEY, value={"message": str(exc), "stacktrace": "".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__))})
+        except Exception:  # recording is a courtesy: never hide the task's own error
+            self.log.debug("could not record the error of %s", self.task_label, exc_info=True)
+
     # -- deferrable mode ---------------------------------------------------------------------------
-    def _defer_remote(self, context: Context, backend: Any, request: CommandRequest, journal: HandleJournal) -> None:
+    def _defer(
+        self, context: Context, hook: CommandExecutorHook, backend: RemoteBackend, request: CommandRequest,
+        journal: HandleJournal,
+    ) -> None:
         """Start the remote command (or take the one an earlier try started) and wait in the triggerer."""
         from airflow_cmdexec_provider.triggers.command import CommandTrigger
 
-        handle = journal.load()
-        if handle and handle.get("backend") == backend.name:
-            self.log.info("Task %s: an earlier try started this %s command: waiting for it, not starting "
-                          "another one", self.task_label, backend.name)
-        else:
-            backend.save_handle = journal.save
-            handle = backend.submit(request, self._log_line)
+        handle = hook.submit(request, self._log_line, journal, backend)
         deadline = None
         timeout = None
         if self.execution_timeout is not None:
@@ -178,46 +280,57 @@ class CommandOperator(BaseOperator):
             deadline = begin + self.execution_timeout.total_seconds()
             # Our trigger stops the remote command at the deadline; Airflow's own timeout is only a net.
             timeout = timedelta(seconds=max(deadline - time.time(), 0) + DEFER_TIMEOUT_MARGIN)
-        trigger = CommandTrigger(
-            executor=backend.name,
-            handle=handle,
-            docker=self.docker,
-            ecs=self.ecs,
-            task_label=self.task_label,
-            deadline=deadline,
-            poll_interval=getattr(backend, "poll_interval", 2.0),
-        )
+        trigger = CommandTrigger(executor=backend.name, handle=handle, settings=self.settings().to_json(),
+                                 deadline=deadline)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger fired: collect the outputs of the remote command and clean up."""
+        try:
+            return self._execute_complete(context, event)
+        except Exception as exc:
+            self._record_error(context, exc)
+            raise
+
+    def _execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: collect the outputs of the remote command and clean up.
+
+        This may run on another worker than the one that deferred: everything comes from the handle
+        and the backend (the container, the storage), nothing from the first worker's disk.
+        """
         label = self.task_label
         journal = HandleJournal(context.get("task_state_store"))
         handle = event.get("handle") or {}
-        backend = self._make_hook(handle.get("backend")).backend(handle.get("backend", "local"))
+        name = str(handle.get("backend"))
+        hook = CommandExecutorHook(settings=self.settings(), executor=name)
+        backend = hook.backend(name)
+        if not isinstance(backend, RemoteBackend):
+            raise BackendError(f"Task {label}: the trigger reported on a {name} command, which is not remote")
         io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
+        cleaned = False
         try:
             status = event.get("status")
             if status == "timeout":
                 raise AirflowTaskTimeout(
                     f"Task {label}: execution_timeout ({self.execution_timeout}) reached while waiting for its "
-                    f"{handle.get('backend')} command, which was stopped and cleaned up"
+                    f"{name} command, which was stopped and cleaned up"
                 )
             if status != "finished":
-                raise BackendError(f"Task {label}: waiting for the {handle.get('backend')} command failed: "
-                                   f"{event.get('message')}")
+                raise BackendError(f"Task {label}: waiting for the {name} command failed: {event.get('message')}")
             result = CommandResult(int(event["exit_code"]), event.get("reason"))
             io_dir = io_root / "io"
             io_dir.mkdir()
             try:
-                backend.collect(handle, io_dir, result)
+                backend.fetch_outputs(handle, io_dir, result)
             finally:
-                backend.cleanup(handle, self._log_line)
+                backend.discard(handle, self._log_line)
+                cleaned = True
             stored = self.collect(io_dir, result)
         finally:
+            if not cleaned:
+                backend.discard(handle, self._log_line)
             journal.clear(force=True)  # saved by the try that deferred
             shutil.rmtree(io_root, ignore_errors=True)
-        return deep_merge(self._upstream_store(context), stored)
+        return self._publish(context, stores.inherited_log(self, context["ti"]), stored)
 
     def on_kill(self) -> None:
         backend = self._running_backend
@@ -260,37 +373,10 @@ class CommandOperator(BaseOperator):
             )
         return str(target.relative_to(project_dir)) if target != project_dir else ""
 
-    def _upstream_store(self, context: Context) -> dict[str, Any]:
-        """Merge the values stored upstream: farther tasks first, so that nearer ones win."""
-        ti = context["ti"]
-        merged: dict[str, Any] = {}
-        for task_id in _store_sources(self):
-            value = ti.xcom_pull(task_ids=task_id, key="return_value")
-            if isinstance(value, Mapping):
-                merged = deep_merge(merged, value)
-        return merged
 
-
-def _store_sources(task: BaseOperator) -> list[str]:
-    """Upstream command tasks whose XCom carries stored values, farthest first.
-
-    A command task's XCom already holds everything stored before it, so the walk stops there; it
-    goes on through plain Airflow tasks, so a store reaches past tasks that store nothing.
-    """
-    distance: dict[str, int] = {}
-    frontier = deque([(task, 0)])  # breadth first: each task gets its shortest distance
-    seen: set[str] = set()
-    while frontier:
-        current, depth = frontier.popleft()
-        for upstream in current.upstream_list:
-            if upstream.task_id in seen:
-                continue
-            seen.add(upstream.task_id)
-            if isinstance(upstream, CommandOperator):
-                distance[upstream.task_id] = depth + 1
-            else:
-                frontier.append((upstream, depth + 1))
-    return sorted(distance, key=lambda t: (-distance[t], t))
+def _values(params: Any) -> dict[str, Any]:
+    dump = getattr(params, "dump", None)
+    return dict(dump()) if callable(dump) else dict(params)
 
 
 def _labels(context: Context) -> dict[str, str]:
@@ -316,6 +402,21 @@ def program(value: Any, key: str, default: Sequence[str], task_label: str) -> tu
         f"Task {task_label}: invalid {key} {value!r}: give a program name or path, or a list such as "
         f"{list(default)!r}"
     )
+
+
+def namespaced(value: Any, namespace: Mapping[str, Any] | None, key: str, allowed: Sequence[str],
+               ns_name: str, task_label: str) -> Any:
+    """Digdag's ``mergeDefault``: a top-level argument wins over the same key in the ``sh``/``py``/``rb``
+    namespace (``_export: {py: {python: ...}}``)."""
+    if namespace is None:
+        return value
+    if not isinstance(namespace, Mapping):
+        raise CmdExecConfigError(f"Task {task_label}: {ns_name} must be a dict such as {{{allowed[0]!r}: ...}}, "
+                                 f"got {namespace!r}")
+    unknown = sorted(set(namespace) - set(allowed))
+    if unknown:
+        raise CmdExecConfigError(f"Task {task_label}: unknown keys {unknown} in {ns_name}; known: {list(allowed)}")
+    return value if value is not None else namespace.get(key)
 
 
 def copy_runner(name: str, io_dir: Path, target: str) -> None:

@@ -1,113 +1,114 @@
-"""Wait for a command that runs remotely (a Docker container or an ECS task) in the triggerer.
+"""Wait for a remote command (a container, an ECS task, a pod) in the triggerer.
 
-The trigger holds only the backend's JSON handle and the task's non-secret params; it rebuilds the
-backend from the Airflow connections, polls it (forwarding new log lines to the task log) and fires
-one event when the command ended. It owns the task's ``execution_timeout``: past the deadline it
-stops the remote command and cleans up before it reports, so a timeout never leaves a container or
-an ECS task running (Airflow's own trigger timeout neither stops remote work nor calls ``on_kill``).
-When a user marks the deferred task failed or successful, ``on_kill`` stops the remote command too.
+The trigger holds only the backend's JSON handle and the task's settings (no secrets); it rebuilds
+the backend from the Airflow connections, follows the command with the backend's ``watch``
+(forwarding new log lines to the task log) and fires one event when the command ended. It owns
+the task's ``execution_timeout``: past the deadline it stops the remote command and cleans up
+before it reports (Airflow's own trigger timeout neither stops remote work nor calls ``on_kill``).
+When a user marks the deferred task failed or successful, ``on_kill`` stops the command.
+
+Whatever fails while stopping or cleaning up, the trigger still yields its event (review H4), so
+the task always resumes and reports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-STOP_WAIT_SECONDS = 60
+from airflow_cmdexec_provider.backends.base import CommandGone, Handle, RemoteBackend, TaskSettings
+
+# Airflow cancels a trigger's on_kill after 30 s ([triggerer] on_kill_timeout): stop and clean up
+# within that, without waiting for the remote command to be gone (review M13).
+ON_KILL_BUDGET_SECONDS = 25
 
 
 class CommandTrigger(BaseTrigger):
-    """Poll a remote command until it ends; see the module docstring.
+    """Follow a remote command until it ends; see the module docstring.
 
-    :param executor: ``docker`` or ``ecs``: the backend that started the command.
+    :param executor: the name of the backend that started the command.
     :param handle: the backend's handle of the command (no secrets in it).
-    :param docker: the task's Digdag ``docker`` params.
-    :param ecs: the task's Digdag ``ecs`` params.
-    :param task_label: ``dag_id.task_id`` for messages.
+    :param settings: the task's ``TaskSettings`` as JSON.
     :param deadline: epoch seconds when the task's ``execution_timeout`` runs out, or None.
-    :param poll_interval: seconds between polls.
     """
 
-    def __init__(
-        self,
-        *,
-        executor: str,
-        handle: dict[str, Any],
-        docker: Mapping[str, Any] | None,
-        ecs: Mapping[str, Any] | None,
-        task_label: str,
-        deadline: float | None,
-        poll_interval: float = 2.0,
-    ) -> None:
+    def __init__(self, *, executor: str, handle: Handle, settings: dict[str, Any], deadline: float | None) -> None:
         super().__init__()
         self.executor = executor
         self.handle = dict(handle)
-        self.docker = dict(docker) if docker is not None else None
-        self.ecs = dict(ecs) if ecs is not None else None
-        self.task_label = task_label
+        self.settings = dict(settings)
         self.deadline = deadline
-        self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "executor": self.executor,
-                "handle": self.handle,
-                "docker": self.docker,
-                "ecs": self.ecs,
-                "task_label": self.task_label,
-                "deadline": self.deadline,
-                "poll_interval": self.poll_interval,
-            },
+            {"executor": self.executor, "handle": self.handle, "settings": self.settings, "deadline": self.deadline},
         )
 
-    def _backend(self) -> Any:
-        from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook
+    @property
+    def task_label(self) -> str:
+        return str(self.settings.get("task_label"))
 
-        hook = CommandExecutorHook(executor=self.executor, docker=self.docker, ecs=self.ecs,
-                                   task_label=self.task_label)
-        return hook.backend(self.executor)
+    def _backend(self) -> RemoteBackend:
+        from airflow_cmdexec_provider.backends import registry
+
+        backend = registry.backend_class(self.executor).from_settings(TaskSettings.from_json(self.settings))
+        if not isinstance(backend, RemoteBackend):
+            raise TypeError(f"the {self.executor} executor cannot be waited for in the triggerer")
+        return backend
 
     def _log_line(self, line: str) -> None:
         self.log.info("%s", line)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        backend = await asyncio.to_thread(self._backend)
-        while True:
-            if self.deadline is not None and time.time() >= self.deadline:
-                await asyncio.to_thread(self._stop_and_clean, backend, "execution_timeout")
-                yield TriggerEvent({"status": "timeout", "handle": self.handle})
-                return
-            try:
-                result = await asyncio.to_thread(backend.poll, self.handle, self._log_line)
-            except Exception as exc:  # the remote side failed: report it, stop what may still run
-                await asyncio.to_thread(self._stop_and_clean, backend, f"error while waiting: {exc}")
-                yield TriggerEvent({"status": "error", "handle": self.handle, "message": str(exc)})
-                return
-            if result is not None:
-                yield TriggerEvent({"status": "finished", "handle": self.handle,
-                                    "exit_code": result.exit_code, "reason": result.reason})
-                return
-            await asyncio.sleep(self.poll_interval)
+        try:
+            backend = await asyncio.to_thread(self._backend)
+        except Exception as exc:
+            # Nothing is stopped: the command may be fine, and the task's retry takes it over.
+            yield self._event("error", message=f"cannot follow the {self.executor} command: {exc}")
+            return
+        timeout = None if self.deadline is None else max(self.deadline - time.time(), 0.0)
+        try:
+            result = await asyncio.wait_for(backend.watch(self.handle, self._log_line), timeout)
+        except asyncio.TimeoutError:
+            await self._stop_and_clean(backend, "execution_timeout")
+            yield self._event("timeout")
+            return
+        except CommandGone as exc:
+            yield self._event("error", message=str(exc))
+            return
+        except Exception as exc:  # a bug or an unexpected answer: report it, the worker cleans up
+            yield self._event("error", message=f"{type(exc).__name__}: {exc}")
+            return
+        yield self._event("finished", exit_code=result.exit_code, reason=result.reason)
+
+    def _event(self, status: str, **payload: Any) -> TriggerEvent:
+        return TriggerEvent({"status": status, "handle": self.handle, **payload})
 
     async def on_kill(self) -> None:
         """The user marked the deferred task failed/successful or cleared it: stop the remote command."""
         backend = await asyncio.to_thread(self._backend)
-        await asyncio.to_thread(self._stop_and_clean, backend, "the task was marked or cleared by a user")
+        await self._stop_and_clean(backend, "the task was marked or cleared by a user")
 
-    def _stop_and_clean(self, backend: Any, why: str) -> None:
-        """Stop the remote command, wait (bounded) until it is stopped, and delete what it left."""
-        self._log_line(f"Stopping {self.executor} command of task {self.task_label}: {why}")
-        backend.stop(self.handle, f"Stopped by Airflow: {why}")
-        deadline = time.monotonic() + STOP_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            if backend.poll(self.handle, self._log_line) is not None:
-                break
-            time.sleep(1)
-        backend.cleanup(self.handle, self._log_line)
+    async def _stop_and_clean(self, backend: RemoteBackend, why: str) -> None:
+        """Ask the command to stop and remove what it left, within Airflow's on_kill budget; never raise."""
+        self._log_line(f"Stopping the {self.executor} command of task {self.task_label}: {why}")
+
+        def stop_and_clean() -> None:
+            try:
+                backend.stop(self.handle, f"Stopped by Airflow: {why}")
+            except Exception as exc:
+                self._log_line(f"WARNING: could not stop the {self.executor} command: {exc}")
+            backend.discard(self.handle, self._log_line)
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(stop_and_clean), ON_KILL_BUDGET_SECONDS)
+        except asyncio.TimeoutError:
+            self._log_line(f"WARNING: stopping the {self.executor} command took more than "
+                           f"{ON_KILL_BUDGET_SECONDS} s; it goes on in the background")
+            return
         self._log_line(f"Stopped and cleaned up the {self.executor} command of task {self.task_label}")
