@@ -64,6 +64,10 @@ class CommandOperator(BaseOperator):
     :param templating: how ``command``/``method``/``env`` are rendered: ``"jinja"`` (Airflow's
         default), ``"none"`` (the text runs unchanged, e.g. a Digdag command containing ``{{``), or
         ``"digdag"`` (Digdag's ``${name}``/``${a.b}`` evaluated with the task's params when it runs).
+    :param digdag_task_name: the Digdag task name (``+workflow+group+task``) for the ``task_name``
+        param, when it differs from the one made from the DAG and task ids (the ``.dig`` loader).
+    :param error_from: for a Digdag ``_error`` handler: the task ids whose failure it handles; the
+        first of them that failed gives the ``error`` param (``{"message": ..., "stacktrace": ...}``).
     :param airflow_executor: the Airflow executor that runs this task instance (BaseOperator's
         ``executor``, renamed because ``executor`` means the command executor here).
     """
@@ -89,6 +93,7 @@ class CommandOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         templating: str = "jinja",
         digdag_task_name: str | None = None,
+        error_from: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(executor=airflow_executor, **kwargs)
@@ -102,6 +107,7 @@ class CommandOperator(BaseOperator):
         self.executor_options = executor_options
         self.templating = templating
         self.digdag_task_name = digdag_task_name
+        self.error_from = error_from
         # An operator's own executor=... wins over a command_executor that came from default_args.
         from_defaults = command_executor is not None and (kwargs.get("default_args") or {}).get(
             "command_executor") == command_executor
@@ -221,15 +227,26 @@ class CommandOperator(BaseOperator):
         session = {k: v for k, v in context_params.items() if k not in local}
         by_scope = stores.stores_by_scope(self, log)
         exports = [{}, *stores.group_exports(self)]
-        runtime_context = {**context, "digdag_task_name": self.digdag_task_name}
+        runtime = runtime_params({**context, "digdag_task_name": self.digdag_task_name}, str(project_dir or ""))
+        if self.error_from:
+            runtime["error"] = self._upstream_error(context)
         return resolve_params(
             session=session,
             scopes=list(zip(exports, by_scope)),
-            runtime=runtime_params(runtime_context, str(project_dir or "")),
+            runtime=runtime,
             local=local,
             task_label=self.task_label,
             warn=self.log.warning,
         )
+
+    def _upstream_error(self, context: Context) -> dict[str, Any] | None:
+        """The ``{message, stacktrace}`` the first failed task of ``error_from`` left (see ``_record_error``)."""
+        for task_id in self.error_from or ():
+            error = context["ti"].xcom_pull(task_ids=task_id, key=ERROR_KEY)
+            for entry in error if isinstance(error, list) else [error]:
+                if isinstance(entry, Mapping):
+                    return dict(entry)
+        return None
 
     def _param_items(self) -> list[tuple[str, Any]]:
         params = getattr(self, "params", None) or {}
