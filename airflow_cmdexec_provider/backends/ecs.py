@@ -2,7 +2,7 @@
 
 The worker packs the project and the IO dir into an archive in temporal storage (S3 or GCS), starts
 an ECS task whose container downloads it through a presigned URL, runs the command, uploads the IO
-dir through another presigned URL and prints an end marker (``ecs_script.py``); meanwhile the worker
+dir through another presigned URL and prints an end marker (``container_script.py``); meanwhile the worker
 streams the container's CloudWatch log, and afterwards drains it to the marker, collects the outputs
 and deletes every temporal object.
 
@@ -38,7 +38,7 @@ from airflow_cmdexec_provider.backends.base import (
     TaskSettings,
     WatchError,
 )
-from airflow_cmdexec_provider.backends.ecs_script import (
+from airflow_cmdexec_provider.backends.container_script import (
     ENV_SCRIPT,
     EXIT_DOWNLOAD_FAILED,
     EXIT_UPLOAD_FAILED,
@@ -303,10 +303,11 @@ class EcsBackend(RemoteBackend):
             for arn in page.get("taskDefinitionArns", []):
                 tags = self._call(self.ecs, "list_tags_for_resource", resourceArn=arn).get("tags", [])
                 if any(t.get("key") == IMAGE_TAG and t.get("value") == image for t in tags):
-                    td = self._describe_td(arn)
-                    self.td_cache.set(cache_key, td["family"])
-                    newest = self._describe_td(td["family"]) if td.get("family") else td
-                    return newest if _image_tag(newest) == image else td
+                    # arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>
+                    family = arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+                    self.td_cache.set(cache_key, family)
+                    newest = self._describe_td(family)  # the newest revision wins, whatever the list order
+                    return newest if _image_tag(newest) == image else self._describe_td(arn)
         raise CmdExecConfigError(
             f"{self.label}: no ACTIVE ECS task definition is tagged {IMAGE_TAG}={image!r}; register one with that "
             "tag, or set ecs.task_definition_arn, or run this task with executor='docker'"

@@ -58,7 +58,7 @@ def forget_task_definition_cache() -> None:
     """Every test starts from a fresh moto, so the image -> task definition cache must be fresh too."""
     from airflow.models import Variable
 
-    from airflow_cmdexec_provider.hooks.command_executor import VariableTaskDefinitionCache
+    from airflow_cmdexec_provider.backends.ecs import VariableTaskDefinitionCache
 
     Variable.delete(VariableTaskDefinitionCache.variable)
 
