@@ -30,7 +30,7 @@ from ._schema import (
     invalid_object,
     not_found,
     not_supported,
-    parse_quantity,
+    quantity,
 )
 from ._selectors import FIELDS, FieldSelector, LabelSelector, match_label_selector_object
 from ._store import Expired
@@ -406,12 +406,11 @@ class KubeApi:
     def _create(self, request: Request, resource: Resource, namespace: str | None) -> dict[str, Any]:
         if request.query.get("dryRun"):
             raise bad_request(f"dryRun is not supported by the Kubernetes emulator (see {EMULATOR_DOC})")
-        if namespace is not None:
-            ns = self.store.get("namespaces", "", namespace)
-            if ns is None:
-                raise not_found("namespaces", namespace)
+        ns = self.store.get("namespaces", "", namespace) if namespace is not None else None
+        if namespace is not None and ns is None:
+            raise not_found("namespaces", namespace)
         obj = decode_body(request.body, resource.kind, resource.model)
-        if namespace is not None and ns["status"].get("phase") == "Terminating":
+        if ns is not None and ns["status"].get("phase") == "Terminating":
             name = (obj.get("metadata") or {}).get("name", "")
             raise ApiError(
                 403,
@@ -622,7 +621,7 @@ class KubeApi:
 
     def _matching_volume(self, claim: dict[str, Any]) -> dict[str, Any] | None:
         spec, meta = claim["spec"], claim["metadata"]
-        wanted = parse_quantity(spec["resources"]["requests"]["storage"])
+        wanted = quantity(spec["resources"]["requests"]["storage"])
         candidates = []
         for pv in self.store.list("persistentvolumes")[1]:
             ref = pv["spec"].get("claimRef")
@@ -639,7 +638,7 @@ class KubeApi:
                 continue
             if not set(spec["accessModes"]) <= set(pv["spec"]["accessModes"]):
                 continue
-            capacity = parse_quantity(pv["spec"]["capacity"]["storage"])
+            capacity = quantity(pv["spec"]["capacity"]["storage"])
             if capacity < wanted or not match_label_selector_object(
                 spec.get("selector"), pv["metadata"].get("labels") or {}
             ):

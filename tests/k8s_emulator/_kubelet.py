@@ -34,8 +34,9 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
+from ._schema import quantity
 from ._store import Store
-from ._validation import now_rfc3339, parse_quantity
+from ._validation import now_rfc3339
 
 log = logging.getLogger("tests.k8s_emulator")
 
@@ -566,7 +567,7 @@ class Node:
                 if volume["emptyDir"].get("medium") == "Memory":
                     options = ["mode=1777"]
                     if volume["emptyDir"].get("sizeLimit"):
-                        options.append(f"size={math.ceil(parse_quantity(volume['emptyDir']['sizeLimit']))}")
+                        options.append(f"size={math.ceil(quantity(volume['emptyDir']['sizeLimit']))}")
                     opts = {"type": "tmpfs", "device": "tmpfs", "o": ",".join(options)}
                 docker_name = f"cmdexec-k8s-emu_{run.uid}_{name}"
                 self._docker_volume(docker_name, "emptyDir", opts, **{LABEL_POD_UID: run.uid})
@@ -698,9 +699,9 @@ class Node:
                 env[var["name"]] = self._field_value(run, source["fieldRef"]["fieldPath"])
                 continue
             kind = "secretKeyRef" if source.get("secretKeyRef") else "configMapKeyRef"
-            value = self._key_ref(run, kind, source[kind])
-            if value is not None:
-                env[var["name"]] = value
+            referenced = self._key_ref(run, kind, source[kind])
+            if referenced is not None:
+                env[var["name"]] = referenced
         return env
 
     @staticmethod
@@ -877,13 +878,13 @@ class Node:
             "mounts": self._mounts(run, spec),
         }
         if "memory" in limits:
-            memory = math.ceil(parse_quantity(limits["memory"]))
+            memory = math.ceil(quantity(limits["memory"]))
             kwargs["mem_limit"] = memory
             kwargs["memswap_limit"] = memory  # no swap, as the kubelet
         if "cpu" in limits:
-            kwargs["nano_cpus"] = max(_MIN_NANO_CPUS, int(parse_quantity(limits["cpu"]) * 1_000_000_000))
+            kwargs["nano_cpus"] = max(_MIN_NANO_CPUS, int(quantity(limits["cpu"]) * 1_000_000_000))
         if "cpu" in requests_:
-            kwargs["cpu_shares"] = max(2, int(parse_quantity(requests_["cpu"]) * 1024))
+            kwargs["cpu_shares"] = max(2, int(quantity(requests_["cpu"]) * 1024))
         if pod_ctx.get("supplementalGroups"):
             kwargs["group_add"] = [str(g) for g in pod_ctx["supplementalGroups"]]
         if ctx.get("allowPrivilegeEscalation") is False:
@@ -960,17 +961,16 @@ class Node:
                     self._kill(c.docker_id)
         stopping = []
         for c in run.containers:
-            if c.running and not c.exited.is_set():
+            if c.running and c.docker_id and not c.exited.is_set():
                 self.record_event(run, "Normal", "Killing", f"Stopping container {c.name}", c.name)
                 stopping.append(self._spawn(self._stop_container, c, grace, name=f"stop-{c.docker_id[:12]}"))
         while any(t.is_alive() for t in stopping):
             run.wake.wait(0.2)
             run.wake.clear()
             with run.lock:
-                shorter = run.deletion_grace is not None and max(run.deletion_grace, _MIN_KILL_GRACE) < grace
-                if shorter:
-                    grace = max(run.deletion_grace, _MIN_KILL_GRACE)  # type: ignore[type-var]
-            if shorter or self.closing or run.kill_now:
+                requested = run.deletion_grace
+            shorter = requested is not None and max(requested, _MIN_KILL_GRACE) < grace
+            if shorter or self.closing or run.kill_now:  # a new deletion with less grace: kill now
                 for c in run.containers:
                     if c.running and c.docker_id:
                         self._kill(c.docker_id)
@@ -1168,14 +1168,14 @@ class Node:
             try:
                 while True:
                     try:
-                        entry = lines.get(timeout=0.5)
+                        next_entry = lines.get(timeout=0.5)
                     except queue.Empty:
                         if client_gone() or self.closing:
                             return
                         continue
-                    if entry is None:
+                    if next_entry is None:
                         break
-                    if cursor.new(entry) and not emit(entry):
+                    if cursor.new(next_entry) and not emit(next_entry):
                         return
             finally:
                 res.close()

@@ -437,8 +437,17 @@ def parse_quantity(text: str) -> Decimal | None:
         return None
 
 
+def quantity(text: str) -> Decimal:
+    """The number of a Quantity already validated (quantity_errors)."""
+    number = parse_quantity(text)
+    if number is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    return number
+
+
 def quantity_errors(path: str, value: Any) -> list[FieldError]:
-    if parse_quantity(value) is None:
+    number = parse_quantity(value)
+    if number is None:
         return [
             invalid(
                 path,
@@ -446,6 +455,6 @@ def quantity_errors(path: str, value: Any) -> list[FieldError]:
                 "must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
             )
         ]
-    if parse_quantity(value) < 0:
+    if number < 0:
         return [invalid(path, value, "must be greater than or equal to 0")]
     return []

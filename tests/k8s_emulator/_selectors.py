@@ -31,11 +31,9 @@ class _Requirement:
             return present and value in self.values
         if self.op in ("!=", "notin"):
             return not present or value not in self.values
-        try:  # > and < compare integers; a label that is not one does not match
-            number = int(value) if present else None
-        except ValueError:
-            return False
-        if number is None:
+        try:  # > and < compare integers; a label that is missing or not one does not match
+            number = int(labels[self.key])
+        except (KeyError, ValueError):
             return False
         return number > int(self.values[0]) if self.op == ">" else number < int(self.values[0])
 

@@ -3,6 +3,7 @@ all writes, and the recent history of changes that watches replay."""
 
 from __future__ import annotations
 
+import builtins
 import collections
 import copy
 import threading
@@ -135,7 +136,7 @@ class Store:
             self._cond.notify_all()
 
     # -- watch -----------------------------------------------------------------------------------
-    def changes_after(self, revision: int, timeout: float) -> list[Change]:
+    def changes_after(self, revision: int, timeout: float) -> builtins.list[Change]:
         """Changes with a resourceVersion above ``revision``, waiting up to ``timeout`` seconds for
         the first; raises Expired when history older than that has been dropped."""
         with self._cond:

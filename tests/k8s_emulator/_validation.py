@@ -29,8 +29,8 @@ from ._schema import (
     invalid_object,
     label_value_errors,
     not_supported,
-    parse_quantity,
     qualified_name_errors,
+    quantity,
     quantity_errors,
     required,
     unsupported_by_emulator,
@@ -614,7 +614,7 @@ def _check_resources(resources: dict[str, Any], path: str, errors: list[FieldErr
             problems = quantity_errors(f"{path}.{kind}[{name}]", value)
             errors.extend(problems)
             if not problems:
-                parsed.setdefault(kind, {})[name] = parse_quantity(value)  # type: ignore[assignment]
+                parsed.setdefault(kind, {})[name] = quantity(value)
     for name, request in parsed.get("requests", {}).items():
         limit = parsed.get("limits", {}).get(name)
         if limit is not None and request > limit:
@@ -765,9 +765,7 @@ def qos_class(spec: dict[str, Any]) -> str:
         if limits or requests:
             requests_or_limits = True
         for name in ("cpu", "memory"):
-            if name not in limits or parse_quantity(requests.get(name, limits[name])) != parse_quantity(
-                limits[name]
-            ):
+            if name not in limits or quantity(requests.get(name, limits[name])) != quantity(limits[name]):
                 guaranteed = False
     if not requests_or_limits:
         return "BestEffort"
