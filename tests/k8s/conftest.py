@@ -79,16 +79,8 @@ def k8s_kubeconfig(k8s_emulator_session: KubeEmulator, tmp_path_factory: pytest.
 
 def _left_behind(emulator: KubeEmulator) -> list[str]:
     """What the test created and did not delete (pods it deleted may still be ending)."""
-
-    def settled() -> bool:
-        deleting = [p for p in emulator.pods() if p["metadata"].get("deletionTimestamp")]
-        undeleted_runs = {r.key for r in emulator.node.runs()} - {
-            (p["metadata"]["namespace"], p["metadata"]["name"]) for p in emulator.pods()
-        }
-        return not deleting and not undeleted_runs
-
     try:
-        emulator.wait_for(settled, timeout=_DELETION_WAIT_SECONDS, what="deleted pods gone")
+        emulator.wait_deletions(timeout=_DELETION_WAIT_SECONDS)
     except TimeoutError:
         pass  # reported below: they are still there
     left = []

@@ -445,7 +445,9 @@ class KubeApi:
     def _delete(
         self, request: Request, resource: Resource, namespace: str | None, name: str
     ) -> dict[str, Any]:
-        raw = decode_body(request.body, "DeleteOptions", "V1DeleteOptions") if request.body.strip() else {}
+        raw = {}
+        if request.body.strip():  # DeleteOptions is also sent in the meta.k8s.io group version
+            raw = decode_body(request.body, "DeleteOptions", "V1DeleteOptions", ("v1", "meta.k8s.io/v1"))
         options = v.delete_options(raw, request.param("gracePeriodSeconds"), request.query.get("dryRun"))
         obj = self._get(resource, namespace, name)
         v.check_preconditions(options, obj)

@@ -270,7 +270,7 @@ class _Decoder:
             return None
 
 
-def decode_body(raw: bytes, kind: str, model: str) -> dict[str, Any]:
+def decode_body(raw: bytes, kind: str, model: str, api_versions: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
     """The request body as JSON (camelCase keys, nulls dropped), after a strict decode into the
     client's ``model``; raises ApiError 400 (not JSON, wrong type, unknown or duplicated field) or
     422 (a required field missing)."""
@@ -283,9 +283,10 @@ def decode_body(raw: bytes, kind: str, model: str) -> dict[str, Any]:
             f"couldn't get version/kind; json parse error: json: cannot unmarshal {_json_type(value)} "
             "into Go value of type struct"
         )
-    if value.get("apiVersion") not in (None, "v1"):
+    if value.get("apiVersion") not in (None, *api_versions):
         raise bad_request(
-            f"the API version in the data ({value['apiVersion']}) does not match the expected API version (v1)"
+            f"the API version in the data ({value['apiVersion']}) does not match the expected API version "
+            f"({api_versions[0]})"
         )
     if value.get("kind") not in (None, kind):
         raise bad_request(f"the kind in the data ({value['kind']}) does not match the expected kind ({kind})")

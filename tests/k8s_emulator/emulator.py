@@ -71,7 +71,7 @@ class KubeEmulator:
     kubeconfig(...) (the same as a dict), pod(ns, name), pods(ns=None), objects(resource, ns=None),
     events(ns, pod=None), pod_run(ns, name) (the node's view: container ids, ...),
     containers(include_stopped=True), running_containers(), volumes(), wait_for(predicate, timeout),
-    reset().
+    wait_deletions(timeout), reset().
     """
 
     def __init__(
@@ -100,7 +100,7 @@ class KubeEmulator:
         self._docker: docker.DockerClient | None = None
         self._node: Node | None = None
         self._work_dir: Path | None = None
-        self.api = KubeApi(self)
+        self._api = KubeApi(self)
         self._reset_records()
 
     def _reset_records(self) -> None:
@@ -135,11 +135,11 @@ class KubeEmulator:
                 host_ip="127.0.0.1",
                 work_dir=self._work_dir,
                 image_pull_backoff=self.image_pull_backoff,
-                on_pod_removed=lambda namespace: self.api.finalize(),
+                on_pod_removed=lambda namespace: self._api.finalize(),
             )
             self._create_builtin_namespaces()
             try:
-                self._server = Server(self.host, self.port, self.api)
+                self._server = Server(self.host, self.port, self._api)
             except BaseException:
                 self._docker.close()
                 shutil.rmtree(self._work_dir, ignore_errors=True)
@@ -335,6 +335,18 @@ class KubeEmulator:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not reached after {timeout}s")
             time.sleep(interval)
+
+    def wait_deletions(self, timeout: float = 60) -> None:
+        """Wait until every pod being deleted is gone, from the API and from Docker (a deleted
+        pod ends after its grace period); TimeoutError otherwise."""
+
+        def done() -> bool:
+            in_api = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.pods()}
+            deleting = [key for key, pod in in_api.items() if pod["metadata"].get("deletionTimestamp")]
+            removing = [run.key for run in self.node.runs() if run.key not in in_api]
+            return not deleting and not removing
+
+        self.wait_for(done, timeout=timeout, what="deleted pods gone")
 
     def reset(self) -> None:
         """Between tests: kill and remove every pod, delete every object and Docker volume,
