@@ -132,13 +132,13 @@ def docker_id(pod: client.V1Pod, name: str = "main") -> str:
 
 
 def docker_container_gone(container_id: str) -> bool:
-    api = docker.from_env(timeout=30)
+    docker_client = docker.from_env(timeout=30)
     try:
-        api.api.inspect_container(container_id)
+        docker_client.api.inspect_container(container_id)
     except docker.errors.NotFound:
         return True
     finally:
-        api.close()
+        docker_client.close()
     return False
 
 

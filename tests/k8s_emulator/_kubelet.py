@@ -192,7 +192,7 @@ class Node:
         host_ip: str,
         work_dir: Path,
         image_pull_backoff: float,
-        on_pod_removed: Callable[[str], None],
+        on_pod_removed: Callable[[], None],
     ) -> None:
         self.store = store
         self.api = docker_client.api
@@ -1006,7 +1006,7 @@ class Node:
             deleting = run.deletion_grace is not None
         if deleting:
             self.store.delete("pods", run.namespace, run.name)
-            self.on_pod_removed(run.namespace)
+            self.on_pod_removed()  # deletions that waited for the pod (claims, its namespace)
 
     # ------------------------------------------------------------------ status
     def _set_condition(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import random
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -67,7 +68,10 @@ def _absent(value: Any) -> bool:
 
 # ---------------------------------------------------------------------------------- metadata
 def _prepare_metadata(
-    obj: dict[str, Any], kind: str, namespace: str | None, name_rules: Any, errors: list[FieldError]
+    obj: dict[str, Any],
+    namespace: str | None,
+    name_rules: Callable[[str, str], list[FieldError]],
+    errors: list[FieldError],
 ) -> dict[str, Any]:
     meta = obj.setdefault("metadata", {})
     if namespace is not None:
@@ -130,7 +134,7 @@ def _finish(kind: str, obj: dict[str, Any], errors: list[FieldError]) -> None:
 # ---------------------------------------------------------------------------------- namespaces
 def prepare_namespace(obj: dict[str, Any]) -> dict[str, Any]:
     errors: list[FieldError] = []
-    meta = _prepare_metadata(obj, "Namespace", None, dns_label_errors, errors)
+    meta = _prepare_metadata(obj, None, dns_label_errors, errors)
     if meta.get("name"):
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
     spec = obj.setdefault("spec", {})
@@ -156,7 +160,7 @@ def _check_data_keys(
 
 def prepare_secret(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
     errors: list[FieldError] = []
-    _prepare_metadata(obj, "Secret", namespace, dns_subdomain_errors, errors)
+    _prepare_metadata(obj, namespace, dns_subdomain_errors, errors)
     data = obj.get("data") or {}
     size = _check_data_keys("Secret", data, "data", errors, base64_values=True)
     string_data = obj.pop("stringData", None) or {}
@@ -174,7 +178,7 @@ def prepare_secret(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
 
 def prepare_configmap(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
     errors: list[FieldError] = []
-    _prepare_metadata(obj, "ConfigMap", namespace, dns_subdomain_errors, errors)
+    _prepare_metadata(obj, namespace, dns_subdomain_errors, errors)
     data = obj.get("data") or {}
     binary = obj.get("binaryData") or {}
     size = _check_data_keys("ConfigMap", data, "data", errors, base64_values=False)
@@ -224,7 +228,7 @@ _PV_SPEC_WHY = {
 
 def prepare_persistent_volume(obj: dict[str, Any]) -> dict[str, Any]:
     errors: list[FieldError] = []
-    _prepare_metadata(obj, "PersistentVolume", None, dns_subdomain_errors, errors)
+    _prepare_metadata(obj, None, dns_subdomain_errors, errors)
     spec = obj.setdefault("spec", {})
     storage = (spec.get("capacity") or {}).get("storage")
     if storage is None:
@@ -294,7 +298,7 @@ def provisioned_volume(claim: dict[str, Any], driver: str, handle: str) -> dict[
 
 def prepare_persistent_volume_claim(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
     errors: list[FieldError] = []
-    _prepare_metadata(obj, "PersistentVolumeClaim", namespace, dns_subdomain_errors, errors)
+    _prepare_metadata(obj, namespace, dns_subdomain_errors, errors)
     spec = obj.setdefault("spec", {})
     _check_access_modes(spec.get("accessModes"), "spec.accessModes", errors)
     storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
@@ -774,7 +778,7 @@ def qos_class(spec: dict[str, Any]) -> str:
 
 def prepare_pod(obj: dict[str, Any], namespace: str, node_name: str) -> dict[str, Any]:
     errors: list[FieldError] = []
-    _prepare_metadata(obj, "Pod", namespace, dns_subdomain_errors, errors)
+    _prepare_metadata(obj, namespace, dns_subdomain_errors, errors)
     spec = obj.setdefault("spec", {})
     _check_pod_spec(spec, node_name, errors)
     _finish("Pod", obj, errors)

@@ -135,7 +135,7 @@ class KubeEmulator:
                 host_ip="127.0.0.1",
                 work_dir=self._work_dir,
                 image_pull_backoff=self.image_pull_backoff,
-                on_pod_removed=lambda namespace: self._api.finalize(),
+                on_pod_removed=self._api.finalize,
             )
             self._create_builtin_namespaces()
             try:
