@@ -171,7 +171,8 @@ class EmulatedTask:
     done: threading.Event = field(default_factory=threading.Event, repr=False)
     # internals
     moto_task: Any = field(default=None, repr=False)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Re-entrant: _finish_not_started runs both inside and outside a held lock (stop during start-up).
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     wake: threading.Event = field(default_factory=threading.Event, repr=False)
     stop_requested: bool = False
     stop_issued: bool = False
