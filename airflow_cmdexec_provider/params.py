@@ -148,16 +148,39 @@ def runtime_params(context: Mapping[str, Any], project: str = "") -> dict[str, A
 
 
 def _schedule_neighbours(dag: Any, session: datetime) -> tuple[datetime | None, datetime | None] | None:
-    """The schedule's session times before and after ``session``, or None for an unscheduled DAG."""
+    """The schedule's session times before and after ``session``, or None for an unscheduled DAG.
+
+    The Task SDK's timetables are definitions without the scheduling logic (which lives in Airflow
+    core, too heavy to import in every task), so cron and delta schedules are stepped here; a
+    timetable with its own ``_get_prev``/``_get_next`` (Airflow core's, the ``.dig`` loader's) is asked.
+    """
     timetable = getattr(dag, "timetable", None)
-    if timetable is None or not getattr(timetable, "can_be_scheduled", False) or not hasattr(timetable, "_get_next"):
+    if timetable is None or not getattr(timetable, "can_be_scheduled", False):
         return None
-    previous = getattr(timetable, "_get_prev", None)
     try:
-        return (previous(session) if previous else None), timetable._get_next(session)
-    except Exception:  # a timetable we cannot step through: leave the params out, as Digdag does
+        if hasattr(timetable, "_get_next") and hasattr(timetable, "_get_prev"):
+            return timetable._get_prev(session), timetable._get_next(session)
+        expression = getattr(timetable, "expression", None) or getattr(timetable, "_expression", None)
+        if isinstance(expression, str):
+            return _cron_neighbours(expression, getattr(timetable, "timezone", None) or "UTC", session)
+        delta = getattr(timetable, "delta", None) or getattr(timetable, "_delta", None)
+        if delta is not None:
+            return session - delta, session + delta
+    except Exception:  # a timetable we cannot step through: leave the params out, as for no schedule
         log.debug("cannot step through the timetable of %s", getattr(dag, "dag_id", "?"), exc_info=True)
-        return None
+    return None
+
+
+def _cron_neighbours(expression: str, tz: Any, session: datetime) -> tuple[datetime, datetime]:
+    import pendulum
+    from croniter import croniter
+
+    zone = pendulum.timezone(tz) if isinstance(tz, str) else tz
+    local = pendulum.instance(session).in_timezone(zone)
+    naive = local.naive()
+    previous = croniter(expression, naive).get_prev(datetime)
+    following = croniter(expression, naive).get_next(datetime)
+    return pendulum.instance(previous, tz=zone), pendulum.instance(following, tz=zone)
 
 
 def _last_executed(ti: Any, context: Mapping[str, Any]) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -108,6 +109,9 @@ class CommandOperator(BaseOperator):
         self.templating = templating
         self.digdag_task_name = digdag_task_name
         self.error_from = error_from
+        # The task's own params (Digdag's task-local keys), copied now: Airflow's process_params later
+        # writes dag_run.conf values into the very Param objects the task holds.
+        self.local_params = _own_params(self.params)
         # An operator's own executor=... wins over a command_executor that came from default_args.
         from_defaults = command_executor is not None and (kwargs.get("default_args") or {}).get(
             "command_executor") == command_executor
@@ -133,7 +137,16 @@ class CommandOperator(BaseOperator):
                 f"Task {self.task_label}: templating must be one of {', '.join(TEMPLATING)}, got {self.templating!r}"
             )
         if self.templating == "jinja":
-            super().render_template_fields(context, jinja_env)
+            import jinja2
+
+            try:
+                super().render_template_fields(context, jinja_env)
+            except jinja2.TemplateSyntaxError as exc:
+                raise CmdExecConfigError(
+                    f"Task {self.task_label}: a templated field is not a valid Jinja template ({exc}). Digdag "
+                    "text with '{{' (e.g. docker inspect --format '{{.Id}}') runs unchanged with "
+                    "templating='none'; templating='digdag' evaluates ${...} instead of Jinja"
+                ) from exc
         # "digdag": ${...} is evaluated in execute, once the task's params are known; "none": as written.
 
     def expand_digdag(self, params: Mapping[str, Any]) -> None:
@@ -217,16 +230,14 @@ class CommandOperator(BaseOperator):
 
     def digdag_params(self, context: Context, log: stores.StoreLog, project_dir: Path | None = None) -> dict[str, Any]:
         """This task's Digdag params, merged in Digdag's order (``params.resolve_params``)."""
-        context_params = _values(context.get("params") or {})
-        local_keys = [k for k, p in self._param_items() if getattr(p, "source", None) == "task"]
-        local = {k: context_params[k] for k in local_keys if k in context_params}
-        own = _values(self.params) if hasattr(self, "params") else {}
-        local = {k: own.get(k, v) for k, v in local.items()}  # dag_run.conf cannot change a task's own key
-        # Airflow has already merged dag_run.conf into the params (unless the deployment turned
-        # [core] dag_run_conf_overrides_params off): together they are Digdag's session params.
-        session = {k: v for k, v in context_params.items() if k not in local}
-        by_scope = stores.stores_by_scope(self, log)
         exports = [{}, *stores.group_exports(self)]
+        exported = {k: v for export in exports for k, v in export.items()}
+        # Airflow copies a TaskGroup's default_args params into the task's: those are the group's export.
+        local = {k: v for k, v in self.local_params.items() if not (k in exported and exported[k] == v)}
+        session = _values(self.dag.params) if self.has_dag() else {}
+        if conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True):
+            session.update(getattr(context.get("dag_run"), "conf", None) or {})  # as Airflow does: shallow
+        by_scope = stores.stores_by_scope(self, log)
         runtime = runtime_params({**context, "digdag_task_name": self.digdag_task_name}, str(project_dir or ""))
         if self.error_from:
             runtime["error"] = self._upstream_error(context)
@@ -247,14 +258,6 @@ class CommandOperator(BaseOperator):
                 if isinstance(entry, Mapping):
                     return dict(entry)
         return None
-
-    def _param_items(self) -> list[tuple[str, Any]]:
-        params = getattr(self, "params", None) or {}
-        items = getattr(params, "items", None)
-        if items is None:
-            return []
-        getter = getattr(params, "get_param", None)
-        return [(k, getter(k) if getter else v) for k, v in items()]
 
     def _publish(self, context: Context, log: stores.StoreLog, stored: dict[str, Any]) -> dict[str, Any]:
         """Push this task's store log; return every value stored so far (the XCom ``return_value``)."""
@@ -389,6 +392,19 @@ class CommandOperator(BaseOperator):
                 f"Task {self.task_label}: workdir {workdir!r} does not exist in the project {project_dir}"
             )
         return str(target.relative_to(project_dir)) if target != project_dir else ""
+
+
+def _own_params(params: Any) -> dict[str, Any]:
+    """Values of the params a task set itself (Airflow marks their source "task")."""
+    getter = getattr(params, "get_param", None)
+    if getter is None:
+        return {}
+    own = {}
+    for key in params:
+        param = getter(key)
+        if getattr(param, "source", None) == "task" and param.has_value:
+            own[key] = copy.deepcopy(param.value)
+    return own
 
 
 def _values(params: Any) -> dict[str, Any]:
