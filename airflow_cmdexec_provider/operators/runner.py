@@ -139,7 +139,7 @@ class RunnerOperator(CommandOperator):
         error = (output or {}).get("error")
         report = self._error_report(error) if isinstance(error, dict) else ""
         # Digdag's py> names the executor's message before the python error; rb> has the error on line 1.
-        message += executor + report if self.error_heading else report + executor
+        message += (executor + report) if self.error_heading else (report + executor)
         if problem is not None:
             message += f"\n({problem})"
         elif output is None:
