@@ -307,8 +307,8 @@ def test_failures_are_reported_and_leave_no_container(run_dag, tmp_path: Path) -
     assert set(result.task_states.values()) == {"failed"}, result.task_states
     assert "command failed with code 3" in result.error_text("sh_exit")
     assert "about to fail" in result.log_lines("sh_exit")
-    assert "ValueError: py> failed on purpose" in result.error_text("py_raise")
-    assert "ArgumentError: rb> failed on purpose" in result.error_text("rb_raise")
+    assert "Error messages from python: py> failed on purpose (ValueError)" in result.error_text("py_raise")
+    assert "Ruby command failed with code 1: rb> failed on purpose (ArgumentError)" in result.error_text("rb_raise")
     assert "code 137" in result.error_text("oom") and "OOMKilled" in result.error_text("oom")
 
 

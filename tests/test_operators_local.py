@@ -349,14 +349,20 @@ def test_py_export_logs_a_warning_and_has_no_effect(run_dag, project):
 
 
 def test_py_sys_exit(run_dag, project):
+    """As in Digdag any SystemExit fails, even sys.exit(0) (then with code 1); a non-zero code is kept."""
     with _dag("py_exit", params={"code": 0}) as dag:
         PyOperator(task_id="zero", project_dir=str(project), method="steps.exit_with")
         PyOperator(task_id="three", project_dir=str(project), method="steps.exit_with", params={"code": 3})
     result = run_dag(dag)
-    assert result.task_states == {"zero": "success", "three": "failed"}
-    error = result.error_text("three")
-    assert error.startswith("Task py_exit.three: Python command failed with code 3\nSystemExit:")
-    assert "sys.exit(3)" in error
+    assert result.task_states == {"zero": "failed", "three": "failed"}
+    hint = "Possible cause: Invalid python module call, duplicate module name with standard library (SystemExit)"
+    for task_id, code, exit_code in (("zero", 0, 1), ("three", 3, 3)):
+        error = result.error_text(task_id)
+        assert error.startswith(
+            f"Task py_exit.{task_id}: Python command failed with code {exit_code}\n"
+            f"Error messages from python: Failed to call python command with code:{code} {hint}\n"
+        ), error
+        assert "sys.exit(code)" in error
 
 
 # -- rb> ----------------------------------------------------------------------------------------------------
@@ -465,11 +471,14 @@ def test_python_exception_fails_with_class_message_and_user_backtrace(run_dag, p
     result = run_dag(dag)
     assert result.task_states["boom"] == "failed"
     error = result.error_text("boom")
-    assert error.startswith("Task py_error.boom: Python command failed with code 1\nValueError: boom from user code\n")
+    assert error.startswith(
+        "Task py_error.boom: Python command failed with code 1\n"
+        "Error messages from python: boom from user code (ValueError)\n\tfrom File \""
+    ), error
     assert "steps.py" in error and "in boom" in error and "in helper_that_raises" in error
     assert 'raise ValueError("boom from user code")' in error
     assert "runner.py" not in error and "_call" not in error
-    _assert_reported_once(result, "boom", "ValueError: boom from user code")
+    _assert_reported_once(result, "boom", "boom from user code (ValueError)")
 
 
 def test_ruby_exception_fails_with_class_message_and_user_backtrace(run_dag, project):
@@ -478,30 +487,32 @@ def test_ruby_exception_fails_with_class_message_and_user_backtrace(run_dag, pro
     result = run_dag(dag)
     assert result.task_states["boom"] == "failed"
     error = result.error_text("boom")
-    assert error.startswith("Task rb_error.boom: Ruby command failed with code 1\nArgumentError: boom from ruby code\n")
+    assert error.startswith(
+        "Task rb_error.boom: Ruby command failed with code 1: boom from ruby code (ArgumentError)\n\tfrom "
+    ), error
     assert "lib/wf.rb" in error and "helper" in error
     assert "runner.rb" not in error
-    _assert_reported_once(result, "boom", "ArgumentError: boom from ruby code")
+    _assert_reported_once(result, "boom", "boom from ruby code (ArgumentError)")
 
 
 @pytest.mark.parametrize(
     ("operator", "kwargs", "expected"),
     [
-        (PyOperator, {"method": "no_such_module.func"}, "ModuleNotFoundError: No module named 'no_such_module'"),
-        (PyOperator, {"method": "steps.no_such_func"}, "AttributeError: Module 'steps' has no attribute 'no_such_func'"),
-        (PyOperator, {"method": "steps.Greeter.no_such"}, "AttributeError: Class 'steps.Greeter' has no method 'no_such'"),
+        (PyOperator, {"method": "no_such_module.func"}, "No module named 'no_such_module' (ModuleNotFoundError)"),
+        (PyOperator, {"method": "steps.no_such_func"}, "Module 'steps' has no attribute 'no_such_func' (AttributeError)"),
+        (PyOperator, {"method": "steps.Greeter.no_such"}, "Class 'steps.Greeter' has no method 'no_such' (AttributeError)"),
         (PyOperator, {"method": "steps.needs"},
-         "TypeError: Method 'steps.needs' requires parameter 'required_arg' but not set"),
+         "Method 'steps.needs' requires parameter 'required_arg' but not set (TypeError)"),
         (PyOperator, {"method": "steps.store_datetime"},
-         "TypeError: digdag.env.store: the value of 'when' is not JSON-serialisable (datetime"),
+         "digdag.env.store: the value of 'when' is not JSON-serialisable (datetime"),
         (RbOperator, {"method": "Cls.nope", "require": "lib/wf"},
-         "NoMethodError: Cls has no public method 'nope'"),
-        (RbOperator, {"method": "NoSuchClass.meth", "require": "lib/wf"}, "NameError: uninitialized constant NoSuchClass"),
-        (RbOperator, {"method": "Cls.go", "require": "lib/no_such_file"}, "LoadError: cannot load such file"),
+         "Cls has no method 'nope' (neither a public instance method nor a method of the class itself) (NoMethodError)"),
+        (RbOperator, {"method": "NoSuchClass.meth", "require": "lib/wf"}, "uninitialized constant NoSuchClass (NameError)"),
+        (RbOperator, {"method": "Cls.go", "require": "lib/no_such_file"}, "cannot load such file -- lib/no_such_file (LoadError)"),
         (RbOperator, {"method": "Store.b", "require": "lib/wf"},
-         "ArgumentError: Method 'Store.b' requires parameter 'a' but not set"),
+         "Method 'Store.b' requires parameter 'a' but not set (ArgumentError)"),
         (RbOperator, {"method": "Store.bad_value", "require": "lib/wf"},
-         "TypeError: Digdag.env.store: the value of 'when' is not JSON-serialisable (Time)"),
+         "Digdag.env.store: the value of 'when' is not JSON-serialisable (Time)"),
     ],
     ids=["py-unknown-module", "py-unknown-func", "py-unknown-method", "py-missing-arg", "py-store-datetime",
          "rb-unknown-method", "rb-unknown-class", "rb-unknown-require", "rb-missing-arg",
@@ -514,7 +525,8 @@ def test_user_code_errors_name_the_task_and_the_problem(run_dag, project, operat
     result = run_dag(dag)
     assert result.task_states["bad"] == "failed"
     error = result.error_text("bad")
-    language = "Python" if operator is PyOperator else "Ruby"
-    assert error.startswith(f"Task {dag_id}.bad: {language} command failed with code 1\n"), error
+    first_line = "Python command failed with code 1\nError messages from python: " if operator is PyOperator \
+        else "Ruby command failed with code 1: "
+    assert error.startswith(f"Task {dag_id}.bad: {first_line}"), error
     assert expected in error
     _assert_reported_once(result, "bad", expected)

@@ -8,12 +8,16 @@
 #   OUT_JSON = {"subtask_config": {}, "export_params": {}, "store_params": {}, "error"?: {...}}
 # The user's code sees a module `digdag` (and `digdag_env`) exactly as in Digdag.
 #
+# As in Digdag, any SystemExit (even sys.exit(0)) fails the task with Digdag's message and hint: a
+# method that exits is usually a stdlib module shadowing the user's (py>: tokenize.main). A non-zero
+# code is kept as the exit code; 0 becomes 1.
+#
 # Differences from Digdag, on purpose (see README "Differences from Digdag"):
 # - values given to store()/export() must be JSON-serialisable; a bad value fails at the call site,
 #   naming the key, instead of breaking the output file later;
 # - a method without a module ("py>: func") gets a clear error instead of ValueError;
 # - an exception is reported once (in OUT_JSON, which the operator turns into the task error), not
-#   also as a traceback on stderr.
+#   also as a traceback on stderr; its backtrace holds only the user's frames.
 import inspect
 import json
 import os
@@ -144,11 +148,46 @@ def _call(command, params):
 
 
 def _user_backtrace(exc):
-    """Return the traceback frames of the user's code, without this runner's own frames."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    """Return the user's frames of the traceback, one 'File "f", line N, in name' (+ source) each."""
     here = os.path.abspath(__file__)
-    frames = [f for f in frames if os.path.abspath(f.filename) != here]
-    return traceback.format_list(frames)
+    frames = []
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) == here:
+            continue
+        text = 'File "%s", line %s, in %s' % (frame.filename, frame.lineno, frame.name)
+        if frame.line:
+            text += "\n    " + frame.line
+        frames.append(text)
+    return frames
+
+
+def _exit_error(exc):
+    """Digdag's report of a SystemExit, and the exit code to end with: the code if non-zero, else 1."""
+    if exc.code is None or isinstance(exc.code, int):
+        code, note = int(exc.code or 0), ""
+    else:  # sys.exit("text") would print the text and exit 1
+        code, note = 1, " (sys.exit message: %s)" % (exc.code,)
+    message = ("Failed to call python command with code:%d Possible cause: Invalid python module call, "
+               "duplicate module name with standard library%s" % (code, note))
+    # A failed task never exits 0, and an exit status is one byte: 256 would read as 0.
+    exit_code = code if 0 < code < 256 else 1
+    return {"class": "SystemExit", "message": message, "backtrace": _user_backtrace(exc)}, exit_code
+
+
+def _output(env, error):
+    """Return the text of OUT_JSON and the error it reports (None when the task succeeded)."""
+    values = {"subtask_config": env.subtask_config, "export_params": env.export_params,
+              "store_params": env.store_params}
+    try:
+        json.dumps(values)
+    except (TypeError, ValueError) as exc:
+        # Values put into digdag.env.store_params (or export_params) directly skip store()'s check.
+        values = {"subtask_config": {}, "export_params": {}, "store_params": {}}
+        error = error or {"class": type(exc).__name__, "backtrace": [],
+                          "message": "a value stored by the task is not JSON-serialisable: %s" % exc}
+    if error is not None:
+        values["error"] = error
+    return json.dumps(values), error
 
 
 def main(argv):
@@ -173,22 +212,15 @@ def main(argv):
     try:
         _call(command, params)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if code != 0:
-            exit_code = code
-            error = {"class": "SystemExit", "message": "the task called sys.exit(%r)" % (exc.code,),
-                     "backtrace": _user_backtrace(exc)}
-    except BaseException as exc:  # noqa: B036 - everything the user's code raises is reported
+        error, exit_code = _exit_error(exc)
+    except BaseException as exc:  # noqa: B036, BLE001 - everything the user's code raises is reported
         exit_code = 1
         error = {"class": type(exc).__name__, "message": str(exc), "backtrace": _user_backtrace(exc)}
-    output = {"subtask_config": env.subtask_config, "export_params": env.export_params,
-              "store_params": env.store_params}
-    if error is not None:
-        output["error"] = error
+    text, error = _output(env, error)
     with open(out_file, "w") as f:
-        json.dump(output, f)
+        f.write(text)
     sys.stdout.flush()
-    return exit_code
+    return exit_code or (0 if error is None else 1)
 
 
 if __name__ == "__main__":

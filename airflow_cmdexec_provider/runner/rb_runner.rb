@@ -2,10 +2,18 @@
 # Shipped next to the task, so it uses only the Ruby standard library (Ruby 2.7+).
 #
 # Usage: ruby runner.rb METHOD IN_JSON OUT_JSON [REQUIRE]
-#   METHOD  "Klass.meth", "Mod::Klass.meth" (instance method if public, else singleton) or "meth"
+#   METHOD  "Klass.meth", "Mod::Klass.meth" (instance method if public, else called on the class as
+#           Digdag's `send` does: private and inherited methods too, such as a top-level `def meth`),
+#           or "meth" (a top-level method, called on Ruby's `main` object)
 #   REQUIRE a project file to load first, e.g. "tasks/my_workflow" (the working directory is on
 #           $LOAD_PATH before it is required, so this works the same locally, in Docker and on ECS)
 require 'json'
+
+# Digdag's constants (PARAMS, SUBTASK_CONFIG, EXPORT_PARAMS, STORE_PARAMS, STATE_PARAMS), defined
+# by DigdagRunner.run before the user's code loads. They are the very hashes Digdag.env reads and
+# writes: code that adds to DigdagEnv::STORE_PARAMS stores, as in Digdag.
+module DigdagEnv
+end
 
 module Digdag
   class Env
@@ -38,10 +46,12 @@ module Digdag
 
     private
 
+    # Keys become symbols, as with Digdag's keyword-only store(**params), so that code reading
+    # DigdagEnv::STORE_PARAMS[:key] finds them; output.json has them as strings.
     def merge_into(what, target, params, kwargs)
       merged = {}
-      params.each { |k, v| merged[k.to_s] = v }
-      kwargs.each { |k, v| merged[k.to_s] = v }
+      params.each { |k, v| merged[k.to_sym] = v }
+      kwargs.each { |k, v| merged[k.to_sym] = v }
       merged.each do |key, value|
         unless json_value?(value)
           raise TypeError, "Digdag.env.#{what}: the value of '#{key}' is not JSON-serialisable " \
@@ -110,24 +120,68 @@ module DigdagRunner
   end
 
   def resolve(command, params)
-    return [method(command.to_sym), command] unless command.include?('.')
+    unless command.include?('.')
+      # A top-level method is a private method of `main`, where Digdag calls it with `send`; taking it
+      # from there also keeps this module's own helpers (`run`, ...) from shadowing the user's.
+      return [method_of(TOPLEVEL_BINDING.receiver, command, "there is no top-level method '#{command}'"), command]
+    end
 
     klass_name, _, meth = command.rpartition('.')
     klass = Object.const_get(klass_name)
     if klass.is_a?(Class) && klass.public_method_defined?(meth)
       init_args, init_kwargs = bind(klass.instance_method(:initialize), params, "#{klass_name}#initialize")
       instance = klass.new(*init_args, **init_kwargs)
-      [instance.method(meth), "#{klass_name}##{meth}"]
-    elsif klass.respond_to?(meth)
-      [klass.method(meth), "#{klass_name}.#{meth}"]
-    else
-      raise NoMethodError, "#{klass_name} has no public method '#{meth}' (neither an instance nor a class method)"
+      return [instance.method(meth), "#{klass_name}##{meth}"]
     end
+    # Like Digdag's `klass.send(meth)`: private and inherited methods resolve too, e.g.
+    # `Mod::Klass.meth` reaching a top-level `def meth` (a private method of Object).
+    kind = klass.is_a?(Class) ? 'class' : 'module'
+    [method_of(klass, meth, "#{klass_name} has no method '#{meth}' (neither a public instance method nor a " \
+                            "method of the #{kind} itself)"), "#{klass_name}.#{meth}"]
+  end
+
+  def method_of(receiver, name, missing)
+    raise NoMethodError, missing unless receiver.respond_to?(name, true)
+
+    receiver.method(name)
   end
 
   # The backtrace of the user's code, without this runner's own frames.
   def user_backtrace(error)
-    (error.backtrace || []).reject { |line| line.start_with?(__FILE__) }.map { |line| "  from #{line}" }
+    (error.backtrace || []).reject { |line| line.start_with?(__FILE__) }
+  end
+
+  def error_report(error)
+    message = error.message
+    # Ruby 3.1 quotes the failing line of code in a NameError's message: for an error raised here
+    # (resolving METHOD) that line is the runner's, which says nothing to the user.
+    raised_here = error.backtrace&.first&.start_with?(__FILE__)
+    message = error.original_message if raised_here && error.respond_to?(:original_message)
+    { 'class' => error.class.name || error.class.inspect, 'message' => message, 'backtrace' => user_backtrace(error) }
+  end
+
+  # Define DigdagEnv's constants as the hashes of env.
+  def define_constants(env)
+    { PARAMS: env.params, SUBTASK_CONFIG: env.subtask_config, EXPORT_PARAMS: env.export_params,
+      STORE_PARAMS: env.store_params, STATE_PARAMS: env.state_params }.each do |name, hash|
+      DigdagEnv.const_set(name, hash)
+    end
+  end
+
+  # The text of OUT_JSON and the error it reports (nil when the task succeeded).
+  def output(env, error)
+    values = { 'subtask_config' => env.subtask_config, 'export_params' => env.export_params,
+               'store_params' => env.store_params }
+    begin
+      JSON.generate(values)
+    rescue StandardError => e
+      # Values put into DigdagEnv::STORE_PARAMS (or Digdag.env.store_params) directly skip store's check.
+      values = { 'subtask_config' => {}, 'export_params' => {}, 'store_params' => {} }
+      error ||= { 'class' => e.class.name, 'backtrace' => [],
+                  'message' => "a value stored by the task cannot be written as JSON: #{e.message}" }
+    end
+    values['error'] = error if error
+    [JSON.generate(values), error]
   end
 
   def run(argv)
@@ -136,33 +190,31 @@ module DigdagRunner
     # each line as it is printed.
     $stdout.sync = true
     $stderr.sync = true
-    params = JSON.parse(File.read(in_file))['params']
-    env = Digdag::Env.new(params)
+    env = Digdag::Env.new(JSON.parse(File.read(in_file))['params'])
     Digdag.env = env
+    define_constants(env)
     $LOAD_PATH.unshift(Dir.pwd)
     error = nil
     exit_code = 0
     begin
       require required if required && !required.empty?
-      callable, qualname = resolve(command, params)
-      args, kwargs = bind(callable, params, qualname)
+      callable, qualname = resolve(command, env.params)
+      args, kwargs = bind(callable, env.params, qualname)
       callable.call(*args, **kwargs)
     rescue SystemExit => e
       unless e.success?
-        exit_code = e.status
-        error = { 'class' => 'SystemExit', 'message' => "the task called exit(#{e.status})",
-                  'backtrace' => user_backtrace(e) }
+        # An exit status is one byte: 256 would read as success.
+        exit_code = e.status.between?(1, 255) ? e.status : 1
+        error = error_report(e).merge('message' => "the task called exit(#{e.status})")
       end
     rescue Exception => e # rubocop:disable Lint/RescueException -- every error of the user's code is reported
       exit_code = 1
-      error = { 'class' => e.class.name, 'message' => e.message, 'backtrace' => user_backtrace(e) }
+      error = error_report(e)
     end
-    output = { 'subtask_config' => env.subtask_config, 'export_params' => env.export_params,
-               'store_params' => env.store_params }
-    output['error'] = error if error
-    File.write(out_file, JSON.generate(output))
+    text, error = output(env, error)
+    File.write(out_file, text)
     $stdout.flush
-    exit_code
+    exit_code.zero? && error ? 1 : exit_code
   end
 end
 

@@ -138,7 +138,7 @@ def test_failing_python_command_reports_the_exception_and_cleans_up(ecs_world, r
     assert result.task_states["fail"] == "failed"
     error = result.error_text("fail")
     assert "Python command failed with code 1" in error
-    assert "ValueError: bad value from ECS" in error
+    assert "Error messages from python: bad value from ECS (ValueError)" in error
     assert "wf.py" in error  # the user's backtrace came back through the output archive
     assert remaining_objects(ecs_world["s3"]) == []
 
