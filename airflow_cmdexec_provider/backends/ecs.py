@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -56,6 +55,7 @@ from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
 from airflow_cmdexec_provider.runner.workdir import pack, unpack_outputs
 from airflow_cmdexec_provider.storage import open_storage
 from airflow_cmdexec_provider.storage.base import TemporalStorage
+from airflow_cmdexec_provider.tempfiles import private_tempdir
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +376,8 @@ class EcsBackend(RemoteBackend):
                 raise CmdExecConfigError(f"{self.label}: ECS container overrides exceed {OVERRIDES_LIMIT} "
                                          "characters even without the environment")
         _warn_if_dag_folder(request.project_dir, log_line)
-        with tempfile.TemporaryDirectory(prefix="cmdexec-archive-") as tmp:
-            archive = Path(tmp) / "input.tar.gz"
+        with private_tempdir("archive") as tmp:
+            archive = tmp / "input.tar.gz"
             count = pack(request.project_dir, request.io_dir, archive)
             size = archive.stat().st_size
             storage.upload_file(keys["input"], archive)
@@ -429,8 +429,8 @@ class EcsBackend(RemoteBackend):
         if file_env:
             key = handle["keys"]["env_file"] = handle["keys"]["input"].replace("input.tar.gz", "variables.env")
             self._save(handle)  # the new key must be deleted too if this worker dies now
-            with tempfile.TemporaryDirectory(prefix="cmdexec-env-") as tmp:
-                path = Path(tmp) / "variables.env"
+            with private_tempdir("env") as tmp:
+                path = tmp / "variables.env"
                 path.write_text("".join(f"{k}={v}\n" for k, v in file_env.items()), encoding="utf-8")
                 self.storage.upload_file(key, path)
             arn = self.storage.env_file_arn(key)
@@ -568,20 +568,32 @@ class EcsBackend(RemoteBackend):
             self._last_save = now
 
     def _finish(self, handle: Handle, task: Mapping[str, Any], log_line: LineSink) -> CommandResult:
-        containers = task.get("containers") or []
-        container = next((c for c in containers if c.get("name") == handle["container_name"]), None)
-        exit_code = container.get("exitCode") if container else None
-        reasons = [r for r in (task.get("stopCode"), task.get("stoppedReason"), (container or {}).get("reason")) if r]
-        if not containers:
-            reasons.append("no container information")
+        exit_code = self.exit_code(handle, task)
         if exit_code is None:
             # The container never ran to the end (image pull failed, never started, ...): its log and
             # marker will not come, so read once what is there and report at once (reviews M4, #1724).
             self.fetch_logs(handle, log_line)
+        else:
+            self.drain_logs(handle, log_line, failed=exit_code != 0)
+        return self.result(handle, task)
+
+    def exit_code(self, handle: Handle, task: Mapping[str, Any]) -> int | None:
+        container = next((c for c in task.get("containers") or [] if c.get("name") == handle["container_name"]), None)
+        return (container or {}).get("exitCode")
+
+    def result(self, handle: Handle, task: Mapping[str, Any]) -> CommandResult:
+        """How a STOPPED task ended, from its description and the end marker's phase (if it arrived)."""
+        containers = task.get("containers") or []
+        container = next((c for c in containers if c.get("name") == handle["container_name"]), None)
+        exit_code = self.exit_code(handle, task)
+        reasons = [r for r in (task.get("stopCode"), task.get("stoppedReason"), (container or {}).get("reason")) if r]
+        if not containers:
+            reasons.append("no container information")
+        if exit_code is None:
             return CommandResult(1, "ECS task stopped without an exit code: " + "; ".join(reasons))
-        marker = self.drain_logs(handle, log_line, failed=exit_code != 0)
         if self._killed.is_set():
             return CommandResult(exit_code, "stopped by Airflow: " + "; ".join(reasons))
+        marker = handle.get("marker")
         phase = marker.get("phase") if marker else None
         if phase in (PHASE_SETUP, PHASE_DOWNLOAD) or (exit_code == EXIT_DOWNLOAD_FAILED and marker is None):
             return CommandResult(exit_code, "the container could not download or unpack the project archive")
@@ -590,6 +602,22 @@ class EcsBackend(RemoteBackend):
         if exit_code != 0 and reasons and task.get("stopCode") != "EssentialContainerExited":
             return CommandResult(exit_code, "; ".join(reasons))
         return CommandResult(exit_code)
+
+    def drain_limit(self, failed: bool) -> int:
+        return (self.config.max_wait_for_fetch_log_events_non_zero_status if failed
+                else self.config.max_wait_for_fetch_log_events)
+
+    def watch_key(self) -> tuple[Any, ...]:
+        """What makes two backends' tasks followable with the same clients (see ``ecs_watch``)."""
+        config = self.config
+        return (config.conn_id, config.endpoint_url, self.region, config.access_key_id, config.aws_conn_id,
+                config.cluster_name)
+
+    async def watch(self, handle: Handle, log_line: LineSink) -> CommandResult:
+        """In the triggerer: batched with every other ECS task of the cluster (``ecs_watch``)."""
+        from airflow_cmdexec_provider.backends.ecs_watch import follow
+
+        return await follow(self, handle, log_line)
 
     def fetch_logs(self, handle: Handle, log_line: LineSink) -> bool:
         """Forward new CloudWatch events; return True once the end marker was seen. Read errors are
@@ -640,8 +668,7 @@ class EcsBackend(RemoteBackend):
         """After the task stopped, read the log to the end marker, waiting a bounded time for it."""
         if not handle.get("awslogs"):
             return None
-        limit = (self.config.max_wait_for_fetch_log_events_non_zero_status if failed
-                 else self.config.max_wait_for_fetch_log_events)
+        limit = self.drain_limit(failed)
         deadline = time.monotonic() + limit
         while not self.fetch_logs(handle, log_line):
             if time.monotonic() >= deadline or self._killed.is_set():
@@ -653,8 +680,8 @@ class EcsBackend(RemoteBackend):
 
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
         """Download the output archive into the IO dir. Missing outputs fail a successful command."""
-        with tempfile.TemporaryDirectory(prefix="cmdexec-output-") as tmp:
-            archive = Path(tmp) / "output.tar.gz"
+        with private_tempdir("output") as tmp:
+            archive = tmp / "output.tar.gz"
             found = self.storage.download_file(handle["keys"]["output"], archive)
             if found:
                 unpack_outputs(archive, io_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowTaskTimeout
 
-from airflow_cmdexec_provider import stores
+from airflow_cmdexec_provider import stores, tempfiles
 from airflow_cmdexec_provider.backends.base import (
     CommandBackend,
     CommandRequest,
@@ -192,7 +191,10 @@ class CommandOperator(BaseOperator):
         workdir = self._workdir(project_dir)
         hook = CommandExecutorHook(settings=self.settings(), executor=self.command_executor)
         journal = HandleJournal(context.get("task_state_store"), first_try=getattr(ti, "try_number", 1) <= 1)
-        io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
+        removed = tempfiles.sweep()
+        if removed:
+            self.log.info("Removed the temporary files of killed tasks on this host: %s", ", ".join(removed))
+        io_root = tempfiles.private_dir("io")
         try:
             # The IO dir is shared with local commands that may change user: writable by all, inside
             # a private (0700) parent so that nobody else on the worker can reach it.
@@ -325,7 +327,7 @@ class CommandOperator(BaseOperator):
         backend = hook.backend(name)
         if not isinstance(backend, RemoteBackend):
             raise BackendError(f"Task {label}: the trigger reported on a {name} command, which is not remote")
-        io_root = Path(tempfile.mkdtemp(prefix="cmdexec-"))
+        io_root = tempfiles.private_dir("io")
         cleaned = False
         try:
             status = event.get("status")

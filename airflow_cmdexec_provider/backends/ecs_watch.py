@@ -1,0 +1,228 @@
+"""Following many ECS tasks at once in the triggerer, with a few API calls per round for all of them.
+
+Per cluster (and credentials) one loop per triggerer process serves every deferred ECS task of
+that cluster. Each round (the connection's ``poll_interval``) it makes:
+
+- one DescribeTasks per 100 followed tasks (ECS's maximum per call);
+- one FilterLogEvents per log group per 100 streams of running tasks, which returns only the
+  streams' new events: a stream without new data costs nothing more.
+
+Per-task GetLogEvents/DescribeTasks every 2 s (what the blocking path and most operators do) would
+throttle an account at a few dozen concurrent tasks (review M1, L15). A failed or throttled round
+is retried with a doubled interval (up to a minute) and never ends a task; the interval recovers
+after a good round.
+
+Per stream, events are delivered in (timestamp, eventId) order, each once: the cursor is the last
+timestamp delivered plus the ids delivered at that timestamp. Docker's awslogs driver sends a
+stream's events in order, so nothing older than the cursor arrives later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_cmdexec_provider.aws import aws_message
+from airflow_cmdexec_provider.backends.base import (
+    MAX_WATCH_BACKOFF_SECONDS,
+    CommandGone,
+    CommandResult,
+    Handle,
+    LineSink,
+    WatchError,
+)
+
+if TYPE_CHECKING:
+    from airflow_cmdexec_provider.backends.ecs import EcsBackend
+
+log = logging.getLogger(__name__)
+
+DESCRIBE_BATCH = 100  # DescribeTasks accepts at most 100 tasks
+STREAMS_BATCH = 100  # FilterLogEvents accepts at most 100 log stream names
+MISSING_ROUNDS_LIMIT = 30
+
+_LOOPS: dict[tuple[Any, ...], _ClusterLoop] = {}
+
+
+async def follow(backend: EcsBackend, handle: Handle, log_line: LineSink) -> CommandResult:
+    """Wait for the task of ``handle`` to end, forwarding its log, in the process-wide loop of its cluster."""
+    key = backend.watch_key()
+    loop = _LOOPS.get(key)
+    if loop is None or loop.event_loop is not asyncio.get_running_loop():  # one per event loop (dag.test runs many)
+        loop = _LOOPS[key] = _ClusterLoop(backend)
+    return await loop.follow(_Followed(handle=handle, log_line=log_line, backend=backend))
+
+
+@dataclass
+class _Followed:
+    """One task followed by a loop, and its place in its log stream."""
+
+    handle: Handle
+    log_line: LineSink
+    backend: EcsBackend
+    future: asyncio.Future[CommandResult] | None = None
+    cursor: int | None = None  # timestamp (ms) of the last event delivered
+    ids_at_cursor: set[str] = field(default_factory=set)
+    missing_rounds: int = 0
+    drain_until: float | None = None
+
+    @property
+    def arn(self) -> str:
+        return str(self.handle["task_arn"])
+
+    @property
+    def stream(self) -> tuple[str, str, str | None] | None:
+        awslogs = self.handle.get("awslogs") or {}
+        if not awslogs.get("stream"):
+            return None
+        return awslogs["group"], awslogs["stream"], awslogs.get("region")
+
+    def deliver(self, events: list[dict[str, Any]]) -> None:
+        """Forward the events not delivered before, in order (up to the end marker)."""
+        fresh = []
+        for event in sorted(events, key=_event_order):
+            timestamp, event_id = int(event.get("timestamp", 0)), str(event.get("eventId"))
+            if self.cursor is not None and (timestamp < self.cursor or
+                                            (timestamp == self.cursor and event_id in self.ids_at_cursor)):
+                continue
+            if timestamp != self.cursor:
+                self.cursor, self.ids_at_cursor = timestamp, set()
+            self.ids_at_cursor.add(event_id)
+            fresh.append(event)
+        self.backend.forward_events(self.handle, fresh, self.log_line)
+
+
+def _event_order(event: dict[str, Any]) -> tuple[int, int, str]:
+    event_id = str(event.get("eventId", ""))
+    return int(event.get("timestamp", 0)), int(event_id) if event_id.isdigit() else 0, event_id
+
+
+class _ClusterLoop:
+    """The rounds of one cluster: see the module docstring."""
+
+    def __init__(self, backend: EcsBackend) -> None:
+        self.backend = backend  # whose clients (same cluster, same credentials) make the shared calls
+        self.event_loop = asyncio.get_running_loop()
+        self.interval = max(backend.poll_interval, 1.0)
+        self.followed: dict[str, _Followed] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    async def follow(self, followed: _Followed) -> CommandResult:
+        followed.future = asyncio.get_running_loop().create_future()
+        self.followed[followed.arn] = followed
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        try:
+            return await followed.future
+        finally:  # also when the trigger is cancelled
+            self.followed.pop(followed.arn, None)
+
+    async def _run(self) -> None:
+        delay = self.interval
+        while self.followed:
+            try:
+                await self._round()
+                delay = self.interval
+            except WatchError as exc:
+                delay = min(delay * 2, MAX_WATCH_BACKOFF_SECONDS)
+                for followed in list(self.followed.values()):
+                    followed.log_line(f"WARNING: could not read the ECS task's state ({exc}); the command goes "
+                                      f"on, retrying in {delay:.0f} s")
+            except Exception as exc:  # a bug must not leave every trigger of the cluster waiting forever
+                for followed in list(self.followed.values()):
+                    if followed.future is not None and not followed.future.done():
+                        followed.future.set_exception(exc)
+                return
+            await asyncio.sleep(delay)
+
+    async def _round(self) -> None:
+        followed = list(self.followed.values())
+        described = await asyncio.to_thread(self._describe, [f.arn for f in followed])
+        reading = [f for f in followed if f.stream is not None and "marker" not in f.handle
+                   and (described.get(f.arn) or {}).get("lastStatus") not in (None, "PROVISIONING", "PENDING")]
+        events = await asyncio.to_thread(self._read_logs, reading)
+        for f in followed:
+            if f.future is None or f.future.done():
+                continue
+            if f.stream is not None:
+                f.deliver(events.get(f.stream[1], []))
+            try:
+                result = self._on_description(f, described.get(f.arn))
+            except CommandGone as exc:
+                f.future.set_exception(exc)
+                continue
+            if result is not None:
+                f.future.set_result(result)
+
+    def _describe(self, arns: list[str]) -> dict[str, dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        backend = self.backend
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(arns), DESCRIBE_BATCH):
+            try:
+                response = backend.ecs.describe_tasks(cluster=backend.config.cluster_name,
+                                                      tasks=arns[start:start + DESCRIBE_BATCH])
+            except (ClientError, BotoCoreError) as exc:
+                raise WatchError(f"ECS DescribeTasks failed: {aws_message(exc)}") from exc
+            found.update({task["taskArn"]: task for task in response.get("tasks") or []})
+        return found
+
+    def _read_logs(self, followed: list[_Followed]) -> dict[str, list[dict[str, Any]]]:
+        """New events of the followed streams, by stream name. A failed read is a warning, never an end."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        by_group: dict[tuple[str, str | None], list[_Followed]] = {}
+        for f in followed:
+            group, _, region = f.stream  # type: ignore[misc]
+            by_group.setdefault((group, region), []).append(f)
+        events: dict[str, list[dict[str, Any]]] = {}
+        for (group, region), members in by_group.items():
+            for start in range(0, len(members), STREAMS_BATCH):
+                chunk = members[start:start + STREAMS_BATCH]
+                kwargs: dict[str, Any] = {"logGroupName": group, "logStreamNames": [f.stream[1] for f in chunk]}  # type: ignore[index]
+                cursors = [f.cursor for f in chunk]
+                if None not in cursors:
+                    kwargs["startTime"] = min(c for c in cursors if c is not None)
+                try:
+                    while True:
+                        response = self.backend.logs(region).filter_log_events(**kwargs)
+                        for event in response.get("events", []):
+                            events.setdefault(event.get("logStreamName", ""), []).append(event)
+                        if not response.get("nextToken"):
+                            break
+                        kwargs["nextToken"] = response["nextToken"]
+                except (ClientError, BotoCoreError) as exc:
+                    if "ResourceNotFoundException" not in str(exc):  # else: no stream yet
+                        for f in chunk:
+                            f.log_line(f"WARNING: could not read the container's log ({aws_message(exc)}); the "
+                                       "command goes on")
+        return events
+
+    def _on_description(self, f: _Followed, task: dict[str, Any] | None) -> CommandResult | None:
+        handle, backend = f.handle, f.backend
+        if task is None:
+            f.missing_rounds += 1
+            if f.missing_rounds > MISSING_ROUNDS_LIMIT:
+                raise CommandGone(f"{backend.label}: ECS task {f.arn} no longer exists")
+            return None
+        f.missing_rounds = 0
+        status = task.get("lastStatus")
+        if status != handle.get("last_status"):
+            f.log_line(f"ECS task {f.arn.rsplit('/', 1)[-1]} is {status}")
+            handle["last_status"] = status
+        if status != "STOPPED":
+            return None
+        exit_code = backend.exit_code(handle, task)
+        if exit_code is None or "marker" in handle or f.stream is None:
+            return backend.result(handle, task)
+        if f.drain_until is None:
+            f.drain_until = time.monotonic() + backend.drain_limit(failed=exit_code != 0)
+        if time.monotonic() >= f.drain_until:
+            f.log_line(f"WARNING: the end of the container's log did not arrive within "
+                       f"{backend.drain_limit(failed=exit_code != 0)} s; the log above may be incomplete")
+            return backend.result(handle, task)
+        return None  # stopped: keep reading its log until the end marker arrives
