@@ -223,6 +223,9 @@ class EcsConfig:
                 f"{where}: extra 'placement_strategy_field' needs 'placement_strategy_type' "
                 "(Digdag ecs.<name>.placement_strategy_type)"
             )
+        if self.poll_interval < 1:
+            # 0 would be a busy loop against the ECS and Logs APIs and in the triggerer (review L6)
+            raise CmdExecConfigError(f"{where}: extra 'poll_interval' must be at least 1 second, got {self.poll_interval}")
         if self.launch_type and self.capacity_provider_name:
             raise CmdExecConfigError(
                 f"{where}: set either extra 'launch_type' or 'capacity_provider_name', not both (AWS rejects the pair)"

@@ -313,7 +313,7 @@ def test_hooks_load_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
         EcsClusterHook(ecs_conn_id="cmdexec_ecs_does_not_exist").get_config()
 
 
-# -- config._get_connection / executor_type: SDK in a task, airflow.models elsewhere -----------------
+# -- config.get_connection / executor_type: SDK in a task, airflow.models elsewhere -----------------
 class _Recorder:
     def __init__(self, result: Any) -> None:
         self.calls: list[tuple] = []
@@ -339,7 +339,7 @@ def test_lookup_outside_a_task_uses_airflow_models(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(VariableModel, "get", models_var)
     monkeypatch.setattr(Connection, "get", sdk_conn)
     assert config._in_task_context() is False
-    assert config._get_connection("x").conn_id == "x"
+    assert config.get_connection("x").conn_id == "x"
     assert config.executor_type() == "docker"
     assert models_conn.calls == [(("x",), {})]
     assert models_var.calls == [(("cmdexec_executor_type",), {"default_var": None})]
@@ -357,29 +357,35 @@ def test_lookup_outside_a_task_returns_none_when_missing(monkeypatch: pytest.Mon
         "get_connection_from_secrets",
         _Recorder(AirflowNotFoundException("The conn_id `x` isn't defined")),
     )
-    assert config._get_connection("x") is None
+    assert config.get_connection("x") is None
 
 
-def test_lookup_inside_a_task_uses_the_task_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.models import Connection as ConnectionModel
-    from airflow.models import Variable as VariableModel
-    from airflow.sdk import Variable
-    from airflow.sdk.exceptions import AirflowNotFoundException
-    from airflow.sdk.execution_time import task_runner
+def test_lookup_inside_a_task_tells_absent_from_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review H3: only the API server's "not found" means absent; any other answer is an error."""
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time import supervisor, task_runner
+    from airflow.sdk.execution_time.comms import ErrorResponse
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
 
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", object(), raising=False)
-    sdk_conn = _Recorder(Connection(conn_id="x", conn_type="cmdexec_ecs"))
-    sdk_var = _Recorder("local")
-    monkeypatch.setattr(Connection, "get", sdk_conn)
-    monkeypatch.setattr(Variable, "get", sdk_var)
-    monkeypatch.setattr(ConnectionModel, "get_connection_from_secrets", _Recorder(AssertionError("models")))
-    monkeypatch.setattr(VariableModel, "get", _Recorder(AssertionError("models")))
+    answers: list[Any] = []
+
+    class Comms:
+        def send(self, msg: Any) -> Any:
+            return answers.pop(0)
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Comms(), raising=False)
+    monkeypatch.setattr(supervisor, "ensure_secrets_backend_loaded", lambda: [ExecutionAPISecretsBackend()])
     assert config._in_task_context() is True
-    assert config._get_connection("x").conn_id == "x"
-    assert config.executor_type() == "local"
-    assert sdk_var.calls == [(("cmdexec_executor_type",), {"default": None})]
-    sdk_conn.result = AirflowNotFoundException("missing")
-    assert config._get_connection("y") is None
+    answers.append(ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": "x"}))
+    assert config.get_connection("x") is None
+    answers.append(ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": "k"}))
+    assert config.executor_type() is None
+    answers.append(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 503}))
+    with pytest.raises(config.ConfigLookupError, match=r"connection 'x' could not be read .*API_SERVER_ERROR"):
+        config.get_connection("x")
+    answers.append(ErrorResponse(error=ErrorType.PERMISSION_DENIED, detail={}))
+    with pytest.raises(config.ConfigLookupError, match="PERMISSION_DENIED"):
+        config.executor_type()
 
 
 def test_lookup_outside_a_task_reads_the_metadata_db(airflow_db: str) -> None:
@@ -441,7 +447,7 @@ def test_lookup_inside_a_task_goes_through_the_supervisor(run_dag: Any) -> None:
                 "in_task": cfg._in_task_context(),
                 "cluster": loaded.cluster_name,
                 "region": loaded.region,
-                "missing": cfg._get_connection(conn_id + "_nope") is None,
+                "missing": cfg.get_connection(conn_id + "_nope") is None,
                 "executor": cfg.executor_type(),
             }
 
@@ -464,3 +470,11 @@ def test_lookup_inside_a_task_goes_through_the_supervisor(run_dag: Any) -> None:
         "missing": True,
         "executor": "docker",
     }
+
+
+def test_poll_interval_below_one_second_is_refused():
+    """Review L6: 0 made a busy loop against the ECS and Logs APIs."""
+    from airflow_cmdexec_provider.config import EcsConfig
+
+    with pytest.raises(CmdExecConfigError, match=r"poll_interval' must be at least 1 second"):
+        EcsConfig(conn_id="c", cluster_name="x", region="us-east-1", poll_interval=0, task_label="d.t")

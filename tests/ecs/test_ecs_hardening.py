@@ -12,7 +12,14 @@ import pytest
 
 from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile, TaskSettings
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import BUCKET, CLUSTER, make_dag, register_task_definition, remaining_objects
+from tests.ecs.test_ecs_roundtrip import (  # noqa: F401 - ecs_world is a fixture
+    BUCKET,
+    CLUSTER,
+    ecs_world,
+    make_dag,
+    register_task_definition,
+    remaining_objects,
+)
 
 pytestmark = pytest.mark.ecs
 
