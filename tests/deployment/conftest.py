@@ -1,7 +1,8 @@
 """The ``deployment`` fixture: one real Airflow deployment for all the tests in tests/deployment/.
 
 It starts once (package scope, ~1-3 minutes here) and is stopped after the last test of this
-folder, whatever happened: see ``harness.Deployment``. It needs root (namespaces, PostgreSQL run
+folder, whatever happened: see ``harness.Deployment``. After each test, what it left behind is
+removed (and printed), so that every scenario counts only its own leftovers. It needs root (namespaces, PostgreSQL run
 as the ``postgres`` user), a Docker Engine with the test image, and the Debian packages
 postgresql and redis-server, which ``scripts/ensure-services.sh`` installs when they are missing.
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.deployment.harness import IMAGE, ROOT, Deployment, DeploymentError
+from tests.deployment.harness import IMAGE, ROOT, ContainerWatch, Deployment, DeploymentError
 
 DAG_IDS = ("deploy_siblings", "deploy_handover", "deploy_worker_kill", "deploy_mark_failed",
            "deploy_env_injection", "deploy_fifty")
@@ -38,7 +39,7 @@ def _require_prerequisites() -> None:
 
 
 @pytest.fixture(scope="package")
-def deployment() -> Iterator[Deployment]:
+def running_deployment() -> Iterator[Deployment]:
     _require_prerequisites()
     deployment = Deployment(DAG_IDS)
     try:
@@ -51,6 +52,30 @@ def deployment() -> Iterator[Deployment]:
         removed = deployment.stop()
         if removed:
             print(f"\n[deployment] removed containers left behind by the scenarios: {removed}")
+
+
+@pytest.fixture
+def deployment(running_deployment: Deployment) -> Iterator[Deployment]:
+    """The running deployment; what a test leaves behind (containers, IO folders, S3 objects) is
+    removed after it, so that each scenario counts only its own leftovers."""
+    yield running_deployment
+    removed = running_deployment.remove_leftovers()
+    if not running_deployment.nothing_left(removed):
+        print(f"\n[deployment] removed after the test: {removed}")
+
+
+@pytest.fixture
+def watch_containers(deployment: Deployment) -> Iterator[Callable[[str], ContainerWatch]]:
+    """``watch_containers(dag_id)``: record the containers created for ``dag_id`` until the test ends."""
+    watches: list[ContainerWatch] = []
+
+    def watch(dag_id: str) -> ContainerWatch:
+        watches.append(deployment.watch_containers(dag_id))
+        return watches[-1]
+
+    yield watch
+    for started in watches:
+        started.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

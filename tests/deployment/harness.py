@@ -38,6 +38,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -153,15 +154,25 @@ class Component:
 
     def stop(self, grace: float = 20) -> None:
         """TERM the process group, KILL what is left after ``grace`` seconds."""
-        if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        _signal_group(self.proc.pid, signal.SIGKILL)  # children that outlived their leader, too
+        stop_all([self], grace)
+
+
+def stop_all(components: Iterable[Component], grace: float = 20) -> None:
+    """TERM the process groups of ``components`` at once; KILL what is left after ``grace`` seconds."""
+    components = list(components)
+    for component in components:
+        if component.alive():
+            _signal_group(component.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for component in components:
         try:
-            self.proc.wait(timeout=30)
+            component.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for component in components:
+        _signal_group(component.pid, signal.SIGKILL)  # children that outlived their leader, too
+        try:
+            component.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
 
@@ -482,12 +493,33 @@ class Deployment:
         except AssertionError as exc:
             raise DeploymentError(f"{exc}\n{self.diagnostics()}") from None
 
+    def remove_leftovers(self) -> dict[str, Any]:
+        """Remove what a scenario left (see :meth:`leftovers`), so that the next one counts only its own;
+        return what was removed."""
+        found = self.leftovers()
+        for name in found["containers"]:
+            subprocess.run(["docker", "rm", "--force", "--volumes", name], capture_output=True, timeout=120)
+        for folder in found["daemon_host_tmp"]:
+            (Path(folder) / "io").rmdir()
+            Path(folder).rmdir()
+        for host in self.hosts.values():
+            host.run(["find", "/tmp", "-mindepth", "1", "-maxdepth", "1", "-name", "cmdexec-*", "-exec",
+                      "rm", "-rf", "{}", "+"])
+        if self.shared_tmp is not None:
+            for path in self.shared_tmp.glob("cmdexec-*"):
+                shutil.rmtree(path, ignore_errors=True)
+        s3 = self.emulator.boto3_client("s3")
+        for key in found["s3_objects"]:
+            s3.delete_object(Bucket=BUCKET, Key=key)
+        if found["ecs_containers"]:
+            self.emulator.stop_all_tasks(reason="left running by a deployment scenario")
+        return found
+
     def stop(self) -> list[str]:
         """Stop everything and remove what the deployment made; return the containers it had to remove."""
-        order = [*WORKERS, "triggerer", "scheduler", "dag-processor", "api-server", "redis", "postgres"]
-        for name in order:
-            if name in self.components:
-                self.components[name].stop()
+        # Those that run tasks first, then those that schedule and serve them, then their services.
+        for group in ((*WORKERS, "triggerer"), ("scheduler", "dag-processor", "api-server"), ("redis", "postgres")):
+            stop_all(self.components[name] for name in group if name in self.components)
         for host in self.hosts.values():
             host.stop()
         removed = self.our_containers()
@@ -650,15 +682,9 @@ class Deployment:
         raise AssertionError(f"no task process 'airflow worker -- {ti_id}' found")
 
     # -- containers, ECS tasks, leftovers ----------------------------------------------------------------
-    def containers_created(self, run_id: str, since: float) -> list[str]:
-        """Names of the containers created (docker events) for the DAG run ``run_id`` since ``since``."""
-        proc = subprocess.run(
-            ["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}", "--filter",
-             "type=container", "--filter", "event=create", "--filter", f"label={LABEL_PREFIX}run_id={run_id}",
-             "--format", "{{json .}}"], capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise AssertionError(f"docker events failed: {proc.stderr}")
-        return [json.loads(line)["Actor"]["Attributes"]["name"] for line in proc.stdout.splitlines() if line.strip()]
+    def watch_containers(self, dag_id: str) -> ContainerWatch:
+        """Record the containers created for ``dag_id`` from now on (use it as a context manager)."""
+        return ContainerWatch(dag_id)
 
     def container_running(self, name: str) -> bool:
         proc = subprocess.run(["docker", "container", "inspect", "--format", "{{.State.Running}}", name],
@@ -723,6 +749,47 @@ class Deployment:
     def nothing_left(leftovers: Mapping[str, Any]) -> bool:
         return not (leftovers["containers"] or leftovers["s3_objects"] or leftovers["ecs_containers"]
                     or leftovers["daemon_host_tmp"] or any(leftovers["tmp"].values()))
+
+
+class ContainerWatch:
+    """``docker events`` of the containers created for one DAG, recorded while the watch is open.
+
+    Asking the daemon afterwards (``--since``/``--until``) is not enough: it keeps only its last
+    few hundred events, and a shared daemon makes many.
+    """
+
+    def __init__(self, dag_id: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._proc = subprocess.Popen(
+            ["docker", "events", "--since", f"{time.time():.3f}", "--filter", "type=container", "--filter",
+             "event=create", "--filter", f"label={LABEL_PREFIX}dag_id={dag_id}", "--format", "{{json .}}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, name=f"docker-events-{dag_id}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip():
+                self.events.append(json.loads(line))
+
+    def names(self, run_id: str | None = None) -> list[str]:
+        """Names of the containers created (for the DAG run ``run_id``, or all)."""
+        attributes = [event["Actor"]["Attributes"] for event in list(self.events)]
+        return [a["name"] for a in attributes if run_id is None or a.get(f"{LABEL_PREFIX}run_id") == run_id]
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> ContainerWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _q(run_id: str) -> str:

@@ -12,7 +12,7 @@ from tests.deployment.harness import Figures, wait_until
 pytestmark = pytest.mark.deployment
 
 DAG_ID = "deploy_mark_failed"
-STOP_WITHIN = 30
+STOP_WITHIN = 30  # seconds, from the brief: a user who marks a task failed expects it to stop
 
 
 def test_marking_deferred_tasks_failed_stops_their_commands(deployment):
@@ -20,29 +20,35 @@ def test_marking_deferred_tasks_failed_stops_their_commands(deployment):
     ecs_before = {t.task_arn for t in deployment.ecs_tasks(DAG_ID)}
     started = time.monotonic()
     run_id = deployment.trigger(DAG_ID)
-    for task_id in ("docker_sleeper", "ecs_sleeper"):
-        deployment.wait_task_state(DAG_ID, run_id, task_id, ["deferred"], timeout=240)
 
-    def docker_running() -> list[str]:
-        return [name for name in deployment.our_containers(DAG_ID)
-                if deployment.container_running(name)]
+    def docker_running() -> bool:
+        return any(deployment.container_running(name) for name in deployment.our_containers(DAG_ID))
 
-    def ecs_running() -> list:
-        return [t for t in deployment.ecs_tasks(DAG_ID) if t.task_arn not in ecs_before and not t.done.is_set()]
+    def ecs_running() -> bool:
+        return any(t.task_arn not in ecs_before and not t.done.is_set() for t in deployment.ecs_tasks(DAG_ID))
 
-    wait_until(lambda: docker_running() and "sleeper-started" in deployment.task_log(DAG_ID, run_id, "docker_sleeper"),
-               120, "the docker sleeper to run")
-    wait_until(lambda: ecs_running() and "sleeper-started" in deployment.task_log(DAG_ID, run_id, "ecs_sleeper"),
-               120, "the ECS sleeper to run")
+    command_running = {"docker_sleeper": docker_running, "ecs_sleeper": ecs_running}
+    problems = []
+    for task_id, running in command_running.items():
+        def deferred_and_running(task_id=task_id, running=running) -> bool:
+            ti = deployment.task_instance(DAG_ID, run_id, task_id)
+            if ti["state"] in ("failed", "success", "up_for_retry", "upstream_failed"):
+                return True
+            return ti["state"] == "deferred" and running() and "sleeper-started" in deployment.task_log(
+                DAG_ID, run_id, task_id)
+
+        wait_until(deferred_and_running, 240, f"{task_id} to be deferred with its command running")
+        if not running():
+            problems.append(f"{task_id}: its command never ran while deferred:\n"
+                            + deployment.task_log(DAG_ID, run_id, task_id)[-3000:])
     figures["deferred_after_seconds"] = round(time.monotonic() - started, 1)
 
-    stop_seconds = {}
     marked = time.monotonic()
-    deployment.set_task_state(DAG_ID, run_id, "docker_sleeper", "failed")
-    deployment.set_task_state(DAG_ID, run_id, "ecs_sleeper", "failed")
-    pending = {"docker_sleeper": docker_running, "ecs_sleeper": ecs_running}
-    deadline = marked + STOP_WITHIN
-    while pending and time.monotonic() < deadline:
+    pending = {t: running for t, running in command_running.items() if running()}
+    for task_id in pending:
+        deployment.set_task_state(DAG_ID, run_id, task_id, "failed")
+    stop_seconds = {}
+    while pending and time.monotonic() < marked + STOP_WITHIN:
         for task_id, still_running in list(pending.items()):
             if not still_running():
                 stop_seconds[task_id] = round(time.monotonic() - marked, 1)
@@ -50,15 +56,21 @@ def test_marking_deferred_tasks_failed_stops_their_commands(deployment):
         time.sleep(0.5)
     figures["stopped_after_seconds"] = stop_seconds
     figures["still_running_after_30s"] = sorted(pending)
-    # Give the cleanup (container removal, S3 objects) its time before counting leftovers.
-    wait_until(lambda: deployment.run_state(DAG_ID, run_id) == "failed", 60, "the run to be failed")
-    time.sleep(5)
-    logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in ("docker_sleeper", "ecs_sleeper")}
-    figures["leftovers"] = leftovers = deployment.leftovers(DAG_ID)
+    deployment.wait_run(DAG_ID, run_id, timeout=120)
+    # The trigger's cleanup (container removal, temporal objects) follows the stop: give it time.
+    leftovers = deployment.leftovers(DAG_ID)
+    if not deployment.nothing_left(leftovers):
+        time.sleep(15)
+        leftovers = deployment.leftovers(DAG_ID)
+    figures["leftovers"] = leftovers
+    logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in command_running}
     figures.print()
 
-    assert not pending, (f"still running {STOP_WITHIN}s after the task was marked failed: {sorted(pending)}\n"
-                         + "\n".join(f"--- {t}\n{logs[t][-3000:]}" for t in pending))
+    for task_id in pending:
+        problems.append(f"{task_id}: still running {STOP_WITHIN}s after it was marked failed:\n{logs[task_id][-3000:]}")
     for task_id, log in logs.items():
-        assert "sleeper-not-stopped" not in log
-    assert deployment.nothing_left(leftovers), leftovers
+        if "sleeper-not-stopped" in log:
+            problems.append(f"{task_id}: the command was not stopped, it ran to its end")
+    if not deployment.nothing_left(leftovers):
+        problems.append(f"left behind: {leftovers}")
+    assert not problems, "\n".join(problems)

@@ -17,17 +17,17 @@ ALPHA = "extract_customer_tables.load_table_alpha"
 BRAVO = "extract_customer_tables.load_table_bravo"
 
 
-def test_siblings_with_a_long_common_prefix_run_apart(deployment):
+def test_siblings_with_a_long_common_prefix_run_apart(deployment, watch_containers):
     assert ALPHA[:30] == BRAVO[:30]
     figures = Figures("a. sibling Docker tasks, same first 30 characters")
-    started_wall = time.time()
+    watch = watch_containers(DAG_ID)
     started = time.monotonic()
     run_id = deployment.trigger(DAG_ID)
     state = deployment.wait_run(DAG_ID, run_id, timeout=300)
     figures["wall_seconds"] = round(time.monotonic() - started, 1)
     tis = deployment.task_instances(DAG_ID, run_id)
     figures["tasks"] = {t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()}
-    created = deployment.containers_created(run_id, since=started_wall)
+    created = watch.names(run_id)
     figures["containers_created"] = created
     logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in (ALPHA, BRAVO)}
     figures["leftovers"] = leftovers = deployment.leftovers(DAG_ID)
