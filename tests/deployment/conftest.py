@@ -2,9 +2,10 @@
 
 It starts once (package scope, ~1-3 minutes here) and is stopped after the last test of this
 folder, whatever happened: see ``harness.Deployment``. After each test, what it left behind is
-removed (and printed), so that every scenario counts only its own leftovers. It needs root (namespaces, PostgreSQL run
-as the ``postgres`` user), a Docker Engine with the test image, and the Debian packages
-postgresql and redis-server, which ``scripts/ensure-services.sh`` installs when they are missing.
+removed (and printed), so that every scenario counts only its own leftovers. It needs root
+(namespaces, PostgreSQL run as the ``postgres`` user), a Docker Engine with the test image, and
+the Debian packages postgresql and redis-server, which ``scripts/ensure-services.sh`` installs
+when they are missing.
 
 When a deployment test fails, the report gets a section with the last lines of every component's
 log (scheduler, api-server, triggerer, workers, ...).
@@ -20,22 +21,37 @@ import pytest
 
 from tests.deployment.harness import IMAGE, ROOT, ContainerWatch, Deployment, DeploymentError
 
-DAG_IDS = ("deploy_siblings", "deploy_handover", "deploy_worker_kill", "deploy_mark_failed",
-           "deploy_env_injection", "deploy_fifty")
+DAG_IDS = (
+    "deploy_siblings",
+    "deploy_handover",
+    "deploy_worker_kill",
+    "deploy_mark_failed",
+    "deploy_env_injection",
+    "deploy_fifty",
+)
 
 
 def _require_prerequisites() -> None:
     if os.geteuid() != 0:
         pytest.fail("the deployment tests need root: each host is a mount + UTS namespace (unshare)")
-    image = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE], capture_output=True,
-                           text=True, timeout=60)
+    image = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if image.returncode != 0:
-        pytest.fail(f"Docker Engine or test image {IMAGE} not available ({image.stderr.strip()}); "
-                    "run scripts/ensure-docker.sh and scripts/build-test-image.sh")
-    services = subprocess.run(["bash", str(ROOT / "scripts" / "ensure-services.sh")], capture_output=True,
-                              text=True, timeout=1800)
+        pytest.fail(
+            f"Docker Engine or test image {IMAGE} not available ({image.stderr.strip()}); "
+            "run scripts/ensure-docker.sh and scripts/build-test-image.sh"
+        )
+    services = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "ensure-services.sh")], capture_output=True, text=True, timeout=1800
+    )
     if services.returncode != 0:
-        pytest.fail(f"scripts/ensure-services.sh could not install postgresql/redis-server:\n{services.stderr}")
+        pytest.fail(
+            f"scripts/ensure-services.sh could not install postgresql/redis-server:\n{services.stderr}"
+        )
 
 
 @pytest.fixture(scope="package")
@@ -47,6 +63,7 @@ def running_deployment() -> Iterator[Deployment]:
             deployment.start()
         except DeploymentError as exc:
             pytest.fail(f"the deployment did not start: {exc}", pytrace=False)
+        print(f"\n[deployment] started (seconds): {deployment.startup_seconds}")
         yield deployment
     finally:
         removed = deployment.stop()

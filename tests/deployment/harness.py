@@ -29,7 +29,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -63,6 +62,7 @@ HOSTS = ("triggerer", "worker-a", "worker-b")
 WORKERS = ("worker-a", "worker-b")
 WORKER_CONCURRENCY = 8
 USERNAME = "admin"
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
 class DeploymentError(RuntimeError):
@@ -100,8 +100,22 @@ def python_overlay() -> Path | None:
     folder = OVERLAY_CACHE / ("deploy-python-" + hashlib.sha1(" ".join(needed).encode()).hexdigest()[:12])
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-                              str(folder), *needed], capture_output=True, text=True, timeout=600)
+        pip = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(folder),
+                *needed,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if pip.returncode != 0:
             raise DeploymentError(f"pip could not install {needed} into {folder}:\n{pip.stderr[-3000:]}")
         (folder / ".complete").write_text(" ".join(needed) + "\n")
@@ -135,8 +149,15 @@ class Component:
         self.argv = argv
         self.log_path = log_path
         with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=dict(env), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                env=dict(env),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
@@ -190,12 +211,29 @@ class Host:
     def __init__(self, name: str, log_dir: Path) -> None:
         self.name = name
         self.log_dir = log_dir
-        script = ('mount -t tmpfs -o mode=1777,size=4g "cmdexec-$1-tmp" /tmp && hostname "$1" '
-                  '&& echo ready && exec sleep infinity')
+        script = (
+            'mount -t tmpfs -o mode=1777,size=4g "cmdexec-$1-tmp" /tmp && hostname "$1" '
+            "&& echo ready && exec sleep infinity"
+        )
         self._holder = subprocess.Popen(
-            ["unshare", "--mount", "--uts", "--propagation", "private", "--fork", "--",
-             "/bin/sh", "-c", script, "host", name],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--fork",
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+                "host",
+                name,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         assert self._holder.stdout is not None
         first = self._holder.stdout.readline().decode(errors="replace").strip()
@@ -209,13 +247,12 @@ class Host:
         return ["nsenter", f"--target={self._holder.pid}", "--mount", "--uts", f"--wd={ROOT}", "--"]
 
     def start(self, name: str, argv: list[str], env: Mapping[str, str]) -> Component:
-        return Component(f"{self.name}/{name}", [*self._enter(), *argv], env, self.log_dir / f"{self.name}-{name}.log")
+        return Component(
+            f"{self.name}/{name}", [*self._enter(), *argv], env, self.log_dir / f"{self.name}-{name}.log"
+        )
 
     def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self._enter(), *argv], capture_output=True, text=True, timeout=timeout)
-
-    def hostname(self) -> str:
-        return self.run(["hostname"]).stdout.strip()
 
     def tmp_entries(self, pattern: str = "cmdexec-*") -> list[str]:
         """What matches ``pattern`` in this host's private /tmp."""
@@ -244,16 +281,55 @@ def start_postgres(base: Path, log_dir: Path) -> tuple[Component, int]:
     data = base / "pg"
     data.mkdir()
     shutil.chown(data, "postgres", "postgres")
-    init = subprocess.run(["runuser", "-u", "postgres", "--", _postgres_bin("initdb"), "-D", str(data),
-                           "--auth=trust", "--username=airflow", "--encoding=UTF8", "--no-sync"],
-                          capture_output=True, text=True, timeout=180)
+    init = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            _postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "--auth=trust",
+            "--username=airflow",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if init.returncode != 0:
         raise DeploymentError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
     port = free_port()
-    server = Component("postgres", [
-        "runuser", "-u", "postgres", "--", _postgres_bin("postgres"), "-D", str(data), "-p", str(port),
-        "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-        "-c", "full_page_writes=off", "-c", "max_connections=400"], os.environ, log_dir / "postgres.log")
+    server = Component(
+        "postgres",
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            _postgres_bin("postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(data),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=400",
+        ],
+        os.environ,
+        log_dir / "postgres.log",
+    )
 
     def ready() -> bool:
         if not server.alive():
@@ -262,8 +338,24 @@ def start_postgres(base: Path, log_dir: Path) -> tuple[Component, int]:
         return subprocess.run(probe, capture_output=True).returncode == 0
 
     wait_until(ready, 60, "PostgreSQL to accept connections")
-    create = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", "-d", "postgres",
-                             "-c", "CREATE DATABASE airflow"], capture_output=True, text=True, timeout=60)
+    create = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "airflow",
+            "-d",
+            "postgres",
+            "-c",
+            "CREATE DATABASE airflow",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if create.returncode != 0:
         raise DeploymentError(f"CREATE DATABASE failed: {create.stderr}")
     return server, port
@@ -275,9 +367,26 @@ def start_redis(base: Path, log_dir: Path) -> tuple[Component, int]:
     data = base / "redis"
     data.mkdir()
     port = free_port()
-    server = Component("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                                 "--save", "", "--appendonly", "no", "--daemonize", "no"],
-                       os.environ, log_dir / "redis.log")
+    server = Component(
+        "redis",
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ],
+        os.environ,
+        log_dir / "redis.log",
+    )
 
     def ready() -> bool:
         if not server.alive():
@@ -305,7 +414,10 @@ class Figures:
         self.values[key] = value
 
     def print(self) -> None:
-        print(f"\n[deployment figures] {self.scenario}: " + json.dumps(self.values, default=str, sort_keys=False))
+        print(
+            f"\n[deployment figures] {self.scenario}: "
+            + json.dumps(self.values, default=str, sort_keys=False)
+        )
 
 
 class Deployment:
@@ -320,8 +432,11 @@ class Deployment:
         self.dags = self.base / "dags"
         self.project = self.dags / "project"
         self.task_logs = self.base / "logs"
-        self.shared_tmp = self.base / "shared-tmp" if os.environ.get("CMDEXEC_DEPLOY_SHARED_TMPDIR") == "1" else None
+        self.shared_tmp = (
+            self.base / "shared-tmp" if os.environ.get("CMDEXEC_DEPLOY_SHARED_TMPDIR") == "1" else None
+        )
         self.started_at = time.time()
+        self.startup_seconds: dict[str, float] = {}  # how long each start-up phase took, for the report
         self.components: dict[str, Component] = {}
         self.hosts: dict[str, Host] = {}
         self.emulator: Any = None
@@ -338,19 +453,27 @@ class Deployment:
         self.task_logs.mkdir()
         if self.shared_tmp is not None:
             self.shared_tmp.mkdir(mode=0o1777)
+        began = time.monotonic()
         postgres, pg_port = start_postgres(self.base, self.log_dir)
         self.components["postgres"] = postgres
         redis_server, redis_port = start_redis(self.base, self.log_dir)
         self.components["redis"] = redis_server
         self._start_emulator()
         self._env = self._airflow_env(pg_port, redis_port)
-        migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=self._env, cwd=ROOT, capture_output=True, text=True,
-                                 timeout=600)
+        self.startup_seconds["services"] = round(time.monotonic() - began, 1)
+        migrate = subprocess.run(
+            [AIRFLOW, "db", "migrate"], env=self._env, cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
         if migrate.returncode != 0:
-            raise DeploymentError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-5000:]}")
+            raise DeploymentError(
+                f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-5000:]}"
+            )
+        self.startup_seconds["db_migrate"] = round(time.monotonic() - began - self.startup_seconds["services"], 1)
         api_port = int(urllib.parse.urlsplit(self.api_url).port or 0)
-        self._start("api-server", [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(api_port),
-                                   "--workers", "1"])
+        self._start(
+            "api-server",
+            [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1"],
+        )
         self._start("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"])
         self._start("dag-processor", [AIRFLOW, "dag-processor"])
         for name in HOSTS:
@@ -359,6 +482,7 @@ class Deployment:
         for worker in WORKERS:
             self.start_worker(worker)
         self._wait_healthy()
+        self.startup_seconds["total"] = round(time.monotonic() - began, 1)
         return self
 
     def _start_emulator(self) -> None:
@@ -371,12 +495,22 @@ class Deployment:
         ecs.create_cluster(clusterName=CLUSTER)
         ecs.register_task_definition(
             family=TASK_DEFINITION_FAMILY,
-            containerDefinitions=[{
-                "name": "main", "image": IMAGE, "memory": 256, "essential": True,
-                "logConfiguration": {"logDriver": "awslogs", "options": {
-                    "awslogs-group": LOG_GROUP, "awslogs-region": self.emulator.region,
-                    "awslogs-stream-prefix": "cmdexec"}},
-            }],
+            containerDefinitions=[
+                {
+                    "name": "main",
+                    "image": IMAGE,
+                    "memory": 256,
+                    "essential": True,
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": LOG_GROUP,
+                            "awslogs-region": self.emulator.region,
+                            "awslogs-stream-prefix": "cmdexec",
+                        },
+                    },
+                }
+            ],
             tags=[{"key": "digdag.docker.image", "value": IMAGE}],
         )
 
@@ -390,46 +524,67 @@ class Deployment:
         passwords.write_text(json.dumps({USERNAME: self.password}))
         passwords.chmod(0o600)
         database = f"postgresql+psycopg2://airflow@127.0.0.1:{pg_port}/airflow"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AIRFLOW", "_AIRFLOW", "AWS_", "PYTEST_"))}
-        env.update({
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "32",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            # The hosts have no DNS names: Airflow records each component's plain hostname.
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            "AIRFLOW__CORE__AUTH_MANAGER":
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__API__BASE_URL": self.api_url,
-            "AIRFLOW__API__EXPOSE_CONFIG": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://airflow@127.0.0.1:{pg_port}/airflow",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
-            # Generous timeouts: the machine is shared and slow; a slow answer is not what is tested here.
-            "AIRFLOW__CELERY__OPERATION_TIMEOUT": "30",
-            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_logs),  # shared by every host
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
-            "AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT": json.dumps({"conn_type": "cmdexec_ecs", "extra": {
-                "cluster_name": CLUSTER, "region": self.emulator.region, "poll_interval": 1}}),
-            "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT": json.dumps({"conn_type": "cmdexec_storage", "extra": {
-                "type": "s3", "bucket": BUCKET, "endpoint": self.emulator.endpoint_url, "path_style_access": True}}),
-            **self.emulator.aws_env,
-            "CMDEXEC_TEST_IMAGE": IMAGE,
-            "PYTHONPATH": os.pathsep.join(str(p) for p in (python_overlay(), ROOT) if p is not None),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "_AIRFLOW", "AWS_", "PYTEST_"))
+        }
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "32",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                # The hosts have no DNS names: Airflow records each component's plain hostname.
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
+                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__EXPOSE_CONFIG": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://airflow@127.0.0.1:{pg_port}/airflow",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+                # Generous timeouts: the machine is shared and slow; a slow answer is not what is tested here.
+                "AIRFLOW__CELERY__OPERATION_TIMEOUT": "30",
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_logs),  # shared by every host
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
+                "AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "cmdexec_ecs",
+                        "extra": {
+                            "cluster_name": CLUSTER,
+                            "region": self.emulator.region,
+                            "poll_interval": 1,
+                        },
+                    }
+                ),
+                "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "cmdexec_storage",
+                        "extra": {
+                            "type": "s3",
+                            "bucket": BUCKET,
+                            "endpoint": self.emulator.endpoint_url,
+                            "path_style_access": True,
+                        },
+                    }
+                ),
+                **self.emulator.aws_env,
+                "CMDEXEC_TEST_IMAGE": IMAGE,
+                "PYTHONPATH": os.pathsep.join(str(p) for p in (python_overlay(), ROOT) if p is not None),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if self.shared_tmp is not None:
             env["TMPDIR"] = str(self.shared_tmp)
         return env
@@ -438,19 +593,32 @@ class Deployment:
         old = self.components.get(name)
         if old is not None and old.alive():
             raise DeploymentError(f"{name} is already running")
-        component = (self.hosts[host].start(name, argv, self._env) if host
-                     else Component(name, argv, self._env, self.log_dir / f"{name}.log"))
+        component = (
+            self.hosts[host].start(name, argv, self._env)
+            if host
+            else Component(name, argv, self._env, self.log_dir / f"{name}.log")
+        )
         self.components[name] = component
         return component
 
     def start_worker(self, worker: str, queues: str = "default") -> Component:
         """Start (or start again, on the same host) the Celery worker of host ``worker``."""
-        return self._start(worker, [AIRFLOW, "celery", "worker", "--skip-serve-logs", "--queues", queues,
-                                    "--concurrency", str(WORKER_CONCURRENCY), "--without-gossip",
-                                    "--without-mingle"], host=worker)
-
-    def stop_worker(self, worker: str) -> None:
-        self.components[worker].stop()
+        return self._start(
+            worker,
+            [
+                AIRFLOW,
+                "celery",
+                "worker",
+                "--skip-serve-logs",
+                "--queues",
+                queues,
+                "--concurrency",
+                str(WORKER_CONCURRENCY),
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            host=worker,
+        )
 
     def _wait_healthy(self, timeout: float = 300) -> None:
         def check_alive() -> None:
@@ -468,8 +636,10 @@ class Deployment:
         def components_healthy() -> bool:
             check_alive()
             health = self.http().get("/api/v2/monitor/health").json()
-            return all(health.get(part, {}).get("status") == "healthy"
-                       for part in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
+            return all(
+                health.get(part, {}).get("status") == "healthy"
+                for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            )
 
         def workers_up() -> bool:
             check_alive()
@@ -486,8 +656,12 @@ class Deployment:
 
         try:
             wait_until(api_up, timeout, "the api-server's health endpoint", interval=1)
-            wait_until(components_healthy, timeout, "scheduler, triggerer and dag-processor to be healthy",
-                       interval=1)
+            wait_until(
+                components_healthy,
+                timeout,
+                "scheduler, triggerer and dag-processor to be healthy",
+                interval=1,
+            )
             wait_until(workers_up, timeout, "both Celery workers to answer a ping", interval=1)
             wait_until(dags_parsed, timeout, f"the DAGs {self.dag_ids} to be parsed", interval=1)
         except AssertionError as exc:
@@ -503,8 +677,23 @@ class Deployment:
             (Path(folder) / "io").rmdir()
             Path(folder).rmdir()
         for host in self.hosts.values():
-            host.run(["find", "/tmp", "-mindepth", "1", "-maxdepth", "1", "-name", "cmdexec-*", "-exec",
-                      "rm", "-rf", "{}", "+"])
+            host.run(
+                [
+                    "find",
+                    "/tmp",
+                    "-mindepth",
+                    "1",
+                    "-maxdepth",
+                    "1",
+                    "-name",
+                    "cmdexec-*",
+                    "-exec",
+                    "rm",
+                    "-rf",
+                    "{}",
+                    "+",
+                ]
+            )
         if self.shared_tmp is not None:
             for path in self.shared_tmp.glob("cmdexec-*"):
                 shutil.rmtree(path, ignore_errors=True)
@@ -518,7 +707,11 @@ class Deployment:
     def stop(self) -> list[str]:
         """Stop everything and remove what the deployment made; return the containers it had to remove."""
         # Those that run tasks first, then those that schedule and serve them, then their services.
-        for group in ((*WORKERS, "triggerer"), ("scheduler", "dag-processor", "api-server"), ("redis", "postgres")):
+        for group in (
+            (*WORKERS, "triggerer"),
+            ("scheduler", "dag-processor", "api-server"),
+            ("redis", "postgres"),
+        ):
             stop_all(self.components[name] for name in group if name in self.components)
         for host in self.hosts.values():
             host.stop()
@@ -537,8 +730,10 @@ class Deployment:
 
     def diagnostics(self, lines: int = 40) -> str:
         """The last lines of every component's log."""
-        parts = [f"--- {c.name} ({'running' if c.alive() else f'exited {c.proc.returncode}'}) ---\n{c.tail(lines)}"
-                 for c in self.components.values()]
+        parts = [
+            f"--- {c.name} ({'running' if c.alive() else f'exited {c.proc.returncode}'}) ---\n{c.tail(lines)}"
+            for c in self.components.values()
+        ]
         return "\n".join(parts)
 
     # -- clients --------------------------------------------------------------------------------
@@ -569,7 +764,9 @@ class Deployment:
         response = self.http().request(method, path, headers={**self._auth(), **(headers or {})}, **kwargs)
         if response.status_code == 401:  # the token expired: get a new one once
             self._token = None
-            response = self.http().request(method, path, headers={**self._auth(), **(headers or {})}, **kwargs)
+            response = self.http().request(
+                method, path, headers={**self._auth(), **(headers or {})}, **kwargs
+            )
         if response.status_code >= 400:
             raise AssertionError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
@@ -586,16 +783,21 @@ class Deployment:
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
         """Wait until the run is no longer queued/running; return its state."""
         try:
-            return wait_until(lambda: (s := self.run_state(dag_id, run_id)) not in ("queued", "running") and s,
-                              timeout, f"DAG run {dag_id} {run_id} to finish", interval=1)
+            return wait_until(
+                lambda: (s := self.run_state(dag_id, run_id)) not in ("queued", "running") and s,
+                timeout,
+                f"DAG run {dag_id} {run_id} to finish",
+                interval=1,
+            )
         except AssertionError as exc:
             states = {t: ti["state"] for t, ti in self.task_instances(dag_id, run_id).items()}
             raise AssertionError(f"{exc}; task states: {states}\n{self.diagnostics()}") from None
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         """``{task_id: task instance}`` (state, try_number, duration, hostname, id, ...) from the REST API."""
-        answer = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances",
-                          params={"limit": 1000})
+        answer = self.api(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances", params={"limit": 1000}
+        )
         return {ti["task_id"]: ti for ti in answer["task_instances"]}
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
@@ -606,26 +808,17 @@ class Deployment:
         answer = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/tries")
         return sorted(answer["task_instances"], key=lambda t: t["try_number"])
 
-    def wait_task_state(self, dag_id: str, run_id: str, task_id: str, states: Iterable[str],
-                        timeout: float = 180) -> dict[str, Any]:
-        wanted = set(states)
-
-        def reached() -> dict[str, Any] | None:
-            ti = self.task_instance(dag_id, run_id, task_id)
-            return ti if ti["state"] in wanted else None
-
-        try:
-            return wait_until(reached, timeout, f"task {dag_id}.{task_id} to be {sorted(wanted)}", interval=0.5)
-        except AssertionError as exc:
-            state = self.task_instance(dag_id, run_id, task_id)["state"]
-            raise AssertionError(f"{exc} (it is {state})\n{self.task_log(dag_id, run_id, task_id)[-4000:]}") from None
-
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> Any:
-        return self.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}",
-                        json={"new_state": state})
+        return self.api(
+            "PATCH",
+            f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}",
+            json={"new_state": state},
+        )
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        entry = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/xcomEntries/{key}")
+        entry = self.api(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/xcomEntries/{key}"
+        )
         value = entry["value"]
         return json.loads(value) if isinstance(value, str) else value
 
@@ -633,9 +826,12 @@ class Deployment:
         """A try's task log through the REST API, one message per line (the latest try by default)."""
         if try_number is None:
             try_number = self.task_instance(dag_id, run_id, task_id)["try_number"]
-        answer = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/"
-                                 f"{try_number}", params={"full_content": "true"},
-                          headers={"Accept": "application/json"})
+        answer = self.api(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"},
+            headers={"Accept": "application/json"},
+        )
         lines = []
         for entry in answer["content"]:
             lines.append(entry if isinstance(entry, str) else str(entry.get("event", "")))
@@ -643,7 +839,13 @@ class Deployment:
 
     def task_log_file(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         """A try's log file in the shared log folder as written so far (also while it runs)."""
-        path = self.task_logs / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / f"attempt={try_number}.log"
+        path = (
+            self.task_logs
+            / f"dag_id={dag_id}"
+            / f"run_id={run_id}"
+            / f"task_id={task_id}"
+            / f"attempt={try_number}.log"
+        )
         try:
             return path.read_text(errors="replace")
         except FileNotFoundError:
@@ -651,18 +853,25 @@ class Deployment:
 
     # -- Celery queues ----------------------------------------------------------------------------
     def consume(self, worker: str, queue: str, on: bool) -> None:
-        """Make ``worker`` start (``on``) or stop consuming ``queue`` (Celery remote control), and check it."""
+        """Make ``worker`` start (``on``) or stop consuming ``queue`` (Celery remote control); check it."""
         control = self.celery().control
         destination = [f"celery@{worker}"]
-        replies = (control.add_consumer(queue, destination=destination, reply=True, timeout=10) if on
-                   else control.cancel_consumer(queue, destination=destination, reply=True, timeout=10))
+        replies = (
+            control.add_consumer(queue, destination=destination, reply=True, timeout=10)
+            if on
+            else control.cancel_consumer(queue, destination=destination, reply=True, timeout=10)
+        )
         if not replies:
-            raise AssertionError(f"worker {worker} did not answer the request to {'add' if on else 'cancel'} {queue}")
+            raise AssertionError(
+                f"worker {worker} did not answer the request to {'add' if on else 'cancel'} {queue}"
+            )
         active = control.inspect(destination=destination, timeout=10).active_queues() or {}
         names = {q["name"] for q in active.get(destination[0], [])}
         if (queue in names) != on:
-            raise AssertionError(f"worker {worker} consumes {sorted(names)} after asking it to "
-                                 f"{'add' if on else 'cancel'} {queue}")
+            raise AssertionError(
+                f"worker {worker} consumes {sorted(names)} after asking it to "
+                f"{'add' if on else 'cancel'} {queue}"
+            )
 
     # -- processes of a task ------------------------------------------------------------------------
     def task_processes(self, ti_id: str) -> tuple[int, int]:
@@ -687,21 +896,39 @@ class Deployment:
         return ContainerWatch(dag_id)
 
     def container_running(self, name: str) -> bool:
-        proc = subprocess.run(["docker", "container", "inspect", "--format", "{{.State.Running}}", name],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["docker", "container", "inspect", "--format", "{{.State.Running}}", name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return proc.returncode == 0 and proc.stdout.strip() == "true"
 
     def ecs_tasks(self, dag_id: str, task_id: str | None = None) -> list[Any]:
         """The ECS tasks (emulator) started for ``dag_id`` (and ``task_id``): their S3 keys name them."""
         needle = f"/{dag_id}/{task_id}/" if task_id else f"/{dag_id}/"
-        return [t for t in list(self.emulator.tasks.values())
-                if any(needle in value for value in t.environment.values())]
+        return [
+            t
+            for t in list(self.emulator.tasks.values())
+            if any(needle in value for value in t.environment.values())
+        ]
 
     def our_containers(self, dag_id: str | None = None) -> list[str]:
         """Containers (running or not) with our managed label, made for this deployment's DAGs."""
-        proc = subprocess.run(["docker", "ps", "-a", "--filter", f"label={MANAGED_LABEL}", "--format",
-                               '{{.Names}}\t{{.Label "' + LABEL_PREFIX + 'dag_id"}}'],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                f"label={MANAGED_LABEL}",
+                "--format",
+                '{{.Names}}\t{{.Label "' + LABEL_PREFIX + 'dag_id"}}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         names = []
         for line in proc.stdout.splitlines():
             name, _, owner = line.partition("\t")
@@ -747,8 +974,13 @@ class Deployment:
 
     @staticmethod
     def nothing_left(leftovers: Mapping[str, Any]) -> bool:
-        return not (leftovers["containers"] or leftovers["s3_objects"] or leftovers["ecs_containers"]
-                    or leftovers["daemon_host_tmp"] or any(leftovers["tmp"].values()))
+        return not (
+            leftovers["containers"]
+            or leftovers["s3_objects"]
+            or leftovers["ecs_containers"]
+            or leftovers["daemon_host_tmp"]
+            or any(leftovers["tmp"].values())
+        )
 
 
 class ContainerWatch:
@@ -761,9 +993,25 @@ class ContainerWatch:
     def __init__(self, dag_id: str) -> None:
         self.events: list[dict[str, Any]] = []
         self._proc = subprocess.Popen(
-            ["docker", "events", "--since", f"{time.time():.3f}", "--filter", "type=container", "--filter",
-             "event=create", "--filter", f"label={LABEL_PREFIX}dag_id={dag_id}", "--format", "{{json .}}"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+            [
+                "docker",
+                "events",
+                "--since",
+                f"{time.time():.3f}",
+                "--filter",
+                "type=container",
+                "--filter",
+                "event=create",
+                "--filter",
+                f"label={LABEL_PREFIX}dag_id={dag_id}",
+                "--format",
+                "{{json .}}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         self._reader = threading.Thread(target=self._read, name=f"docker-events-{dag_id}", daemon=True)
         self._reader.start()
 
@@ -796,7 +1044,3 @@ def _q(run_id: str) -> str:
     """A run id in a URL path (manual run ids have ``:`` and ``+``)."""
     return urllib.parse.quote(run_id, safe="")
 
-
-def log_has_lines(log: str, pattern: str) -> list[str]:
-    """The lines of ``log`` that match ``pattern`` (a regex)."""
-    return [line for line in log.splitlines() if re.search(pattern, line)]

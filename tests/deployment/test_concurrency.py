@@ -43,12 +43,17 @@ def test_fifty_concurrent_docker_tasks_leave_nothing(deployment, watch_container
     for ti in tis.values():
         states[ti["state"]] = states.get(ti["state"], 0) + 1
     figures["task_states"] = states
-    figures["per_host"] = {h: sum(1 for ti in tis.values() if ti["hostname"] == h) for h in ("worker-a", "worker-b")}
+    figures["per_host"] = {
+        h: sum(1 for ti in tis.values() if ti["hostname"] == h) for h in ("worker-a", "worker-b")
+    }
     figures["max_concurrent"] = _max_overlap(list(tis.values()))
     durations = sorted(ti["duration"] for ti in tis.values() if ti["duration"] is not None)
     if durations:
-        figures["task_duration_seconds"] = {"min": round(durations[0], 1), "median": round(durations[len(durations) // 2], 1),
-                                            "max": round(durations[-1], 1)}
+        figures["task_duration_seconds"] = {
+            "min": round(durations[0], 1),
+            "median": round(durations[len(durations) // 2], 1),
+            "max": round(durations[-1], 1),
+        }
     figures["containers_created"] = len(watch.names(run_id))
     figures["leftovers"] = leftovers = deployment.leftovers(DAG_ID)
     figures.print()
@@ -56,7 +61,8 @@ def test_fifty_concurrent_docker_tasks_leave_nothing(deployment, watch_container
     failed = [t for t, ti in tis.items() if ti["state"] != "success"]
     assert state == "success" and len(tis) == TASKS, (
         f"{len(failed)} of {len(tis)} tasks did not succeed; first: {failed[:1]}\n"
-        + (deployment.task_log(DAG_ID, run_id, failed[0])[-3000:] if failed else ""))
+        + (deployment.task_log(DAG_ID, run_id, failed[0])[-3000:] if failed else "")
+    )
     for task_id in ("t00", "t49"):
         log = deployment.task_log(DAG_ID, run_id, task_id)
         number = int(task_id[1:])

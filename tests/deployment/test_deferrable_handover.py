@@ -45,22 +45,29 @@ def test_deferred_tasks_resume_on_the_other_worker(deployment, watch_containers)
         run_id = deployment.trigger(DAG_ID)
 
         def deferred_or_ended() -> bool:
-            return all(ti["state"] in ("deferred", "success", "failed", "up_for_retry")
-                       for ti in look(run_id).values())
+            return all(
+                ti["state"] in ("deferred", "success", "failed", "up_for_retry")
+                for ti in look(run_id).values()
+            )
 
         wait_until(deferred_or_ended, 240, "both tasks to be deferred by worker-a")
         deployment.consume("worker-a", QUEUE, on=False)
         deployment.consume("worker-b", QUEUE, on=True)
         figures["handover_after_seconds"] = round(time.monotonic() - started, 1)
-        wait_until(lambda: look(run_id) and deployment.run_state(DAG_ID, run_id) not in ("queued", "running"),
-                   300, "the run to finish after the hand-over")
+        wait_until(
+            lambda: look(run_id) and deployment.run_state(DAG_ID, run_id) not in ("queued", "running"),
+            300,
+            "the run to finish after the hand-over",
+        )
     finally:
         deployment.consume("worker-a", QUEUE, on=False)
         deployment.consume("worker-b", QUEUE, on=False)
     figures["wall_seconds"] = round(time.monotonic() - started, 1)
     figures["seen"] = seen
     tis = deployment.task_instances(DAG_ID, run_id)
-    figures["tasks"] = {t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()}
+    figures["tasks"] = {
+        t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()
+    }
     logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in TASKS}
     figures["containers_created"] = created = watch.names(run_id)
     figures["ecs_tasks_started"] = ecs_started = len(deployment.ecs_tasks(DAG_ID)) - ecs_before
@@ -71,13 +78,17 @@ def test_deferred_tasks_resume_on_the_other_worker(deployment, watch_containers)
     for task_id, label in TASKS.items():
         ti, log = tis[task_id], logs[task_id]
         if ("deferred", "worker-a", "triggerer") not in seen[task_id]:
-            problems.append(f"{task_id} was not deferred by worker-a and watched by the triggerer: {seen[task_id]}")
+            problems.append(
+                f"{task_id} was not deferred by worker-a and watched by the triggerer: {seen[task_id]}"
+            )
         if ti["state"] != "success":
             problems.append(f"{task_id} is {ti['state']}:\n{log[-3000:]}")
             continue
         if ti["hostname"] != "worker-b":
             problems.append(f"{task_id} resumed on {ti['hostname']!r}, not worker-b")
-        numbers = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if line.startswith(f"{label}-line ")]
+        numbers = [
+            int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if line.startswith(f"{label}-line ")
+        ]
         if numbers != list(range(1, 11)):
             problems.append(f"{task_id}: incomplete or repeated log lines {numbers}:\n{log[-3000:]}")
         stored = deployment.xcom(DAG_ID, run_id, task_id)

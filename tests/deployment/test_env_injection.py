@@ -27,8 +27,11 @@ def test_conf_cannot_inject_process_environment(deployment):
     # Builtins only: with the injected PATH no program would be found.
     bash_env.write_text(f'echo injected > "{inject}/marker-$HOSTNAME-$$"\n')
     bash_env.chmod(0o755)
-    conf = {"BASH_ENV": str(bash_env), "LD_PRELOAD": "/nonexistent/cmdexec-injected.so",
-            "PATH": "/nonexistent-cmdexec-bin"}
+    conf = {
+        "BASH_ENV": str(bash_env),
+        "LD_PRELOAD": "/nonexistent/cmdexec-injected.so",
+        "PATH": "/nonexistent-cmdexec-bin",
+    }
     figures = Figures("e. conf with BASH_ENV/LD_PRELOAD/PATH")
 
     started = time.monotonic()
@@ -46,7 +49,9 @@ def test_conf_cannot_inject_process_environment(deployment):
 
     assert markers == [], f"BASH_ENV from the run's conf was run by bash: {markers}"
     for task_id, log in logs.items():
-        assert "cannot be preloaded" not in log, f"{task_id}: LD_PRELOAD from the run's conf reached it:\n{log}"
+        assert "cannot be preloaded" not in log, (
+            f"{task_id}: LD_PRELOAD from the run's conf reached it:\n{log}"
+        )
     assert state == "success", {t: (ti["state"], logs[t][-3000:]) for t, ti in tis.items()}
     for task_id, log in logs.items():
         assert "env-check-ok" in log, f"{task_id}:\n{log}"

@@ -30,17 +30,23 @@ def test_marking_deferred_tasks_failed_stops_their_commands(deployment):
     command_running = {"docker_sleeper": docker_running, "ecs_sleeper": ecs_running}
     problems = []
     for task_id, running in command_running.items():
+
         def deferred_and_running(task_id=task_id, running=running) -> bool:
             ti = deployment.task_instance(DAG_ID, run_id, task_id)
             if ti["state"] in ("failed", "success", "up_for_retry", "upstream_failed"):
                 return True
-            return ti["state"] == "deferred" and running() and "sleeper-started" in deployment.task_log(
-                DAG_ID, run_id, task_id)
+            return (
+                ti["state"] == "deferred"
+                and running()
+                and "sleeper-started" in deployment.task_log(DAG_ID, run_id, task_id)
+            )
 
         wait_until(deferred_and_running, 240, f"{task_id} to be deferred with its command running")
         if not running():
-            problems.append(f"{task_id}: its command never ran while deferred:\n"
-                            + deployment.task_log(DAG_ID, run_id, task_id)[-3000:])
+            problems.append(
+                f"{task_id}: its command never ran while deferred:\n"
+                + deployment.task_log(DAG_ID, run_id, task_id)[-3000:]
+            )
     figures["deferred_after_seconds"] = round(time.monotonic() - started, 1)
 
     marked = time.monotonic()
@@ -67,7 +73,9 @@ def test_marking_deferred_tasks_failed_stops_their_commands(deployment):
     figures.print()
 
     for task_id in pending:
-        problems.append(f"{task_id}: still running {STOP_WITHIN}s after it was marked failed:\n{logs[task_id][-3000:]}")
+        problems.append(
+            f"{task_id}: still running {STOP_WITHIN}s after it was marked failed:\n{logs[task_id][-3000:]}"
+        )
     for task_id, log in logs.items():
         if "sleeper-not-stopped" in log:
             problems.append(f"{task_id}: the command was not stopped, it ran to its end")

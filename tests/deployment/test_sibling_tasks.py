@@ -26,7 +26,9 @@ def test_siblings_with_a_long_common_prefix_run_apart(deployment, watch_containe
     state = deployment.wait_run(DAG_ID, run_id, timeout=300)
     figures["wall_seconds"] = round(time.monotonic() - started, 1)
     tis = deployment.task_instances(DAG_ID, run_id)
-    figures["tasks"] = {t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()}
+    figures["tasks"] = {
+        t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()
+    }
     created = watch.names(run_id)
     figures["containers_created"] = created
     logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in (ALPHA, BRAVO)}

@@ -29,6 +29,7 @@ def test_worker_killed_mid_command_retry_reattaches(deployment, watch_containers
     problems = []
     killed = {}
     for task_id, label in TASKS.items():
+
         def third_line_or_end(task_id=task_id, label=label) -> dict | None:
             ti = deployment.task_instance(DAG_ID, run_id, task_id)
             log = deployment.task_log_file(DAG_ID, run_id, task_id, 1)
@@ -37,8 +38,10 @@ def test_worker_killed_mid_command_retry_reattaches(deployment, watch_containers
 
         ti = wait_until(third_line_or_end, 240, f"{task_id} to print its third line")
         if ti["state"] != "running":
-            problems.append(f"{task_id} ended ({ti['state']}) before the kill:\n"
-                            + deployment.task_log(DAG_ID, run_id, task_id, 1)[-3000:])
+            problems.append(
+                f"{task_id} ended ({ti['state']}) before the kill:\n"
+                + deployment.task_log(DAG_ID, run_id, task_id, 1)[-3000:]
+            )
             continue
         task_pid, supervisor_pid = deployment.task_processes(ti["id"])
         os.kill(supervisor_pid, signal.SIGKILL)
@@ -50,9 +53,13 @@ def test_worker_killed_mid_command_retry_reattaches(deployment, watch_containers
     figures["wall_seconds"] = round(time.monotonic() - started, 1)
     tis = deployment.task_instances(DAG_ID, run_id)
     figures["run_state"] = state
-    figures["tasks"] = {t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()}
-    figures["tries"] = {t: [(x["try_number"], x["state"], x["hostname"]) for x in deployment.tries(DAG_ID, run_id, t)]
-                        for t in TASKS}
+    figures["tasks"] = {
+        t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()
+    }
+    figures["tries"] = {
+        t: [(x["try_number"], x["state"], x["hostname"]) for x in deployment.tries(DAG_ID, run_id, t)]
+        for t in TASKS
+    }
     logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in TASKS}
     figures["containers_created"] = created = watch.names(run_id)
     figures["ecs_tasks_started"] = ecs_started = len(deployment.ecs_tasks(DAG_ID)) - ecs_before
@@ -64,8 +71,10 @@ def test_worker_killed_mid_command_retry_reattaches(deployment, watch_containers
             continue
         ti, log = tis[task_id], logs[task_id]
         if ti["state"] != "success" or ti["try_number"] != 2:
-            problems.append(f"{task_id}: {ti['state']} after try {ti['try_number']} (the retry must succeed):\n"
-                            f"{log[-3000:]}")
+            problems.append(
+                f"{task_id}: {ti['state']} after try {ti['try_number']} (the retry must succeed):\n"
+                f"{log[-3000:]}"
+            )
             continue
         if "Re-attached" not in log:
             problems.append(f"{task_id}: the retry did not re-attach:\n{log[-3000:]}")

@@ -14,5 +14,10 @@ CHECK = "date +%Y && uname -s && echo env-check-ok"
 
 with DAG("deploy_env_injection", schedule=None, start_date=START, default_args=PROJECT):
     ShOperator(task_id="local_bash", command=CHECK, shell=["/bin/bash"], command_executor="local")
-    ShOperator(task_id="docker_bash", command=CHECK, shell=["/bin/bash"], command_executor="docker",
-               docker={"image": IMAGE})
+    ShOperator(
+        task_id="docker_bash",
+        command=CHECK,
+        shell=["/bin/bash"],
+        command_executor="docker",
+        docker={"image": IMAGE},
+    )

@@ -11,9 +11,21 @@ from airflow_cmdexec_provider.operators import PyOperator
 
 HANDOVER_QUEUE = "cmdexec_handover"
 
-with DAG("deploy_handover", schedule=None, start_date=START,
-         default_args={**PROJECT, "docker": {"image": IMAGE}, "deferrable": True, "queue": HANDOVER_QUEUE}):
-    PyOperator(task_id="docker_job", method="tasks.deploy.count", command_executor="docker",
-               params={"label": "docker", "lines": 10, "pause": 2})
-    PyOperator(task_id="ecs_job", method="tasks.deploy.count", command_executor="ecs",
-               params={"label": "ecs", "lines": 10, "pause": 2})
+with DAG(
+    "deploy_handover",
+    schedule=None,
+    start_date=START,
+    default_args={**PROJECT, "docker": {"image": IMAGE}, "deferrable": True, "queue": HANDOVER_QUEUE},
+):
+    PyOperator(
+        task_id="docker_job",
+        method="tasks.deploy.count",
+        command_executor="docker",
+        params={"label": "docker", "lines": 10, "pause": 2},
+    )
+    PyOperator(
+        task_id="ecs_job",
+        method="tasks.deploy.count",
+        command_executor="ecs",
+        params={"label": "ecs", "lines": 10, "pause": 2},
+    )
