@@ -468,7 +468,8 @@ class Deployment:
             raise DeploymentError(
                 f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-5000:]}"
             )
-        self.startup_seconds["db_migrate"] = round(time.monotonic() - began - self.startup_seconds["services"], 1)
+        migrated = time.monotonic() - began
+        self.startup_seconds["db_migrate"] = round(migrated - self.startup_seconds["services"], 1)
         api_port = int(urllib.parse.urlsplit(self.api_url).port or 0)
         self._start(
             "api-server",
@@ -1043,4 +1044,3 @@ class ContainerWatch:
 def _q(run_id: str) -> str:
     """A run id in a URL path (manual run ids have ``:`` and ``+``)."""
     return urllib.parse.quote(run_id, safe="")
-

@@ -5,7 +5,7 @@ from deploy_common import IMAGE, PROJECT, START
 
 from airflow_cmdexec_provider.operators import ShOperator
 
-SLEEPER = "echo sleeper-started; sleep 600; echo sleeper-not-stopped"
+SLEEPER = "echo sleeper-started; sleep 600"
 
 with DAG(
     "deploy_mark_failed",
