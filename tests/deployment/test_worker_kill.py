@@ -1,0 +1,90 @@
+"""Scenario c: SIGKILL of the worker (the Celery pool process that supervises the task, and the task
+process) while a Docker and an ECS command run. The scheduler notices (Celery reports the lost
+worker process), the task is up for retry (``retries=1``), and the retry re-attaches to the running
+container / ECS task: exactly one container and one ECS task ran for the logical run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.deployment.harness import Figures, wait_until
+
+pytestmark = pytest.mark.deployment
+
+DAG_ID = "deploy_worker_kill"
+TASKS = {"docker_job": "docker", "ecs_job": "ecs"}
+
+
+def test_worker_killed_mid_command_retry_reattaches(deployment, watch_containers):
+    figures = Figures("c. SIGKILL of worker task process + supervisor during Docker and ECS commands")
+    watch = watch_containers(DAG_ID)
+    ecs_before = len(deployment.ecs_tasks(DAG_ID))
+    started = time.monotonic()
+    run_id = deployment.trigger(DAG_ID)
+
+    problems = []
+    killed = {}
+    for task_id, label in TASKS.items():
+
+        def third_line_or_end(task_id=task_id, label=label) -> dict | None:
+            ti = deployment.task_instance(DAG_ID, run_id, task_id)
+            log = deployment.task_log_file(DAG_ID, run_id, task_id, 1)
+            ended = ti["state"] in ("failed", "success", "up_for_retry")
+            return ti if ended or (ti["state"] == "running" and f"{label}-line 3" in log) else None
+
+        ti = wait_until(third_line_or_end, 240, f"{task_id} to print its third line")
+        if ti["state"] != "running":
+            problems.append(
+                f"{task_id} ended ({ti['state']}) before the kill:\n"
+                + deployment.task_log(DAG_ID, run_id, task_id, 1)[-3000:]
+            )
+            continue
+        task_pid, supervisor_pid = deployment.task_processes(ti["id"])
+        os.kill(supervisor_pid, signal.SIGKILL)
+        os.kill(task_pid, signal.SIGKILL)
+        killed[task_id] = {"host": ti["hostname"], "task_pid": task_pid, "supervisor_pid": supervisor_pid}
+    figures["killed"] = killed
+
+    state = deployment.wait_run(DAG_ID, run_id, timeout=400)
+    figures["wall_seconds"] = round(time.monotonic() - started, 1)
+    tis = deployment.task_instances(DAG_ID, run_id)
+    figures["run_state"] = state
+    figures["tasks"] = {
+        t: {k: ti[k] for k in ("state", "hostname", "try_number", "duration")} for t, ti in tis.items()
+    }
+    figures["tries"] = {
+        t: [(x["try_number"], x["state"], x["hostname"]) for x in deployment.tries(DAG_ID, run_id, t)]
+        for t in TASKS
+    }
+    logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in TASKS}
+    figures["containers_created"] = created = watch.names(run_id)
+    figures["ecs_tasks_started"] = ecs_started = len(deployment.ecs_tasks(DAG_ID)) - ecs_before
+    figures["leftovers"] = leftovers = deployment.leftovers(DAG_ID)
+    figures.print()
+
+    for task_id, label in TASKS.items():
+        if task_id not in killed:
+            continue
+        ti, log = tis[task_id], logs[task_id]
+        if ti["state"] != "success" or ti["try_number"] != 2:
+            problems.append(
+                f"{task_id}: {ti['state']} after try {ti['try_number']} (the retry must succeed):\n"
+                f"{log[-3000:]}"
+            )
+            continue
+        if "Re-attached" not in log:
+            problems.append(f"{task_id}: the retry did not re-attach:\n{log[-3000:]}")
+        stored = deployment.xcom(DAG_ID, run_id, task_id)
+        if stored != {"label": label, "lines": 10}:
+            problems.append(f"{task_id}: stored values {stored}")
+    if "docker_job" in killed and len(created) != 1:
+        problems.append(f"containers created for the logical run: {created} (one expected)")
+    if "ecs_job" in killed and ecs_started != 1:
+        problems.append(f"ECS tasks started for the logical run: {ecs_started} (one expected)")
+    if not deployment.nothing_left(leftovers):
+        problems.append(f"left behind: {leftovers}")
+    assert not problems, "\n".join(problems)
