@@ -25,8 +25,6 @@ needs for bind mounts of worker temp folders); by default the hosts use their pr
 from __future__ import annotations
 
 import glob
-import hashlib
-import importlib.util
 import json
 import os
 import secrets
@@ -67,59 +65,6 @@ SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_mana
 
 class DeploymentError(RuntimeError):
     """The deployment could not start or answer; the message carries the components' log tails."""
-
-
-# Celery 5.7 dropped celery.backends.database.retry, which apache-airflow-providers-celery (3.26.0
-# and older) imports: with it no Celery worker or CeleryExecutor can start. 5.6.3 works with the
-# kombu/billiard/vine that Celery 5.7 brought.
-WORKING_CELERY = "celery==5.6.3"
-OVERLAY_CACHE = Path(os.environ.get("CMDEXEC_CACHE_DIR", "/var/cache/cmdexec"))
-
-
-def _celery_provider_works() -> bool:
-    try:
-        from celery.backends.database import retry, session_cleanup  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def python_overlay() -> Path | None:
-    """A folder (for PYTHONPATH, before the venv) with what the components need and the venv lacks.
-
-    asyncpg: Airflow 3.3 opens an async engine on the metadata DB too (``postgresql+asyncpg``).
-    Installed once (``pip install --no-deps --target``) into a cache folder; the venv is not changed.
-    """
-    needed = []
-    if importlib.util.find_spec("asyncpg") is None:
-        needed.append("asyncpg")
-    if not _celery_provider_works():
-        needed.append(WORKING_CELERY)
-    if not needed:
-        return None
-    folder = OVERLAY_CACHE / ("deploy-python-" + hashlib.sha1(" ".join(needed).encode()).hexdigest()[:12])
-    if not (folder / ".complete").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        pip = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--target",
-                str(folder),
-                *needed,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if pip.returncode != 0:
-            raise DeploymentError(f"pip could not install {needed} into {folder}:\n{pip.stderr[-3000:]}")
-        (folder / ".complete").write_text(" ".join(needed) + "\n")
-    return folder
 
 
 def free_port() -> int:
@@ -582,7 +527,7 @@ class Deployment:
                 ),
                 **self.emulator.aws_env,
                 "CMDEXEC_TEST_IMAGE": IMAGE,
-                "PYTHONPATH": os.pathsep.join(str(p) for p in (python_overlay(), ROOT) if p is not None),
+                "PYTHONPATH": str(ROOT),
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -48,8 +48,9 @@ def _request(tmp_path: Path, command: str, project: Path) -> CommandRequest:
 def test_a_task_whose_container_never_starts_fails_at_once_with_ecs_reason(ecs_world, run_dag):
     from airflow_cmdexec_provider.operators import ShOperator
 
-    ecs_world["emulator"].fail_to_start_next()
-    with make_dag("ecs_never_started", ecs_world["project"], docker={"image": TEST_IMAGE}) as dag:
+    missing_image = "cmdexec-test:no-such-tag"
+    register_task_definition(ecs_world["ecs"], "cmdexec-missing-image", tags=True, image=missing_image)
+    with make_dag("ecs_never_started", ecs_world["project"], docker={"image": missing_image}) as dag:
         ShOperator(task_id="t", command="echo never")
     started = time.monotonic()
     result = run_dag(dag)
@@ -57,6 +58,7 @@ def test_a_task_whose_container_never_starts_fails_at_once_with_ecs_reason(ecs_w
     assert result.task_states["t"] == "failed"
     error = result.error_text("t")
     assert "CannotPullContainerError" in error and "without an exit code" in error
+    assert ecs_world["emulator"].started_tasks == 0
     # Before the fix the worker waited max_wait_for_fetch_log_events_non_zero_status (300 s) for a log
     # that cannot come. Not a timing assertion of our speed: 300 s is the wait that must not happen.
     assert elapsed < 240, elapsed
@@ -167,6 +169,7 @@ def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewher
 
     real = supervisor.ensure_secrets_backend_loaded
     monkeypatch.setattr(supervisor, "ensure_secrets_backend_loaded", lambda: [FlakySecretsBackend(), *real()])
+    monkeypatch.delenv("AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT")  # the connection lives only in the failing backend
     marker = tmp_path / "ran"
     with make_dag("ecs_flaky_secrets", ecs_world["project"], docker={"image": TEST_IMAGE}) as dag:
         ShOperator(task_id="t", command=f"touch {marker}")
