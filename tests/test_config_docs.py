@@ -44,3 +44,14 @@ def test_docs_table_check_command() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     printed = subprocess.run([str(cmd), "docs-table"], capture_output=True, text=True, timeout=300)
     assert printed.stdout == cli.docs_table()
+
+
+README = DOCS.parent.parent / "README.md"
+
+
+def test_readme_differences_table_is_up_to_date() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert cli._docs_with_table(text) == text, (
+        "README.md is out of date: run airflow-cmdexec docs-table --write README.md"
+    )
+    assert "| 4, 54 |" in text and "*(deliberate)*" in text

@@ -1,7 +1,9 @@
-"""``docs-table``: the Digdag key -> Airflow home table, generated from the key tables."""
+"""``docs-table``: the tables generated into the docs from one source each: the Digdag key -> Airflow home
+table (from the key tables) and the "Differences from Digdag" table (from ``differences.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +74,28 @@ def docs_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+DIFFERENCES_BEGIN = "<!-- BEGIN GENERATED: airflow-cmdexec differences -->"
+DIFFERENCES_END = "<!-- END GENERATED: airflow-cmdexec differences -->"
+
+
+def _sections() -> list[tuple[str, str, Callable[[], str]]]:
+    from airflow_cmdexec_provider.differences import differences_table
+
+    return [(DOCS_BEGIN, DOCS_END, docs_table), (DIFFERENCES_BEGIN, DIFFERENCES_END, differences_table)]
+
+
 def _docs_with_table(text: str) -> str:
-    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
-    if begin < 0 or end < begin:
+    """``text`` with every generated section it holds brought up to date."""
+    found = False
+    for begin_mark, end_mark, generate in _sections():
+        begin, end = text.find(begin_mark), text.find(end_mark)
+        if begin < 0 or end < begin:
+            continue
+        found = True
+        text = text[: begin + len(begin_mark)] + "\n" + generate() + text[end:]
+    if not found:
         raise CliError(f"the file has no {DOCS_BEGIN} ... {DOCS_END} section")
-    return text[: begin + len(DOCS_BEGIN)] + "\n" + docs_table() + text[end:]
+    return text
 
 
 def docs_table_command(output: Output, write: str | None, check_file: str | None) -> int:
