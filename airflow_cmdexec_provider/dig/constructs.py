@@ -115,5 +115,6 @@ def markdown_table() -> str:
     """The README's table of constructs, generated from the table above."""
     rows = ["| Digdag | loads | in Airflow, or why not |", "|---|---|---|"]
     for construct in CONSTRUCTS.values():
-        rows.append(f"| {construct.written} | {'yes' if construct.supported else 'no'} | {construct.airflow} |")
+        cells = [construct.written, "yes" if construct.supported else "no", construct.airflow]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
