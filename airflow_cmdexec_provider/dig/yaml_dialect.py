@@ -33,7 +33,8 @@ INCLUDE_TAG = "!include"
 
 
 class DigMap(dict):
-    """A YAML mapping of a ``.dig`` file: a dict plus where it and each of its keys were written."""
+    """A YAML mapping of a ``.dig`` file: a dict plus where it (the key holding it) and each of its keys
+    were written."""
 
     def __init__(self, file: Path, line: int) -> None:
         super().__init__()
@@ -95,7 +96,10 @@ class _Constructor(SafeConstructor):
             if key in mapping:
                 raise self.loader.error(line, f"duplicate key {key!r}",
                                         "Digdag rejects a key written twice in one mapping; keep one")
-            mapping[key] = self.construct_object(value_node, deep=True)
+            value = self.construct_object(value_node, deep=True)
+            if isinstance(value, DigMap):
+                value.line = line  # a task is found by the line of its key
+            mapping[key] = value
             mapping.key_lines[key] = (self.file, line)
         return mapping
 
