@@ -5,8 +5,12 @@ Digdag schedules a session at a *session time* and runs it a fixed delay later
 each day and runs at 10:00; ``hourly>: 30:00`` the top of each hour, run at :30; ``weekly>:
 Sun,09:00:00`` Sunday 00:00, run at 09:00; ``monthly>: 1,09:00:00`` the 1st at 00:00, run at 09:00;
 ``minutes_interval>: M`` and ``cron>: EXPR`` run at the session time itself. All in the workflow's
-timezone. Here each run's data interval is ``[session time, run time]``, so its logical date (the
-interval's start) is the session time, which ``params.runtime_params`` turns into ``session_time``.
+timezone; the run time is the session time plus the delay in seconds, as Digdag computes it (so on
+a daylight-saving day ``daily>: 10:00:00`` runs at 11:00 or 09:00 wall-clock time, as in Digdag).
+Here each run's data interval is ``[session time, run time]``, so its logical date (the interval's
+start) is the session time, which ``params.runtime_params`` turns into ``session_time``; its
+``_get_prev``/``_get_next`` give ``last_session_time``/``next_session_time``. A new schedule
+starts with the first session whose run time is still ahead, as Digdag's does.
 
 The class is registered by the provider's Airflow plugin (``dig.plugin``) so that the scheduler
 can deserialize it.
@@ -114,12 +118,14 @@ class DigdagTimetable(CronMixin, Timetable):
         due = coerce_datetime(utcnow()) - self.delay  # sessions up to here have reached their run time
         if last_automated_data_interval is not None:
             session = self._get_next(last_automated_data_interval.start)
-        elif restriction.earliest is not None:
+            if not restriction.catchup:  # skip the missed sessions but the newest
+                session = max(session, self._align_to_prev(due))
+        elif restriction.catchup and restriction.earliest is not None:
             session = self._align_to_next(restriction.earliest)
-        else:  # a new schedule starts with the next session that is not due yet, as Digdag's does
-            session = self._get_next(due)
-        if not restriction.catchup and (last_automated_data_interval is not None or restriction.earliest):
-            session = max(session, self._align_to_prev(due))  # skip the missed sessions but the newest
+        else:  # a new schedule starts with the first session that is not due yet, as Digdag's does
+            session = self._align_to_next(due)
+            if restriction.earliest is not None:
+                session = max(session, self._align_to_next(restriction.earliest))
         if restriction.latest is not None and session > restriction.latest:
             return None
         return DagRunInfo.interval(start=session, end=session + self.delay)
