@@ -61,6 +61,7 @@ _SUPPORTED = [
     Construct("_retry", "`_retry:` on a task", True,
               "`retries`, `retry_delay` (`interval`), `retry_exponential_backoff=2` (`interval_type: "
               "exponential`), `max_retry_delay` (`max_interval`)"),
+    Construct("_disable", "`_disable: true`", True, "an EmptyOperator in the task's place, as Digdag skips it"),
     Construct("!include", "`!include : file` (as a key)", True,
               "merged at load time, relative to the including file, which it may not leave"),
     Construct("timezone", "`timezone:`", True, "the DAG's timezone: `session_*` params and the schedule"),
@@ -83,7 +84,7 @@ _LATER = [
     Construct("_retry group", "`_retry:` on a group", False,
               f"{LATER}; Airflow retries tasks, not groups: put `_retry` on the tasks"),
     Construct("secret", "`${secret:...}`", False,
-              f"{LATER}; use `_env` with an Airflow Variable or Connection meanwhile"),
+              f"{LATER}; until then give the task its secret through the worker's environment"),
     Construct("javascript", "`${...}` JavaScript (`${1 + 1}`, `${moment(...)}`)", False,
               f"{LATER} (an embedded JavaScript engine); only names and dotted paths are evaluated now"),
     Construct("sla", "`sla:`", False, f"{LATER} (Airflow Deadline Alerts); remove it to load the workflow"),
