@@ -69,8 +69,9 @@ def check(output: Output, path: str, include: list[str] | None) -> int:
 def describe(dag: Any) -> str:
     """A DAG as text: its schedule and timezone, then each task in order with what it waits for."""
     schedule = getattr(dag.timetable, "summary", None) if dag.timetable.can_be_scheduled else None
-    lines = [f"{dag.dag_id}: DAG with {len(dag.tasks)} task(s), timezone {dag.timezone.name}, "
-             f"schedule {schedule or 'none (manual runs)'}"]
+    header = (f"{dag.dag_id}: DAG with {len(dag.tasks)} task(s), timezone {dag.timezone.name}, "
+              f"schedule {schedule or 'none (manual runs)'}")
+    lines = [header]
     for task in dag.topological_sort():
         after = ", ".join(sorted(task.upstream_task_ids))
         name = getattr(task, "digdag_task_name", None) or "-"

@@ -41,7 +41,7 @@ from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
 from airflow_cmdexec_provider.dig import code_scan
-from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, OPERATORS, operator_construct
+from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
 from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
 from airflow_cmdexec_provider.dig.operators import (
     DigdagTask,
@@ -284,8 +284,7 @@ class Compiler:
             return Node()
         export = self.mapping(config, "_export")
         self.check_expressions(export, export, "_export")
-        group_export = deep_merge(scope.pending, export)
-        group = TaskGroup(airflow_id, default_args={"params": plain(group_export)} if group_export else {})
+        group = _task_group(airflow_id, deep_merge(scope.pending, export))
         with group:
             return self.group_body(config, scope.enter(name, group, export))
 
@@ -477,7 +476,6 @@ class Compiler:
             return Node()
         command = js_string(command)
         settings = deep_merge(deep_merge(scope.config, own_export), local_keys)
-        params = deep_merge(deep_merge(scope.pending, own_export), local_keys)
         exported_env = settings.get("_env")
         if exported_env is not None and not isinstance(exported_env, Mapping):
             self.problem(config, None, "_env", "an exported _env must be a mapping of variable names to values")
@@ -487,9 +485,10 @@ class Compiler:
             "task_id": airflow_id,
             "project_dir": str(self.project),
             "digdag_task_name": name,
-            "params": plain(params),
-            "dig_local_keys": list(params),
-            "dig_expression_keys": expression_keys([*scope.exports, own_export, local_keys]),
+            "params": plain(local_keys),
+            "dig_local_keys": list(local_keys),
+            "dig_export": plain(deep_merge(scope.pending, own_export)),
+            "dig_expression_keys": expression_keys([*scope.exports, own_export]),
             "env": plain(task_env) or None,
             "workdir": self.workdir(workdir, config),
             "docker": self.setting_mapping(settings, "docker", config),
@@ -617,11 +616,11 @@ class Compiler:
             self.check_expressions(called_export, called_export, "_export")
             export = reduce(deep_merge, [own_export, {"_workdir": workdir} if workdir else {}, called_export], {})
         else:
-            body = self.for_each(command, config) if kind == "for_each" else self.loop(command, config)
-            if body is None:
+            generated = self.for_each(command, config) if kind == "for_each" else self.loop(command, config)
+            if generated is None:
                 return Node()
-        group_export = deep_merge(scope.pending, export)
-        group = TaskGroup(airflow_id, default_args={"params": plain(group_export)} if group_export else {})
+            body = generated
+        group = _task_group(airflow_id, deep_merge(scope.pending, export))
         with group:
             inner = replace(scope.enter(name + "^sub", group, export), workdir=workdir, calls=calls)
             return self.content(body, inner, name + "^sub")
@@ -723,6 +722,12 @@ class Compiler:
             generated["_parallel"] = config["_parallel"]
             generated.key_lines["_parallel"] = config.where("_parallel")
         return generated
+
+
+def _task_group(group_id: str, export: Mapping[str, Any]) -> _TaskGroup:
+    """A TaskGroup holding a scope's ``_export`` as its ``default_args["params"]`` (read by stores.group_exports)."""
+    default_args: Any = {"params": plain(export)} if export else {}
+    return TaskGroup(group_id, default_args=default_args)
 
 
 def _with_export(body: DigMap, values: Mapping[str, Any]) -> DigMap:

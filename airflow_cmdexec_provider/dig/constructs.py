@@ -103,9 +103,6 @@ _OUTSIDE = Construct(
 
 CONSTRUCTS: dict[str, Construct] = {c.key: c for c in [*_SUPPORTED, *_LATER, _OUTSIDE]}
 
-# What a task-operator key (``op>``) means to the loader; anything else is _OUTSIDE.
-OPERATORS = ("sh", "py", "rb", "echo", "fail", "call", "for_each", "loop")
-
 
 def operator_construct(name: str) -> Construct:
     """The construct of the operator ``name>`` (``sh``, ``emr``, ...)."""

@@ -10,4 +10,4 @@ from airflow_cmdexec_provider.dig.timetable import DigdagTimetable
 
 class CmdExecDigdagPlugin(AirflowPlugin):
     name = "cmdexec_digdag"
-    timetables = [DigdagTimetable]
+    timetables = [DigdagTimetable]  # noqa: RUF012 - Airflow's plugin interface

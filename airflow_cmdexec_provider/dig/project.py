@@ -51,9 +51,9 @@ def workflow_files(project: Path, include: str | Iterable[str] | None = None) ->
     if include is None:
         return files
     patterns = [include] if isinstance(include, str) else list(include)
-    chosen = []
+    chosen: list[Path] = []
     for pattern in patterns:
-        pattern = pattern[: -len(WORKFLOW_SUFFIX)] if pattern.endswith(WORKFLOW_SUFFIX) else pattern
+        pattern = pattern.removesuffix(WORKFLOW_SUFFIX)
         matched = [p for p in files if fnmatch.fnmatchcase(p.stem, pattern)]
         if not matched:
             raise DigLoadError([Problem(project / f"{pattern}{WORKFLOW_SUFFIX}", 1, f"include={pattern!r}",

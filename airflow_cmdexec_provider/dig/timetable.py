@@ -36,7 +36,7 @@ _DAYS = {name: i for i, names in enumerate(
 
 def _clock(text: str, parts: int, kind: str) -> int:
     """``HH:MM:SS`` (parts=3) or ``MM:SS`` (parts=2) as seconds."""
-    if not re.fullmatch(r"\d{1,2}(:\d{1,2}){%d}" % (parts - 1), text.strip()):
+    if not re.fullmatch(r"\d{1,2}(:\d{1,2}){" + str(parts - 1) + "}", text.strip()):
         form = "HH:MM:SS" if parts == 3 else "MM:SS"
         raise CmdExecConfigError(f"{kind}>: {text!r} is not {form}")
     numbers = [int(n) for n in text.strip().split(":")]

@@ -60,7 +60,7 @@ def test_parallel_limit_batches_background_after_and_long_form():
     assert upstream(dag, "fan.z") == ["fan.x", "fan.y"]
     # loop>: 3 unrolled, sequential, each exporting i
     loop = [dag.get_task(f"repeat.loop-{i}") for i in range(3)]
-    assert [t.params["i"] for t in loop] == [0, 1, 2]
+    assert [t.dig_export["i"] for t in loop] == [0, 1, 2]
     assert upstream(dag, "repeat.loop-1") == ["repeat.loop-0"]
     assert loop[2].digdag_task_name == "+flow+repeat^sub+loop-2"
 
@@ -78,7 +78,7 @@ def test_exports_local_keys_and_namespaces_land_where_digdag_scopes_them():
     assert isinstance(local, DigPyOperator) and local.method == "tasks.show.locals_in_order"
     assert local.dig_local_keys == ("first", "second")
     assert local.params["second"] == "${first} and two"
-    assert list(local.dig_expression_keys) == ["day_label", "second"]
+    assert list(local.dig_expression_keys) == ["day_label"]
 
 
 def test_error_and_check_wiring():
@@ -134,7 +134,7 @@ def test_init_template_operators_and_settings():
     assert {k: setup.params[k] for k in setup.dig_local_keys} == {"label": "start", "time": "${session_time}"}
     assert ruby.params["rb"] == {"require": "scripts/helper"}  # the root _export is the DAG's params
     first = ruby.get_task("repeat.for-0_size_0_small_1_color_0_red")
-    assert first.params["size"] == "${size}" and list(first.dig_expression_keys) == ["size", "color"]
+    assert first.params["size"] == "${size}" and first.dig_export == {"size": "small", "color": "red"}
     assert upstream(ruby, "teardown") == sorted(t for t in ruby.task_dict if t.startswith("repeat."))
 
 

@@ -16,7 +16,7 @@ LA = "America/Los_Angeles"
 
 def lines(result, task_id):
     """What the task's command printed (the task log without Airflow's own bookkeeping lines)."""
-    return [line for line in result.log_lines(task_id) if not line.startswith(("Task ", "::", "Updating ", "Using "))]
+    return [line for line in result.log_lines(task_id) if not line.startswith(("Task ", "::", "Updating ", "Using ", "Pushing xcom"))]
 
 
 def test_basic_runs_in_order(project, run_workflow):
