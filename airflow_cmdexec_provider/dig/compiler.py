@@ -162,7 +162,7 @@ class Compiler:
 
     def unsupported(self, where: DigMap, key: str | None, construct_key: str, written: str | None = None) -> None:
         construct = CONSTRUCTS[construct_key]
-        self.problem(where, key, written or construct.written.replace("`", ""), construct.airflow)
+        self.problem(where, key, written or construct.written.replace("`", "").rstrip(":"), construct.airflow)
 
     def check_expressions(self, value: Any, where: DigMap, key: str) -> None:
         """Every ``${...}`` must be a name or a dotted path (evaluated when the task runs)."""
