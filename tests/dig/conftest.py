@@ -71,6 +71,7 @@ def write_dag_file(folder: Path, project_dir: Path, include: list[str], prefix: 
     folder.mkdir(parents=True, exist_ok=True)
     dag_file = folder / "digdag_dags.py"
     dag_file.write_text(
+        "# Airflow DAGs from Digdag workflows (the DAG processor reads files that say 'airflow' and 'dag')\n"
         "from airflow_cmdexec_provider.dig import load_project\n\n"
         f"globals().update(load_project({str(project_dir)!r}, include={include!r}, dag_id_prefix={prefix!r}))\n"
     )
