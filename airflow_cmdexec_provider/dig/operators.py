@@ -65,6 +65,11 @@ class DigdagTask(CommandOperator):
             params = deep_merge(params, {key: value})
         return params
 
+    def expand_digdag(self, params: Mapping[str, Any]) -> None:
+        super().expand_digdag(params)
+        for name in self.dig_settings:
+            setattr(self, name, evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}"))
+
 def _values(params: Any) -> dict[str, Any]:
     """Plain values of an Airflow ParamsDict (which holds Param objects) or of a dict."""
     return dict(params.dump()) if hasattr(params, "dump") else dict(params)

@@ -142,3 +142,11 @@ def test_dag_id_prefix_and_include_globs():
     dags = load_project(PROJECTS / "examples", include=["schedule_*", "basic"], dag_id_prefix="dd_")
     assert sorted(dags) == ["dd_basic", "dd_schedule_daily", "dd_schedule_hourly", "dd_schedule_weekly"]
     assert dags["dd_basic"].get_task("first_step").digdag_task_name == "+basic+first_step"
+
+
+def test_operator_settings_are_evaluated_when_the_task_runs():
+    task = dag_of(PROJECTS / "remote", "remote").get_task("where")
+    assert task.docker == {"image": "${image}"}
+    task.expand_digdag({"image": "some:image", "session_date": "2026-01-30"})
+    assert task.docker == {"image": "some:image"}
+    assert task.command.endswith("session=2026-01-30\"")

@@ -14,13 +14,21 @@ from tests.ecs.test_ecs_roundtrip import (
     BUCKET,
     CLUSTER,
     LOG_GROUP,
-    forget_task_definition_cache,
     register_task_definition,
     remaining_objects,
     set_connections,
 )
 
 EXPECTED_REPORT = "total=6 note=from python doubled=12"
+
+
+def forget_task_definition_cache() -> None:
+    """Every test starts from a fresh moto, so the image -> task definition cache must be fresh too."""
+    from airflow.models import Variable
+
+    from airflow_cmdexec_provider.backends.ecs import VariableTaskDefinitionCache
+
+    Variable.delete(VariableTaskDefinitionCache.variable)
 
 
 def containers_of(dag_id: str) -> list[str]:
