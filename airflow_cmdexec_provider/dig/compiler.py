@@ -167,12 +167,13 @@ class Compiler:
     def check_expressions(self, value: Any, where: DigMap, key: str) -> None:
         """Every ``${...}`` must be a name or a dotted path (evaluated when the task runs)."""
         if isinstance(value, str):
-            bad = [e for e in expressions_in(value) if not is_supported(e)]
-            if "${" in _EXPRESSION.sub("", value):
-                bad.append(value[_EXPRESSION.sub("", value).index("${"):][:40])
+            bad = [f"${{{e}}}" for e in expressions_in(value) if not is_supported(e)]
+            rest = _EXPRESSION.sub("", value)
+            if "${" in rest:  # an expression with braces inside, e.g. ${moment().format('{x}')}
+                bad.append(rest[rest.index("${"):][:60])
             for expression in bad:
-                secret = expression.strip().startswith("secret:")
-                self.unsupported(where, key, "secret" if secret else "javascript", f"${{{expression}}}")
+                secret = expression[2:].strip().startswith("secret:")
+                self.unsupported(where, key, "secret" if secret else "javascript", expression)
         elif isinstance(value, Mapping):
             for k, v in value.items():
                 self.check_expressions(v, value if isinstance(value, DigMap) else where, k)
