@@ -85,8 +85,10 @@ def dags_test(airflow_db: str, tmp_path: Path) -> Callable[..., subprocess.Compl
         dags_folder = tmp_path / f"dags-{prefix}{name}"
         write_dag_file(dags_folder, project_dir, [name], prefix)
         command = [AIRFLOW_CLI, "dags", "test", prefix + name] + ([logical_date] if logical_date else [])
+        # INFO: the tasks' output is what the tests read (an in-process airflow-cmdexec call lowers it)
         full_env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder), "PYTHONPATH": str(ROOT),
-                    **(env or {})}
+                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", **(env or {})}
+        full_env.pop("_AIRFLOW_PROCESS_CONTEXT", None)
         return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=600,
                               cwd=str(tmp_path), check=False)
 

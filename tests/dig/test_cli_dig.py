@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from airflow_cmdexec_provider.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = Path(__file__).resolve().parent / "projects"
+
+
+@pytest.fixture(autouse=True)
+def cli_environment(monkeypatch):
+    """main() sets these for its own process; keep them from leaking into later tests."""
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")
+    monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
 
 def test_check_prints_each_workflows_dag(capsys):

@@ -156,9 +156,3 @@ def test_airflow_dags_test_schedule_daily_session_time(project, dags_test):
     assert proc.returncode == 0, output[-4000:]
     assert "session 2026-01-30T00:00:00-08:00" in output
 
-
-def test_airflow_dags_test_error_task_fails_after_its_error_task(project, dags_test):
-    proc = dags_test(project("examples"), "error_task", prefix="cli_")
-    output = proc.stdout + proc.stderr
-    assert "the workflow failed as expected:" in output
-    assert "state=failed" in output, output[-4000:]
