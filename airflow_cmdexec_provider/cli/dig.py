@@ -19,12 +19,18 @@ TABLE_END = "<!-- END GENERATED: airflow-cmdexec dig constructs -->"
 
 
 def add_parser(sub: Any) -> None:
-    dig = sub.add_parser("dig", help="Digdag workflow files (.dig) as Airflow DAGs: check them, list constructs")
+    dig = sub.add_parser(
+        "dig", help="Digdag workflow files (.dig) as Airflow DAGs: check them, list constructs"
+    )
     commands = dig.add_subparsers(dest="dig_command", required=True, metavar="DIG_COMMAND")
     check = commands.add_parser("check", help="print each workflow's DAG, or each unsupported construct")
     check.add_argument("path", metavar="PATH", help="a Digdag project folder, or one .dig file")
-    check.add_argument("--include", action="append", metavar="NAME",
-                       help="only this workflow (name without .dig; globs allowed); repeatable")
+    check.add_argument(
+        "--include",
+        action="append",
+        metavar="NAME",
+        help="only this workflow (name without .dig; globs allowed); repeatable",
+    )
     table = commands.add_parser("constructs", help="print the supported-construct table (markdown)")
     group = table.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="FILE", help="replace the generated table in FILE")
@@ -69,15 +75,19 @@ def check(output: Output, path: str, include: list[str] | None) -> int:
 def describe(dag: Any) -> str:
     """A DAG as text: its schedule and timezone, then each task in order with what it waits for."""
     schedule = getattr(dag.timetable, "summary", None) if dag.timetable.can_be_scheduled else None
-    header = (f"{dag.dag_id}: DAG with {len(dag.tasks)} task(s), timezone {dag.timezone.name}, "
-              f"schedule {schedule or 'none (manual runs)'}")
+    header = (
+        f"{dag.dag_id}: DAG with {len(dag.tasks)} task(s), timezone {dag.timezone.name}, "
+        f"schedule {schedule or 'none (manual runs)'}"
+    )
     lines = [header]
     for task in dag.topological_sort():
         after = ", ".join(sorted(task.upstream_task_ids))
         name = getattr(task, "digdag_task_name", None) or "-"
         trigger_rule = getattr(task.trigger_rule, "value", task.trigger_rule)
         rule = f" [{trigger_rule}]" if trigger_rule != "all_success" else ""
-        lines.append(f"  {task.task_id}  {type(task).__name__}  {name}{rule}" + (f"  after {after}" if after else ""))
+        lines.append(
+            f"  {task.task_id}  {type(task).__name__}  {name}{rule}" + (f"  after {after}" if after else "")
+        )
     return "\n".join(lines)
 
 
@@ -101,7 +111,9 @@ def constructs_command(output: Output, write: str | None, check_file: str | None
     if check_file:
         text = Path(check_file).read_text(encoding="utf-8")
         if _with_table(text) != text:
-            output.err(f"{check_file} is out of date: run airflow-cmdexec dig constructs --write {check_file}")
+            output.err(
+                f"{check_file} is out of date: run airflow-cmdexec dig constructs --write {check_file}"
+            )
             return EXIT_ERROR
         output.out(f"{check_file} is up to date")
         return EXIT_OK

@@ -34,8 +34,14 @@ def python_generates_tasks(path: Path, names: list[str]) -> bool:
         return False  # the task itself will report it
     target: ast.AST | None = None
     for name in names or []:
-        target = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                       and n.name == name), None)
+        target = next(
+            (
+                n
+                for n in body
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name
+            ),
+            None,
+        )
         if target is None:
             return False
         body = getattr(target, "body", [])

@@ -60,11 +60,38 @@ from airflow_cmdexec_provider.params import ENV_KEY, deep_merge
 log = logging.getLogger(__name__)
 
 # Keys a group may hold besides its +children (Digdag's WorkflowCompiler.GROUPING_TASK_CONFIG_KEYS).
-GROUP_KEYS = frozenset({"timezone", "schedule", "sla", "_parallel", "_background", "_after", "_error", "_check",
-                        "_retry", "_export", "_secrets", "_disable"})
+GROUP_KEYS = frozenset(
+    {
+        "timezone",
+        "schedule",
+        "sla",
+        "_parallel",
+        "_background",
+        "_after",
+        "_error",
+        "_check",
+        "_retry",
+        "_export",
+        "_secrets",
+        "_disable",
+    }
+)
 # Directives of an operator task that the loader reads.
-TASK_KEYS = frozenset({"_export", "_error", "_check", "_retry", "_env", "_workdir", "_type", "_command",
-                       "_background", "_after", "_disable"})
+TASK_KEYS = frozenset(
+    {
+        "_export",
+        "_error",
+        "_check",
+        "_retry",
+        "_env",
+        "_workdir",
+        "_type",
+        "_command",
+        "_background",
+        "_after",
+        "_disable",
+    }
+)
 GENERATORS = ("call", "for_each", "loop")
 # Operator settings per operator (Digdag reads them from the task's merged config), and the
 # keys each namespace (sh:/py:/rb:) may hold.
@@ -160,7 +187,9 @@ class Compiler:
         file, line = where.where(key)
         self.problems.append(Problem(file, line, construct, message))
 
-    def unsupported(self, where: DigMap, key: str | None, construct_key: str, written: str | None = None) -> None:
+    def unsupported(
+        self, where: DigMap, key: str | None, construct_key: str, written: str | None = None
+    ) -> None:
         construct = CONSTRUCTS[construct_key]
         self.problem(where, key, written or construct.written.replace("`", "").rstrip(":"), construct.airflow)
 
@@ -170,7 +199,7 @@ class Compiler:
             bad = [f"${{{e}}}" for e in expressions_in(value) if not is_supported(e)]
             rest = _EXPRESSION.sub("", value)
             if "${" in rest:  # an expression with braces inside, e.g. ${moment().format('{x}')}
-                bad.append(rest[rest.index("${"):][:60])
+                bad.append(rest[rest.index("${") :][:60])
             for expression in bad:
                 secret = expression[2:].strip().startswith("secret:")
                 self.unsupported(where, key, "secret" if secret else "javascript", expression)
@@ -195,8 +224,12 @@ class Compiler:
         local = task_id(name)
         full = scope.group.child_id(local) if scope.group is not None else local
         if full in self.ids:
-            self.problem(where, None, digdag_name, f"its Airflow id {full!r} is also the id of {self.ids[full]}; "
-                         "rename one of the two tasks")
+            self.problem(
+                where,
+                None,
+                digdag_name,
+                f"its Airflow id {full!r} is also the id of {self.ids[full]}; rename one of the two tasks",
+            )
             return None
         self.ids[full] = digdag_name
         return local
@@ -238,8 +271,12 @@ class Compiler:
         try:
             return pendulum.timezone(str(name))
         except Exception:  # noqa: BLE001 - pendulum raises several types for unknown zones
-            self.problem(root, "timezone", f"timezone: {name}", "unknown timezone; use a name such as UTC or "
-                         "America/Los_Angeles")
+            self.problem(
+                root,
+                "timezone",
+                f"timezone: {name}",
+                "unknown timezone; use a name such as UTC or America/Los_Angeles",
+            )
             return pendulum.timezone("UTC")
 
     def schedule(self, root: DigMap, timezone: Any) -> DigdagTimetable | None:
@@ -254,8 +291,12 @@ class Compiler:
         for key in others:
             self.unsupported(schedule, key, "schedule options", f"schedule: {key}")
         if len(kinds) != 1 or kinds[0][:-1] not in KINDS:
-            self.problem(root, "schedule", f"schedule: {', '.join(kinds) or '(none)'}",
-                         f"give exactly one of {', '.join(k + '>' for k in KINDS)}")
+            self.problem(
+                root,
+                "schedule",
+                f"schedule: {', '.join(kinds) or '(none)'}",
+                f"give exactly one of {', '.join(k + '>' for k in KINDS)}",
+            )
             return None
         try:
             return DigdagTimetable(kinds[0][:-1], schedule[kinds[0]], timezone)
@@ -294,8 +335,13 @@ class Compiler:
             if key.startswith("+"):
                 continue
             if key not in GROUP_KEYS:
-                self.problem(config, key, key, "a group takes no local keys (Digdag: 'contains invalid keys'); "
-                             "put params in _export or in a task")
+                self.problem(
+                    config,
+                    key,
+                    key,
+                    "a group takes no local keys (Digdag: 'contains invalid keys'); "
+                    "put params in _export or in a task",
+                )
             elif key == "_retry":
                 self.unsupported(config, key, "_retry group")
             elif key == "_secrets":
@@ -305,10 +351,16 @@ class Compiler:
             if not key.startswith("+"):
                 continue
             if not isinstance(value, DigMap):
-                self.problem(config, key, key, f"a task must be a mapping (e.g. sh>: ...), got {js_string(value)!r}")
+                self.problem(
+                    config, key, key, f"a task must be a mapping (e.g. sh>: ...), got {js_string(value)!r}"
+                )
                 continue
             children.append((key, value, self.node(scope.name + key, value, scope)))
-        node = self.wire(children, config) if children else self.placeholder(scope, "_empty", "(an empty group)", config)
+        node = (
+            self.wire(children, config)
+            if children
+            else self.placeholder(scope, "_empty", "(an empty group)", config)
+        )
         return self.specials(node, config, scope, scope.name, "")
 
     def placeholder(self, scope: Scope, local: str, digdag_name: str, where: DigMap) -> Node:
@@ -334,18 +386,28 @@ class Compiler:
             names: dict[str, int] = {}
             for index, (key, child, _) in enumerate(children):
                 if child.get("_background") is True:
-                    self.problem(child, "_background", "_background", "is not allowed in a _parallel group "
-                                 "(Digdag: unnecessary); remove it")
+                    self.problem(
+                        child,
+                        "_background",
+                        "_background",
+                        "is not allowed in a _parallel group (Digdag: unnecessary); remove it",
+                    )
                 for after in self.after_names(child):
                     wanted = after if after.startswith("+") else "+" + after
                     if wanted in names:
                         edge(names[wanted], index)
                     else:
-                        self.problem(child, "_after", f"_after: {after}", "names no earlier sibling task "
-                                     "(Digdag: 'Dependency task does not exist')")
+                        self.problem(
+                            child,
+                            "_after",
+                            f"_after: {after}",
+                            "names no earlier sibling task (Digdag: 'Dependency task does not exist')",
+                        )
                 names[key] = index
             if limit:
-                batches = [list(range(i, min(i + limit, len(children)))) for i in range(0, len(children), limit)]
+                batches = [
+                    list(range(i, min(i + limit, len(children)))) for i in range(0, len(children), limit)
+                ]
                 for previous, batch in itertools.pairwise(batches):
                     for down in batch:
                         for up in previous:
@@ -376,8 +438,12 @@ class Compiler:
         if isinstance(value, str) and "${" in value:
             self.unsupported(config, "_parallel", "dynamic", f"_parallel: {value}")
         else:
-            self.problem(config, "_parallel", f"_parallel: {js_string(value)}",
-                         "must be true, false or {limit: N} with N > 0")
+            self.problem(
+                config,
+                "_parallel",
+                f"_parallel: {js_string(value)}",
+                "must be true, false or {limit: N} with N > 0",
+            )
         return False, 0
 
     def after_names(self, child: DigMap) -> list[str]:
@@ -415,7 +481,9 @@ class Compiler:
 
     def special(self, body: Any, config: DigMap, key: str, scope: Scope, name: str, local: str) -> Node:
         if not isinstance(body, DigMap):
-            self.problem(config, key, key, f"must be a task (a mapping such as {{sh>: ...}}), got {js_string(body)!r}")
+            self.problem(
+                config, key, key, f"must be a task (a mapping such as {{sh>: ...}}), got {js_string(body)!r}"
+            )
             return Node()
         if self.operator_of(body) is not None:
             return self.operator_task(name, body, scope, local)
@@ -440,10 +508,17 @@ class Compiler:
                 self.problem(config, key, key, f"a task with {op_key} can't have subtasks")
             elif key == "_secrets":
                 self.unsupported(config, key, "_secrets")
-            elif key.startswith("_") and key not in TASK_KEYS and not (kind in ("for_each", "loop")
-                                                                        and key in ("_do", "_parallel")):
-                log.warning("%s, line %s: %s is not used by %s (Digdag ignores it too)",
-                            *config.where(key), key, op_key)
+            elif (
+                key.startswith("_")
+                and key not in TASK_KEYS
+                and not (kind in ("for_each", "loop") and key in ("_do", "_parallel"))
+            ):
+                log.warning(
+                    "%s, line %s: %s is not used by %s (Digdag ignores it too)",
+                    *config.where(key),
+                    key,
+                    op_key,
+                )
         construct = operator_construct(kind)
         if not construct.supported:
             self.problem(config, op_key, f"{kind}>", construct.airflow)
@@ -466,21 +541,37 @@ class Compiler:
             node = self.generated(kind, command, name, airflow_id, config, own_export, scope)
         else:
             node = self.command_task(kind, command, name, airflow_id, config, own_export, local_keys, scope)
-        own_scope = replace(scope, exports=(*scope.exports, own_export), pending=deep_merge(scope.pending, own_export))
+        own_scope = replace(
+            scope, exports=(*scope.exports, own_export), pending=deep_merge(scope.pending, own_export)
+        )
         return self.specials(node, config, own_scope, name, airflow_id)
 
-    def command_task(self, kind: str, command: Any, name: str, airflow_id: str, config: DigMap,
-                     own_export: DigMap, local_keys: DigMap, scope: Scope) -> Node:
+    def command_task(
+        self,
+        kind: str,
+        command: Any,
+        name: str,
+        airflow_id: str,
+        config: DigMap,
+        own_export: DigMap,
+        local_keys: DigMap,
+        scope: Scope,
+    ) -> Node:
         if command is None or isinstance(command, (DigMap, list)):
-            self.problem(config, f"{kind}>" if f"{kind}>" in config else "_command", f"{kind}>",
-                         "needs a command text")
+            self.problem(
+                config, f"{kind}>" if f"{kind}>" in config else "_command", f"{kind}>", "needs a command text"
+            )
             return Node()
         command = js_string(command)
         settings = deep_merge(deep_merge(scope.config, own_export), local_keys)
         exported_env = settings.get("_env")
         if exported_env is not None and not isinstance(exported_env, Mapping):
-            self.problem(config, None, "_env", "an exported _env must be a mapping of variable names to values")
-        task_env = deep_merge(exported_env if isinstance(exported_env, Mapping) else {}, self.mapping(config, "_env"))
+            self.problem(
+                config, None, "_env", "an exported _env must be a mapping of variable names to values"
+            )
+        task_env = deep_merge(
+            exported_env if isinstance(exported_env, Mapping) else {}, self.mapping(config, "_env")
+        )
         workdir = config.get("_workdir", settings.get("_workdir", ""))
         kwargs: dict[str, Any] = {
             "task_id": airflow_id,
@@ -511,14 +602,19 @@ class Compiler:
                 self.scan_python(command, kwargs["workdir"], config)
                 task = DigPyOperator(method=command, python=values["python"], py=namespace, **kwargs)
             else:
-                self.scan_ruby(command, values["require"] or (namespace or {}).get("require"), kwargs["workdir"],
-                               config)
-                task = DigRbOperator(method=command, require=values["require"], ruby=values["ruby"], rb=namespace,
-                                     **kwargs)
+                self.scan_ruby(
+                    command, values["require"] or (namespace or {}).get("require"), kwargs["workdir"], config
+                )
+                task = DigRbOperator(
+                    method=command, require=values["require"], ruby=values["ruby"], rb=namespace, **kwargs
+                )
         return Node([task], [task], [task])
 
-    def namespace(self, settings: Mapping[str, Any], kind: str, names: tuple[str, ...], config: DigMap) -> Any:
-        """The ``sh:``/``py:``/``rb:`` namespace; keys the operator does not read are dropped, as Digdag ignores them."""
+    def namespace(
+        self, settings: Mapping[str, Any], kind: str, names: tuple[str, ...], config: DigMap
+    ) -> Any:
+        """The ``sh:``/``py:``/``rb:`` namespace, without the keys the operator does not read (Digdag
+        ignores them)."""
         value = settings.get(kind)
         if value is None:
             return None
@@ -527,8 +623,13 @@ class Compiler:
             return None
         ignored = sorted(set(value) - set(names))
         if ignored:
-            log.warning("%s, line %s: %s: %s are not %s> settings (Digdag ignores them too)",
-                        *config.where(None), kind, ", ".join(ignored), kind)
+            log.warning(
+                "%s, line %s: %s: %s are not %s> settings (Digdag ignores them too)",
+                *config.where(None),
+                kind,
+                ", ".join(ignored),
+                kind,
+            )
         return {k: plain(v) for k, v in value.items() if k in names}
 
     def setting_mapping(self, settings: Mapping[str, Any], key: str, config: DigMap) -> dict[str, Any] | None:
@@ -548,15 +649,24 @@ class Compiler:
             return value  # evaluated when the task runs; the operator checks it then
         target = (self.project / value).resolve()
         if Path(value).is_absolute() or (target != self.project and self.project not in target.parents):
-            self.problem(config, "_workdir", f"_workdir: {value}", f"must be a folder inside the project {self.project}")
+            self.problem(
+                config,
+                "_workdir",
+                f"_workdir: {value}",
+                f"must be a folder inside the project {self.project}",
+            )
             return ""
         return value
 
     def check_env(self, env: Mapping[str, Any], config: DigMap) -> None:
         for key in env:
             if not ENV_KEY.fullmatch(key):
-                self.problem(config, "_env", f"_env: {key}", "environment variable names must match "
-                             "[a-zA-Z_][a-zA-Z_0-9]*")
+                self.problem(
+                    config,
+                    "_env",
+                    f"_env: {key}",
+                    "environment variable names must match [a-zA-Z_][a-zA-Z_0-9]*",
+                )
 
     def retry(self, config: DigMap) -> dict[str, Any]:
         value = config.get("_retry")
@@ -567,18 +677,26 @@ class Compiler:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return {"retries": value, "retry_delay": timedelta(0)}
         if isinstance(value, DigMap) and isinstance(value.get("limit"), int):
-            kwargs: dict[str, Any] = {"retries": value["limit"],
-                                      "retry_delay": timedelta(seconds=int(value.get("interval") or 0))}
+            kwargs: dict[str, Any] = {
+                "retries": value["limit"],
+                "retry_delay": timedelta(seconds=int(value.get("interval") or 0)),
+            }
             kind = value.get("interval_type", "constant")
             if kind == "exponential":
                 kwargs["retry_exponential_backoff"] = 2.0
             elif kind != "constant":
-                self.problem(value, "interval_type", f"interval_type: {kind}", "must be constant or exponential")
+                self.problem(
+                    value, "interval_type", f"interval_type: {kind}", "must be constant or exponential"
+                )
             if value.get("max_interval") is not None:
                 kwargs["max_retry_delay"] = timedelta(seconds=int(value["max_interval"]))
             return kwargs
-        self.problem(config, "_retry", f"_retry: {js_string(value)}",
-                     "must be a number of retries or {limit: N, interval: S, interval_type: constant|exponential}")
+        self.problem(
+            config,
+            "_retry",
+            f"_retry: {js_string(value)}",
+            "must be a number of retries or {limit: N, interval: S, interval_type: constant|exponential}",
+        )
         return {}
 
     def scan_python(self, method: str, workdir: str, config: DigMap) -> None:
@@ -587,8 +705,12 @@ class Compiler:
             return
         self.files_read.append(path)
         if code_scan.python_generates_tasks(path, names):
-            self.unsupported(config, "py>" if "py>" in config else "_command", "add_subtask",
-                             f"py>: {method} (digdag.env.add_subtask in {path.name})")
+            self.unsupported(
+                config,
+                "py>" if "py>" in config else "_command",
+                "add_subtask",
+                f"py>: {method} (digdag.env.add_subtask in {path.name})",
+            )
 
     def scan_ruby(self, method: str, require: Any, workdir: str, config: DigMap) -> None:
         path = code_scan.ruby_file(self.project / workdir, require if isinstance(require, str) else None)
@@ -596,12 +718,24 @@ class Compiler:
             return
         self.files_read.append(path)
         if code_scan.ruby_generates_tasks(path, method):
-            self.unsupported(config, "rb>" if "rb>" in config else "_command", "add_subtask",
-                             f"rb>: {method} (Digdag.env.add_subtask in {path.name})")
+            self.unsupported(
+                config,
+                "rb>" if "rb>" in config else "_command",
+                "add_subtask",
+                f"rb>: {method} (Digdag.env.add_subtask in {path.name})",
+            )
 
     # -- call>, for_each>, loop> -----------------------------------------------------------------
-    def generated(self, kind: str, command: Any, name: str, airflow_id: str, config: DigMap, own_export: DigMap,
-                  scope: Scope) -> Node:
+    def generated(
+        self,
+        kind: str,
+        command: Any,
+        name: str,
+        airflow_id: str,
+        config: DigMap,
+        own_export: DigMap,
+        scope: Scope,
+    ) -> Node:
         """The tasks Digdag generates when ``call>``/``for_each>``/``loop>`` runs, as a TaskGroup."""
         workdir = scope.workdir
         calls = scope.calls
@@ -615,7 +749,9 @@ class Compiler:
             calls = (*calls, path)
             called_export = self.mapping(body, "_export")
             self.check_expressions(called_export, called_export, "_export")
-            export = reduce(deep_merge, [own_export, {"_workdir": workdir} if workdir else {}, called_export], {})
+            export = reduce(
+                deep_merge, [own_export, {"_workdir": workdir} if workdir else {}, called_export], {}
+            )
         else:
             generated = self.for_each(command, config) if kind == "for_each" else self.loop(command, config)
             if generated is None:
@@ -632,13 +768,20 @@ class Compiler:
             self.problem(config, key, "call>", "needs the name of a workflow file")
             return None
         if "${" in command:
-            self.problem(config, key, f"call>: {command}", "the file name must be written literally (a later "
-                         "version may evaluate it when the run starts)")
+            self.problem(
+                config,
+                key,
+                f"call>: {command}",
+                "the file name must be written literally (a later "
+                "version may evaluate it when the run starts)",
+            )
             return None
         file_name = command if command.endswith(".dig") else command + ".dig"
         path = (self.project / scope.workdir / file_name).resolve()
         if self.project not in path.parents:
-            self.problem(config, key, f"call>: {command}", f"the file must be inside the project {self.project}")
+            self.problem(
+                config, key, f"call>: {command}", f"the file must be inside the project {self.project}"
+            )
             return None
         if path in scope.calls:
             chain = " -> ".join(p.name for p in (*scope.calls, path))
@@ -675,8 +818,10 @@ class Compiler:
             entries.append((name, items))
         generated = DigMap(config.file, config.where(key)[1])
         for combination in itertools.product(*[list(enumerate(items)) for _, items in entries]):
-            tags = [f"{i}={_name_tag(name)}={j}={_name_tag(value)}"
-                    for i, ((name, _), (j, value)) in enumerate(zip(entries, combination))]
+            tags = [
+                f"{i}={_name_tag(name)}={j}={_name_tag(value)}"
+                for i, ((name, _), (j, value)) in enumerate(zip(entries, combination))
+            ]
             iteration = {name: value for (name, _), (_, value) in zip(entries, combination)}
             generated_key = "+for-" + "&".join(tags)
             generated[generated_key] = _with_export(body, iteration)
@@ -726,7 +871,7 @@ class Compiler:
 
 
 def _task_group(group_id: str, export: Mapping[str, Any]) -> _TaskGroup:
-    """A TaskGroup holding a scope's ``_export`` as its ``default_args["params"]`` (read by stores.group_exports)."""
+    """A TaskGroup holding a scope's ``_export`` as ``default_args["params"]`` (see stores.group_exports)."""
     default_args: Any = {"params": plain(export)} if export else {}
     return TaskGroup(group_id, default_args=default_args)
 
@@ -751,7 +896,9 @@ def _name_tag(value: Any) -> str:
     return quote(js_string(value)[:8], safe="*").replace("~", "%7E")
 
 
-def compile_workflow(project: Path, file: Path, dag_id: str) -> tuple[DAG | None, list[Path], DigLoadError | None]:
+def compile_workflow(
+    project: Path, file: Path, dag_id: str
+) -> tuple[DAG | None, list[Path], DigLoadError | None]:
     """Compile ``file``; return the DAG (or the error) and every file the result depends on."""
     compiler = Compiler(project, file, dag_id)
     try:

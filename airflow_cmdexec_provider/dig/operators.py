@@ -43,8 +43,14 @@ class DigdagTask(CommandOperator):
     # Operator settings that may hold ${...} besides the operator's template fields.
     dig_settings: ClassVar[tuple[str, ...]] = ("docker", "ecs", "workdir")
 
-    def __init__(self, *, dig_local_keys: Sequence[str] = (), dig_export: Mapping[str, Any] | None = None,
-                 dig_expression_keys: Sequence[str] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        dig_local_keys: Sequence[str] = (),
+        dig_export: Mapping[str, Any] | None = None,
+        dig_expression_keys: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(templating="digdag", **kwargs)
         self.dig_local_keys = tuple(dig_local_keys)
         self.dig_export = dict(dig_export or {})
@@ -53,10 +59,16 @@ class DigdagTask(CommandOperator):
     def _param_items(self) -> list[tuple[str, Any]]:
         return [(k, p) for k, p in super()._param_items() if k in self.dig_local_keys]
 
-    def digdag_params(self, context: Context, log: stores.StoreLog, project_dir: Path | None = None) -> dict[str, Any]:
+    def digdag_params(
+        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None
+    ) -> dict[str, Any]:
         own = {k: v for k, v in _values(self.params).items() if k in self.dig_local_keys}
-        others = {k: v for k, v in _values(context.get("params") or {}).items() if k not in self.dig_local_keys}
-        params = deep_merge(super().digdag_params({**context, "params": others}, log, project_dir), self.dig_export)
+        others = {
+            k: v for k, v in _values(context.get("params") or {}).items() if k not in self.dig_local_keys
+        }
+        params = deep_merge(
+            super().digdag_params({**context, "params": others}, log, project_dir), self.dig_export
+        )
         for key in self.dig_expression_keys:
             if key in params and key not in own:
                 params[key] = evaluate(params[key], params, f"Task {self.task_label}: param {key}")
@@ -69,6 +81,7 @@ class DigdagTask(CommandOperator):
         super().expand_digdag(params)
         for name in self.dig_settings:
             setattr(self, name, evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}"))
+
 
 def _values(params: Any) -> dict[str, Any]:
     """Plain values of an Airflow ParamsDict (which holds Param objects) or of a dict."""
@@ -121,7 +134,7 @@ class EchoOperator(_MessageOperator):
 
 
 class FailOperator(_MessageOperator):
-    """Digdag ``fail>``: fail (without retries) with the evaluated message, the ``error.message`` of ``_error``."""
+    """Digdag ``fail>``: fail (no retries) with the evaluated message, ``error.message`` for ``_error``."""
 
     def act(self) -> None:
         raise AirflowFailException(self.message)

@@ -56,9 +56,17 @@ def workflow_files(project: Path, include: str | Iterable[str] | None = None) ->
         pattern = pattern.removesuffix(WORKFLOW_SUFFIX)
         matched = [p for p in files if fnmatch.fnmatchcase(p.stem, pattern)]
         if not matched:
-            raise DigLoadError([Problem(project / f"{pattern}{WORKFLOW_SUFFIX}", 1, f"include={pattern!r}",
-                                        f"no workflow file matches in {project}; the workflows there are: "
-                                        + (", ".join(p.stem for p in files) or "none"))])
+            raise DigLoadError(
+                [
+                    Problem(
+                        project / f"{pattern}{WORKFLOW_SUFFIX}",
+                        1,
+                        f"include={pattern!r}",
+                        f"no workflow file matches in {project}; the workflows there are: "
+                        + (", ".join(p.stem for p in files) or "none"),
+                    )
+                ]
+            )
         chosen.extend(p for p in matched if p not in chosen)
     return chosen
 
@@ -78,8 +86,9 @@ def compile_file(project: Path, file: Path, dag_id: str) -> Any:
     return cached.dag
 
 
-def load_project(path: str | os.PathLike[str], include: str | Iterable[str] | None = None,
-                 dag_id_prefix: str = "") -> dict[str, Any]:
+def load_project(
+    path: str | os.PathLike[str], include: str | Iterable[str] | None = None, dag_id_prefix: str = ""
+) -> dict[str, Any]:
     """Load a Digdag project's workflows as Airflow DAGs: ``{dag_id: DAG}``.
 
     :param path: the project folder (the one holding the ``.dig`` files); a relative path is taken
@@ -109,5 +118,7 @@ def load_project(path: str | os.PathLike[str], include: str | Iterable[str] | No
         dag.fileloc = caller  # the DAG file, not this module: Airflow ties the DAG to the file that made it
         dags[dag.dag_id] = dag
     if errors:
-        raise DigLoadError([p for e in errors for p in e.problems], [w for e in errors for w in e.workflows or []])
+        raise DigLoadError(
+            [p for e in errors for p in e.problems], [w for e in errors for w in e.workflows or []]
+        )
     return dags

@@ -29,9 +29,21 @@ from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction, T
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 
 KINDS = ("hourly", "daily", "weekly", "monthly", "minutes_interval", "cron")
-_DAYS = {name: i for i, names in enumerate(
-    [("sun", "sunday"), ("mon", "monday"), ("tue", "tuesday"), ("wed", "wednesday"), ("thu", "thursday"),
-     ("fri", "friday"), ("sat", "saturday")]) for name in names}
+_DAYS = {
+    name: i
+    for i, names in enumerate(
+        [
+            ("sun", "sunday"),
+            ("mon", "monday"),
+            ("tue", "tuesday"),
+            ("wed", "wednesday"),
+            ("thu", "thursday"),
+            ("fri", "friday"),
+            ("sat", "saturday"),
+        ]
+    )
+    for name in names
+}
 
 
 def _clock(text: str, parts: int, kind: str) -> int:
@@ -50,7 +62,7 @@ def _clock(text: str, parts: int, kind: str) -> int:
 
 
 def cron_and_delay(kind: str, spec: Any) -> tuple[str, int]:
-    """The cron expression of the session times and the delay (seconds) to the run, as Digdag computes them."""
+    """The cron expression of the session times and the delay (seconds) to the run, as in Digdag."""
     text = str(spec).strip() if isinstance(spec, (str, int)) and not isinstance(spec, bool) else None
     if not text:
         raise CmdExecConfigError(f"{kind}>: needs a value, got {spec!r}")

@@ -62,8 +62,10 @@ _Resolver.add_implicit_resolver(
 )
 _Resolver.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[1-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
-               r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[1-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+0123456789."),
 )
 _Resolver.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
@@ -94,8 +96,11 @@ class _Constructor(SafeConstructor):
             key = self.construct_object(key_node, deep=True)
             key = key if isinstance(key, str) else js_string(key)  # Digdag turns keys into JSON strings
             if key in mapping:
-                raise self.loader.error(line, f"duplicate key {key!r}",
-                                        "Digdag rejects a key written twice in one mapping; keep one")
+                raise self.loader.error(
+                    line,
+                    f"duplicate key {key!r}",
+                    "Digdag rejects a key written twice in one mapping; keep one",
+                )
             value = self.construct_object(value_node, deep=True)
             if isinstance(value, DigMap):
                 value.line = line  # a task is found by the line of its key
@@ -106,8 +111,11 @@ class _Constructor(SafeConstructor):
     def construct_undefined(self, node: Node) -> Any:
         line = node.start_mark.line + 1
         if node.tag == INCLUDE_TAG:
-            raise self.loader.error(line, "!include as a value",
-                                    "!include works only as a key: write '!include : other.dig' in the mapping")
+            raise self.loader.error(
+                line,
+                "!include as a value",
+                "!include works only as a key: write '!include : other.dig' in the mapping",
+            )
         raise self.loader.error(line, f"tag {node.tag}", "Digdag knows no such YAML tag")
 
     @staticmethod
@@ -150,20 +158,31 @@ class FileLoader:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise DigLoadError([Problem(path, 1, path.name, f"cannot read the file: {exc.strerror or exc}")]) from exc
+            raise DigLoadError(
+                [Problem(path, 1, path.name, f"cannot read the file: {exc.strerror or exc}")]
+            ) from exc
         self._including.append(path)
         try:
             data = _Loader(text, path, self).get_single_data()
         except yaml.MarkedYAMLError as exc:  # a syntax error, or a structure we cannot build
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
-            raise DigLoadError([Problem(path, line, "YAML", f"invalid workflow definition: {exc.problem or exc}")]) \
-                from exc
+            raise DigLoadError(
+                [Problem(path, line, "YAML", f"invalid workflow definition: {exc.problem or exc}")]
+            ) from exc
         finally:
             self._including.pop()
         if not isinstance(data, DigMap):
-            raise DigLoadError([Problem(path, 1, path.name, "a workflow file must be a YAML mapping of keys "
-                                        "such as 'timezone:' and '+task:'")])
+            raise DigLoadError(
+                [
+                    Problem(
+                        path,
+                        1,
+                        path.name,
+                        "a workflow file must be a YAML mapping of keys such as 'timezone:' and '+task:'",
+                    )
+                ]
+            )
         return data
 
     def include(self, name: Any, parent: Path, line: int) -> DigMap:
@@ -173,8 +192,12 @@ class FileLoader:
         folder = parent.parent.resolve()
         target = (folder / name).resolve()
         if folder not in target.parents:
-            raise self.error(line, f"!include : {name}",
-                             f"the file must be inside {folder} (Digdag refuses '..' and absolute paths)", parent)
+            raise self.error(
+                line,
+                f"!include : {name}",
+                f"the file must be inside {folder} (Digdag refuses '..' and absolute paths)",
+                parent,
+            )
         if not target.is_file():
             raise self.error(line, f"!include : {name}", f"{target} does not exist", parent)
         if target in self._including:
@@ -184,4 +207,3 @@ class FileLoader:
 
     def error(self, line: int, construct: str, message: str, file: Path | None = None) -> DigLoadError:
         return DigLoadError([Problem(file or self._including[-1], line, construct, message)])
-

@@ -73,23 +73,35 @@ def write_dag_file(folder: Path, project_dir: Path, include: list[str], prefix: 
     dag_file.write_text(
         "# Airflow DAGs from Digdag workflows (the DAG processor reads files that say 'airflow' and 'dag')\n"
         "from airflow_cmdexec_provider.dig import load_project\n\n"
-        f"globals().update(load_project({str(project_dir)!r}, include={include!r}, dag_id_prefix={prefix!r}))\n"
+        f"globals().update(load_project({str(project_dir)!r}, include={include!r},"
+        f" dag_id_prefix={prefix!r}))\n"
     )
     return dag_file
 
 
 @pytest.fixture
 def dags_test(airflow_db: str, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(project_dir: Path, name: str, logical_date: str | None = None, prefix: str = "",
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        project_dir: Path,
+        name: str,
+        logical_date: str | None = None,
+        prefix: str = "",
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         dags_folder = tmp_path / f"dags-{prefix}{name}"
         write_dag_file(dags_folder, project_dir, [name], prefix)
         command = [AIRFLOW_CLI, "dags", "test", prefix + name] + ([logical_date] if logical_date else [])
         # INFO: the tasks' output is what the tests read (an in-process airflow-cmdexec call lowers it)
-        full_env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder), "PYTHONPATH": str(ROOT),
-                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", **(env or {})}
+        full_env = {
+            **os.environ,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "PYTHONPATH": str(ROOT),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            **(env or {}),
+        }
         full_env.pop("_AIRFLOW_PROCESS_CONTEXT", None)
-        return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=600,
-                              cwd=str(tmp_path), check=False)
+        return subprocess.run(
+            command, capture_output=True, text=True, env=full_env, timeout=600, cwd=str(tmp_path), check=False
+        )
 
     return run

@@ -20,9 +20,16 @@ def cli_environment(monkeypatch):
 
 
 def test_check_prints_each_workflows_dag(capsys):
-    assert main(["dig", "check", str(PROJECTS / "examples"), "--include", "schedule_daily", "--include", "error*"]) == 0
+    assert (
+        main(
+            ["dig", "check", str(PROJECTS / "examples"), "--include", "schedule_daily", "--include", "error*"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "schedule_daily: DAG with 1 task(s), timezone America/Los_Angeles, schedule daily>: 10:00:00" in out
+    assert (
+        "schedule_daily: DAG with 1 task(s), timezone America/Los_Angeles, schedule daily>: 10:00:00" in out
+    )
     assert "  show  DigShOperator  +schedule_daily+show" in out
     assert "error_task: DAG with 3 task(s), timezone UTC, schedule none (manual runs)" in out
     assert "  _error  DigPyOperator  +error_task^error [one_failed]  after breaks" in out

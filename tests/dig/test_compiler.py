@@ -31,8 +31,14 @@ def upstream(dag, task_id):
 def test_basic_nesting_order_and_parallel():
     dag = dag_of(PROJECTS / "examples", "basic")
     assert [t.task_id for t in dag.topological_sort()] == [
-        "first_step", "second_step", "a_group.inner_one", "a_group.inner_two", "at_once.left", "at_once.right",
-        "last_step"]
+        "first_step",
+        "second_step",
+        "a_group.inner_one",
+        "a_group.inner_two",
+        "at_once.left",
+        "at_once.right",
+        "last_step",
+    ]
     assert upstream(dag, "a_group.inner_one") == ["second_step"]
     assert upstream(dag, "at_once.left") == upstream(dag, "at_once.right") == ["a_group.inner_two"]
     assert upstream(dag, "last_step") == ["at_once.left", "at_once.right"]
@@ -70,7 +76,10 @@ def test_exports_local_keys_and_namespaces_land_where_digdag_scopes_them():
     assert dag.params["greeting"] == "hello" and dag.params["day_label"] == "day ${session_date}"
     assert dag.timezone.name == "Asia/Tokyo"
     show = dag.get_task("scoped.show")
-    assert show.task_group.default_args["params"] == {"target": {"name": "world", "size": 3}, "greeting": "hi"}
+    assert show.task_group.default_args["params"] == {
+        "target": {"name": "world", "size": 3},
+        "greeting": "hi",
+    }
     assert show.dig_local_keys == () and show.sh == {"shell": ["/bin/bash"]}
     assert show.env == {"TARGET_NAME": "${target.name}"}
     assert list(show.dig_expression_keys) == ["day_label"]
@@ -88,7 +97,12 @@ def test_error_and_check_wiring():
     assert str(root_handler.trigger_rule.value) == str(stage_handler.trigger_rule.value) == "one_failed"
     assert set(stage_handler.upstream_task_ids) == {"stage.prepare", "stage.breaks"}
     assert set(stage_handler.error_from) == {"stage.prepare", "stage.breaks"}
-    assert set(root_handler.upstream_task_ids) == {"stage.prepare", "stage.breaks", "stage._error.note", "never"}
+    assert set(root_handler.upstream_task_ids) == {
+        "stage.prepare",
+        "stage.breaks",
+        "stage._error.note",
+        "never",
+    }
     assert upstream(dag, "_end") == ["never"]
     assert isinstance(dag.get_task("stage.breaks"), FailOperator)
     assert stage_handler.digdag_task_name == "+errors+stage^error+note"
@@ -117,10 +131,12 @@ def test_call_inlines_the_file_with_its_folder_as_workdir():
 def test_for_each_unrolls_in_digdag_order_with_digdag_names():
     dag = dag_of(PROJECTS / "constructs", "foreach")
     groups = [g for g in dag.task_group.get_child_by_label("each").children]
-    assert groups == ["each.for-0_fruit_0_apple_1_count_0_1_2_verbose_0_true",
-                      "each.for-0_fruit_0_apple_1_count_1_2_2_verbose_0_true",
-                      "each.for-0_fruit_1_banana_1_count_0_1_2_verbose_0_true",
-                      "each.for-0_fruit_1_banana_1_count_1_2_2_verbose_0_true"]
+    assert groups == [
+        "each.for-0_fruit_0_apple_1_count_0_1_2_verbose_0_true",
+        "each.for-0_fruit_0_apple_1_count_1_2_2_verbose_0_true",
+        "each.for-0_fruit_1_banana_1_count_0_1_2_verbose_0_true",
+        "each.for-0_fruit_1_banana_1_count_1_2_2_verbose_0_true",
+    ]
     say = dag.get_task(groups[2] + ".say")
     assert say.digdag_task_name == "+foreach+each^sub+for-0=fruit=1=banana&1=count=0=1&2=verbose=0=true+say"
     assert say.task_group.default_args["params"] == {"fruit": "banana", "count": 1, "verbose": True}
@@ -149,4 +165,4 @@ def test_operator_settings_are_evaluated_when_the_task_runs():
     assert task.docker == {"image": "${image}"}
     task.expand_digdag({"image": "some:image", "session_date": "2026-01-30"})
     assert task.docker == {"image": "some:image"}
-    assert task.command.endswith("session=2026-01-30\"")
+    assert task.command.endswith('session=2026-01-30"')

@@ -16,7 +16,11 @@ LA = "America/Los_Angeles"
 
 def lines(result, task_id):
     """What the task's command printed (the task log without Airflow's own bookkeeping lines)."""
-    return [line for line in result.log_lines(task_id) if not line.startswith(("Task ", "::", "Updating ", "Using ", "Pushing xcom"))]
+    return [
+        line
+        for line in result.log_lines(task_id)
+        if not line.startswith(("Task ", "::", "Updating ", "Using ", "Pushing xcom"))
+    ]
 
 
 def test_basic_runs_in_order(project, run_workflow):
@@ -97,11 +101,14 @@ def test_ruby_args_with_the_rb_namespace(project, run_workflow):
     assert "two: hi the second task" in lines(result, "two")
 
 
-@pytest.mark.parametrize(("name", "logical_date", "expected"), [
-    ("schedule_daily", pendulum.datetime(2026, 1, 30, tz=LA), "session 2026-01-30T00:00:00-08:00"),
-    ("schedule_hourly", pendulum.datetime(2026, 7, 4, 13, tz=LA), "session 2026-07-04T13:00:00-07:00"),
-    ("schedule_weekly", pendulum.datetime(2026, 2, 1, tz=LA), "session 2026-02-01T00:00:00-08:00"),
-])
+@pytest.mark.parametrize(
+    ("name", "logical_date", "expected"),
+    [
+        ("schedule_daily", pendulum.datetime(2026, 1, 30, tz=LA), "session 2026-01-30T00:00:00-08:00"),
+        ("schedule_hourly", pendulum.datetime(2026, 7, 4, 13, tz=LA), "session 2026-07-04T13:00:00-07:00"),
+        ("schedule_weekly", pendulum.datetime(2026, 2, 1, tz=LA), "session 2026-02-01T00:00:00-08:00"),
+    ],
+)
 def test_schedules_give_digdag_session_times(project, run_workflow, name, logical_date, expected):
     result = run_workflow(project("examples"), name, logical_date=logical_date)
     assert result.state == "success", result.errors
@@ -111,30 +118,45 @@ def test_schedules_give_digdag_session_times(project, run_workflow, name, logica
 def test_shell_envvar_params_are_environment_variables(project, run_workflow):
     result = run_workflow(project("examples"), "shell_envvar")
     assert result.state == "success", result.errors
-    assert lines(result, "own_param")[:3] == ["first_param=value of first_param", "second_param=", "shared_param="]
+    assert lines(result, "own_param")[:3] == [
+        "first_param=value of first_param",
+        "second_param=",
+        "shared_param=",
+    ]
     assert "shared_param=exported by +with_export" in lines(result, "with_export.child_two")
     assert "second_param=value of second_param" in lines(result, "other_param")
 
 
 def test_init_sh_template(project, run_workflow):
-    result = run_workflow(project("init_sh"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC"))
+    result = run_workflow(
+        project("init_sh"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC")
+    )
     assert result.state == "success", result.errors
     assert "start 2026-01-30T00:00:00+00:00" in lines(result, "setup")
     said = [line for t in sorted(result.task_states) if t.startswith("repeat.") for line in lines(result, t)]
     assert [s.split(" (")[0] for s in said] == [
-        "a small red thing", "a small blue thing", "a small green thing",
-        "a large red thing", "a large blue thing", "a large green thing"]
+        "a small red thing",
+        "a small blue thing",
+        "a small green thing",
+        "a large red thing",
+        "a large blue thing",
+        "a large green thing",
+    ]
 
 
 def test_init_python_template(project, run_workflow):
-    result = run_workflow(project("init_python"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC"))
+    result = run_workflow(
+        project("init_python"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC")
+    )
     assert result.state == "success", result.errors
     assert "['start', '2026-01-30T00:00:00+00:00']" in lines(result, "setup")
     assert "a large green thing" in lines(result, "repeat.for-0_size_1_large_1_color_2_green")
 
 
 def test_init_ruby_template(project, run_workflow):
-    result = run_workflow(project("init_ruby"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC"))
+    result = run_workflow(
+        project("init_ruby"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC")
+    )
     assert result.state == "success", result.errors
     assert '["finish", "2026-01-30T00:00:00+00:00"]' in lines(result, "teardown")
     assert "a small blue thing" in lines(result, "repeat.for-0_size_0_small_1_color_1_blue")
@@ -151,8 +173,9 @@ def test_airflow_dags_test_basic(project, dags_test):
 
 
 def test_airflow_dags_test_schedule_daily_session_time(project, dags_test):
-    proc = dags_test(project("examples"), "schedule_daily", logical_date="2026-01-30T08:00:00+00:00", prefix="cli_")
+    proc = dags_test(
+        project("examples"), "schedule_daily", logical_date="2026-01-30T08:00:00+00:00", prefix="cli_"
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "session 2026-01-30T00:00:00-08:00" in output
-

@@ -18,7 +18,9 @@ def test_project_dir_is_the_project_folder_and_fileloc_the_dag_file(project):
     dag = load_project(path, include=["basic"])["basic"]
     assert dag.fileloc == __file__  # Airflow ties the DAG to the file that called load_project
     assert {t.project_dir for t in dag.tasks} == {str(path)}
-    relative = load_project(Path("projects") / "examples", include=["basic"])["basic"]  # relative to this file
+    relative = load_project(Path("projects") / "examples", include=["basic"])[
+        "basic"
+    ]  # relative to this file
     assert {t.project_dir for t in relative.tasks} == {str(HERE / "projects" / "examples")}
 
 
@@ -45,12 +47,15 @@ def test_cached_until_a_file_it_read_changes(project):
 def test_parsing_runs_no_task_code_and_uses_no_network(tmp_path, monkeypatch):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "side.py").write_text(
-        "open(__file__ + '.imported', 'w').write('imported')\n"
-        "def run():\n    print('ran')\n"
+        "open(__file__ + '.imported', 'w').write('imported')\ndef run():\n    print('ran')\n"
     )
-    (tmp_path / "tasks" / "side.rb").write_text("File.write('rb.loaded', 'x')\nclass Side\n  def self.run\n  end\nend\n")
+    (tmp_path / "tasks" / "side.rb").write_text(
+        "File.write('rb.loaded', 'x')\nclass Side\n  def self.run\n  end\nend\n"
+    )
     (tmp_path / "wf.dig").write_text(
-        "+py:\n  py>: tasks.side.run\n+rb:\n  rb>: Side.run\n  require: tasks/side\n+sh:\n  sh>: touch sh.ran\n"
+        "+py:\n  py>: tasks.side.run\n"
+        "+rb:\n  rb>: Side.run\n  require: tasks/side\n"
+        "+sh:\n  sh>: touch sh.ran\n"
     )
 
     def no_network(*args, **kwargs):

@@ -34,7 +34,9 @@ def forget_task_definition_cache() -> None:
 def containers_of(dag_id: str) -> list[str]:
     from docker_helpers import docker
 
-    listed = docker("ps", "--all", "--filter", f"label=io.github.cmdexec.dag_id={dag_id}", "--format", "{{.Names}}")
+    listed = docker(
+        "ps", "--all", "--filter", f"label=io.github.cmdexec.dag_id={dag_id}", "--format", "{{.Names}}"
+    )
     return [line for line in listed.stdout.splitlines() if line.strip()]
 
 
@@ -46,7 +48,9 @@ def test_workflow_on_docker(project, run_workflow, monkeypatch):
     for conn in ("CMDEXEC_ECS_DEFAULT", "CMDEXEC_STORAGE_DEFAULT"):
         monkeypatch.delenv(f"AIRFLOW_CONN_{conn}", raising=False)
     monkeypatch.setenv("AIRFLOW_VAR_CMDEXEC_EXECUTOR_TYPE", "docker")
-    result = run_workflow(project("remote"), "remote", dag_id_prefix="dig_docker_", run_conf={"image": TEST_IMAGE})
+    result = run_workflow(
+        project("remote"), "remote", dag_id_prefix="dig_docker_", run_conf={"image": TEST_IMAGE}
+    )
     assert result.state == "success", {t: result.error_text(t) for t in result.task_states}
     for task_id in ("where", "compute", "use", "report"):
         assert "runs on the docker executor" in result.log(task_id)
@@ -67,7 +71,9 @@ def test_workflow_on_ecs(project, run_workflow, ecs_emulator, ecs_aws_env, monke
     set_connections(monkeypatch, ecs_emulator.endpoint_url)
     monkeypatch.delenv("AIRFLOW_VAR_CMDEXEC_EXECUTOR_TYPE", raising=False)
     forget_task_definition_cache()
-    result = run_workflow(project("remote"), "remote", dag_id_prefix="dig_ecs_", run_conf={"image": TEST_IMAGE})
+    result = run_workflow(
+        project("remote"), "remote", dag_id_prefix="dig_ecs_", run_conf={"image": TEST_IMAGE}
+    )
     assert result.state == "success", {t: result.error_text(t) for t in result.task_states}
     for task_id in ("where", "compute", "use", "report"):
         assert "runs on the ecs executor" in result.log(task_id)

@@ -30,8 +30,10 @@ def at(*args: int) -> pendulum.DateTime:
 )
 def test_session_time_is_the_start_of_the_period_and_runs_after_the_delay(kind, spec, after, session, run):
     timetable = DigdagTimetable(kind, spec, LA)
-    info = timetable.next_dagrun_info(last_automated_data_interval=DataInterval(after, after),
-                                      restriction=TimeRestriction(earliest=None, latest=None, catchup=True))
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=DataInterval(after, after),
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
+    )
     assert info.logical_date == session  # Digdag's session_time
     assert info.data_interval == DataInterval(session, run) and info.run_after == run
     assert timetable._get_prev(session) < session < timetable._get_next(session)  # last/next_session_time
@@ -40,8 +42,10 @@ def test_session_time_is_the_start_of_the_period_and_runs_after_the_delay(kind, 
 def test_daylight_saving_day_keeps_the_session_at_midnight():
     daily = DigdagTimetable("daily", "10:00:00", LA)
     # 2026-03-08: clocks go forward in Los Angeles; the session is still local midnight
-    info = daily.next_dagrun_info(last_automated_data_interval=DataInterval(at(2026, 3, 7), at(2026, 3, 7, 10)),
-                                  restriction=TimeRestriction(earliest=None, latest=None, catchup=True))
+    info = daily.next_dagrun_info(
+        last_automated_data_interval=DataInterval(at(2026, 3, 7), at(2026, 3, 7, 10)),
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
+    )
     assert info.logical_date.in_timezone(LA).isoformat() == "2026-03-08T00:00:00-08:00"
     assert daily._get_next(info.logical_date).in_timezone(LA).isoformat() == "2026-03-09T00:00:00-07:00"
 
@@ -49,19 +53,24 @@ def test_daylight_saving_day_keeps_the_session_at_midnight():
 def test_a_new_schedule_starts_with_the_first_session_not_yet_due():
     daily = DigdagTimetable("daily", "10:00:00", LA)
     now = pendulum.now(LA)
-    info = daily.next_dagrun_info(last_automated_data_interval=None,
-                                  restriction=TimeRestriction(earliest=at(2000, 1, 1), latest=None, catchup=False))
+    info = daily.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=at(2000, 1, 1), latest=None, catchup=False),
+    )
     assert info.run_after >= now and info.run_after - now <= pendulum.duration(days=1)
     assert info.logical_date.in_timezone(LA).time() == pendulum.time(0)
-    ended = daily.next_dagrun_info(last_automated_data_interval=None,
-                                   restriction=TimeRestriction(earliest=None, latest=at(2001, 1, 1), catchup=False))
+    ended = daily.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=None, latest=at(2001, 1, 1), catchup=False),
+    )
     assert ended is None
 
 
 def test_manual_run_belongs_to_the_newest_due_session():
     hourly = DigdagTimetable("hourly", "30:00", LA)
-    assert hourly.infer_manual_data_interval(run_after=at(2026, 1, 29, 9, 45)) == \
-        DataInterval(at(2026, 1, 29, 9), at(2026, 1, 29, 9, 30))
+    assert hourly.infer_manual_data_interval(run_after=at(2026, 1, 29, 9, 45)) == DataInterval(
+        at(2026, 1, 29, 9), at(2026, 1, 29, 9, 30)
+    )
     assert hourly.infer_manual_data_interval(run_after=at(2026, 1, 29, 9, 15)).start == at(2026, 1, 29, 8)
 
 
@@ -73,14 +82,23 @@ def test_serializes_and_is_registered_as_a_plugin():
     from airflow import plugins_manager
     from airflow.serialization.encoders import encode_timetable
 
-    assert "airflow_cmdexec_provider.dig.timetable.DigdagTimetable" in plugins_manager.get_timetables_plugins()
+    assert (
+        "airflow_cmdexec_provider.dig.timetable.DigdagTimetable" in plugins_manager.get_timetables_plugins()
+    )
     assert encode_timetable(timetable)["__var"] == timetable.serialize()
 
 
-@pytest.mark.parametrize(("kind", "spec", "message"), [
-    ("daily", "10:00", "not HH:MM:SS"), ("hourly", "61:00", "out of range"), ("weekly", "Someday,10:00:00", "weekday"),
-    ("monthly", "32,10:00:00", "1 to 31"), ("minutes_interval", "90", "1 to 59"), ("daily", True, "needs a value"),
-])
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        ("daily", "10:00", "not HH:MM:SS"),
+        ("hourly", "61:00", "out of range"),
+        ("weekly", "Someday,10:00:00", "weekday"),
+        ("monthly", "32,10:00:00", "1 to 31"),
+        ("minutes_interval", "90", "1 to 59"),
+        ("daily", True, "needs a value"),
+    ],
+)
 def test_bad_values_say_what_is_expected(kind, spec, message):
     with pytest.raises(CmdExecConfigError, match=message):
         DigdagTimetable(kind, spec, LA)

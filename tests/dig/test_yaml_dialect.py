@@ -38,8 +38,11 @@ def test_only_true_and_false_are_booleans(tmp_path):
 
 
 def test_no_timestamps_and_numbers_as_digdag_reads_them(tmp_path):
-    data = load(tmp_path, "d: 2016-01-01\nt: 2016-01-01 00:00:00\ni: 42\nneg: -7\noct: 010\nhex: 0x1f\n"
-                          "under: 1_000\nf: 1.5\nzero_start: 0.5\nexp: 1e3\nnull1: ~\nnull2: null\nempty:\n")
+    data = load(
+        tmp_path,
+        "d: 2016-01-01\nt: 2016-01-01 00:00:00\ni: 42\nneg: -7\noct: 010\nhex: 0x1f\n"
+        "under: 1_000\nf: 1.5\nzero_start: 0.5\nexp: 1e3\nnull1: ~\nnull2: null\nempty:\n",
+    )
     assert data["d"] == "2016-01-01" and data["t"] == "2016-01-01 00:00:00"
     assert (data["i"], data["neg"], data["oct"], data["hex"], data["under"]) == (42, -7, 8, 31, 1000)
     assert (data["f"], data["exp"]) == (1.5, 1000.0)
@@ -55,7 +58,10 @@ def test_duplicate_keys_are_an_error_with_the_line(tmp_path):
 
 def test_include_as_a_key_merges_the_file_deeply_in_place(tmp_path):
     (tmp_path / "part.dig").write_text("+step:\n  sh>: echo from part\n_export:\n  db: {host: h, port: 1}\n")
-    data = load(tmp_path, "+group:\n  _export:\n    db: {user: u}\n  !include : part.dig\n  +after:\n    sh>: echo x\n")
+    data = load(
+        tmp_path,
+        "+group:\n  _export:\n    db: {user: u}\n  !include : part.dig\n  +after:\n    sh>: echo x\n",
+    )
     group = data["+group"]
     assert list(group) == ["_export", "+step", "+after"]
     assert group["_export"] == {"db": {"user": "u", "host": "h", "port": 1}}
