@@ -7,6 +7,8 @@ Commands::
     airflow-cmdexec check [--image IMAGE] [--task-definition-arn ARN] [--executor NAME]
                           [--ecs-conn-id ID] [--storage-conn-id ID]
     airflow-cmdexec docs-table [--write FILE | --check FILE]
+    airflow-cmdexec dig check PATH [--include NAME ...]
+    airflow-cmdexec dig constructs [--write FILE | --check FILE]
 
 Every Digdag key has one Airflow home, given by the FieldSpec tables (``digdag_keys``): the importer,
 ``show-config``, the UI forms and the docs table are all generated from them. Secrets (secret keys,
@@ -23,6 +25,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from airflow_cmdexec_provider.cli import dig
 from airflow_cmdexec_provider.cli.check import check
 from airflow_cmdexec_provider.cli.common import EXIT_ERROR, CliError, Output
 from airflow_cmdexec_provider.cli.docs import _docs_with_table, docs_table, docs_table_command
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = docs.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="FILE", help="replace the generated section of FILE")
     group.add_argument("--check", metavar="FILE", help="exit 1 if FILE's generated section is out of date")
+    dig.add_parser(sub)
     return parser
 
 
@@ -99,6 +103,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
                 args.ecs_conn_id,
                 args.storage_conn_id,
             )
+        if args.command == "dig":
+            return dig.run(args, output)
         return docs_table_command(output, args.write, args.check)
     except CliError as exc:
         output.err(f"error: {exc}")

@@ -1,0 +1,910 @@
+"""Compile one loaded ``.dig`` workflow into an Airflow DAG, as Digdag's ``WorkflowCompiler`` builds it.
+
+Digdag's model, and ours:
+
+- a key ``+name`` is a task; a task with an operator (``sh>:``, ``_type:``) runs it, any other is a
+  group whose children run in file order (``_parallel``: at once, or in batches of ``limit``;
+  ``_background``: not waiting for the previous sibling; ``_after``: explicit edges). A group
+  becomes a TaskGroup; edges go from the leaves of a node to the roots of the next one.
+- ``_export`` is a scope's params: the root's are the DAG's ``params``, a group's its TaskGroup's
+  ``default_args["params"]``, a task's own go with its local keys into the operator's ``params``
+  (ranked with them, above upstream stored values; in Digdag a task's own export ranks just below
+  the runtime params, so it differs only for a built-in name, which Digdag does not let you set).
+- ``_check`` runs after its task and before the next sibling; ``_error`` runs when a task of its
+  scope fails (``trigger_rule="one_failed"``), with the ``error`` param; an ``_end`` task after
+  the main path keeps such a run failed, as in Digdag. Those of a group are inside its TaskGroup
+  (``_check``, ``_error``), those of an operator task next to it (``<task>_check``, ``<task>_error``).
+- ``call>``, literal ``for_each>`` and ``loop>`` generate their tasks at load time (Digdag: at run
+  time) into a TaskGroup named after the task; Digdag names them ``<task>^sub+...``.
+
+Every construct the loader does not support (``constructs.py``) is collected as a Problem with its
+file and line, and the workflow then fails to load as a whole: never a DAG with tasks missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from functools import reduce
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
+from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
+
+from airflow_cmdexec_provider.dig import code_scan
+from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
+from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
+from airflow_cmdexec_provider.dig.operators import (
+    DigdagTask,
+    DigPyOperator,
+    DigRbOperator,
+    DigShOperator,
+    EchoOperator,
+    FailOperator,
+)
+from airflow_cmdexec_provider.dig.timetable import KINDS, DigdagTimetable
+from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, FileLoader
+from airflow_cmdexec_provider.exceptions import CmdExecConfigError
+from airflow_cmdexec_provider.expressions import expressions_in, is_supported, js_string
+from airflow_cmdexec_provider.params import ENV_KEY, deep_merge
+
+log = logging.getLogger(__name__)
+
+# Keys a group may hold besides its +children (Digdag's WorkflowCompiler.GROUPING_TASK_CONFIG_KEYS).
+GROUP_KEYS = frozenset(
+    {
+        "timezone",
+        "schedule",
+        "sla",
+        "_parallel",
+        "_background",
+        "_after",
+        "_error",
+        "_check",
+        "_retry",
+        "_export",
+        "_secrets",
+        "_disable",
+    }
+)
+# Directives of an operator task that the loader reads.
+TASK_KEYS = frozenset(
+    {
+        "_export",
+        "_error",
+        "_check",
+        "_retry",
+        "_env",
+        "_workdir",
+        "_type",
+        "_command",
+        "_background",
+        "_after",
+        "_disable",
+    }
+)
+GENERATORS = ("call", "for_each", "loop")
+# Operator settings per operator (Digdag reads them from the task's merged config), and the
+# keys each namespace (sh:/py:/rb:) may hold.
+SETTINGS = {"sh": ("shell",), "py": ("python",), "rb": ("require", "ruby")}
+OPERATOR_CLASSES = {"sh": DigShOperator, "py": DigPyOperator, "rb": DigRbOperator}
+_EXPRESSION = re.compile(r"\$\{[^{}]*\}")
+
+
+def task_id(name: str) -> str:
+    """An Airflow id for a Digdag name: ``+`` stripped, characters outside ``[A-Za-z0-9_-]`` as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name.lstrip("+")) or "_"
+
+
+def plain(value: Any) -> Any:
+    """DigMaps (and lists of them) as plain dicts and lists, for Airflow."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, Mapping):
+        return any(has_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_expression(v) for v in value)
+    return False
+
+
+def expression_keys(layers: list[Mapping[str, Any]]) -> list[str]:
+    """The keys holding ``${...}``, in evaluation order: outer layers first, each in written order."""
+    order: list[str] = []
+    for layer in layers:
+        for key, value in layer.items():
+            if has_expression(value):
+                if key in order:
+                    order.remove(key)
+                order.append(key)
+    return order
+
+
+@dataclass
+class Node:
+    """What one Digdag task compiled to: where edges into and out of it attach, and all its tasks."""
+
+    roots: list[BaseOperator] = field(default_factory=list)
+    leaves: list[BaseOperator] = field(default_factory=list)
+    tasks: list[BaseOperator] = field(default_factory=list)
+
+
+def connect(up: Node, down: Node) -> None:
+    for leaf in up.leaves:
+        for root in down.roots:
+            leaf.set_downstream(root)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a task is compiled: the Digdag name of its parent, the TaskGroup, the exports above it."""
+
+    name: str  # Digdag full name of the parent, e.g. "+wf+group" or "+wf+repeat^sub"
+    group: _TaskGroup | None
+    exports: tuple[Mapping[str, Any], ...]  # every _export from the root down
+    pending: Mapping[str, Any]  # exports that no TaskGroup holds (a task's own, for its _check/_error)
+    workdir: str  # project-relative folder where call> finds files ("" = the project)
+    calls: tuple[Path, ...]  # the files being called, against recursion
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return reduce(deep_merge, self.exports, {})
+
+    def enter(self, name: str, group: _TaskGroup | None, export: Mapping[str, Any]) -> Scope:
+        return replace(self, name=name, group=group, exports=(*self.exports, export), pending={})
+
+
+class Compiler:
+    """Compiles one workflow file; ``compile()`` returns the DAG or raises DigLoadError."""
+
+    def __init__(self, project: Path, file: Path, dag_id: str) -> None:
+        self.project = project
+        self.file = file
+        self.dag_id = dag_id
+        self.problems: list[Problem] = []
+        self.files_read: list[Path] = []
+        self.ids: dict[str, str] = {}  # full Airflow id -> Digdag name, against collisions
+        self.has_error_tasks = False
+
+    # -- problems --------------------------------------------------------------------------------
+    def problem(self, where: DigMap, key: str | None, construct: str, message: str) -> None:
+        file, line = where.where(key)
+        self.problems.append(Problem(file, line, construct, message))
+
+    def unsupported(
+        self, where: DigMap, key: str | None, construct_key: str, written: str | None = None
+    ) -> None:
+        construct = CONSTRUCTS[construct_key]
+        self.problem(where, key, written or construct.written.replace("`", "").rstrip(":"), construct.airflow)
+
+    def check_expressions(self, value: Any, where: DigMap, key: str) -> None:
+        """Every ``${...}`` must be a name or a dotted path (evaluated when the task runs)."""
+        if isinstance(value, str):
+            bad = [f"${{{e}}}" for e in expressions_in(value) if not is_supported(e)]
+            rest = _EXPRESSION.sub("", value)
+            if "${" in rest:  # an expression with braces inside, e.g. ${moment().format('{x}')}
+                bad.append(rest[rest.index("${") :][:60])
+            for expression in bad:
+                secret = expression[2:].strip().startswith("secret:")
+                self.unsupported(where, key, "secret" if secret else "javascript", expression)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                self.check_expressions(v, value if isinstance(value, DigMap) else where, k)
+        elif isinstance(value, list):
+            for v in value:
+                self.check_expressions(v, where, key)
+
+    def mapping(self, config: DigMap, key: str) -> DigMap:
+        value = config.get(key)
+        if value is None:
+            return DigMap(config.file, config.line)
+        if not isinstance(value, DigMap):
+            self.problem(config, key, key, f"must be a mapping of keys, got {js_string(value)!r}")
+            return DigMap(config.file, config.line)
+        return value
+
+    def new_id(self, scope: Scope, name: str, digdag_name: str, where: DigMap) -> str | None:
+        """The Airflow id for ``name`` in ``scope``; None (and a problem) if another task has it."""
+        local = task_id(name)
+        full = scope.group.child_id(local) if scope.group is not None else local
+        if full in self.ids:
+            self.problem(
+                where,
+                None,
+                digdag_name,
+                f"its Airflow id {full!r} is also the id of {self.ids[full]}; rename one of the two tasks",
+            )
+            return None
+        self.ids[full] = digdag_name
+        return local
+
+    # -- the workflow ----------------------------------------------------------------------------
+    def compile(self) -> DAG:
+        loader = FileLoader(self.file)
+        try:
+            root = loader.load()
+        finally:
+            self.files_read.extend(loader.read)
+        timezone = self.timezone(root)
+        timetable = self.schedule(root, timezone)
+        if "sla" in root:
+            self.unsupported(root, "sla", "sla")
+        export = self.mapping(root, "_export")
+        self.check_expressions(export, export, "_export")
+        dag = DAG(
+            self.dag_id,
+            schedule=timetable,
+            start_date=pendulum.datetime(2000, 1, 1, tz=timezone),
+            catchup=False,
+            params=plain(export),
+            tags=["digdag"],
+            description=f"Digdag workflow {self.file.name}",
+        )
+        name = f"+{self.file.stem}"
+        with dag:
+            scope = Scope(name, None, (export,), {}, "", (self.file,))
+            node = self.content(root, scope, name)
+            if self.has_error_tasks:  # keeps a run failed when an _error task succeeded
+                connect(node, self.placeholder(scope, "_end", "(the end of the main path)", root))
+        if self.problems:
+            raise DigLoadError(self.problems, [self.file.stem])
+        return dag
+
+    def timezone(self, root: DigMap) -> Any:
+        name = root.get("timezone", "UTC")
+        try:
+            return pendulum.timezone(str(name))
+        except Exception:  # noqa: BLE001 - pendulum raises several types for unknown zones
+            self.problem(
+                root,
+                "timezone",
+                f"timezone: {name}",
+                "unknown timezone; use a name such as UTC or America/Los_Angeles",
+            )
+            return pendulum.timezone("UTC")
+
+    def schedule(self, root: DigMap, timezone: Any) -> DigdagTimetable | None:
+        schedule = root.get("schedule")
+        if schedule is None:
+            return None
+        if not isinstance(schedule, DigMap):
+            self.problem(root, "schedule", "schedule", "must be a mapping such as {daily>: 07:00:00}")
+            return None
+        kinds = [k for k in schedule if k.endswith(">")]
+        others = [k for k in schedule if not k.endswith(">")]
+        for key in others:
+            self.unsupported(schedule, key, "schedule options", f"schedule: {key}")
+        if len(kinds) != 1 or kinds[0][:-1] not in KINDS:
+            self.problem(
+                root,
+                "schedule",
+                f"schedule: {', '.join(kinds) or '(none)'}",
+                f"give exactly one of {', '.join(k + '>' for k in KINDS)}",
+            )
+            return None
+        try:
+            return DigdagTimetable(kinds[0][:-1], schedule[kinds[0]], timezone)
+        except Exception as exc:  # noqa: BLE001 - a bad value or cron expression
+            self.problem(schedule, kinds[0], f"{kinds[0]} {schedule[kinds[0]]}", str(exc))
+            return None
+
+    # -- tasks -----------------------------------------------------------------------------------
+    def content(self, config: DigMap, scope: Scope, name: str) -> Node:
+        """The body of a task that holds tasks (the workflow, a group, a called file, a generated group)."""
+        if self.operator_of(config) is not None:  # a workflow or generated task that is one operator
+            return self.operator_task(name, config, scope)
+        return self.group_body(config, scope)
+
+    def node(self, name: str, config: DigMap, scope: Scope) -> Node:
+        """One task (``+name``) of a group."""
+        if config.get("_disable") is True:
+            return self.placeholder(scope, name.rpartition("+")[2], name, config)
+        if self.operator_of(config) is not None:
+            return self.operator_task(name, config, scope)
+        return self.group_node(name, config, scope)
+
+    def group_node(self, name: str, config: DigMap, scope: Scope, local: str | None = None) -> Node:
+        """A group: a TaskGroup holding its children; ``local`` is its id when not the end of ``name``."""
+        airflow_id = self.new_id(scope, local or name.rpartition("+")[2] or name, name, config)
+        if airflow_id is None:
+            return Node()
+        export = self.mapping(config, "_export")
+        self.check_expressions(export, export, "_export")
+        group = _task_group(airflow_id, deep_merge(scope.pending, export))
+        with group:
+            return self.group_body(config, scope.enter(name, group, export))
+
+    def group_body(self, config: DigMap, scope: Scope) -> Node:
+        for key in config:
+            if key.startswith("+"):
+                continue
+            if key not in GROUP_KEYS:
+                self.problem(
+                    config,
+                    key,
+                    key,
+                    "a group takes no local keys (Digdag: 'contains invalid keys'); "
+                    "put params in _export or in a task",
+                )
+            elif key == "_retry":
+                self.unsupported(config, key, "_retry group")
+            elif key == "_secrets":
+                self.unsupported(config, key, "_secrets")
+        children: list[tuple[str, DigMap, Node]] = []
+        for key, value in config.items():
+            if not key.startswith("+"):
+                continue
+            if not isinstance(value, DigMap):
+                self.problem(
+                    config, key, key, f"a task must be a mapping (e.g. sh>: ...), got {js_string(value)!r}"
+                )
+                continue
+            children.append((key, value, self.node(scope.name + key, value, scope)))
+        node = (
+            self.wire(children, config)
+            if children
+            else self.placeholder(scope, "_empty", "(an empty group)", config)
+        )
+        return self.specials(node, config, scope, scope.name, "")
+
+    def placeholder(self, scope: Scope, local: str, digdag_name: str, where: DigMap) -> Node:
+        """A task that does nothing: a disabled task, an empty group, the end of the main path."""
+        airflow_id = self.new_id(scope, local, digdag_name, where)
+        if airflow_id is None:
+            return Node()
+        task = EmptyOperator(task_id=airflow_id)
+        return Node([task], [task], [task])
+
+    def wire(self, children: list[tuple[str, DigMap, Node]], config: DigMap) -> Node:
+        """Edges between the children, as WorkflowCompiler makes them; the group's roots and leaves."""
+        with_upstream: set[int] = set()
+        with_downstream: set[int] = set()
+
+        def edge(up: int, down: int) -> None:
+            connect(children[up][2], children[down][2])
+            with_downstream.add(up)
+            with_upstream.add(down)
+
+        parallel, limit = self.parallel(config)
+        if parallel:
+            names: dict[str, int] = {}
+            for index, (key, child, _) in enumerate(children):
+                if child.get("_background") is True:
+                    self.problem(
+                        child,
+                        "_background",
+                        "_background",
+                        "is not allowed in a _parallel group (Digdag: unnecessary); remove it",
+                    )
+                for after in self.after_names(child):
+                    wanted = after if after.startswith("+") else "+" + after
+                    if wanted in names:
+                        edge(names[wanted], index)
+                    else:
+                        self.problem(
+                            child,
+                            "_after",
+                            f"_after: {after}",
+                            "names no earlier sibling task (Digdag: 'Dependency task does not exist')",
+                        )
+                names[key] = index
+            if limit:
+                batches = [
+                    list(range(i, min(i + limit, len(children)))) for i in range(0, len(children), limit)
+                ]
+                for previous, batch in itertools.pairwise(batches):
+                    for down in batch:
+                        for up in previous:
+                            edge(up, down)
+        else:
+            before: list[int] = []
+            for index, (_, child, _) in enumerate(children):
+                if "_after" in child:
+                    self.problem(child, "_after", "_after", "is valid only in a group with _parallel: true")
+                if child.get("_background") is True:
+                    before.append(index)
+                    continue
+                for up in before:
+                    edge(up, index)
+                before = [index]
+        return Node(
+            [t for i, c in enumerate(children) if i not in with_upstream for t in c[2].roots],
+            [t for i, c in enumerate(children) if i not in with_downstream for t in c[2].leaves],
+            [t for c in children for t in c[2].tasks],
+        )
+
+    def parallel(self, config: DigMap) -> tuple[bool, int]:
+        value = config.get("_parallel")
+        if value is None or isinstance(value, bool):
+            return bool(value), 0
+        if isinstance(value, DigMap) and isinstance(value.get("limit"), int) and value["limit"] > 0:
+            return True, value["limit"]
+        if isinstance(value, str) and "${" in value:
+            self.unsupported(config, "_parallel", "dynamic", f"_parallel: {value}")
+        else:
+            self.problem(
+                config,
+                "_parallel",
+                f"_parallel: {js_string(value)}",
+                "must be true, false or {limit: N} with N > 0",
+            )
+        return False, 0
+
+    def after_names(self, child: DigMap) -> list[str]:
+        value = child.get("_after")
+        if value is None:
+            return []
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.problem(child, "_after", "_after", "must be a task name or a list of task names")
+            return []
+        return names
+
+    def specials(self, node: Node, config: DigMap, scope: Scope, name: str, id_prefix: str) -> Node:
+        """Add the ``_check`` and ``_error`` tasks of the task ``name`` (compiled to ``node``)."""
+        check = config.get("_check")
+        if check is not None:
+            checked = self.special(check, config, "_check", scope, name + "^check", id_prefix + "^check")
+            connect(node, checked)
+            node = Node(node.roots, checked.leaves, node.tasks + checked.tasks)
+        error = config.get("_error")
+        if error is not None:
+            handler = self.special(error, config, "_error", scope, name + "^error", id_prefix + "^error")
+            if handler.tasks:
+                self.has_error_tasks = True
+                for root in handler.roots:
+                    root.trigger_rule = TriggerRule.ONE_FAILED
+                    for task in node.tasks:
+                        task.set_downstream(root)
+                failing = [t.task_id for t in node.tasks if isinstance(t, DigdagTask)]
+                for task in handler.tasks:
+                    if isinstance(task, DigdagTask):
+                        task.error_from = failing
+            node = Node(node.roots, node.leaves, node.tasks + handler.tasks)
+        return node
+
+    def special(self, body: Any, config: DigMap, key: str, scope: Scope, name: str, local: str) -> Node:
+        if not isinstance(body, DigMap):
+            self.problem(
+                config, key, key, f"must be a task (a mapping such as {{sh>: ...}}), got {js_string(body)!r}"
+            )
+            return Node()
+        if self.operator_of(body) is not None:
+            return self.operator_task(name, body, scope, local)
+        return self.group_node(name, body, scope, local)
+
+    # -- operator tasks --------------------------------------------------------------------------
+    def operator_of(self, config: DigMap) -> tuple[str, Any, str] | None:
+        """``(operator, command, key)`` of an operator task (``op>: command`` or ``_type``/``_command``)."""
+        keys = [k for k in config if k.endswith(">")]
+        if len(keys) > 1:
+            self.problem(config, keys[1], ", ".join(keys), "a task can't have more than one operator")
+        if keys:
+            return keys[0][:-1], config[keys[0]], keys[0]
+        if "_type" in config:
+            return str(config["_type"]), config.get("_command"), "_type"
+        return None
+
+    def operator_task(self, name: str, config: DigMap, scope: Scope, local: str | None = None) -> Node:
+        kind, command, op_key = self.operator_of(config)  # type: ignore[misc]
+        for key in config:
+            if key.startswith("+"):
+                self.problem(config, key, key, f"a task with {op_key} can't have subtasks")
+            elif key == "_secrets":
+                self.unsupported(config, key, "_secrets")
+            elif (
+                key.startswith("_")
+                and key not in TASK_KEYS
+                and not (kind in ("for_each", "loop") and key in ("_do", "_parallel"))
+            ):
+                log.warning(
+                    "%s, line %s: %s is not used by %s (Digdag ignores it too)",
+                    *config.where(key),
+                    key,
+                    op_key,
+                )
+        construct = operator_construct(kind)
+        if not construct.supported:
+            self.problem(config, op_key, f"{kind}>", construct.airflow)
+            return Node()
+        own_export = self.mapping(config, "_export")
+        local_keys = DigMap(config.file, config.line)
+        for key, value in config.items():
+            if not key.startswith(("_", "+")) and not key.endswith(">"):
+                local_keys[key] = value
+                local_keys.key_lines[key] = config.where(key)
+        for key, value in config.items():
+            if key not in ("_do", "_check", "_error"):
+                self.check_expressions(value, config, key)
+        airflow_id = self.new_id(scope, local or name.rpartition("+")[2] or name, name, config)
+        if airflow_id is None:
+            return Node()
+        if kind in GENERATORS:
+            if "_retry" in config:
+                self.unsupported(config, "_retry", "_retry group", f"_retry on {kind}>")
+            node = self.generated(kind, command, name, airflow_id, config, own_export, scope)
+        else:
+            node = self.command_task(kind, command, name, airflow_id, config, own_export, local_keys, scope)
+        own_scope = replace(
+            scope, exports=(*scope.exports, own_export), pending=deep_merge(scope.pending, own_export)
+        )
+        return self.specials(node, config, own_scope, name, airflow_id)
+
+    def command_task(
+        self,
+        kind: str,
+        command: Any,
+        name: str,
+        airflow_id: str,
+        config: DigMap,
+        own_export: DigMap,
+        local_keys: DigMap,
+        scope: Scope,
+    ) -> Node:
+        if command is None or isinstance(command, (DigMap, list)):
+            self.problem(
+                config, f"{kind}>" if f"{kind}>" in config else "_command", f"{kind}>", "needs a command text"
+            )
+            return Node()
+        command = js_string(command)
+        settings = deep_merge(deep_merge(scope.config, own_export), local_keys)
+        exported_env = settings.get("_env")
+        if exported_env is not None and not isinstance(exported_env, Mapping):
+            self.problem(
+                config, None, "_env", "an exported _env must be a mapping of variable names to values"
+            )
+        task_env = deep_merge(
+            exported_env if isinstance(exported_env, Mapping) else {}, self.mapping(config, "_env")
+        )
+        workdir = config.get("_workdir", settings.get("_workdir", ""))
+        kwargs: dict[str, Any] = {
+            "task_id": airflow_id,
+            "project_dir": str(self.project),
+            "digdag_task_name": name,
+            "params": plain(local_keys),
+            "dig_local_keys": list(local_keys),
+            "dig_export": plain(deep_merge(scope.pending, own_export)),
+            "dig_expression_keys": expression_keys([*scope.exports, own_export]),
+            "env": plain(task_env) or None,
+            "workdir": self.workdir(workdir, config),
+            "docker": self.setting_mapping(settings, "docker", config),
+            "ecs": self.setting_mapping(settings, "ecs", config),
+            **self.retry(config),
+        }
+        self.check_env(task_env, config)
+        if kind == "echo":
+            task: BaseOperator = EchoOperator(message=command, **kwargs)
+        elif kind == "fail":
+            task = FailOperator(message=command, **kwargs)
+        else:
+            names = SETTINGS[kind]
+            namespace = self.namespace(settings, kind, names, config)
+            values = {n: plain(settings.get(n)) for n in names}
+            if kind == "sh":
+                task = DigShOperator(command=command, shell=values["shell"], sh=namespace, **kwargs)
+            elif kind == "py":
+                self.scan_python(command, kwargs["workdir"], config)
+                task = DigPyOperator(method=command, python=values["python"], py=namespace, **kwargs)
+            else:
+                self.scan_ruby(
+                    command, values["require"] or (namespace or {}).get("require"), kwargs["workdir"], config
+                )
+                task = DigRbOperator(
+                    method=command, require=values["require"], ruby=values["ruby"], rb=namespace, **kwargs
+                )
+        return Node([task], [task], [task])
+
+    def namespace(
+        self, settings: Mapping[str, Any], kind: str, names: tuple[str, ...], config: DigMap
+    ) -> Any:
+        """The ``sh:``/``py:``/``rb:`` namespace, without the keys the operator does not read (Digdag
+        ignores them)."""
+        value = settings.get(kind)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.problem(config, None, f"{kind}:", f"must be a mapping such as {{{names[0]}: ...}}")
+            return None
+        ignored = sorted(set(value) - set(names))
+        if ignored:
+            log.warning(
+                "%s, line %s: %s: %s are not %s> settings (Digdag ignores them too)",
+                *config.where(None),
+                kind,
+                ", ".join(ignored),
+                kind,
+            )
+        return {k: plain(v) for k, v in value.items() if k in names}
+
+    def setting_mapping(self, settings: Mapping[str, Any], key: str, config: DigMap) -> dict[str, Any] | None:
+        value = settings.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.problem(config, key if key in config else None, f"{key}:", "must be a mapping of settings")
+            return None
+        return plain(value)
+
+    def workdir(self, value: Any, config: DigMap) -> str:
+        if not isinstance(value, str):
+            self.problem(config, "_workdir", "_workdir", "must be a folder name relative to the project")
+            return ""
+        if "${" in value:
+            return value  # evaluated when the task runs; the operator checks it then
+        target = (self.project / value).resolve()
+        if Path(value).is_absolute() or (target != self.project and self.project not in target.parents):
+            self.problem(
+                config,
+                "_workdir",
+                f"_workdir: {value}",
+                f"must be a folder inside the project {self.project}",
+            )
+            return ""
+        return value
+
+    def check_env(self, env: Mapping[str, Any], config: DigMap) -> None:
+        for key in env:
+            if not ENV_KEY.fullmatch(key):
+                self.problem(
+                    config,
+                    "_env",
+                    f"_env: {key}",
+                    "environment variable names must match [a-zA-Z_][a-zA-Z_0-9]*",
+                )
+
+    def retry(self, config: DigMap) -> dict[str, Any]:
+        value = config.get("_retry")
+        if value is None:
+            return {}
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return {"retries": value, "retry_delay": timedelta(0)}
+        if isinstance(value, DigMap) and isinstance(value.get("limit"), int):
+            kwargs: dict[str, Any] = {
+                "retries": value["limit"],
+                "retry_delay": timedelta(seconds=int(value.get("interval") or 0)),
+            }
+            kind = value.get("interval_type", "constant")
+            if kind == "exponential":
+                kwargs["retry_exponential_backoff"] = 2.0
+            elif kind != "constant":
+                self.problem(
+                    value, "interval_type", f"interval_type: {kind}", "must be constant or exponential"
+                )
+            if value.get("max_interval") is not None:
+                kwargs["max_retry_delay"] = timedelta(seconds=int(value["max_interval"]))
+            return kwargs
+        self.problem(
+            config,
+            "_retry",
+            f"_retry: {js_string(value)}",
+            "must be a number of retries or {limit: N, interval: S, interval_type: constant|exponential}",
+        )
+        return {}
+
+    def scan_python(self, method: str, workdir: str, config: DigMap) -> None:
+        path, names = code_scan.python_file(self.project / workdir, method)
+        if path is None:
+            return
+        self.files_read.append(path)
+        if code_scan.python_generates_tasks(path, names):
+            self.unsupported(
+                config,
+                "py>" if "py>" in config else "_command",
+                "add_subtask",
+                f"py>: {method} (digdag.env.add_subtask in {path.name})",
+            )
+
+    def scan_ruby(self, method: str, require: Any, workdir: str, config: DigMap) -> None:
+        path = code_scan.ruby_file(self.project / workdir, require if isinstance(require, str) else None)
+        if path is None:
+            return
+        self.files_read.append(path)
+        if code_scan.ruby_generates_tasks(path, method):
+            self.unsupported(
+                config,
+                "rb>" if "rb>" in config else "_command",
+                "add_subtask",
+                f"rb>: {method} (Digdag.env.add_subtask in {path.name})",
+            )
+
+    # -- call>, for_each>, loop> -----------------------------------------------------------------
+    def generated(
+        self,
+        kind: str,
+        command: Any,
+        name: str,
+        airflow_id: str,
+        config: DigMap,
+        own_export: DigMap,
+        scope: Scope,
+    ) -> Node:
+        """The tasks Digdag generates when ``call>``/``for_each>``/``loop>`` runs, as a TaskGroup."""
+        workdir = scope.workdir
+        calls = scope.calls
+        export: Mapping[str, Any] = own_export
+        if kind == "call":
+            called = self.called(command, config, scope)
+            if called is None:
+                return Node()
+            path, body = called
+            workdir = "" if path.parent == self.project else str(path.parent.relative_to(self.project))
+            calls = (*calls, path)
+            called_export = self.mapping(body, "_export")
+            self.check_expressions(called_export, called_export, "_export")
+            export = reduce(
+                deep_merge, [own_export, {"_workdir": workdir} if workdir else {}, called_export], {}
+            )
+        else:
+            generated = self.for_each(command, config) if kind == "for_each" else self.loop(command, config)
+            if generated is None:
+                return Node()
+            body = generated
+        group = _task_group(airflow_id, deep_merge(scope.pending, export))
+        with group:
+            inner = replace(scope.enter(name + "^sub", group, export), workdir=workdir, calls=calls)
+            return self.content(body, inner, name + "^sub")
+
+    def called(self, command: Any, config: DigMap, scope: Scope) -> tuple[Path, DigMap] | None:
+        key = "call>" if "call>" in config else "_command"
+        if not isinstance(command, str) or not command:
+            self.problem(config, key, "call>", "needs the name of a workflow file")
+            return None
+        if "${" in command:
+            self.problem(
+                config,
+                key,
+                f"call>: {command}",
+                "the file name must be written literally (a later "
+                "version may evaluate it when the run starts)",
+            )
+            return None
+        file_name = command if command.endswith(".dig") else command + ".dig"
+        path = (self.project / scope.workdir / file_name).resolve()
+        if self.project not in path.parents:
+            self.problem(
+                config, key, f"call>: {command}", f"the file must be inside the project {self.project}"
+            )
+            return None
+        if path in scope.calls:
+            chain = " -> ".join(p.name for p in (*scope.calls, path))
+            self.problem(config, key, f"call>: {command}", f"calls itself ({chain})")
+            return None
+        if not path.is_file():
+            self.files_read.append(path)  # its creation must invalidate the cache
+            self.problem(config, key, f"call>: {command}", f"{path} does not exist")
+            return None
+        loader = FileLoader(path)
+        try:
+            body = loader.load()
+        except DigLoadError as exc:
+            self.problems.extend(exc.problems)
+            return None
+        finally:
+            self.files_read.extend(loader.read)
+        return path, body
+
+    def for_each(self, command: Any, config: DigMap) -> DigMap | None:
+        key = "for_each>" if "for_each>" in config else "_command"
+        values = self.literal(command, config, key, Mapping)
+        body = config.get("_do")
+        if values is None:
+            return None
+        if not isinstance(body, DigMap):
+            self.problem(config, key, "for_each>", "needs _do: the task to run for each combination")
+            return None
+        entries: list[tuple[str, list[Any]]] = []
+        for name, items in values.items():
+            items = self.literal(items, config, key, list)
+            if items is None:
+                return None
+            entries.append((name, items))
+        generated = DigMap(config.file, config.where(key)[1])
+        for combination in itertools.product(*[list(enumerate(items)) for _, items in entries]):
+            tags = [
+                f"{i}={_name_tag(name)}={j}={_name_tag(value)}"
+                for i, ((name, _), (j, value)) in enumerate(zip(entries, combination))
+            ]
+            iteration = {name: value for (name, _), (_, value) in zip(entries, combination)}
+            generated_key = "+for-" + "&".join(tags)
+            generated[generated_key] = _with_export(body, iteration)
+            generated.key_lines[generated_key] = config.where(key)
+        return self.with_parallel(generated, config)
+
+    def loop(self, command: Any, config: DigMap) -> DigMap | None:
+        key = "count" if "count" in config else ("loop>" if "loop>" in config else "_command")
+        count = config.get("count", command)
+        if isinstance(count, str) and count.strip().isdigit():
+            count = int(count)
+        if isinstance(count, str) and "${" in count:
+            self.unsupported(config, key, "dynamic", f"loop>: {count}")
+            return None
+        body = config.get("_do")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0 or not isinstance(body, DigMap):
+            self.problem(config, key, "loop>", "needs a number of iterations and _do: the task to repeat")
+            return None
+        generated = DigMap(config.file, config.where(key)[1])
+        for i in range(count):
+            generated[f"+loop-{i}"] = _with_export(body, {"i": i})
+            generated.key_lines[f"+loop-{i}"] = config.where(key)
+        return self.with_parallel(generated, config)
+
+    def literal(self, value: Any, config: DigMap, key: str, kind: type) -> Any:
+        """A for_each> value written literally (or as a JSON string); ``${...}`` is a later version's."""
+        if isinstance(value, str):
+            if "${" in value:
+                self.unsupported(config, key, "dynamic", f"for_each> over {value}")
+                return None
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        if not isinstance(value, kind):
+            what = "a mapping of names to lists" if kind is Mapping else "a list of values"
+            self.problem(config, key, "for_each>", f"needs {what}, got {js_string(value)!r}")
+            return None
+        return value
+
+    @staticmethod
+    def with_parallel(generated: DigMap, config: DigMap) -> DigMap:
+        if "_parallel" in config:
+            generated["_parallel"] = config["_parallel"]
+            generated.key_lines["_parallel"] = config.where("_parallel")
+        return generated
+
+
+def _task_group(group_id: str, export: Mapping[str, Any]) -> _TaskGroup:
+    """A TaskGroup holding a scope's ``_export`` as ``default_args["params"]`` (see stores.group_exports)."""
+    default_args: Any = {"params": plain(export)} if export else {}
+    return TaskGroup(group_id, default_args=default_args)
+
+
+def _with_export(body: DigMap, values: Mapping[str, Any]) -> DigMap:
+    """A copy of ``_do`` whose ``_export`` also holds ``values`` (Digdag's generated subtask)."""
+    copy = DigMap(body.file, body.line)
+    copy.update(body)
+    copy.key_lines.update(body.key_lines)
+    export = DigMap(body.file, body.line)
+    previous = body.get("_export")
+    if isinstance(previous, DigMap):
+        export.update(previous)
+        export.key_lines.update(previous.key_lines)
+    export.update(values)
+    copy["_export"] = export
+    return copy
+
+
+def _name_tag(value: Any) -> str:
+    """ForEachOperatorFactory.nameTag: the first 8 characters of the value, URL-encoded."""
+    return quote(js_string(value)[:8], safe="*").replace("~", "%7E")
+
+
+def compile_workflow(
+    project: Path, file: Path, dag_id: str
+) -> tuple[DAG | None, list[Path], DigLoadError | None]:
+    """Compile ``file``; return the DAG (or the error) and every file the result depends on."""
+    compiler = Compiler(project, file, dag_id)
+    try:
+        return compiler.compile(), compiler.files_read, None
+    except DigLoadError as exc:
+        return None, compiler.files_read, exc
+    except Exception as exc:  # noqa: BLE001 - Airflow refusing what we built: still a load error, never a crash
+        message = str(exc) if isinstance(exc, CmdExecConfigError) else f"{type(exc).__name__}: {exc}"
+        return None, compiler.files_read, DigLoadError([Problem(file, 1, file.name, message)], [file.stem])

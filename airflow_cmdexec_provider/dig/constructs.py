@@ -1,0 +1,198 @@
+"""Which Digdag constructs the ``.dig`` loader turns into Airflow, and what it says about the others.
+
+This one table is enforced by the compiler (an unsupported construct is a load error with the
+``reason`` below) and printed as the README's supported-construct table
+(``airflow-cmdexec dig constructs --write README.md``), so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LATER = "a later version of the loader will support it"
+
+
+@dataclass(frozen=True)
+class Construct:
+    key: str  # how the compiler looks it up
+    written: str  # how it is written in a .dig file
+    supported: bool
+    airflow: str  # what it becomes, or (unsupported) why not and what to do
+
+
+_SUPPORTED = [
+    Construct(
+        "+task",
+        "`+name:` nesting and order",
+        True,
+        "a TaskGroup per group; children run in file order (`A >> B`); task ids are the names without "
+        "`+` (other characters outside `[A-Za-z0-9_-]` become `_`); the Digdag name is kept for `task_name`",
+    ),
+    Construct("sh>", "`sh>:`", True, '`ShOperator(templating="digdag")`; `shell`, `sh: {shell}`'),
+    Construct("py>", "`py>:`", True, "`PyOperator`; `python`, `py: {python}`"),
+    Construct("rb>", "`rb>:`", True, "`RbOperator`; `require`, `ruby`, `rb: {require, ruby}`"),
+    Construct("echo>", "`echo>:`", True, "`EchoOperator` (logs the evaluated text)"),
+    Construct(
+        "fail>",
+        "`fail>:`",
+        True,
+        "`FailOperator` (fails with the evaluated text, the `error.message` of `_error` tasks)",
+    ),
+    Construct(
+        "call>",
+        "`call>: file[.dig]`",
+        True,
+        "the called file inlined as a TaskGroup at load time; a file in a subfolder runs with that "
+        "`_workdir`; `${...}` in the name and recursion are load errors",
+    ),
+    Construct(
+        "for_each>",
+        "`for_each>:` with literal lists, `_do`",
+        True,
+        "unrolled at load time in Digdag's order (`+for-0=key=0=value&...`), each iteration exporting "
+        "its values; `_parallel` applies to the iterations",
+    ),
+    Construct(
+        "loop>",
+        "`loop>: N` (a literal number), `_do`",
+        True,
+        "unrolled at load time (`+loop-0`, ..., exporting `i`); `_parallel` applies",
+    ),
+    Construct("_type", "`_type:` / `_command:`", True, "the long form of `op>: command`"),
+    Construct(
+        "_parallel",
+        "`_parallel: true` / `{limit: N}`",
+        True,
+        "no edges between the children; with `limit`, Digdag's batches (each batch waits for the whole "
+        "previous one)",
+    ),
+    Construct(
+        "_background",
+        "`_background: true`",
+        True,
+        "no edge from the previous sibling; the next foreground sibling waits for it",
+    ),
+    Construct(
+        "_after", "`_after:` (in a `_parallel` group)", True, "an edge from each named earlier sibling"
+    ),
+    Construct(
+        "_export",
+        "`_export:` (with the `sh:`/`py:`/`rb:` namespaces)",
+        True,
+        'root: DAG `params`; group: `TaskGroup(default_args={"params": ...})`; a task\'s own: its '
+        "`params` (with its local keys); operator settings in it (`docker`, `ecs`, `sh`/`py`/`rb`, "
+        "`shell`, `python`, `require`, `ruby`, `_env`, `_workdir`) reach the operators of the scope",
+    ),
+    Construct(
+        "local", "task-local keys (`param1: ...`)", True, "the operator's own `params` (highest priority)"
+    ),
+    Construct("_env", "`_env:`", True, "`env=`"),
+    Construct("_workdir", "`_workdir:`", True, "`workdir=`"),
+    Construct("docker", "`docker:`", True, "`docker=`"),
+    Construct("ecs", "`ecs:`", True, "`ecs=`"),
+    Construct(
+        "_error",
+        "`_error:`",
+        True,
+        'tasks after every task of the scope with `trigger_rule="one_failed"` and the `error` param '
+        "(`error_from`); an `_end` task keeps the run failed",
+    ),
+    Construct("_check", "`_check:`", True, "tasks right after the task (or group), before the next sibling"),
+    Construct(
+        "_retry",
+        "`_retry:` on a task",
+        True,
+        "`retries`, `retry_delay` (`interval`), `retry_exponential_backoff=2` (`interval_type: "
+        "exponential`), `max_retry_delay` (`max_interval`)",
+    ),
+    Construct(
+        "_disable", "`_disable: true`", True, "an EmptyOperator in the task's place, as Digdag skips it"
+    ),
+    Construct(
+        "!include",
+        "`!include : file` (as a key)",
+        True,
+        "merged at load time, relative to the including file, which it may not leave",
+    ),
+    Construct("timezone", "`timezone:`", True, "the DAG's timezone: `session_*` params and the schedule"),
+    Construct(
+        "schedule",
+        "`schedule:` `hourly>`, `daily>`, `weekly>`, `monthly>`, `minutes_interval>`, `cron>`",
+        True,
+        "`DigdagTimetable`: the logical date is Digdag's `session_time` (the start of the hour/day/"
+        "week/month, or the cron time) and the run starts at the scheduled time",
+    ),
+    Construct(
+        "${name}",
+        "`${name}`, `${a.b}`",
+        True,
+        "evaluated when the task runs with the task's params; in `sh>` the value is pasted into the "
+        "script text, as Digdag does",
+    ),
+]
+
+_LATER = [
+    Construct("require>", "`require>:`", False, f"{LATER} (TriggerDagRunOperator waiting for the run)"),
+    Construct("if>", "`if>:`", False, f"{LATER} (a branch task)"),
+    Construct("wait>", "`wait>:`", False, f"{LATER} (a time-delta sensor)"),
+    Construct("for_range>", "`for_range>:`", False, f"{LATER} (unrolled like `for_each>`)"),
+    Construct(
+        "dynamic",
+        "`for_each>`/`loop>` over `${...}`",
+        False,
+        f"{LATER} (a mapped TaskGroup); write the values literally",
+    ),
+    Construct(
+        "_retry group",
+        "`_retry:` on a group",
+        False,
+        f"{LATER}; Airflow retries tasks, not groups: put `_retry` on the tasks",
+    ),
+    Construct(
+        "secret",
+        "`${secret:...}`",
+        False,
+        f"{LATER}; until then give the task its secret through the worker's environment",
+    ),
+    Construct(
+        "javascript",
+        "`${...}` JavaScript (`${1 + 1}`, `${moment(...)}`)",
+        False,
+        f"{LATER} (an embedded JavaScript engine); only names and dotted paths are evaluated now",
+    ),
+    Construct("sla", "`sla:`", False, f"{LATER} (Airflow Deadline Alerts); remove it to load the workflow"),
+    Construct(
+        "schedule options", "`schedule:` `start`, `end`, `skip_on_overtime`, `skip_delayed_by`", False, LATER
+    ),
+    Construct("_secrets", "`_secrets:`", False, LATER),
+    Construct(
+        "add_subtask",
+        "`digdag.env.add_subtask` in `py>`/`rb>` code",
+        False,
+        f"{LATER}; tasks that generate tasks at run time cannot become DAG structure at load time",
+    ),
+]
+
+_OUTSIDE = Construct(
+    "operator",
+    "other operators (`http>`, `mail>`, `td>`, `emr>`, `pg>`, `bq>`, `s3_wait>`, ...)",
+    False,
+    "not part of Digdag's Command Executor: write that step as a Python DAG with the matching Airflow "
+    "provider operator",
+)
+
+CONSTRUCTS: dict[str, Construct] = {c.key: c for c in [*_SUPPORTED, *_LATER, _OUTSIDE]}
+
+
+def operator_construct(name: str) -> Construct:
+    """The construct of the operator ``name>`` (``sh``, ``emr``, ...)."""
+    return CONSTRUCTS.get(f"{name}>", _OUTSIDE)
+
+
+def markdown_table() -> str:
+    """The README's table of constructs, generated from the table above."""
+    rows = ["| Digdag | loads | in Airflow, or why not |", "|---|---|---|"]
+    for construct in CONSTRUCTS.values():
+        cells = [construct.written, "yes" if construct.supported else "no", construct.airflow]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows)

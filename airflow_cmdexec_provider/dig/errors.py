@@ -1,0 +1,35 @@
+"""Why a Digdag workflow cannot be loaded: every problem with its file, line and construct."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_cmdexec_provider.exceptions import CmdExecConfigError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing in a ``.dig`` file that the loader cannot turn into Airflow tasks."""
+
+    file: Path
+    line: int
+    construct: str  # what is written in the file, e.g. "emr>", "_retry on a group", "${1 + 1}"
+    message: str  # why, and what to do instead
+
+    def __str__(self) -> str:
+        return f"{self.file}, line {self.line}: {self.construct}: {self.message}"
+
+
+class DigLoadError(CmdExecConfigError):
+    """A workflow that was asked for cannot be loaded; the message lists every problem found."""
+
+    def __init__(self, problems: list[Problem], workflows: list[str] | None = None) -> None:
+        self.problems = list(problems)
+        self.workflows = workflows
+        names = ", ".join(workflows or sorted({p.file.stem for p in problems}))
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"Digdag workflow(s) {names} cannot be loaded as Airflow DAGs:\n{lines}")
+
+    def __reduce__(self):
+        return (type(self), (self.problems, self.workflows))

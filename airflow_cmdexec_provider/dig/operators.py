@@ -1,0 +1,140 @@
+"""The operators a loaded ``.dig`` workflow runs: sh>/py>/rb> with Digdag's evaluation, echo> and fail>.
+
+A Digdag task evaluates ``${...}`` in *every* value of its config, not only in the command
+(``OperatorManager``/``ConfigEvalEngine``): its own keys in the order written, each seeing the
+params below it and the own keys evaluated before it (``size: ${size}`` takes the exported
+``size``; ``b: ${a} too`` the local ``a``), exported params, and operator settings
+(``docker: {image: ...}``). The :class:`DigdagTask` mixin does that when the task runs, on top of
+the operators' ``templating="digdag"`` (which evaluates ``command``/``method``/``env``).
+
+The loader says which params are the task's own (``dig_local_keys``, its ``params``) and gives its
+own ``_export`` apart (``dig_export``): Airflow also marks a TaskGroup's ``default_args["params"]``
+(a group's ``_export``) as the task's own, which would wrongly rank a group export above upstream
+stored values, and a local key must be evaluated against the value below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_cmdexec_provider import stores
+from airflow_cmdexec_provider.expressions import evaluate
+from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
+from airflow_cmdexec_provider.operators.base import CommandOperator
+from airflow_cmdexec_provider.params import deep_merge
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class DigdagTask(CommandOperator):
+    """What every operator of a loaded ``.dig`` workflow adds to CommandOperator.
+
+    :param dig_local_keys: the task's own keys (its ``params``), in the order written.
+    :param dig_export: the task's own ``_export``: above the stored values, below its own keys.
+    :param dig_expression_keys: the exported params whose ``.dig`` value holds ``${...}``, in
+        evaluation order (from the root scope down).
+    """
+
+    # Operator settings that may hold ${...} besides the operator's template fields.
+    dig_settings: ClassVar[tuple[str, ...]] = ("docker", "ecs", "workdir")
+
+    def __init__(
+        self,
+        *,
+        dig_local_keys: Sequence[str] = (),
+        dig_export: Mapping[str, Any] | None = None,
+        dig_expression_keys: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(templating="digdag", **kwargs)
+        self.dig_local_keys = tuple(dig_local_keys)
+        self.dig_export = dict(dig_export or {})
+        self.dig_expression_keys = tuple(dig_expression_keys)
+
+    def _param_items(self) -> list[tuple[str, Any]]:
+        return [(k, p) for k, p in super()._param_items() if k in self.dig_local_keys]
+
+    def digdag_params(
+        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None
+    ) -> dict[str, Any]:
+        own = {k: v for k, v in _values(self.params).items() if k in self.dig_local_keys}
+        others = {
+            k: v for k, v in _values(context.get("params") or {}).items() if k not in self.dig_local_keys
+        }
+        params = deep_merge(
+            super().digdag_params({**context, "params": others}, log, project_dir), self.dig_export
+        )
+        for key in self.dig_expression_keys:
+            if key in params and key not in own:
+                params[key] = evaluate(params[key], params, f"Task {self.task_label}: param {key}")
+        for key in self.dig_local_keys:
+            value = evaluate(own.get(key), params, f"Task {self.task_label}: param {key}")
+            params = deep_merge(params, {key: value})
+        return params
+
+    def expand_digdag(self, params: Mapping[str, Any]) -> None:
+        super().expand_digdag(params)
+        for name in self.dig_settings:
+            setattr(self, name, evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}"))
+
+
+def _values(params: Any) -> dict[str, Any]:
+    """Plain values of an Airflow ParamsDict (which holds Param objects) or of a dict."""
+    return dict(params.dump()) if hasattr(params, "dump") else dict(params)
+
+
+class DigShOperator(DigdagTask, ShOperator):
+    """``sh>`` of a ``.dig`` file."""
+
+    dig_settings = (*DigdagTask.dig_settings, "shell", "sh")
+
+
+class DigPyOperator(DigdagTask, PyOperator):
+    """``py>`` of a ``.dig`` file."""
+
+    dig_settings = (*DigdagTask.dig_settings, "python", "py")
+
+
+class DigRbOperator(DigdagTask, RbOperator):
+    """``rb>`` of a ``.dig`` file."""
+
+    dig_settings = (*DigdagTask.dig_settings, "require", "ruby", "rb")
+
+
+class _MessageOperator(DigdagTask):
+    """A Digdag operator that only evaluates a text with the task's params (no command to run)."""
+
+    template_fields: Sequence[str] = ("message",)
+    ui_color = "#f4f1e8"
+
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+
+    def _execute(self, context: Context) -> dict[str, Any]:
+        log = stores.inherited_log(self, context["ti"])
+        self.expand_digdag(self.digdag_params(context, log, self._project_dir()))
+        self.act()
+        return self._publish(context, log, {})
+
+    def act(self) -> None:
+        raise NotImplementedError
+
+
+class EchoOperator(_MessageOperator):
+    """Digdag ``echo>``: log the evaluated message."""
+
+    def act(self) -> None:
+        self.log.info("%s", self.message)
+
+
+class FailOperator(_MessageOperator):
+    """Digdag ``fail>``: fail (no retries) with the evaluated message, ``error.message`` for ``_error``."""
+
+    def act(self) -> None:
+        raise AirflowFailException(self.message)

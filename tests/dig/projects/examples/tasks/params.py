@@ -1,0 +1,2 @@
+def show_table(table=None):
+    print("show_table: table = " + str(table))

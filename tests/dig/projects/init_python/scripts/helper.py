@@ -1,0 +1,9 @@
+from datetime import datetime
+
+
+class Helper(object):
+    def show_time(self, label, time):
+        print([label, datetime.fromisoformat(time).isoformat()])
+
+    def describe(self, size, color):
+        print("a %s %s thing" % (size, color))

@@ -1,0 +1,64 @@
+"""Constructs at run time: params and ${...} as Digdag resolves them, _error scopes, _check, _retry, call>."""
+
+from __future__ import annotations
+
+import pendulum
+
+
+def printed(result, task_id):
+    return [
+        line
+        for line in result.log_lines(task_id)
+        if not line.startswith(("Task ", "::", "Updating ", "Using ", "Pushing xcom"))
+    ]
+
+
+def test_params_and_expressions_resolve_as_in_digdag(project, run_workflow):
+    result = run_workflow(
+        project("constructs"), "params", logical_date=pendulum.datetime(2026, 1, 30, tz="Asia/Tokyo")
+    )
+    assert result.state == "success", result.errors
+    # group export beats the root export; ${a.b} pasted into sh> text; _env evaluated; sh: {shell: bash}
+    show = printed(result, "scoped.show")
+    assert show[0].startswith("hi world (3) on day 2026-01-30; bash=5.") and show[1] == "env=world"
+    # a local key sees the local keys written before it
+    assert "first=one second=one and two" in printed(result, "scoped.locals")
+    # a value stored by an earlier task beats the scope's export (Digdag), inside and after the group
+    assert "greeting is now stored hello" in printed(result, "scoped.after_store")
+    assert (
+        printed(result, "outside")[0]
+        == "outside the group the greeting is stored hello, task +params+outside"
+    )
+
+
+def test_error_scopes_run_their_handlers_and_the_run_fails(project, run_workflow):
+    result = run_workflow(
+        project("constructs"), "errors", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC")
+    )
+    assert result.state == "failed"
+    assert result.task_states == {
+        "stage.prepare": "success",
+        "stage.breaks": "failed",
+        "stage._error.note": "success",
+        "_error": "success",
+        "never": "upstream_failed",
+        "_end": "upstream_failed",
+    }
+    assert result.error_text("stage.breaks") == "broke at 2026-01-30"
+    assert printed(result, "stage._error.note")[0] == "stage handler saw broke at 2026-01-30"
+    assert printed(result, "_error")[0] == "root handler saw broke at 2026-01-30"
+
+
+def test_check_and_retry(project, run_workflow):
+    result = run_workflow(project("constructs"), "checks")
+    assert result.state == "success", result.errors
+    assert "answer checked" in printed(result, "produce_check")
+    assert "group checked" in printed(result, "group_with_check._check")
+    assert "second try works" in printed(result, "retried")
+
+
+def test_call_runs_the_called_files_in_their_folder(project, run_workflow):
+    result = run_workflow(project("constructs"), "calls")
+    assert result.state == "success", result.errors
+    assert "the caller runs child in sub with place=sub" in printed(result, "local_call.where")
+    assert "grandchild in sub" in printed(result, "local_call.nested.deepest")

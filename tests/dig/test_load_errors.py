@@ -1,0 +1,254 @@
+"""Every load error names the file, the line and the construct; a workflow never loads with tasks missing."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_cmdexec_provider.dig import DigLoadError, load_project
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def load_error(folder: Path, name: str, text: str) -> str:
+    write(folder, f"{name}.dig", text)
+    with pytest.raises(DigLoadError) as info:
+        load_project(folder, include=[name])
+    return str(info.value)
+
+
+# (workflow text, line, what the message must say) - each is one problem Digdag's users meet.
+CASES = {
+    "outside_operator": (
+        """
+        timezone: UTC
+        +step:
+          sh>: echo ok
+        +fetch:
+          http>: https://example.invalid/
+          store_content: true
+        """,
+        5,
+        ["http>", "not part of Digdag's Command Executor"],
+    ),
+    "long_form_outside": (
+        """
+        +notify:
+          _type: mail
+          body: done
+        """,
+        2,
+        ["mail>", "not part of Digdag's Command Executor"],
+    ),
+    "require_op": ("+other:\n  require>: another_workflow\n", 2, ["require>", "a later version"]),
+    "if_op": ("+maybe:\n  if>: true\n  _do:\n    echo>: yes\n", 2, ["if>", "a later version"]),
+    "wait_op": ("+pause:\n  wait>: 10s\n", 2, ["wait>", "a later version"]),
+    "for_range_op": (
+        "+r:\n  for_range>:\n    from: 0\n    to: 3\n  _do:\n    echo>: x\n",
+        2,
+        ["for_range>", "a later version"],
+    ),
+    "dynamic_for_each": (
+        """
+        +process:
+          for_each>:
+            user: ${users}
+          _do:
+            echo>: ${user}
+        """,
+        2,
+        ["for_each> over ${users}", "a later version", "mapped TaskGroup"],
+    ),
+    "dynamic_loop": (
+        "+again:\n  loop>: ${count}\n  _do:\n    echo>: ${i}\n",
+        2,
+        ["loop>: ${count}", "a later version"],
+    ),
+    "secret": ("+s:\n  sh>: echo ${secret:db.password}\n", 2, ["${secret:db.password}", "a later version"]),
+    "javascript": ("+task2:\n  val: ${1 + 1}\n  sh>: echo ${val}\n", 2, ["${1 + 1}", "JavaScript"]),
+    "moment": ("+now:\n  echo>: ${moment(session_time).utc().format('YYYY-MM-DD')}\n", 2, ["JavaScript"]),
+    "sla": (
+        """
+        schedule:
+          daily>: 02:00:00
+        sla:
+          time: 02:02
+          +notice:
+            sh>: echo late
+        +work:
+          sh>: sleep 1
+        """,
+        3,
+        ["sla", "Deadline Alerts"],
+    ),
+    "schedule_options": (
+        "schedule:\n  minutes_interval>: 1\n  skip_delayed_by: 3m\n+a:\n  echo>: a\n",
+        3,
+        ["schedule: skip_delayed_by", "a later version"],
+    ),
+    "schedule_value": (
+        "schedule:\n  daily>: 25:00:00\n+a:\n  echo>: a\n",
+        2,
+        ["daily> 25:00:00", "out of range"],
+    ),
+    "schedule_kind": ("schedule:\n  yearly>: 1\n+a:\n  echo>: a\n", 1, ["yearly>", "exactly one of"]),
+    "bad_timezone": (
+        "timezone: Mars/Olympus\n+a:\n  echo>: a\n",
+        1,
+        ["timezone: Mars/Olympus", "unknown timezone"],
+    ),
+    "group_retry": (
+        "+g:\n  _retry: 3\n  +a:\n    echo>: a\n",
+        2,
+        ["_retry: on a group", "put `_retry` on the tasks"],
+    ),
+    "bad_retry": ("+a:\n  sh>: echo a\n  _retry: forever\n", 3, ["_retry: forever", "number of retries"]),
+    "secrets": ("+a:\n  _secrets: [pg.password]\n  sh>: echo a\n", 2, ["_secrets", "a later version"]),
+    "group_local_key": (
+        "+g:\n  table: users\n  +a:\n    echo>: a\n",
+        2,
+        ["table", "a group takes no local keys"],
+    ),
+    "task_with_subtasks": (
+        "+t:\n  sh>: echo a\n  +child:\n    echo>: b\n",
+        3,
+        ["+child", "can't have subtasks"],
+    ),
+    "two_operators": ("+t:\n  sh>: echo a\n  py>: tasks.x\n", 3, ["sh>, py>", "more than one operator"]),
+    "after_without_parallel": (
+        "+g:\n  +a:\n    echo>: a\n  +b:\n    _after: +a\n    echo>: b\n",
+        5,
+        ["_after", "_parallel: true"],
+    ),
+    "after_unknown": (
+        "+g:\n  _parallel: true\n  +a:\n    echo>: a\n  +b:\n    _after: +c\n    echo>: b\n",
+        6,
+        ["_after: +c", "names no earlier sibling"],
+    ),
+    "background_in_parallel": (
+        "+g:\n  _parallel: true\n  +a:\n    _background: true\n    echo>: a\n",
+        4,
+        ["_background", "not allowed in a _parallel group"],
+    ),
+    "id_collision": (
+        "+a.b:\n  echo>: 1\n+a_b:\n  echo>: 2\n",
+        3,
+        ["+id_collision+a_b", "also the id of +id_collision+a.b"],
+    ),
+    "workdir_outside": (
+        "+a:\n  _workdir: ../elsewhere\n  sh>: pwd\n",
+        2,
+        ["_workdir: ../elsewhere", "inside the project"],
+    ),
+    "env_key": (
+        "+a:\n  _env:\n    bad-name: 1\n  sh>: env\n",
+        2,
+        ["_env: bad-name", "[a-zA-Z_][a-zA-Z_0-9]*"],
+    ),
+    "call_expression": ("+c:\n  call>: ${which}\n", 2, ["call>: ${which}", "written literally"]),
+    "call_missing": ("+c:\n  call>: not_there\n", 2, ["call>: not_there", "does not exist"]),
+    "call_outside": ("+c:\n  call>: ../up\n", 2, ["call>: ../up", "inside the project"]),
+    "call_itself": (
+        "+c:\n  call>: call_itself\n",
+        2,
+        ["call>: call_itself", "calls itself (call_itself.dig -> call_itself.dig)"],
+    ),
+    "no_command": ("+a:\n  sh>:\n", 2, ["sh>", "needs a command text"]),
+    "for_each_without_do": ("+e:\n  for_each>:\n    k: [1, 2]\n", 2, ["for_each>", "needs _do"]),
+    "task_not_a_mapping": ("+a: echo hi\n", 1, ["+a", "a task must be a mapping"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_unsupported_constructs_are_load_errors_with_file_line_and_construct(tmp_path, name):
+    text, line, expected = CASES[name]
+    message = load_error(tmp_path, name, text)
+    assert f"{tmp_path / name}.dig, line {line}:" in message, message
+    for part in expected:
+        assert part in message, message
+
+
+def test_generated_subtasks_in_task_code_are_found_without_running_it(tmp_path):
+    write(
+        tmp_path,
+        "tasks/gen.py",
+        """
+        import digdag
+        open("imported.txt", "w").write("the loader must never import task code")
+
+        class Split(object):
+            def count(self):
+                digdag.env.store({"n": 3})
+
+            def run(self, n):
+                for i in range(n):
+                    digdag.env.add_subtask(Split.one, index=i)
+
+            def one(self, index):
+                print(index)
+        """,
+    )
+    write(
+        tmp_path,
+        "tasks/gen.rb",
+        """
+        module Gen
+          class Split
+            def count
+              Digdag.env.store(n: 3)
+            end
+
+            def run(n)
+              n.times { |i| Digdag.env.add_subtask(:one, index: i) }
+            end
+          end
+        end
+        """,
+    )
+    message = load_error(
+        tmp_path,
+        "generate",
+        """
+        +count:
+          py>: tasks.gen.Split.count
+        +run:
+          py>: tasks.gen.Split.run
+        +rb_count:
+          rb>: Gen::Split.count
+          require: tasks/gen
+        +rb_run:
+          rb>: Gen::Split.run
+          require: tasks/gen
+        """,
+    )
+    assert "generate.dig, line 4: py>: tasks.gen.Split.run (digdag.env.add_subtask in gen.py)" in message
+    assert "generate.dig, line 9: rb>: Gen::Split.run (Digdag.env.add_subtask in gen.rb)" in message
+    assert "line 2" not in message and "line 6" not in message  # count does not generate tasks
+    assert not (tmp_path / "imported.txt").exists()
+
+
+def test_every_problem_of_a_workflow_is_listed_and_nothing_loads(tmp_path):
+    write(tmp_path, "good.dig", "+a:\n  echo>: fine\n")
+    write(tmp_path, "bad.dig", "+a:\n  emr>:\n+b:\n  sh>: echo ${1 + 1}\nsla:\n  time: 01:00\n")
+    with pytest.raises(DigLoadError) as info:
+        load_project(tmp_path)  # every workflow was asked for: one that cannot load fails the whole call
+    message = str(info.value)
+    assert message.startswith("Digdag workflow(s) bad cannot be loaded")
+    for line, construct in ((2, "emr>"), (4, "${1 + 1}"), (5, "sla")):
+        assert f"bad.dig, line {line}: {construct}" in message, message
+    assert load_project(tmp_path, include=["good"])["good"].task_ids == ["a"]
+
+
+def test_include_that_matches_nothing_names_the_workflows_there(tmp_path):
+    write(tmp_path, "one.dig", "+a:\n  echo>: a\n")
+    with pytest.raises(DigLoadError, match=r"include='tw\*'.*no workflow file matches.*one"):
+        load_project(tmp_path, include=["tw*"])
+    with pytest.raises(DigLoadError, match="project folder does not exist"):
+        load_project(tmp_path / "missing")
