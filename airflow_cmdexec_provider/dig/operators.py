@@ -56,19 +56,14 @@ class DigdagTask(CommandOperator):
         self.dig_export = dict(dig_export or {})
         self.dig_expression_keys = tuple(dig_expression_keys)
 
-    def _param_items(self) -> list[tuple[str, Any]]:
-        return [(k, p) for k, p in super()._param_items() if k in self.dig_local_keys]
-
     def digdag_params(
-        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None
+        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None,
+        local: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        own = {k: v for k, v in _values(self.params).items() if k in self.dig_local_keys}
-        others = {
-            k: v for k, v in _values(context.get("params") or {}).items() if k not in self.dig_local_keys
-        }
-        params = deep_merge(
-            super().digdag_params({**context, "params": others}, log, project_dir), self.dig_export
-        )
+        # The task's own keys as the .dig file wrote them (copied at parse time: dag_run.conf cannot
+        # change them), evaluated one by one against the params below them.
+        own = {k: v for k, v in self.local_params.items() if k in self.dig_local_keys}
+        params = deep_merge(super().digdag_params(context, log, project_dir, local={}), self.dig_export)
         for key in self.dig_expression_keys:
             if key in params and key not in own:
                 params[key] = evaluate(params[key], params, f"Task {self.task_label}: param {key}")
@@ -81,11 +76,6 @@ class DigdagTask(CommandOperator):
         super().expand_digdag(params)
         for name in self.dig_settings:
             setattr(self, name, evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}"))
-
-
-def _values(params: Any) -> dict[str, Any]:
-    """Plain values of an Airflow ParamsDict (which holds Param objects) or of a dict."""
-    return dict(params.dump()) if hasattr(params, "dump") else dict(params)
 
 
 class DigShOperator(DigdagTask, ShOperator):

@@ -230,12 +230,19 @@ class CommandOperator(BaseOperator):
             shutil.rmtree(io_root, ignore_errors=True)
         return self._publish(context, log, stored)
 
-    def digdag_params(self, context: Context, log: stores.StoreLog, project_dir: Path | None = None) -> dict[str, Any]:
-        """This task's Digdag params, merged in Digdag's order (``params.resolve_params``)."""
+    def digdag_params(
+        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None,
+        local: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """This task's Digdag params, merged in Digdag's order (``params.resolve_params``).
+
+        :param local: the task-local keys on top; default: the task's own ``params``.
+        """
         exports = [{}, *stores.group_exports(self)]
         exported = {k: v for export in exports for k, v in export.items()}
-        # Airflow copies a TaskGroup's default_args params into the task's: those are the group's export.
-        local = {k: v for k, v in self.local_params.items() if not (k in exported and exported[k] == v)}
+        if local is None:
+            # Airflow copies a TaskGroup's default_args params into the task's: those are the group's export.
+            local = {k: v for k, v in self.local_params.items() if not (k in exported and exported[k] == v)}
         session = _values(self.dag.params) if self.has_dag() else {}
         if conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True):
             session.update(getattr(context.get("dag_run"), "conf", None) or {})  # as Airflow does: shallow
