@@ -16,6 +16,7 @@ server), so only the three services write to it (``airflow standalone`` does the
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -137,6 +138,7 @@ class AirflowStack:
                 self.procs[service] = subprocess.Popen(
                     [AIRFLOW_CLI, service], env=self.home.env, cwd=self.home.path, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - one thread here; prctl is async-signal-safe
                 )
         deadline = time.monotonic() + timeout
         while not (self._api_healthy() and self.worker_pids()):
@@ -247,26 +249,33 @@ class AirflowStack:
     def workers_idle(self) -> bool:
         return all(_cmdline(pid).endswith("<idle>") for pid in self.worker_pids())
 
-    def worker_cpu_seconds(self) -> float:
-        """CPU time of the workers and of every process they ran and reaped (see ``process_tree_cpu``)."""
-        return sum(process_tree_cpu(pid) for pid in self.worker_pids())
+    def worker_cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds of the workers themselves, and of every task process they ran and reaped.
+
+        A LocalExecutor worker is the supervisor of each task it runs: it forks the task process,
+        reads its log messages and writes the log file (and the scheduler's stdout). The task
+        process runs the operator and reaps the command it started. From ``/proc/PID/stat``:
+        the worker's own utime + stime, and its cutime + cstime, which hold the CPU of every child
+        it waited for, recursively. So once the workers are idle again, nothing is missed.
+        """
+        own = children = 0.0
+        for pid in self.worker_pids():
+            worker_own, worker_children = process_cpu(pid)
+            own += worker_own
+            children += worker_children
+        return own, children
 
 
-def process_tree_cpu(pid: int) -> float:
-    """utime + stime + cutime + cstime of ``pid``, in seconds, from ``/proc/PID/stat``.
-
-    ``cutime``/``cstime`` hold the CPU of every child the process waited for, recursively: a
-    LocalExecutor worker supervises (and reaps) each task process, which reaps the command it ran.
-    So once a worker is idle again, this counts the worker's own work (the supervisor reading the
-    task's log messages and writing the log file) plus the whole task process tree.
-    """
+def process_cpu(pid: int) -> tuple[float, float]:
+    """(utime + stime, cutime + cstime) of ``pid`` in seconds, from ``/proc/PID/stat`` (see proc(5))."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    # Fields 14-17 of proc(5), counted from 1 with pid and comm; here from 0 after ")" at index 2.
-    ticks = sum(int(value) for value in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    # proc(5) numbers the fields from 1 (pid, comm, state, ...): utime..cstime are 14-17, which are
+    # 11-14 here, counted from 0 after the ")" that ends comm.
+    utime, stime, cutime, cstime = (int(value) / os.sysconf("SC_CLK_TCK") for value in fields[11:15])
+    return utime + stime, cutime + cstime
 
 
 def _children(pid: int) -> list[int]:
@@ -284,6 +293,16 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started it dies, even by SIGKILL,
+    so that a killed benchmark or test leaves no Airflow service running."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
