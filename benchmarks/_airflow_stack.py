@@ -3,8 +3,9 @@
 ``AirflowHome`` is a temp ``AIRFLOW_HOME`` with its own dags folder and migrated SQLite metadata DB,
 and the environment every Airflow command of it runs with: the caller's environment WITHOUT any
 ``AIRFLOW_*`` variable (so no connection, Variable, secrets backend or executor of the caller leaks
-in; a cmdexec task with nothing configured runs locally) and with ``PYTHONPATH`` starting at this
-checkout (the shared virtualenv may have another copy of the package installed).
+in; a cmdexec task with nothing configured runs locally), with ``PYTHONPATH`` starting at this
+checkout (the shared virtualenv may have another copy of the package installed) and ``TMPDIR``
+inside the home.
 
 ``AirflowStack`` runs the real services on it, as a small deployment does: ``airflow api-server``
 (the execution API the tasks talk to), ``airflow dag-processor`` and ``airflow scheduler`` with the
@@ -50,6 +51,8 @@ class AirflowHome:
         self.dags = self.path / "dags"
         self.dags.mkdir()
         self.db = self.path / "airflow.db"
+        tmp = self.path / "tmp"
+        tmp.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         env.update(
             AIRFLOW_HOME=str(self.path),
@@ -58,6 +61,9 @@ class AirflowHome:
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__CORE__UNIT_TEST_MODE="False",
             PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+            # The tasks' temp folders (IO folders, runner files) go inside the home, so that even a
+            # task killed mid-run leaves nothing behind once the home is removed.
+            TMPDIR=str(tmp),
         )
         env.update(config or {})
         self.env = env
@@ -147,19 +153,20 @@ class AirflowStack:
                 raise TimeoutError(f"Airflow services not ready after {timeout:.0f} s:\n{self.tails()}")
             time.sleep(0.5)
 
-    def stop(self, grace: float = 20) -> None:
-        """TERM every service's process group, KILL what is left after ``grace`` seconds."""
-        for proc in self.procs.values():
+    def stop(self, grace: float = 60) -> None:
+        """Stop the scheduler first (it ends running tasks, which still need the API server to report),
+        then the others: TERM each process group, KILL what is left after ``grace`` seconds."""
+        for service in reversed(self.SERVICES):
+            proc = self.procs.pop(service, None)
+            if proc is None:
+                continue
             _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in self.procs.values():
             try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 pass
             _signal_group(proc.pid, signal.SIGKILL)  # also the group's stragglers (workers, task processes)
             proc.wait()
-        self.procs.clear()
 
     def _api_healthy(self) -> bool:
         import urllib.request

@@ -110,9 +110,8 @@ def write_dag(folder: Path, dag_id: str, contenders: list[Contender], rounds: in
     """The DAG file and the project module of py>/rb>; returns the task ids in chain order."""
     (folder / "bench_noop.py").write_text("def noop():\n    pass\n")
     (folder / "bench_noop.rb").write_text("def noop\nend\n")
-    task_ids = [f"{c.name}_{r:02d}" for r in range(rounds) for c in contenders]
-    operators = "\n".join(f"    TID = {tid!r}\n    tasks.append({c.operator})"
-                          for tid, c in ((f"{c.name}_{r:02d}", c) for r in range(rounds) for c in contenders))
+    chain_order = [(f"{c.name}_{r:02d}", c) for r in range(rounds) for c in contenders]
+    operators = "\n".join(f"    TID = {tid!r}\n    tasks.append({c.operator})" for tid, c in chain_order)
     profile = ("" if profile_log is None else
                f"import sys\nsys.path.insert(0, {str(BENCHMARKS)!r})\nimport _phase_timer\n"
                f"_phase_timer.install({str(profile_log)!r})\n")
@@ -137,7 +136,7 @@ with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), default_arg
 {operators}
     chain(*tasks)
 ''')
-    return task_ids
+    return [tid for tid, _ in chain_order]
 
 
 def utc_seconds(text: str) -> float:
@@ -290,14 +289,14 @@ def main() -> int:
             met = value <= limit
             targets.append({"ours": ours, "peer": peer, "kind": kind, "value": round(value, 3), "limit": limit,
                             "met": met})
-            print(f"  {ours} vs {peer:<17}{shown(value, kind):>10}   target <= {shown(limit, kind):<9} "
+            print(f"  {f'{ours} vs {peer}':<34}{shown(value, kind):>10}   target <= {shown(limit, kind):<9} "
                   f"{'PASS' if met else 'MISS'}")
     comparisons = []
     for ours, peer, kind in EXTRA_COMPARISONS:
         if ours in medians and peer in medians:
             value = compare(medians, ours, peer, kind)
             comparisons.append({"ours": ours, "peer": peer, "kind": kind, "value": round(value, 3)})
-            print(f"  {ours} vs {peer:<17}{shown(value, kind):>10}   (no target)")
+            print(f"  {f'{ours} vs {peer}':<34}{shown(value, kind):>10}   (no target)")
     print(profile_text)
 
     result = {
