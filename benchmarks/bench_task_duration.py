@@ -240,6 +240,8 @@ def main() -> int:
             "python": args.python or real_interpreter("python3", "-c import sys; print(sys.executable)", home.env),
             "ruby": real_interpreter("ruby", "-e print RbConfig.ruby", home.env) if "ruby" in groups else "ruby",
         }
+        if "docker" in groups and shutil.which("docker") is None:
+            raise SystemExit("the docker group needs the docker CLI and a Docker engine: run scripts/ensure-docker.sh")
         if "docker" in groups and subprocess.run(["docker", "image", "inspect", args.image],
                                                  capture_output=True, check=False).returncode != 0:
             raise SystemExit(f"image {args.image} is not on this Docker host: run scripts/build-test-image.sh")
@@ -266,7 +268,7 @@ def main() -> int:
         profile_text, profile = (profile_table(profile_log, measured, [c.name for c in contenders])
                                  if profile_log else ("", None))
     finally:
-        if "docker" in groups:
+        if "docker" in groups and shutil.which("docker"):
             remove_containers(tag, dag_id)
         home.remove()
 
