@@ -106,7 +106,7 @@ class _MessageOperator(DigdagTask):
         super().__init__(**kwargs)
         self.message = message
 
-    def _execute(self, context: Context) -> dict[str, Any]:
+    def _execute(self, context: Context) -> dict[str, Any] | None:
         log = stores.inherited_log(self, context["ti"])
         self.expand_digdag(self.digdag_params(context, log, self._project_dir()))
         self.act()

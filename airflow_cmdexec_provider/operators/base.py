@@ -173,14 +173,14 @@ class CommandOperator(BaseOperator):
             timeout_seconds=self.execution_timeout.total_seconds() if self.execution_timeout else None,
         )
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any] | None:
         try:
             return self._execute(context)
         except Exception as exc:
             self._record_error(context, exc)
             raise
 
-    def _execute(self, context: Context) -> dict[str, Any]:
+    def _execute(self, context: Context) -> dict[str, Any] | None:
         label = self.task_label
         ti = context["ti"]
         log = stores.inherited_log(self, ti)
@@ -268,8 +268,13 @@ class CommandOperator(BaseOperator):
                     return dict(entry)
         return None
 
-    def _publish(self, context: Context, log: stores.StoreLog, stored: dict[str, Any]) -> dict[str, Any]:
-        """Push this task's store log; return every value stored so far (the XCom ``return_value``)."""
+    def _publish(self, context: Context, log: stores.StoreLog, stored: dict[str, Any]) -> dict[str, Any] | None:
+        """Push this task's store log; return every value stored so far (the XCom ``return_value``),
+        or None when nothing was stored at all (no XCom, as for a BashOperator that prints nothing).
+
+        The store log is pushed even when empty: it tells downstream tasks that this task ran and
+        everything upstream of it is covered, so their walk stops here.
+        """
         ti = context["ti"]
         own_log = dict(log)
         if stored:
@@ -279,7 +284,8 @@ class CommandOperator(BaseOperator):
         for scope in stores.stores_by_scope(self, log):
             for values in scope:
                 view = deep_merge(view, values)
-        return deep_merge(view, stored)
+        view = deep_merge(view, stored)
+        return view or None
 
     def _record_error(self, context: Context, exc: Exception) -> None:
         """Leave ``{message, stacktrace}`` for error handlers (Digdag's ``error`` param of ``_error`` tasks)."""
@@ -313,14 +319,14 @@ class CommandOperator(BaseOperator):
                                  deadline=deadline)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any] | None:
         try:
             return self._execute_complete(context, event)
         except Exception as exc:
             self._record_error(context, exc)
             raise
 
-    def _execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def _execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any] | None:
         """Resume after the trigger fired: collect the outputs of the remote command and clean up.
 
         This may run on another worker than the one that deferred: everything comes from the handle
