@@ -33,7 +33,7 @@ mkdir "$WORK/src"
 git -C "$ROOT" ls-files -z --cached --others --exclude-standard -- . ':(exclude).venv' \
   | tar -C "$ROOT" --null -T - -cf - | tar -C "$WORK/src" -xf -
 if [ -x "$UV" ]; then installer=(--installer uv); else installer=(); fi
-PATH="$(dirname "$PYTHON"):$PATH" "$PYTHON" -m build "${installer[@]}" --outdir "$WORK/dist" "$WORK/src"
+PATH="$(dirname "$PYTHON"):$PATH" "$PYTHON" -m build -q "${installer[@]}" --outdir "$WORK/dist" "$WORK/src"
 WHEEL="$(ls "$WORK"/dist/*.whl)"
 "$PYTHON" -m twine check --strict "$WORK"/dist/*
 
