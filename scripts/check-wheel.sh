@@ -26,7 +26,7 @@ WORK="$(mktemp -d -t cmdexec-check-wheel-XXXXXX)"
 cleanup() { if [ "${KEEP_WORK:-}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi; }
 trap cleanup EXIT
 cd "$WORK"  # python -c and python - put the current folder on sys.path: never the checkout
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "build the sdist and the wheel (from the checkout's files, not its build leftovers)"
 mkdir "$WORK/src"

@@ -275,10 +275,9 @@ def check_temporal_storage(storage_config: config.StorageConfig) -> str:
 
     url = f"{'s3' if storage_config.type == 's3' else 'gs'}://{storage_config.bucket}"
     source = _storage_credentials_source(storage_config)
-    static_keys = storage_config.access_key_id and storage_config.secret
-    if storage_config.type == "s3" and storage_config.aws_conn_id:
-        if not (static_keys or storage_config.credentials_file):
-            _require_aws_connection(storage_config.aws_conn_id)
+    other_credentials = (storage_config.access_key_id and storage_config.secret) or storage_config.credentials_file
+    if storage_config.type == "s3" and storage_config.aws_conn_id and not other_credentials:
+        _require_aws_connection(storage_config.aws_conn_id)
     try:
         storage = open_storage(storage_config)
     except CmdExecConfigError as exc:
