@@ -25,6 +25,7 @@ for name in $(compgen -e | grep '^AIRFLOW' || true); do unset "$name"; done
 WORK="$(mktemp -d -t cmdexec-check-wheel-XXXXXX)"
 cleanup() { if [ "${KEEP_WORK:-}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi; }
 trap cleanup EXIT
+trap 'exit 143' TERM INT  # a stopped check removes its folder too
 cd "$WORK"  # python -c and python - put the current folder on sys.path: never the checkout
 step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 
@@ -68,7 +69,7 @@ make_venv() {  # make_venv DIR
 }
 install() {  # install VENV ARGS...
   local venv="$1"; shift
-  if [ -x "$UV" ]; then "$UV" pip install -q --python "$venv/bin/python" "$@"; else "$venv/bin/pip" install -q "$@"; fi
+  if [ -x "$UV" ]; then "$UV" pip install -q --compile-bytecode --python "$venv/bin/python" "$@"; else "$venv/bin/pip" install -q "$@"; fi
 }
 
 check_venv() {  # check_venv NAME INSTALL-ARGS...

@@ -311,3 +311,23 @@ def test_gcs_credentials_that_are_not_json(gcs: GcsEmulator) -> None:
         f"gs://{GCS_BUCKET}: the password must hold the service account JSON (Digdag "
         "gcs.credentials.json.content); it is not valid JSON",
     )
+
+
+def test_gcs_without_any_credentials(gcs: GcsEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No Password: Application Default Credentials, and this machine has none."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # not on Google Compute Engine: no metadata server
+    fields = {"type": "gcs", "bucket": GCS_BUCKET, "endpoint": gcs.url}
+    assert connection_test("cmdexec_storage", extra=fields) == (
+        False,
+        f"gs://{GCS_BUCKET}: no credentials were found in Application Default Credentials "
+        "(or set Password to a service-account JSON)",
+    )
+
+
+def test_gcs_key_file_that_does_not_exist(gcs: GcsEmulator) -> None:
+    ok, message = gcs_test(gcs, gcs_credentials_json_path="/nonexistent/cmdexec-key.json")
+    assert not ok
+    assert message.startswith(f"gs://{GCS_BUCKET}: could not load the credentials (FileNotFoundError: ")
+    assert message.endswith("): check extra 'gcs_credentials_json_path'")

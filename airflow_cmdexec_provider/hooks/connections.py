@@ -32,6 +32,9 @@ CHECK_LABEL = "connection-test"
 # A check answers within seconds, where a task would wait and retry longer.
 CHECK_TIMEOUT = 30
 CHECK_URL_TTL = 600  # the presigned URLs of the test object
+# Steps of the storage check whose failures point at the credentials.
+LOAD_CREDENTIALS = "load the credentials"
+PRESIGN = "presign URLs"
 # Error codes of AWS for credentials it does not accept at all (as opposed to a missing permission).
 REJECTED_CREDENTIALS = {
     "AuthFailure", "ExpiredToken", "ExpiredTokenException", "IncompleteSignature", "InvalidAccessKeyId",
@@ -282,6 +285,8 @@ def check_temporal_storage(storage_config: config.StorageConfig) -> str:
         storage = open_storage(storage_config)
     except CmdExecConfigError as exc:
         raise ConnectionCheckFailed(f"{url}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. no default credentials, a missing key file
+        raise ConnectionCheckFailed(_storage_failure(exc, LOAD_CREDENTIALS, source, storage_config, url)) from None
     key = f"{storage_config.prefix}/connection-test-{uuid.uuid4().hex}"
     keys = [f"{key}-get", f"{key}-put"]
     payload = f"airflow-cmdexec connection test {key}\n".encode()
@@ -292,7 +297,7 @@ def check_temporal_storage(storage_config: config.StorageConfig) -> str:
             sent, received = Path(tmp) / "sent", Path(tmp) / "received"
             sent.write_bytes(payload)
             storage.upload_file(keys[0], sent)
-            step = "presign URLs"
+            step = PRESIGN
             get_url = storage.presigned_get(keys[0], CHECK_URL_TTL)
             put_url = storage.presigned_put(keys[1], CHECK_URL_TTL)
             step = "read the test object back through its presigned GET URL"
@@ -378,8 +383,11 @@ def _storage_failure(
             return f"{url}: no credentials were found in {source}"
         if code in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionError"):
             return f"{url}: could not {step} ({_first_line(cause)}): fix extra 'endpoint'"
-        return f"{url}: could not {step} ({code}: {_first_line(cause)})"
-    return f"{url}: could not {step} ({type(exc).__name__}: {_first_line(exc)})"
+    hint = {
+        LOAD_CREDENTIALS: f": check {source}",
+        PRESIGN: f": the credentials from {source} must be able to sign (GCS: a service-account key)",
+    }.get(step, "")
+    return f"{url}: could not {step} ({type(exc).__name__}: {_first_line(exc)}){hint}"
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
