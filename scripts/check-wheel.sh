@@ -69,7 +69,7 @@ make_venv() {  # make_venv DIR
 }
 install() {  # install VENV ARGS...
   local venv="$1"; shift
-  if [ -x "$UV" ]; then "$UV" pip install -q --compile-bytecode --python "$venv/bin/python" "$@"; else "$venv/bin/pip" install -q "$@"; fi
+  if [ -x "$UV" ]; then "$UV" pip install -q --python "$venv/bin/python" "$@"; else "$venv/bin/pip" install -q "$@"; fi
 }
 
 check_venv() {  # check_venv NAME INSTALL-ARGS...
