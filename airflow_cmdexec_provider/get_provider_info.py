@@ -94,6 +94,7 @@ def legacy_ui_field_behaviour(conn_type: str) -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
+    from airflow_cmdexec_provider import __version__
     from airflow_cmdexec_provider import digdag_keys as config
 
     return {
@@ -101,6 +102,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Command Executor (Digdag sh>/py>/rb>)",
         "description": "Run shell, Python and Ruby tasks on the worker, in Docker or on AWS ECS, "
         "chosen by configuration, with Digdag's Command Executor semantics.",
+        "versions": [__version__],
         "operators": [
             {
                 "integration-name": "Command Executor",

@@ -1,13 +1,17 @@
-"""The two custom connection forms in Airflow's real UI, driven by headless Chromium.
+"""Our two connection types in Airflow's real UI, driven by headless Chromium.
 
-Starts ``airflow api-server`` (which serves the React UI) on a loopback port with its own home,
-logs in through the simple auth manager's login page, adds an ECS cluster connection and a
-temporal storage connection through "Add Connection" using our custom fields, saves them, and
-checks that the executor configuration loaded from that metadata DB (``config.ecs_setup``, i.e.
-``ecs_config_from_connection`` / ``storage_config_from_connection``) equals what was typed.
-Screenshots of both forms go to ``test-output/ui/``.
+Starts ``airflow api-server`` (which serves the React UI) on a loopback port with its own home and
+``[core] test_connection = Enabled``, and logs in through the simple auth manager's login page.
 
-Needs Debian's Chromium (``scripts/ensure-browser.sh``); Playwright drives it, nothing is downloaded.
+- The forms: adds an ECS cluster connection and a temporal storage connection through "Add
+  Connection" using our custom fields, saves them, and checks that the executor configuration
+  loaded from that metadata DB (``config.ecs_setup``) equals what was typed.
+- The Test buttons: on the Connections page, clicks **Test Connection** on connections that point
+  at moto (ECS, S3) and at the GCS emulator, and checks the success and the failure messages of our
+  hooks' ``test_connection`` as the page shows them.
+
+Screenshots go to ``test-output/ui/``. Needs Debian's Chromium (``scripts/ensure-browser.sh``);
+Playwright drives it, nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -16,20 +20,26 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from browser.airflow_server import AirflowApiServer
-from browser.ui import CHROMIUM, ConnectionForm, chromium_page, login
+from browser.ui import CHROMIUM, ConnectionForm, chromium_page, click_test_connection, login
+from connection_test_support import REGION, GcsEmulator, MotoServer
 
 from airflow_cmdexec_provider.digdag_keys import ECS_FIELDS, STORAGE_FIELDS
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output" / "ui"
 TASK_LABEL = "ui-test"
 IMAGE = "python:3.12"
+UI_CLUSTER = "cmdexec-ui-cluster"
+UI_GCS_BUCKET = "cmdexec-ui-gcs"
+UI_SECRET = "ui-test-button-Secret-k3P"
 
 # What the test types into the forms (fake credentials).
 ECS_TYPED = {
@@ -153,80 +163,188 @@ def _standard_labels(form: ConnectionForm) -> set[str]:
     return {text.strip().rstrip("*").strip() for text in form.dialog.locator("label").all_inner_texts()}
 
 
-def test_add_ecs_and_storage_connections_in_the_ui(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[AirflowApiServer, MotoServer, GcsEmulator]]:
+    """The API server (Test buttons enabled), moto and the GCS emulator, for the whole module."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-browser.sh (installs Debian's chromium)")
-    server = AirflowApiServer(tmp_path / "airflow-home")
-    screenshots: list[Path] = []
+    moto = MotoServer()
+    gcs = GcsEmulator(UI_GCS_BUCKET)
+    server = AirflowApiServer(
+        tmp_path_factory.mktemp("ui") / "airflow-home", config={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
+    )
     try:
         with server:
-            with chromium_page() as page:
-                login(page, server.url, server.username, server.password)
-                # What the form is built from: the API server's hook metadata (signed-in session).
-                response = page.request.get(server.url + "/ui/connections/hook_meta")
-                assert response.ok, response.text()
-                metas = {meta["connection_type"]: meta for meta in response.json()}
-                assert metas["cmdexec_ecs"]["hook_name"] == "Command Executor: ECS cluster"
-                assert metas["cmdexec_ecs"]["extra_fields"]["launch_type"]["schema"]["enum"] == [
-                    "FARGATE",
-                    "EC2",
-                    "EXTERNAL",
-                ]
-                assert metas["cmdexec_storage"]["standard_fields"]["host"]["hidden"] is True
-                assert set(metas["cmdexec_storage"]["extra_fields"]) == {
-                    spec.extra_name for spec in STORAGE_FIELDS if spec.extra_name
-                }
+            yield server, moto, gcs
+    finally:
+        gcs.stop()
+        moto.stop()
 
-                form = ConnectionForm(page, server.url)
 
-                form.open("cmdexec_ecs_default", "Command Executor: ECS cluster")
-                labels = _standard_labels(form)
-                assert {"AWS access key id", "AWS secret access key"} <= labels, labels
-                assert not {"Host", "Port", "Schema"} & labels, labels  # hidden standard fields
-                screenshots += _fill(
-                    form,
-                    ECS_FIELDS,
-                    ECS_TYPED,
-                    "AWS access key id",
-                    "AWS secret access key",
-                    OUTPUT / "ecs-cluster-connection.png",
-                )
-                form.save()
-
-                form.open("cmdexec_storage_default", "Command Executor: temporal storage (S3/GCS)")
-                assert {"S3 access key id", "S3 secret key / GCS credentials JSON"} <= _standard_labels(form)
-                screenshots += _fill(
-                    form,
-                    STORAGE_FIELDS,
-                    STORAGE_TYPED,
-                    "S3 access key id",
-                    "S3 secret key / GCS credentials JSON",
-                    OUTPUT / "temporal-storage-connection.png",
-                )
-                form.save()
-
-            # The configuration a task would load, read from the server's metadata DB by another
-            # process (no Task SDK supervisor there: config._get_connection's airflow.models path).
-            proc = subprocess.run(
-                [sys.executable, "-c", LOAD_SCRIPT],
-                env=server.env(),
-                capture_output=True,
-                text=True,
-                timeout=300,
-                cwd=ROOT,
-            )
+@contextmanager
+def server_log_on_failure(server: AirflowApiServer) -> Iterator[None]:
+    try:
+        yield
     except BaseException:
         print(f"---- API server log ({server.log_path}) ----\n{server.log()}")
         raise
+
+
+def print_screenshots(capsys: pytest.CaptureFixture[str], screenshots: list[Path]) -> None:
+    with capsys.disabled():  # shown even when pytest captures output
+        for path in screenshots:
+            print(f"\nscreenshot: {path}", end="")
+        print()
+
+
+def test_add_ecs_and_storage_connections_in_the_ui(
+    world: tuple[AirflowApiServer, MotoServer, GcsEmulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = world[0]
+    screenshots: list[Path] = []
+    try:
+        with server_log_on_failure(server), chromium_page() as page:
+            login(page, server.url, server.username, server.password)
+            # What the form is built from: the API server's hook metadata (signed-in session).
+            response = page.request.get(server.url + "/ui/connections/hook_meta")
+            assert response.ok, response.text()
+            metas = {meta["connection_type"]: meta for meta in response.json()}
+            assert metas["cmdexec_ecs"]["hook_name"] == "Command Executor: ECS cluster"
+            assert metas["cmdexec_ecs"]["extra_fields"]["launch_type"]["schema"]["enum"] == [
+                "FARGATE",
+                "EC2",
+                "EXTERNAL",
+            ]
+            assert metas["cmdexec_storage"]["standard_fields"]["host"]["hidden"] is True
+            assert set(metas["cmdexec_storage"]["extra_fields"]) == {
+                spec.extra_name for spec in STORAGE_FIELDS if spec.extra_name
+            }
+
+            form = ConnectionForm(page, server.url)
+
+            form.open("cmdexec_ecs_default", "Command Executor: ECS cluster")
+            labels = _standard_labels(form)
+            assert {"AWS access key id", "AWS secret access key"} <= labels, labels
+            assert not {"Host", "Port", "Schema"} & labels, labels  # hidden standard fields
+            screenshots += _fill(
+                form,
+                ECS_FIELDS,
+                ECS_TYPED,
+                "AWS access key id",
+                "AWS secret access key",
+                OUTPUT / "ecs-cluster-connection.png",
+            )
+            form.save()
+
+            form.open("cmdexec_storage_default", "Command Executor: temporal storage (S3/GCS)")
+            assert {"S3 access key id", "S3 secret key / GCS credentials JSON"} <= _standard_labels(form)
+            screenshots += _fill(
+                form,
+                STORAGE_FIELDS,
+                STORAGE_TYPED,
+                "S3 access key id",
+                "S3 secret key / GCS credentials JSON",
+                OUTPUT / "temporal-storage-connection.png",
+            )
+            form.save()
+
+        # The configuration a task would load, read from the server's metadata DB by another
+        # process (no Task SDK supervisor there: config._get_connection's airflow.models path).
+        proc = subprocess.run(
+            [sys.executable, "-c", LOAD_SCRIPT],
+            env=server.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
     finally:
-        with capsys.disabled():  # shown even when pytest captures output
-            for path in screenshots:
-                print(f"\nscreenshot: {path}", end="")
-            print()
+        print_screenshots(capsys, screenshots)
 
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     line = next(line for line in proc.stdout.splitlines() if line.startswith("CONFIG="))
     loaded = json.loads(line[len("CONFIG=") :])
     assert loaded == _expected()
+
+
+def test_test_buttons_show_the_result_of_our_checks(
+    world: tuple[AirflowApiServer, MotoServer, GcsEmulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Test Connection on the Connections page: success and failure, for both connection types.
+
+    The connections are stored with port 0. Airflow 3.3.1 and 3.3.2 answer every Test of a
+    connection without a port with "400 Bad Request" before any hook runs: the UI sends port 0 for
+    a NULL port and the API server takes that for another destination (apache/airflow#73298,
+    fixed upstream after 3.3.2). Port 0 matches what the UI sends; our forms hide the port, and
+    nothing reads it.
+    """
+    server, moto, gcs = world
+    moto.client("ecs").create_cluster(clusterName=UI_CLUSTER)
+    ecs_fields = {"cluster_name": UI_CLUSTER, "region": REGION, "endpoint_url": moto.url}
+    cases = [
+        (
+            "ui_ecs_reachable",
+            {"conn_type": "cmdexec_ecs", "login": "AKIAUITEST", "password": UI_SECRET, "extra": ecs_fields},
+            True,
+            f"ECS cluster '{UI_CLUSTER}' is ACTIVE in {REGION} (0 running tasks); ECS and CloudWatch Logs "
+            "accept the credentials from Login/Password.",
+            "ecs-test-ok.png",
+        ),
+        (
+            "ui_ecs_missing_cluster",
+            {
+                "conn_type": "cmdexec_ecs",
+                "login": "AKIAUITEST",
+                "password": UI_SECRET,
+                "extra": {**ecs_fields, "cluster_name": "no-such-cluster"},
+            },
+            False,
+            f"ECS cluster 'no-such-cluster' not found in {REGION}: fix extra 'cluster_name' or 'region'",
+            "ecs-test-failed.png",
+        ),
+        (
+            "ui_storage_gcs",
+            {
+                "conn_type": "cmdexec_storage",
+                "password": gcs.service_account,
+                "extra": {"type": "gcs", "bucket": UI_GCS_BUCKET, "endpoint": gcs.url},
+            },
+            True,
+            f"gs://{UI_GCS_BUCKET} is reachable: a test object under cmdexec/ was written, read back "
+            "through presigned GET and PUT URLs and deleted.",
+            "storage-test-ok.png",
+        ),
+        (
+            "ui_storage_s3_missing_bucket",
+            {
+                "conn_type": "cmdexec_storage",
+                "login": "AKIAUITEST",
+                "password": UI_SECRET,
+                "extra": {"type": "s3", "bucket": "no-such-ui-bucket", "region": REGION, "endpoint": moto.url},
+            },
+            False,
+            "s3://no-such-ui-bucket does not exist: fix extra 'bucket'",
+            "storage-test-failed.png",
+        ),
+    ]
+    screenshots: list[Path] = []
+    try:
+        with server_log_on_failure(server), chromium_page(1400, 1000) as page:
+            login(page, server.url, server.username, server.password)
+            for conn_id, fields, _, _, _ in cases:
+                body = {**fields, "connection_id": conn_id, "port": 0, "extra": json.dumps(fields["extra"])}
+                created = page.request.post(server.url + "/api/v2/connections", data=body)
+                assert created.status == 201, created.text()
+            for conn_id, _, ok, message, screenshot in cases:
+                title, text = click_test_connection(page, server.url, conn_id, OUTPUT / screenshot)
+                screenshots.append(OUTPUT / screenshot)
+                assert (title, text) == (
+                    "Test Connection Successful" if ok else "Test Connection Failed",
+                    message,
+                ), conn_id
+                assert UI_SECRET not in text
+    finally:
+        print_screenshots(capsys, screenshots)
+    assert gcs.blobs(UI_GCS_BUCKET) == []  # the test objects were deleted

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,55 +55,14 @@ def _selection(
     return backend, attempts, selected, None
 
 
-def _aws_message(exc: Exception) -> str:
-    error = (getattr(exc, "response", None) or {}).get("Error", {})
-    if error:
-        return f"{error.get('Code')}: {error.get('Message')}"
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {' '.join(lines[:2])}"
+def _probe(name: str, check: Callable[[Any], str], backend_config: Any) -> Verdict:
+    """One of the connection checks the UI's Test buttons run (``hooks.connections``)."""
+    from airflow_cmdexec_provider.hooks.connections import ConnectionCheckFailed
 
-
-def _probe_ecs(backend: Any) -> Verdict:
-    cluster = backend.config.cluster_name
     try:
-        response = backend.ecs.describe_clusters(clusters=[cluster])
-    except Exception as exc:  # noqa: BLE001
-        return Verdict(
-            "ecs", "UNREACHABLE", f"cluster {cluster!r}: describe_clusters failed: {_aws_message(exc)}"
-        )
-    found = [
-        c
-        for c in response.get("clusters", [])
-        if c.get("clusterName") == cluster or c.get("clusterArn", "").endswith("/" + cluster)
-    ]
-    if not found:
-        reasons = ", ".join(str(f.get("reason")) for f in response.get("failures", []))
-        return Verdict(
-            "ecs", "UNREACHABLE", f"cluster {cluster!r} not found" + (f" ({reasons})" if reasons else "")
-        )
-    status = found[0].get("status", "?")
-    if status != "ACTIVE":
-        return Verdict("ecs", "UNREACHABLE", f"cluster {cluster!r} is {status}")
-    region = backend.ecs.meta.region_name
-    return Verdict(
-        "ecs",
-        "OK",
-        f"cluster {cluster!r} is ACTIVE in {region} ({found[0].get('runningTasksCount', 0)} running tasks)",
-    )
-
-
-def _probe_storage(backend: Any) -> Verdict:
-    config = backend.storage_config
-    try:
-        storage = backend.storage
-        if config.type == "s3":
-            storage.client.head_bucket(Bucket=config.bucket)
-            return Verdict("storage", "OK", f"s3://{config.bucket} is reachable")
-        storage.client.get_bucket(config.bucket)
-        return Verdict("storage", "OK", f"gs://{config.bucket} is reachable")
-    except Exception as exc:  # noqa: BLE001
-        scheme = "s3" if config.type == "s3" else "gs"
-        return Verdict("storage", "UNREACHABLE", f"{scheme}://{config.bucket}: {_aws_message(exc)}")
+        return Verdict(name, "OK", check(backend_config))
+    except ConnectionCheckFailed as exc:
+        return Verdict(name, "UNREACHABLE", str(exc))
 
 
 def _probe_docker(cli: str) -> Verdict:
@@ -196,25 +155,20 @@ def check(
                 verdict.message += " (not used by this task: no docker.image)"
             verdicts[name] = [verdict]
         elif name == "ecs":
-            ecs_backend = backend if selected == "ecs" else None
-            if ecs_backend is None:
-                try:
-                    from airflow_cmdexec_provider.backends.ecs import EcsBackend
+            from airflow_cmdexec_provider.hooks.connections import check_ecs_cluster, check_temporal_storage
 
-                    ecs_config = config.load_ecs_config(ecs_conn_id or config.ECS_CONN_ID, TASK_LABEL)
-                    storage_config = config.load_storage_config(
-                        storage_conn_id or config.STORAGE_CONN_ID, TASK_LABEL
-                    )
-                    ecs_backend = EcsBackend(ecs_config, storage_config)
-                except BackendNotConfigured as exc:
-                    verdicts[name] = [Verdict("ecs", "NOT CONFIGURED", str(exc))]
-                except CmdExecConfigError as exc:
-                    verdicts[name] = [Verdict("ecs", "INVALID", _strip_task_prefix(str(exc)))]
-            if ecs_backend is not None:
-                try:
-                    verdicts[name] = [_probe_ecs(ecs_backend), _probe_storage(ecs_backend)]
-                except CmdExecConfigError as exc:
-                    verdicts[name] = [Verdict("ecs", "INVALID", _strip_task_prefix(str(exc)))]
+            try:
+                ecs_config = config.load_ecs_config(ecs_conn_id or config.ECS_CONN_ID, TASK_LABEL)
+                storage_config = config.load_storage_config(storage_conn_id or config.STORAGE_CONN_ID, TASK_LABEL)
+            except BackendNotConfigured as exc:
+                verdicts[name] = [Verdict("ecs", "NOT CONFIGURED", str(exc))]
+            except CmdExecConfigError as exc:
+                verdicts[name] = [Verdict("ecs", "INVALID", _strip_task_prefix(str(exc)))]
+            else:
+                verdicts[name] = [
+                    _probe("ecs", check_ecs_cluster, ecs_config),
+                    _probe("storage", check_temporal_storage, storage_config),
+                ]
 
     output.out("Backends:")
     for name in chain:

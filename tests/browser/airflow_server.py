@@ -31,10 +31,12 @@ def free_port() -> int:
 
 
 class AirflowApiServer:
-    def __init__(self, home: Path, username: str = "admin") -> None:
+    def __init__(self, home: Path, username: str = "admin", config: dict[str, str] | None = None) -> None:
+        """``config``: more ``AIRFLOW__*`` settings of the server (the shell's own are dropped)."""
         from cryptography.fernet import Fernet
 
         self.home = home
+        self.config = dict(config or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.username = username
@@ -67,6 +69,7 @@ class AirflowApiServer:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret,
                 "AIRFLOW__API__EXPOSE_CONFIG": "False",
+                **self.config,
             }
         )
         return env

@@ -134,3 +134,19 @@ class ConnectionForm:
     def save(self) -> None:
         self.dialog.get_by_role("button", name="Save").click()
         self.dialog.wait_for(state="detached")
+
+
+def click_test_connection(page: Any, base_url: str, conn_id: str, screenshot: Path) -> tuple[str, str]:
+    """Click a connection's Test Connection button on the Connections page; return the title and
+    the message of the notification it shows, and save a screenshot of the page with it."""
+    page.goto(base_url + "/connections")
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=conn_id, exact=True))
+    row.get_by_role("button", name="Test Connection").click()
+    toast = page.locator("[role='status'], [role='alert']").filter(has_text="Test Connection")
+    toast.first.wait_for()
+    title, _, text = toast.first.inner_text().strip().partition("\n")
+    # The notification slides in: the screenshot waits for its animations to end.
+    toast.first.evaluate("el => Promise.all(el.getAnimations({subtree: true}).map(a => a.finished))")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshot))
+    return title.strip(), text.strip()
