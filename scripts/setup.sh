@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the project needs on a fresh machine (Debian/Ubuntu, Python 3.10+), idempotently:
+# Set up everything the project needs on a fresh machine (Debian/Ubuntu, Python 3.11.4+), idempotently:
 #   - system packages that are missing: ruby (rb> tasks);
 #   - a virtualenv in .venv with Airflow 3.3 and this provider (editable), plus test tools with --test;
 #   - an Airflow home in .airflow-home with a migrated SQLite database.
