@@ -37,7 +37,7 @@ from airflow_cmdexec_provider.backends.ecs_script import (
 )
 from airflow_cmdexec_provider.config import MAX_PRESIGN_SECONDS, EcsConfig, StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
-from airflow_cmdexec_provider.runner.workdir import pack, unpack_outputs
+from airflow_cmdexec_provider.runner.workdir import pack_to, unpack_outputs
 from airflow_cmdexec_provider.storage import open_storage
 from airflow_cmdexec_provider.storage.base import TemporalStorage
 
@@ -314,13 +314,10 @@ class EcsBackend:
         too_large = len(json.dumps(overrides["containerOverrides"])) > OVERRIDES_LIMIT - OVERRIDES_HEADROOM
         if too_large or self.config.use_environment_file:
             overrides = self._env_elsewhere(request, handle, inline_env, overrides_for, too_large, log_line)
-        with tempfile.TemporaryDirectory(prefix="cmdexec-archive-") as tmp:
-            archive = Path(tmp) / "input.tar.gz"
-            count = pack(request.project_dir, request.io_dir, archive)
-            size = archive.stat().st_size
-            storage.upload_file(keys["input"], archive)
+        with storage.upload_stream(keys["input"]) as upload:
+            packed = pack_to(upload, request.project_dir, request.io_dir, cancel=self._kill_requested)
         log_line(f"Shipped the project to {storage.type}://{storage.bucket}/{keys['input']} "
-                 f"({count} entries, {size / 1e6:.1f} MB)")
+                 f"({packed.entries} entries, {packed.size / 1e6:.1f} MB)")
         return overrides
 
     def _env_elsewhere(
