@@ -22,9 +22,9 @@ import pytest
 
 from airflow_cmdexec_provider.config import StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
-from airflow_cmdexec_provider.runner.workdir import pack_to
-from airflow_cmdexec_provider.storage.gcs import CHUNK_SIZE
-from airflow_cmdexec_provider.storage.s3 import PART_SIZE, S3TemporalStorage
+from airflow_cmdexec_provider.runner.workdir import GZIP_MEMBER, pack_to
+from airflow_cmdexec_provider.storage.parts import PART_SIZE
+from airflow_cmdexec_provider.storage.s3 import S3TemporalStorage
 
 MIB = 1 << 20
 REGION = "us-east-1"
@@ -148,11 +148,12 @@ def test_s3_parts_are_uploaded_in_parallel_while_the_project_is_packed(s3, tmp_p
     calls = s3_calls(s3)
     with s3.upload_stream("t/input.tar.gz") as upload:
         packed = pack_to(upload, project, io_dir, cancel=probe)
-    parts = -(-packed.size // PART_SIZE)
-    assert parts >= 4
+    parts = calls.count("UploadPart")
+    assert parts >= 5
+    # Every part but the last has PART_SIZE bytes, or a little more: parts end with a whole gzip member.
+    assert (parts - 1) * PART_SIZE <= packed.size <= parts * (PART_SIZE + 2 * GZIP_MEMBER)
     assert max(probe.parts) >= parts - 2, f"parts on the server while packing: {probe.parts}"
-    assert calls.count("UploadPart") == parts and calls.count("CreateMultipartUpload") == 1
-    assert calls[-1] == "CompleteMultipartUpload"
+    assert calls.count("CreateMultipartUpload") == 1 and calls[-1] == "CompleteMultipartUpload"
     head = s3.client.head_object(Bucket=s3.bucket, Key="t/input.tar.gz")
     assert head["ContentLength"] == packed.size
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # assembled from that many parts
@@ -178,9 +179,11 @@ def test_s3_error_midway_aborts_the_upload_and_leaves_no_object(s3, tmp_path):
     (project / "zz").mkdir()
     os.symlink("/etc/passwd", project / "zz" / "escape")  # packed last, after the data
     calls = s3_calls(s3)
-    with pytest.raises(CmdExecConfigError, match=r"'zz/escape' is a symbolic link to '/etc/passwd', outside"):
-        with s3.upload_stream("t/input.tar.gz") as upload:
-            pack_to(upload, project, io_dir)
+    with (
+        pytest.raises(CmdExecConfigError, match=r"'zz/escape' is a symbolic link to '/etc/passwd', outside"),
+        s3.upload_stream("t/input.tar.gz") as upload,
+    ):
+        pack_to(upload, project, io_dir)
     assert calls.count("UploadPart") >= 2, calls  # parts were stored before the error...
     assert "AbortMultipartUpload" in calls and "CompleteMultipartUpload" not in calls
     assert open_uploads(s3) == []  # ...and are gone with the aborted upload
@@ -190,10 +193,11 @@ def test_s3_error_midway_aborts_the_upload_and_leaves_no_object(s3, tmp_path):
 def test_s3_storage_error_names_the_object_and_the_cause(s3, tmp_path):
     project, io_dir = make_project(tmp_path, 10)
     s3.bucket = "cmdexec-ship-no-such-bucket"
-    with pytest.raises(BackendError, match=r"upload of s3://cmdexec-ship-no-such-bucket/t/input.tar.gz failed: "
-                                           r"NoSuchBucket"):
-        with s3.upload_stream("t/input.tar.gz") as upload:
-            pack_to(upload, project, io_dir)
+    with (
+        pytest.raises(BackendError, match="upload of s3://cmdexec-ship-no-such-bucket/t/input.tar.gz failed: NoSuchBucket"),
+        s3.upload_stream("t/input.tar.gz") as upload,
+    ):
+        pack_to(upload, project, io_dir)
 
 
 # -- GCS ---------------------------------------------------------------------------------------------------
@@ -201,7 +205,7 @@ def test_gcs_chunks_of_a_resumable_upload_go_in_order_while_packing(gcs, tmp_pat
     project, io_dir = make_project(tmp_path, 20)
     with gcs.upload_stream("t/input.tar.gz") as upload:
         packed = pack_to(upload, project, io_dir)
-    assert packed.size > 2 * CHUNK_SIZE
+    assert packed.size > 2 * PART_SIZE
     archive = tmp_path / "downloaded.tar.gz"
     assert gcs.download_file("t/input.tar.gz", archive)
     assert archive.stat().st_size == packed.size
@@ -221,9 +225,11 @@ def test_gcs_error_midway_leaves_no_object(gcs, tmp_path):
     project, io_dir = make_project(tmp_path, 20)
     (project / "zz").mkdir()
     os.symlink("/etc/passwd", project / "zz" / "escape")
-    with pytest.raises(CmdExecConfigError, match="outside the project"):
-        with gcs.upload_stream("t/input.tar.gz") as upload:
-            pack_to(upload, project, io_dir)
+    with (
+        pytest.raises(CmdExecConfigError, match="outside the project"),
+        gcs.upload_stream("t/input.tar.gz") as upload,
+    ):
+        pack_to(upload, project, io_dir)
     assert [blob.name for blob in gcs.client.list_blobs("cmdexec-ship")] == []
 
 

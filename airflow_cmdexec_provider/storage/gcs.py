@@ -14,9 +14,7 @@ from typing import Any
 
 from airflow_cmdexec_provider.config import StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
-from airflow_cmdexec_provider.storage.parts import PartedUpload
-
-CHUNK_SIZE = 8 << 20  # resumable upload chunks must be multiples of 256 KiB
+from airflow_cmdexec_provider.storage.parts import PART_SIZE, PartedUpload
 
 
 class GcsTemporalStorage:
@@ -44,7 +42,7 @@ class GcsTemporalStorage:
 
     def upload_stream(self, key: str) -> PartedUpload:
         # One worker: the chunks of a resumable upload must arrive in order.
-        return PartedUpload(_ResumableUpload(self._bucket.blob(key), f"gs://{self.bucket}/{key}"), CHUNK_SIZE, 1)
+        return PartedUpload(_ResumableUpload(self._bucket.blob(key), f"gs://{self.bucket}/{key}"), 1)
 
     def download_file(self, key: str, path: Path) -> bool:
         from google.api_core.exceptions import NotFound
@@ -82,8 +80,9 @@ class GcsTemporalStorage:
 
 
 class _ResumableUpload:
-    """The ``PartSink`` of a GCS object: one simple upload when it fits in a chunk, else a resumable
-    upload session that gets one chunk per part (``BlobWriter`` speaks the protocol)."""
+    """The ``PartSink`` of a GCS object: one simple upload when it fits in a part, else a resumable
+    upload session (``BlobWriter`` speaks the protocol: it sends whole chunks of ``PART_SIZE`` and
+    keeps the rest of a part for the next one or for the final request)."""
 
     def __init__(self, blob: Any, url: str) -> None:
         self.blob = blob
@@ -94,10 +93,10 @@ class _ResumableUpload:
         self.blob.upload_from_string(data, content_type="application/gzip")
 
     def start(self) -> None:
-        self.writer = self.blob.open("wb", chunk_size=CHUNK_SIZE, content_type="application/gzip")
+        self.writer = self.blob.open("wb", chunk_size=PART_SIZE, content_type="application/gzip")
 
     def upload_part(self, number: int, data: bytes) -> None:
-        self.writer.write(data)  # a full chunk goes at once; the last, shorter one when the writer closes
+        self.writer.write(data)
 
     def complete(self, parts: list[None]) -> None:
         self.writer.close()

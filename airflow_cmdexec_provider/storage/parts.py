@@ -1,9 +1,10 @@
 """Upload a stream of unknown length while it is being written: in parts, a few at a time.
 
-``PartedUpload`` is the writable that ``TemporalStorage.upload_stream`` hands out. Bytes written to it
-are cut into parts of ``part_size``; each full part goes to a thread that uploads it while the writer
-goes on producing the next one. At most ``workers`` parts are uploading and one is being filled, so
-memory stays at ``(workers + 1) * part_size`` whatever the stream's length.
+``PartedUpload`` is the writable that ``TemporalStorage.upload_stream`` hands out. What is written to
+it is gathered until it makes a part of ``PART_SIZE`` bytes (or a little more: writes are never cut);
+each part goes to a thread that uploads it while the writer goes on producing the next one. At most
+``workers`` parts are uploading and one is being gathered, so memory stays at about
+``(workers + 1) * PART_SIZE`` whatever the stream's length.
 
 The storage side is a ``PartSink``: S3 multipart uploads (parts in parallel) or GCS resumable uploads
 (one worker, so chunks go in order). A stream that never fills one part is sent as one plain upload.
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PARTS = 10_000  # the S3 limit; GCS has none, the same cap keeps one rule
+# S3's smallest part (but the last), and a multiple of the 256 KiB unit of GCS resumable chunks: the
+# least memory per part that both accept.
+PART_SIZE = 5 << 20
+MAX_PARTS = 10_000  # the S3 limit (about 50 GB of archive); GCS has none, the same cap keeps one rule
 
 
 class PartSink(Protocol):
@@ -55,24 +59,27 @@ class PartSink(Protocol):
 class PartedUpload:
     """A writable (``write``) that uploads what it gets in parts while it is written; see the module doc."""
 
-    def __init__(self, sink: PartSink, part_size: int, workers: int) -> None:
+    def __init__(self, sink: PartSink, workers: int) -> None:
         self.sink = sink
-        self.part_size = part_size
         self.workers = workers
-        self.bytes_written = 0
-        self._buffer = bytearray()
+        self._gathered: list[bytes] = []  # the writes that make the next part
+        self._gathered_size = 0
         self._pool: ThreadPoolExecutor | None = None  # started with the first full part
         self._uploading: set[Future[Any]] = set()
         self._parts: list[Future[Any]] = []
 
     def write(self, data: bytes) -> int:
-        self._buffer += data
-        self.bytes_written += len(data)
-        while len(self._buffer) >= self.part_size:
-            part = bytes(self._buffer[: self.part_size])
-            del self._buffer[: self.part_size]
-            self._send(part)
+        self._gathered.append(bytes(data))
+        self._gathered_size += len(data)
+        if self._gathered_size >= PART_SIZE:
+            self._send(self._take())
         return len(data)
+
+    def _take(self) -> bytes:
+        part = b"".join(self._gathered)
+        self._gathered.clear()
+        self._gathered_size = 0
+        return part
 
     def _send(self, part: bytes) -> None:
         if self._pool is None:
@@ -80,7 +87,7 @@ class PartedUpload:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cmdexec-upload")
         if len(self._parts) == MAX_PARTS:
             raise BackendError(
-                f"the archive for {self.sink.url} is larger than {MAX_PARTS} parts of {self.part_size >> 20} MiB: "
+                f"the archive for {self.sink.url} is larger than {MAX_PARTS} parts of {PART_SIZE >> 20} MiB: "
                 "ship a smaller project (list large files that the command does not need in .digdagignore)"
             )
         while len(self._uploading) >= self.workers:
@@ -94,18 +101,17 @@ class PartedUpload:
     def finish(self) -> None:
         """Send what is left and make the object."""
         if self._pool is None:
-            self._call(self.sink.put, bytes(self._buffer))
+            self._call(self.sink.put, self._take())
             return
-        if self._buffer:
-            self._send(bytes(self._buffer))
-        self._buffer.clear()
+        if self._gathered:
+            self._send(self._take())
         results = [self._result(future) for future in self._parts]
         self._pool.shutdown()
         self._call(self.sink.complete, results)
 
     def abort(self) -> None:
         """Stop: wait for the part uploads that are running, then drop the upload and any object."""
-        self._buffer.clear()
+        self._gathered.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._call_quietly(self.sink.abort)

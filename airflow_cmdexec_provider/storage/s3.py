@@ -13,7 +13,6 @@ from airflow_cmdexec_provider.config import StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError
 from airflow_cmdexec_provider.storage.parts import PartedUpload, describe
 
-PART_SIZE = 8 << 20  # boto3's default part size
 PARALLEL_PARTS = 2  # uploads outpace gzip, so two keep up; each part in flight costs PART_SIZE of memory
 
 
@@ -44,7 +43,7 @@ class S3TemporalStorage:
             raise BackendError(f"upload of s3://{self.bucket}/{key} failed: {describe(exc)}") from exc
 
     def upload_stream(self, key: str) -> PartedUpload:
-        return PartedUpload(_MultipartUpload(self.client, self.bucket, key), PART_SIZE, PARALLEL_PARTS)
+        return PartedUpload(_MultipartUpload(self.client, self.bucket, key), PARALLEL_PARTS)
 
     def download_file(self, key: str, path: Path) -> bool:
         from botocore.exceptions import ClientError
