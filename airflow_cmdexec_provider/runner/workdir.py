@@ -8,9 +8,13 @@ stay links, made relative, and must not leave the project.
 ``pack_to`` streams the archive into any writable, file by file, e.g. a storage's ``upload_stream``,
 which uploads it while it is being made: nothing is written to disk and memory stays flat whatever
 the project's size. The gzip stream is made of independent members of ``GZIP_MEMBER`` bytes of tar,
-compressed in threads (zlib releases the GIL, so they use every core while this thread reads files
-and writes tar headers). A multi-member gzip file is one valid gzip stream (RFC 1952, 2.2):
-``tar -xzf``, ``gzip -d`` and Python's ``gzip``/``tarfile.open(..., "r:gz")`` read it whole.
+compressed in threads while this thread reads files and writes tar headers. A multi-member gzip file
+is one valid gzip stream (RFC 1952, 2.2): ``tar -xzf``, ``gzip -d`` and Python's ``gzip`` and
+``tarfile.open(..., "r:gz")`` read it whole.
+
+Compression is ISA-L's igzip (the ``isal`` package) at its highest level: archives as small as
+``gzip -6``'s for a fifth of zlib's CPU time, which keeps shipping as fast as ``tar czf - | curl -T``
+on a busy worker. It releases the GIL, like zlib.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import os
 import stat
 import tarfile
 import threading
-import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from isal import isal_zlib
 
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
 
@@ -32,7 +37,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 IGNORE_FILE = ".digdagignore"
-COMPRESS_LEVEL = 6  # gzip's own default; tarfile's default (9) costs much time for little size
+COMPRESS_LEVEL = isal_zlib.ISAL_BEST_COMPRESSION  # 3: igzip's levels are 0-3
+GZIP_WBITS = 16 + isal_zlib.MAX_WBITS  # a gzip header and trailer around each member
 GZIP_MEMBER = 1 << 20  # tar bytes per gzip member: big enough that the size lost at each restart is ~0.1%
 COPY_BUFFER = 1 << 20  # file reads of 1 MiB instead of tarfile's 16 KiB
 
@@ -147,7 +153,8 @@ class _GzipMembers:
     def _compress(self) -> None:
         if len(self._pending) > self._threads:
             self._write_out(self._pending.popleft())
-        self._pending.append(self._pool.submit(_gzip_member, b"".join(self._chunks)))
+        member = b"".join(self._chunks)
+        self._pending.append(self._pool.submit(isal_zlib.compress, member, COMPRESS_LEVEL, GZIP_WBITS))
         self._chunks.clear()
         self._buffered = 0
 
@@ -168,11 +175,6 @@ class _GzipMembers:
                     self._write_out(self._pending.popleft())
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _gzip_member(data: bytes) -> bytes:
-    compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip framing
-    return compressor.compress(data) + compressor.flush()
 
 
 def compress_threads() -> int:
