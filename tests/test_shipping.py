@@ -1,9 +1,10 @@
 """Shipping a project by streaming: ``pack_to`` into ``storage.upload_stream`` (runner/workdir.py,
 storage/parts.py, storage/s3.py, storage/gcs.py).
 
-Real servers, nothing mocked: moto's S3 in server mode and gcp-storage-emulator, both on loopback in
-this process. What a test learns about the upload it learns from the server (ListMultipartUploads,
-ListParts, the object and its ETag) or from boto3's own event hooks on the real client.
+Real servers, nothing mocked: moto's S3 in server mode (its own process, so that what a test asks it
+never waits for the shipping threads of this one) and gcp-storage-emulator on loopback. What a test
+learns about the upload it learns from the server (ListMultipartUploads, ListParts, the object and its
+ETag) or from boto3's own event hooks on the real client.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,13 +35,27 @@ REGION = "us-east-1"
 # -- servers and storages ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def moto_endpoint():
-    from moto.server import ThreadedMotoServer
+    import urllib.request
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    from tests.ecs.gcs_helpers import free_port
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"moto_server did not answer on {endpoint} within a minute")
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 @pytest.fixture
@@ -256,7 +272,7 @@ def test_killing_the_task_while_it_ships_aborts_the_upload(run_dag, s3, moto_end
     monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT", json.dumps(
         {"conn_type": "cmdexec_storage",
          "extra": {"type": "s3", "bucket": s3.bucket, "endpoint": moto_endpoint, "path_style_access": True}}))
-    project, _ = make_project(tmp_path, 64)
+    project, _ = make_project(tmp_path, 96)
     dag_id = f"ship_kill_{uuid.uuid4().hex[:8]}"
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
              default_args={"project_dir": str(project), "retries": 0}) as dag:
@@ -264,10 +280,10 @@ def test_killing_the_task_while_it_ships_aborts_the_upload(run_dag, s3, moto_end
                    execution_timeout=timedelta(seconds=300))  # a broken kill fails the test, never hangs it
 
     sent: list[str] = []
+    run_over = threading.Event()
 
     def kill_once_a_part_is_stored() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while not run_over.is_set():
             if open_uploads(s3) and getattr(signal.getsignal(signal.SIGTERM), "__name__", "") == "_on_term":
                 os.kill(os.getpid(), signal.SIGTERM)
                 sent.append("SIGTERM")
@@ -280,7 +296,8 @@ def test_killing_the_task_while_it_ships_aborts_the_upload(run_dag, s3, moto_end
     try:
         result = run_dag(dag)
     finally:
-        killer.join(130)
+        run_over.set()
+        killer.join(30)
         signal.signal(signal.SIGTERM, original)
     assert sent == ["SIGTERM"]
     assert result.task_states == {"ship": "failed"}
