@@ -1,48 +1,48 @@
 #!/usr/bin/env python
-"""Benchmark: shipping a project to ECS through S3 (time), and the worker's memory while it grows.
+"""Benchmark: shipping a project to ECS through S3 (time, vs ``tar czf - | curl -T``), and the worker's
+memory while it ships projects of growing size.
 
-1. Time, ours vs the shell (interleaved A/B, ``--rounds`` each, default 3, at ``--size-mb`` 200 MB in
+1. Time, A/B (interleaved, ``--rounds`` each, default 3, of a ``--size-mb`` 200 MB project in
    ``--files`` 20,000 files):
 
-   - ours: ``runner.workdir.pack()`` of the project (+ a small IO dir) into an archive file, then
-     ``S3TemporalStorage.upload_file`` (the worker's side of ``EcsBackend._ship``), then
-     ``S3TemporalStorage.download_file`` and a one-pass streaming ``tarfile`` extraction of the
-     ``project/`` part with the ``data`` filter;
-   - baseline: ``tar czf - -C project . | curl -sS --fail -T - "<presigned PUT URL>"``, then
-     ``curl -sS --fail "<presigned GET URL>" | tar xzf - -C dest`` (GNU tar and curl, as a shell user
-     would do it: tar, gzip and curl run side by side on the two cores).
+   - ours: what ``EcsBackend._ship`` does, ``with storage.upload_stream(key) as upload:
+     pack_to(upload, project, io_dir)``: the tar.gz is made file by file, gzipped (ISA-L igzip,
+     level 3) in independent members by one thread per core (``workdir.compress_threads()``), and
+     uploaded as an S3 multipart upload whose parts go up (2 at a time) while packing goes on;
+   - ours, 1 gzip thread: the same with ``compress_threads`` forced to 1, to see what the parallel
+     gzip brings on this machine (the brief: use it only if it helps);
+   - baseline: ``tar czf - -C project . | curl -sS --fail -T - "<presigned PUT URL>"`` (GNU tar,
+     gzip -6 and curl side by side, as a shell user would ship it).
 
-   Reported: the median of every phase, the two legs (pack+upload, download+unpack), the total, and
-   ours/baseline ratios. Both use gzip level 6 (ours: ``COMPRESS_LEVEL``; tar: gzip's default).
-   In production the download leg is not Python: the ECS container fetches the archive with curl
-   (URL on its stdin) to a file and unpacks it with ``tar -xzf`` (``ecs_script.container_script``).
-   So each "ours" round also times that container leg on the same object, and "total as deployed"
-   = ours' pack+upload + the container leg.
+   The clock covers packing + uploading, until the object exists. Reported: medians, ratios to the
+   baseline, and the CPU seconds each used (ours: this process, all threads; baseline: tar + gzip +
+   curl). After the clock, every archive is fetched and unpacked as the ECS container does it
+   (``curl --config -`` with the URL on stdin ``-o input.tar.gz``, then ``tar -xzf``): that leg is timed
+   too (it shows the multi-member gzip costs the container nothing) and the unpacked tree is checked
+   against the project (file count and bytes).
 
-2. Peak RSS of the worker for projects of ``--rss-sizes`` (10, 50, 100, 200, 500 MB, ``--files-per-mb``
-   100 files each MB): ours runs in a FRESH child process per size (this script's hidden
-   ``_rss-worker`` mode), which reads its peak RSS (VmHWM) after importing and after each phase (the
-   peak is reset between phases through ``/proc/self/clear_refs``; ``ru_maxrss`` is not used: on
-   Linux it keeps the high-water mark of the forking parent across exec). The whole process counts,
-   Airflow's own import and the boto3 client included (the worker is an Airflow task process): the
-   target is a flat curve under 150 MB. The worker's part of shipping is pack + upload; download +
-   unpack is what the container does (with curl and tar), reported beside it.
+2. Worker RSS growth for projects of ``--rss-sizes`` (10, 100, 1000 MB; ``--files-per-mb`` 100, so
+   100,000 files at 1 GB): each size is shipped by a FRESH child process (this script's hidden
+   ``_rss-worker`` mode) that imports Airflow and the package and makes its S3 client like a task
+   process, reads its RSS (VmRSS) as its own baseline, resets its peak (VmHWM, through
+   ``/proc/self/clear_refs``), ships, and reads the peak. Growth = peak - baseline: what shipping adds
+   to the task process. The object's size and entry count are then checked with
+   ``curl | tar -tzf -`` (no copy on disk).
 
 Fairness: the endpoint is moto's S3 in server mode on loopback, in its own child process (it keeps
 objects in memory: its RSS is not the worker's, and its request threads do not take the worker's
-GIL). Both contenders talk to the same server, with the same credentials, and every object is
-deleted after its round. The project is generated deterministically (``--seed``): 10% of its bytes
-in one large file, the rest in small files (average ~10 KB) in nested folders, half of the files
-word-like text (gzip ~2.4x), half random bytes (incompressible). It is written once before timing,
-so both read it from the page cache. Presigned URLs and S3 clients are made before the clock starts.
-Every run's extracted tree is checked (file count and bytes) outside the timed part.
+GIL). All contenders use the same server, credentials and bucket; every object is deleted after its
+round. The project is generated deterministically (``--seed``): 10% of its bytes in one large file,
+the rest in small files (average ~10 KB) in nested folders, half word-like text (gzip ~2.4x), half
+random bytes; it is written once before timing, so every contender reads it from the page cache.
+Presigned URLs and S3 clients are made before the clock starts. Compression: gzip -6 for the
+baseline, igzip level 3 for ours (archive sizes are printed side by side: they are within ~1%).
 
-Disk: a size S needs about 3x S free (project + downloaded archive + extracted copy; 4x in the A/B,
-which keeps the container leg's copy too); a size that does not fit is shrunk to what fits (or
-skipped) with a message.
+Disk: the A/B needs ~3x the project (project, one downloaded archive, one unpacked copy); the RSS
+series only the project. A size that does not fit is shrunk (or skipped) with a message.
 
 Usage: .venv/bin/python benchmarks/bench_ecs_shipping.py [--rounds 3] [--size-mb 200] [--files 20000]
-       [--rss-sizes 10,50,100,200,500] [--skip-ab] [--skip-rss] [--tmpdir DIR]
+       [--rss-sizes 10,100,1000] [--files-per-mb 100] [--skip-ab] [--skip-rss] [--tmpdir DIR]
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -66,10 +66,13 @@ import _ecs_common as common  # noqa: E402
 
 BUCKET = "cmdexec-bench-shipping"
 MB = 1_000_000
-RSS_TARGET_MB = 150.0
-FLAT_TOLERANCE_MB = 10.0  # "flat": the largest project's peak within this of the smallest one's
-DISK_FACTOR = 3.0  # project + downloaded archive + extracted copy
-AB_DISK_FACTOR = 4.0  # the A/B also keeps the container leg's extracted copy until it is checked
+TARGET_RATIO = 1.10
+FLAT_TOLERANCE_MB = 5.0  # "flat": growth at the largest size within this of growth at the second size
+AB_DISK_FACTOR = 3.0
+CONTENDERS = ("ours", "ours, 1 gzip thread", "tar czf | curl -T")
+# The container's download, as ecs_script.container_script does it: the URL reaches curl on stdin.
+CONTAINER_LEG = ('printf \'url = "%s"\\n\' "$GET_URL" | curl --config - --retry 8 --retry-connrefused --fail -sS '
+                 '-o input.tar.gz && tar -xzf input.tar.gz && rm -f input.tar.gz')
 
 
 # -- the project -----------------------------------------------------------------------------------
@@ -132,7 +135,15 @@ def tree_totals(root: Path) -> dict[str, int]:
     return {"files": files, "bytes": size}
 
 
-# -- ours ------------------------------------------------------------------------------------------
+def io_dir_for(work: Path) -> Path:
+    """The IO dir a py> task ships next to its project."""
+    io_dir = work / "io"
+    io_dir.mkdir()
+    (io_dir / "input.json").write_text(json.dumps({"params": {"greeting": "hello"}}))
+    return io_dir
+
+
+# -- the contenders --------------------------------------------------------------------------------
 def make_storage(endpoint_url: str) -> Any:
     from airflow_cmdexec_provider.config import StorageConfig
     from airflow_cmdexec_provider.storage.s3 import S3TemporalStorage
@@ -143,108 +154,70 @@ def make_storage(endpoint_url: str) -> Any:
     return S3TemporalStorage(config)
 
 
-def extract_project(archive: Path, dest: Path) -> None:
-    """One pass over the gzip stream: extract the ``project/`` members (``data`` filter)."""
-    with tarfile.open(archive, "r|gz") as tar:
-        for member in tar:
-            if member.name == "project" or member.name.startswith("project/"):
-                tar.extract(member, dest, filter="data")
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
-def ours_roundtrip(project: Path, storage: Any, work: Path, rss: bool = False,
-                   container_leg: bool = False) -> dict[str, Any]:
-    """pack -> upload -> download -> extract; seconds per phase (and peak RSS per phase if ``rss``).
+def ship_ours(project: Path, io_dir: Path, storage: Any, key: str, gzip_threads: int | None = None) -> dict[str, Any]:
+    """pack_to -> upload_stream, as EcsBackend._ship; ``gzip_threads`` overrides the thread count."""
+    from airflow_cmdexec_provider.runner import workdir
 
-    With ``container_leg``, also time what the ECS container really does with the uploaded archive
-    (``ecs_script.container_script``: curl with the presigned URL on its stdin, to a file, then
-    ``tar -xzf``), between the upload and the Python download."""
-    from airflow_cmdexec_provider.runner.workdir import pack
-
-    key = f"bench/{uuid.uuid4().hex}/input.tar.gz"
-    io_dir = work / "io"
-    io_dir.mkdir()
-    (io_dir / "input.json").write_text(json.dumps({"params": {"greeting": "hello"}}))
-    out: dict[str, Any] = {"seconds": {}, "peak_rss_mb": {}}
-
-    def phase(name: str, fn: Any) -> Any:
-        if rss:
-            common.reset_peak_rss()
-        t0 = time.perf_counter()
-        result = fn()
-        out["seconds"][name] = time.perf_counter() - t0
-        if rss:
-            out["peak_rss_mb"][name] = common.peak_rss_mb()
-        return result
-
-    archive = work / "upload" / "input.tar.gz"
-    archive.parent.mkdir()
+    automatic = workdir.compress_threads
+    if gzip_threads is not None:
+        workdir.compress_threads = lambda: gzip_threads
     try:
-        phase("pack", lambda: pack(project, io_dir, archive))
-        out["archive_bytes"] = archive.stat().st_size
-        phase("upload", lambda: storage.upload_file(key, archive))
-        archive.unlink()  # as EcsBackend._ship: the archive's temp dir goes once it is uploaded
-        if container_leg:
-            box = work / "container"
-            box.mkdir()
-            script = ('printf \'url = "%s"\\n\' "$CMDEXEC_INPUT_URL" | curl --config - --retry 8 --retry-connrefused '
-                      "--fail -sS -o input.tar.gz && tar -xzf input.tar.gz && rm -f input.tar.gz")
-            env = {**os.environ, "CMDEXEC_INPUT_URL": storage.presigned_get(key, 3600)}
-            phase("container", lambda: subprocess.run(["bash", "-c", script], cwd=box, env=env, check=True))
-            out["container_extracted"] = box / "project"
-        download = work / "download" / "input.tar.gz"
-        download.parent.mkdir()
-        found = phase("download", lambda: storage.download_file(key, download))
-        if not found:
-            raise RuntimeError(f"{key} was not found after its upload")
-        dest = work / "dest"
-        dest.mkdir()
-        phase("unpack", lambda: extract_project(download, dest))
-        download.unlink()
-        out["extracted"] = dest / "project"
+        cpu0, t0 = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
+        with storage.upload_stream(key) as upload:
+            packed = workdir.pack_to(upload, project, io_dir)
+        seconds = time.perf_counter() - t0
+        cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu0
     finally:
-        storage.delete([key])
-    return out
+        workdir.compress_threads = automatic
+    return {"seconds": seconds, "cpu_seconds": cpu, "archive_bytes": packed.size, "entries": packed.entries}
 
 
-# -- baseline --------------------------------------------------------------------------------------
-def baseline_roundtrip(project: Path, storage: Any, work: Path) -> dict[str, Any]:
-    key = f"bench/{uuid.uuid4().hex}/input.tar.gz"
-    put_url = storage.presigned_put(key, 3600)
-    get_url = storage.presigned_get(key, 3600)
-    dest = work / "dest"
+def ship_baseline(project: Path, storage: Any, key: str) -> dict[str, Any]:
+    env = {**os.environ, "PUT_URL": storage.presigned_put(key, 3600), "SRC": str(project)}
+    cpu0, t0 = cpu_seconds(resource.RUSAGE_CHILDREN), time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", 'tar czf - -C "$SRC" . | curl -sS --fail -T - "$PUT_URL" >/dev/null'],
+                   env=env, check=True)
+    seconds = time.perf_counter() - t0
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
+    size = storage.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+    return {"seconds": seconds, "cpu_seconds": cpu, "archive_bytes": size}
+
+
+def container_leg(storage: Any, key: str, dest: Path) -> float:
+    """Fetch and unpack the archive as the ECS container does; return the seconds it took."""
     dest.mkdir()
-    env = {**os.environ, "PUT_URL": put_url, "GET_URL": get_url, "SRC": str(project), "DEST": str(dest)}
-    out: dict[str, Any] = {"seconds": {}}
-    try:
-        for name, script in (
-            ("pack+upload", 'tar czf - -C "$SRC" . | curl -sS --fail -T - "$PUT_URL" >/dev/null'),
-            ("download+unpack", 'curl -sS --fail "$GET_URL" | tar xzf - -C "$DEST"'),
-        ):
-            t0 = time.perf_counter()
-            subprocess.run(["bash", "-o", "pipefail", "-c", script], env=env, check=True)
-            out["seconds"][name] = time.perf_counter() - t0
-        out["archive_bytes"] = storage.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
-    finally:
-        storage.delete([key])
-    out["extracted"] = dest
-    return out
+    env = {**os.environ, "GET_URL": storage.presigned_get(key, 3600)}
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", CONTAINER_LEG], cwd=dest, env=env, check=True)
+    return time.perf_counter() - t0
 
 
 # -- part 1: A/B -----------------------------------------------------------------------------------
-def warm_up(storage: Any, tmp: Path) -> None:
-    """One small object each way, by both paths: moto loads its S3 backend, curl and tar are cached."""
-    small = tmp / "warm"
-    small.mkdir()
-    generate_project(small / "p", 1 * MB, 50, seed=1)
-    for contender in ("ours", "baseline"):
-        work = tmp / f"warm-{contender}"
-        work.mkdir()
-        (ours_roundtrip if contender == "ours" else baseline_roundtrip)(small / "p", storage, work)
-        shutil.rmtree(work)
-    shutil.rmtree(small)
+def one_round(contender: str, project: Path, storage: Any, work: Path) -> dict[str, Any]:
+    key = f"bench/{uuid.uuid4().hex}/input.tar.gz"
+    try:
+        if contender == "tar czf | curl -T":
+            result = ship_baseline(project, storage, key)
+        else:
+            threads = 1 if contender == "ours, 1 gzip thread" else None
+            result = ship_ours(project, io_dir_for(work), storage, key, threads)
+        result["container_seconds"] = container_leg(storage, key, work / "unpacked")
+    finally:
+        storage.delete([key])
+    unpacked = work / "unpacked" / "project" if contender != "tar czf | curl -T" else work / "unpacked"
+    result["unpacked"] = tree_totals(unpacked)
+    result["loadavg"] = os.getloadavg()[0]
+    return result
 
 
 def run_ab(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) -> dict[str, Any] | None:
+    from airflow_cmdexec_provider.runner.workdir import compress_threads
+
     size = int(args.size_mb * MB)
     free = shutil.disk_usage(tmp).free
     if free < AB_DISK_FACTOR * size:
@@ -259,81 +232,59 @@ def run_ab(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) ->
     t0 = time.perf_counter()
     expected = generate_project(project, size, files, args.seed)
     print(f"A/B: generated the project: {expected['files']} files, {expected['bytes'] / MB:.0f} MB "
-          f"in {time.perf_counter() - t0:.1f} s")
+          f"in {time.perf_counter() - t0:.1f} s; ours gzips with {compress_threads()} threads here")
     storage = make_storage(server.endpoint_url)
-    warm_up(storage, tmp)
-    samples: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
+    warm = tmp / "warm"
+    generate_project(warm, 1 * MB, 50, seed=1)
+    for i, contender in enumerate(CONTENDERS):  # moto loads its S3 backend; tar, curl and boto3 warm up
+        (tmp / f"warm-{i}").mkdir()
+        one_round(contender, warm, storage, tmp / f"warm-{i}")
+        shutil.rmtree(tmp / f"warm-{i}")
+    shutil.rmtree(warm)
+    samples: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
     for r in range(args.rounds):
-        order = ["ours", "baseline"] if r % 2 == 0 else ["baseline", "ours"]
+        order = CONTENDERS[r % 3:] + CONTENDERS[:r % 3]
         for contender in order:
-            work = tmp / f"work-{contender}-{r}"
+            work = tmp / f"work-{r}"
             work.mkdir()
-            if contender == "ours":
-                result = ours_roundtrip(project, storage, work, container_leg=True)
-            else:
-                result = baseline_roundtrip(project, storage, work)
-            for tree in ("extracted", "container_extracted"):
-                if tree in result:
-                    got = tree_totals(result.pop(tree))
-                    if got != expected:
-                        raise RuntimeError(f"{contender} round {r + 1}: {tree} {got}, expected {expected}")
+            result = one_round(contender, project, storage, work)
             shutil.rmtree(work)
-            s = result["seconds"]
-            if contender == "ours":
-                s["pack+upload"] = s["pack"] + s["upload"]
-                s["download+unpack"] = s["download"] + s["unpack"]
-                s["total as deployed"] = s["pack+upload"] + s["container"]
-            else:
-                s["total as deployed"] = s["pack+upload"] + s["download+unpack"]
-            s["total"] = s["pack+upload"] + s["download+unpack"]
+            if result.pop("unpacked") != expected:
+                raise RuntimeError(f"{contender} round {r + 1}: the unpacked tree differs from the project")
             samples[contender].append(result)
-            print(f"  round {r + 1}/{args.rounds} {contender:<8} total {s['total']:6.2f} s, "
-                  f"as deployed {s['total as deployed']:6.2f} s  "
-                  f"(archive {result['archive_bytes'] / MB:.1f} MB)", flush=True)
+            print(f"  round {r + 1}/{args.rounds} {contender:<20} ship {result['seconds']:6.2f} s "
+                  f"(cpu {result['cpu_seconds']:5.1f} s), container leg {result['container_seconds']:5.2f} s, "
+                  f"archive {result['archive_bytes'] / MB:.1f} MB, load {result['loadavg']:.1f}", flush=True)
     shutil.rmtree(project)
 
-    def med(contender: str, name: str) -> float:
-        return common.median([x["seconds"][name] for x in samples[contender] if name in x["seconds"]])
+    def med(contender: str, field: str) -> float:
+        return common.median([s[field] for s in samples[contender]])
 
-    phases = ["pack", "upload", "pack+upload", "download", "unpack", "download+unpack", "total",
-              "container", "total as deployed"]
-    medians = {c: {p: med(c, p) for p in phases} for c in samples}
-    rows = []
-    labels = {"container": "container: curl -o + tar -xzf", "download+unpack": "download+unpack (Python)",
-              "total": "total (as specified)", "total as deployed": "total as deployed (container leg)"}
-    for p in phases:
-        o = medians["ours"][p]
-        b = medians["baseline"]["download+unpack"] if p == "container" else medians["baseline"][p]
-        rows.append([labels.get(p, p), o, b, common.ratio(o, b)])
-    common.print_table(["phase (median s)", "ours", "tar|curl", "ours/tar|curl"], rows,
-                       title=f"Shipping {expected['bytes'] / MB:.0f} MB in {expected['files']} files, "
-                             f"{args.rounds} interleaved rounds each (tar|curl pipes its phases: "
-                             "no separate pack/upload times)")
-    archive = {c: common.median([x["archive_bytes"] for x in samples[c]]) / MB for c in samples}
-    ratio_total = common.ratio(medians["ours"]["total"], medians["baseline"]["total"])
-    ratio_deployed = common.ratio(medians["ours"]["total as deployed"], medians["baseline"]["total"])
-    print(f"archive: ours {archive['ours']:.1f} MB, tar czf {archive['baseline']:.1f} MB;  "
-          f"total ratio ours/tar|curl = {ratio_total:.2f}x as specified (boto3 download + Python tarfile), "
-          f"{ratio_deployed:.2f}x as deployed (the container downloads with curl and unpacks with tar);  "
-          f"moto server RSS now {server.rss_mb():.0f} MB (a separate process, not the worker)")
-    return {"project": expected, "medians_s": medians, "archive_mb": archive,
-            "ratio_total": ratio_total, "ratio_total_as_deployed": ratio_deployed,
+    base = CONTENDERS[-1]
+    rows = [[c, med(c, "seconds"), common.ratio(med(c, "seconds"), med(base, "seconds")), med(c, "cpu_seconds"),
+             med(c, "archive_bytes") / MB, med(c, "container_seconds")] for c in CONTENDERS]
+    common.print_table(["contender", "ship s (median)", "vs tar|curl", "cpu s", "archive MB", "container leg s"],
+                       rows, title=f"Shipping {expected['bytes'] / MB:.0f} MB in {expected['files']} files: pack + "
+                                   f"upload until the object exists, {args.rounds} interleaved rounds each")
+    ratio = common.ratio(med("ours", "seconds"), med(base, "seconds"))
+    print(f"ours / tar czf | curl -T = {ratio:.2f}x: {'MEETS' if ratio <= TARGET_RATIO else 'MISSES'} the "
+          f"{TARGET_RATIO:.2f}x target; 1 gzip thread: "
+          f"{common.ratio(med('ours, 1 gzip thread', 'seconds'), med(base, 'seconds')):.2f}x")
+    return {"project": expected, "gzip_threads": compress_threads(), "ratio": ratio, "target": TARGET_RATIO,
+            "medians": {c: {f: med(c, f) for f in ("seconds", "cpu_seconds", "archive_bytes", "container_seconds")}
+                        for c in CONTENDERS},
             "samples": samples}
 
 
-# -- part 2: peak RSS ------------------------------------------------------------------------------
+# -- part 2: RSS growth ----------------------------------------------------------------------------
 def run_rss(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) -> dict[str, Any] | None:
     sizes = [float(s) for s in args.rss_sizes.split(",") if s.strip()]
     results = []
     for size_mb in sizes:
         free = shutil.disk_usage(tmp).free
-        if free < DISK_FACTOR * size_mb * MB:
-            fits = int(free / DISK_FACTOR / MB / 10) * 10
-            if results and fits <= results[-1]["size_mb"]:
-                print(f"RSS: {size_mb:g} MB SKIPPED: {free / MB:.0f} MB free in {tmp}, it needs ~{DISK_FACTOR:g}x")
-                continue
-            print(f"RSS: {size_mb:g} MB SHRUNK to {fits} MB: {free / MB:.0f} MB free in {tmp}, it needs ~{DISK_FACTOR:g}x")
-            size_mb = float(fits)
+        if free < 1.2 * size_mb * MB:
+            print(f"RSS: {size_mb:g} MB SKIPPED: {free / MB:.0f} MB free in {tmp}")
+            continue
         files = max(1, int(size_mb * args.files_per_mb))
         project = tmp / f"rss-project-{size_mb:g}"
         expected = generate_project(project, int(size_mb * MB), files, args.seed)
@@ -342,74 +293,73 @@ def run_rss(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) -
         proc = subprocess.run(
             [common.PYTHON, str(Path(__file__).resolve()), "_rss-worker", "--project", str(project),
              "--work", str(work), "--endpoint", server.endpoint_url],
-            capture_output=True, text=True, env={**os.environ}, cwd=common.ROOT,
+            capture_output=True, text=True, cwd=common.ROOT, check=False,
         )
+        shutil.rmtree(project)
+        shutil.rmtree(work)
         if proc.returncode != 0:
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(project, ignore_errors=True)
             raise RuntimeError(f"the RSS worker failed for {size_mb:g} MB:\n{proc.stderr[-3000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        got = tree_totals(work / "dest" / "project")
-        if got != expected:
-            raise RuntimeError(f"RSS worker {size_mb:g} MB: extracted {got}, expected {expected}")
-        shutil.rmtree(work)
-        shutil.rmtree(project)
+        if result["listed_entries"] != expected["files"] + 1:  # + io/input.json
+            raise RuntimeError(f"RSS worker {size_mb:g} MB: {result['listed_entries']} entries in the archive, "
+                               f"expected {expected['files'] + 1}")
         result.update(size_mb=size_mb, files=files)
         results.append(result)
-        print(f"  {size_mb:5g} MB, {files:6d} files: worker peak RSS {result['worker_peak_rss_mb']:.1f} MB, "
-              f"round trip {result['peak_rss_mb']:.1f} MB "
-              f"(after imports {result['import_rss_mb']:.1f} MB), total {sum(result['seconds'].values()):.1f} s",
-              flush=True)
+        print(f"  {size_mb:5g} MB, {files:6d} files: RSS {result['rss_before_mb']:.1f} MB before shipping, peak "
+              f"{result['peak_rss_mb']:.1f} MB -> growth {result['growth_mb']:+.1f} MB "
+              f"({result['parts']} parts, {result['seconds']:.1f} s)", flush=True)
     if not results:
         return None
-    rows = []
-    for r in results:
-        p = r["phases_peak_rss_mb"]
-        rows.append([f"{r['size_mb']:g}", r["files"], r["archive_bytes"] / MB, r["import_rss_mb"], p["pack"],
-                     p["upload"], r["worker_peak_rss_mb"], p["download"], p["unpack"], r["peak_rss_mb"]])
-    common.print_table(
-        ["project MB", "files", "archive MB", "after import", "pack", "upload", "WORKER PEAK", "download",
-         "unpack", "round-trip peak"],
-        rows, title="Peak RSS (MB) of a fresh process per size: VmHWM after the imports, then per phase (reset "
-                    "between phases).\nWORKER PEAK = imports + pack + upload, what the Airflow worker does to ship "
-                    "a project; download + unpack is the container's side, done here in Python too")
-    verdicts = {}
-    for key, label in (("worker_peak_rss_mb", "worker (pack+upload)"), ("peak_rss_mb", "round trip (all phases)")):
-        peaks = [r[key] for r in results]
-        spread = peaks[-1] - peaks[0]
-        verdicts[key] = {"max_mb": max(peaks), "spread_mb": spread, "under_target": max(peaks) < RSS_TARGET_MB,
-                         "flat": spread <= FLAT_TOLERANCE_MB}
-        print(f"{label:<24} max peak {max(peaks):6.1f} MB: {'UNDER' if max(peaks) < RSS_TARGET_MB else 'OVER'} "
-              f"{RSS_TARGET_MB:.0f} MB;  {results[-1]['size_mb']:g} MB vs {results[0]['size_mb']:g} MB: "
-              f"{spread:+.1f} MB -> {'FLAT' if spread <= FLAT_TOLERANCE_MB else 'NOT FLAT'} "
-              f"(tolerance {FLAT_TOLERANCE_MB:g} MB)")
-    return {"results": results, "verdicts": verdicts, "target_mb": RSS_TARGET_MB,
-            "flat_tolerance_mb": FLAT_TOLERANCE_MB}
+    rows = [[f"{r['size_mb']:g}", r["files"], r["archive_bytes"] / MB, r["parts"], r["rss_before_mb"],
+             r["peak_rss_mb"], r["growth_mb"], r["seconds"]] for r in results]
+    common.print_table(["project MB", "files", "archive MB", "S3 parts", "RSS before", "peak", "GROWTH", "ship s"],
+                       rows, title="Worker RSS (MB): a fresh task-like process per size; before = its VmRSS after "
+                                   "imports and S3 client, peak = VmHWM while shipping")
+    growths = [r["growth_mb"] for r in results]
+    spread = growths[-1] - growths[1] if len(growths) > 2 else growths[-1] - growths[0]
+    flat = spread <= FLAT_TOLERANCE_MB
+    print(f"growth {min(growths):.1f} .. {max(growths):.1f} MB; {results[-1]['size_mb']:g} MB vs "
+          f"{results[min(1, len(results) - 1)]['size_mb']:g} MB: {spread:+.1f} MB -> "
+          f"{'FLAT' if flat else 'NOT FLAT'} (tolerance {FLAT_TOLERANCE_MB:g} MB)")
+    return {"results": results, "max_growth_mb": max(growths), "spread_mb": spread, "flat": flat}
+
+
+def rss_now_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def rss_worker(args: argparse.Namespace) -> None:
-    """The measured worker: a fresh process, ours only; prints one JSON line."""
-    import resource
-
+    """The measured task-like process: ships once and prints one JSON line."""
     common.airflow_env()
-    import airflow_cmdexec_provider.runner.workdir  # noqa: F401
-    import airflow_cmdexec_provider.storage.s3  # noqa: F401
+    from airflow_cmdexec_provider.runner.workdir import pack_to
 
     storage = make_storage(args.endpoint)
-    import_rss = common.peak_rss_mb()
-    result = ours_roundtrip(Path(args.project), storage, Path(args.work), rss=True)
-    phases = result["peak_rss_mb"]
-    print(json.dumps({
-        "import_rss_mb": import_rss,
-        "phases_peak_rss_mb": phases,
-        "worker_peak_rss_mb": max(import_rss, phases["pack"], phases["upload"]),
-        "peak_rss_mb": max([import_rss, *phases.values()]),
-        # not used: on Linux ru_maxrss keeps the high-water mark of the mm a fork copied from the
-        # parent (it survives exec), so it reports the benchmark's RSS, not the worker's
-        "ru_maxrss_mb_unreliable": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "seconds": result["seconds"],
-        "archive_bytes": result["archive_bytes"],
-    }))
+    storage.client.head_bucket(Bucket=BUCKET)  # the client's first request: connection pool, endpoint rules
+    parts: list[str] = []
+    storage.client.meta.events.register("before-call.s3.UploadPart", lambda **_: parts.append("part"))
+    io_dir = io_dir_for(Path(args.work))
+    key = f"bench/{uuid.uuid4().hex}/input.tar.gz"
+    before = rss_now_mb()
+    if not common.reset_peak_rss():
+        raise SystemExit("cannot reset the peak RSS (/proc/self/clear_refs): Linux >= 4.0 is needed")
+    t0 = time.perf_counter()
+    with storage.upload_stream(key) as upload:
+        packed = pack_to(upload, Path(args.project), io_dir)
+    seconds = time.perf_counter() - t0
+    peak = common.peak_rss_mb()
+    env = {**os.environ, "GET_URL": storage.presigned_get(key, 3600)}
+    listing = subprocess.run(["bash", "-o", "pipefail", "-c", 'curl -sS --fail "$GET_URL" | tar -tzf - | wc -l'],
+                             env=env, check=True, capture_output=True, text=True)
+    size = storage.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+    storage.delete([key])
+    if size != packed.size:
+        raise SystemExit(f"the object has {size} bytes, pack_to wrote {packed.size}")
+    print(json.dumps({"rss_before_mb": before, "peak_rss_mb": peak, "growth_mb": peak - before,
+                      "seconds": seconds, "archive_bytes": packed.size, "parts": len(parts) or 1,
+                      "listed_entries": int(listing.stdout.strip())}))
 
 
 def main() -> None:
@@ -425,14 +375,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of each contender (default 3)")
     parser.add_argument("--size-mb", type=float, default=200, help="A/B project size in MB (default 200)")
     parser.add_argument("--files", type=int, default=20000, help="A/B project files (default 20000)")
-    parser.add_argument("--rss-sizes", default="10,50,100,200,500",
-                        help="project sizes in MB for the peak RSS series (default 10,50,100,200,500)")
+    parser.add_argument("--rss-sizes", default="10,100,1000",
+                        help="project sizes in MB for the RSS series (default 10,100,1000)")
     parser.add_argument("--files-per-mb", type=float, default=100,
-                        help="files per MB in the RSS series (default 100: 50,000 files at 500 MB)")
+                        help="files per MB in the RSS series (default 100: 100,000 files at 1 GB)")
     parser.add_argument("--seed", type=int, default=20260101, help="seed of the generated projects")
     parser.add_argument("--tmpdir", default=None, help="where projects and archives go (default: the system temp dir)")
-    parser.add_argument("--skip-ab", action="store_true", help="skip the ours vs tar|curl timing")
-    parser.add_argument("--skip-rss", action="store_true", help="skip the peak RSS series")
+    parser.add_argument("--skip-ab", action="store_true", help="skip the timing against tar czf | curl -T")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the RSS series")
     args = parser.parse_args()
     for tool in ("tar", "curl", "bash"):
         if not shutil.which(tool):

@@ -117,11 +117,7 @@ def test_task_definition_arn_selects_ecs_too(home: CmdexecHome) -> None:
 def test_without_params_the_task_runs_locally_and_ecs_is_still_checked(home: CmdexecHome) -> None:
     result = home.run("check")
     assert result.returncode == 0, result
-    assert (
-        "ecs: skipped, not configured: the task has neither ecs.task_definition_arn nor docker.image"
-        in result.stdout
-    )
-    assert "docker: skipped, not configured: the task has no docker params" in result.stdout
+    assert "no docker, ecs or kubernetes params: only the local executor can run this task" in result.stdout
     assert "Selected: local" in result.stdout
     assert "OK" in backend_line(result, "ecs")  # informational: the cluster itself is fine
     assert "Verdict: OK: a task with these params runs on local" in result.stdout

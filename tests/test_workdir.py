@@ -5,13 +5,21 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
 import tarfile
+import threading
+import zlib
 from pathlib import Path
 
 import pytest
 
-from airflow_cmdexec_provider.exceptions import CmdExecConfigError
-from airflow_cmdexec_provider.runner.workdir import pack, unpack_outputs
+from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
+from airflow_cmdexec_provider.runner.workdir import GZIP_MEMBER, Packed, pack_to, unpack_outputs
+
+
+def pack(project: Path, io_dir: Path, archive: Path, **kwargs) -> Packed:
+    with open(archive, "wb") as out:
+        return pack_to(out, project, io_dir, **kwargs)
 
 
 def _project(tmp_path: Path) -> tuple[Path, Path]:
@@ -38,18 +46,77 @@ def _project(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_pack_skips_dot_paths_and_digdagignore_and_keeps_modes_and_links(tmp_path):
     project, io_dir = _project(tmp_path)
+    (project / "tasks" / "a.py").chmod(0o640)
     archive = tmp_path / "in.tar.gz"
-    count = pack(project, io_dir, archive)
+    packed = pack(project, io_dir, archive)
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
     assert set(members) == {
         "project/tasks/a.py", "project/tasks/run.sh", "project/tasks/sub/data.txt",
         "project/tasks/link.py", "io/input.json",
     }
-    assert count == len(members)
+    assert packed == Packed(entries=len(members), size=archive.stat().st_size)
     assert stat.S_IMODE(members["project/tasks/run.sh"].mode) == 0o755
+    assert stat.S_IMODE(members["project/tasks/a.py"].mode) == 0o640
     assert members["project/tasks/link.py"].issym()
     assert members["project/tasks/link.py"].linkname == "a.py"
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in members.values()} == {(0, 0, "", "")}
+
+
+def test_pack_ships_a_link_to_a_folder_as_a_link(tmp_path):
+    project, io_dir = _project(tmp_path)
+    os.symlink("tasks/sub", project / "sublink")
+    os.symlink("tasks", project / ".hidden-link")
+    archive = tmp_path / "in.tar.gz"
+    pack(project, io_dir, archive)
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["project/sublink"].issym() and members["project/sublink"].linkname == "tasks/sub"
+    assert "project/.hidden-link" not in members
+    assert not any(name.startswith("project/sublink/") for name in members)
+
+
+def _gzip_members(data: bytes) -> int:
+    count = 0
+    while data:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        member.decompress(data)
+        assert member.eof
+        data = member.unused_data
+        count += 1
+    return count
+
+
+def test_a_big_project_is_a_multi_member_gzip_that_gnu_tar_extracts_exactly(tmp_path):
+    """What the ECS container does with the archive: ``tar -xzf`` gives back the project byte for byte."""
+    project, io_dir = _project(tmp_path)
+    (project / "data").mkdir()
+    for i in range(5):
+        (project / "data" / f"blob{i}.bin").write_bytes(os.urandom(GZIP_MEMBER // 2 + i))
+    (project / "data" / "empty.txt").write_bytes(b"")
+    archive = tmp_path / "in.tar.gz"
+    packed = pack(project, io_dir, archive)
+    assert _gzip_members(archive.read_bytes()) >= 3
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(dest)], check=True)
+    shipped = sorted(str(p.relative_to(dest / "project")) for p in (dest / "project").rglob("*") if not p.is_dir())
+    assert shipped == sorted(["tasks/a.py", "tasks/run.sh", "tasks/sub/data.txt", "tasks/link.py", "data/empty.txt"]
+                             + [f"data/blob{i}.bin" for i in range(5)])
+    assert packed.entries == len(shipped) + 1  # + io/input.json
+    for name in shipped:
+        assert (dest / "project" / name).read_bytes() == (project / name).read_bytes(), name
+    assert os.readlink(dest / "project" / "tasks" / "link.py") == "a.py"
+    assert os.access(dest / "project" / "tasks" / "run.sh", os.X_OK)
+    assert (dest / "io" / "input.json").read_text() == '{"params": {}}'
+
+
+def test_pack_stops_when_cancelled(tmp_path):
+    project, io_dir = _project(tmp_path)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(BackendError, match="packing the project stopped: the task is being killed"):
+        pack(project, io_dir, tmp_path / "in.tar.gz", cancel=cancel)
 
 
 def test_pack_refuses_a_symlink_leaving_the_project(tmp_path):

@@ -52,7 +52,7 @@ from airflow_cmdexec_provider.backends.container_script import (
 )
 from airflow_cmdexec_provider.config import MAX_PRESIGN_SECONDS, EcsConfig, StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
-from airflow_cmdexec_provider.runner.workdir import pack, unpack_outputs
+from airflow_cmdexec_provider.runner.workdir import pack_to, unpack_outputs
 from airflow_cmdexec_provider.storage import open_storage
 from airflow_cmdexec_provider.storage.base import TemporalStorage
 from airflow_cmdexec_provider.tempfiles import private_tempdir
@@ -376,13 +376,10 @@ class EcsBackend(RemoteBackend):
                 raise CmdExecConfigError(f"{self.label}: ECS container overrides exceed {OVERRIDES_LIMIT} "
                                          "characters even without the environment")
         _warn_if_dag_folder(request.project_dir, log_line)
-        with private_tempdir("archive") as tmp:
-            archive = tmp / "input.tar.gz"
-            count = pack(request.project_dir, request.io_dir, archive)
-            size = archive.stat().st_size
-            storage.upload_file(keys["input"], archive)
+        with storage.upload_stream(keys["input"]) as upload:
+            packed = pack_to(upload, request.project_dir, request.io_dir, cancel=self._killed)
         log_line(f"Shipped the project to {storage.type}://{storage.bucket}/{keys['input']} "
-                 f"({count} entries, {size / 1e6:.1f} MB)")
+                 f"({packed.entries} entries, {packed.size / 1e6:.1f} MB)")
         return overrides
 
     def _overrides(

@@ -137,6 +137,9 @@ def check(
         output.out(f"Executor type: {configured} ({source}); chain: {' -> '.join(chain)}")
 
     backend, attempts, selected, failure = _selection(executor, docker, ecs or None)
+    if not forced and docker is None and not ecs:
+        output.out("  no docker, ecs or kubernetes params: only the local executor can run this task "
+                   "(no Variable or Connection is read for it)")
     for name, what in attempts:
         if what != "selected":
             output.out(f"  {name}: skipped, {what}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from airflow_cmdexec_provider.storage.parts import PartedUpload
+
 
 class TemporalStorage(Protocol):
     """Objects under one bucket; presigned URLs let a container read and write without credentials."""
@@ -14,6 +16,10 @@ class TemporalStorage(Protocol):
 
     def upload_file(self, key: str, path: Path) -> None:
         """Upload a local file (streamed, never read into memory as a whole)."""
+
+    def upload_stream(self, key: str) -> PartedUpload:
+        """A writable that uploads the object in parts while it is written (use it as a context manager:
+        the object exists once the ``with`` block ends without error; on any error it is aborted)."""
 
     def download_file(self, key: str, path: Path) -> bool:
         """Download to a local file; return False when the object does not exist."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_cmdexec_provider.config import StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
+from airflow_cmdexec_provider.storage.parts import PART_SIZE, PartedUpload
 
 
 class GcsTemporalStorage:
@@ -38,6 +39,10 @@ class GcsTemporalStorage:
             self._bucket.blob(key).upload_from_filename(str(path))
         except Exception as exc:
             raise BackendError(f"upload of gs://{self.bucket}/{key} failed: {exc}") from exc
+
+    def upload_stream(self, key: str) -> PartedUpload:
+        # One worker: the chunks of a resumable upload must arrive in order.
+        return PartedUpload(_ResumableUpload(self._bucket.blob(key), f"gs://{self.bucket}/{key}"), 1)
 
     def download_file(self, key: str, path: Path) -> bool:
         from google.api_core.exceptions import NotFound
@@ -72,6 +77,40 @@ class GcsTemporalStorage:
 
     def env_file_arn(self, key: str) -> str | None:
         return None  # ECS environmentFiles can only name S3 objects
+
+
+class _ResumableUpload:
+    """The ``PartSink`` of a GCS object: one simple upload when it fits in a part, else a resumable
+    upload session (``BlobWriter`` speaks the protocol: it sends whole chunks of ``PART_SIZE`` and
+    keeps the rest of a part for the next one or for the final request)."""
+
+    def __init__(self, blob: Any, url: str) -> None:
+        self.blob = blob
+        self.url = url
+        self.writer: Any = None
+
+    def put(self, data: bytes) -> None:
+        self.blob.upload_from_string(data, content_type="application/gzip")
+
+    def start(self) -> None:
+        self.writer = self.blob.open("wb", chunk_size=PART_SIZE, content_type="application/gzip")
+
+    def upload_part(self, number: int, data: bytes) -> None:
+        self.writer.write(data)
+
+    def complete(self, parts: list[None]) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.terminate()  # cancels the session: the uploaded chunks are dropped
+
+    def delete(self) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.blob.delete()
+        except NotFound:
+            pass
 
 
 def _credentials(config: StorageConfig) -> tuple[Any, str | None]:

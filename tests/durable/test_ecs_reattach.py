@@ -61,9 +61,36 @@ def test_retry_reattaches_to_the_ecs_task(ecs_emulator, ecs_worker_env, durable_
     output = retry.finish(timeout=300)
 
     assert "RETRY STATE: 2 success" in output, output[-5000:]
-    assert "Re-attached to ECS task" in output
+    assert "Re-attached to the ecs command started by an earlier try" in output
     assert task_log_lines(first.output()) == ["1", "2", "3"]
     assert task_log_lines(output) == ["4", "5"]  # the rest of the log, nothing repeated
     assert ecs_emulator.started_tasks == 1  # exactly one ECS task for the logical run
+    assert read_xcom(durable_home, dag_id) == {"finished": True, "lines": 5}
+    assert remaining_objects(ecs_emulator.boto3_client("s3")) == []
+
+
+def test_a_retry_on_another_executor_stops_the_earlier_ecs_task_first(ecs_emulator, ecs_worker_env, durable_home,
+                                                                      tmp_path):
+    """Review M10: the first try's ECS task must not run on unseen while the retry runs the command locally."""
+    dag_id = f"durable_ecs_then_local_{uuid.uuid4().hex[:6]}"
+    env = ecs_worker_env(dag_id, SLOW_PAUSE="60")
+    logical_date = datetime(2026, 3, 5, tzinfo=timezone.utc).isoformat()
+
+    first = Worker(env, logical_date, tmp_path / "first.log")
+    first.wait_for("slow-line 3", timeout=180)
+    first.kill()
+    [task_arn] = ecs_emulator.task_arns
+    assert len(ecs_emulator.running_containers()) == 1
+
+    retry = Worker({**env, "CMDEXEC_DURABLE_EXECUTOR": "local", "SLOW_PAUSE": "1"}, logical_date,
+                   tmp_path / "retry.log", retry=True)
+    output = retry.finish(timeout=300)
+
+    assert "RETRY STATE: 2 success" in output, output[-5000:]
+    assert "an earlier try ran this command on the ecs executor; this try runs on local" in output
+    ecs_emulator.wait_task_stopped(task_arn, timeout=60)
+    assert ecs_emulator.task(task_arn).stop_code == "UserInitiated"
+    assert ecs_emulator.started_tasks == 1
+    assert task_log_lines(output) == ["1", "2", "3", "4", "5"]  # the command ran again, locally
     assert read_xcom(durable_home, dag_id) == {"finished": True, "lines": 5}
     assert remaining_objects(ecs_emulator.boto3_client("s3")) == []

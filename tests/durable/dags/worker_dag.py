@@ -20,6 +20,8 @@ if image:
     default_args["docker"] = {"image": image}
 if os.environ.get("CMDEXEC_DURABLE_DEFERRABLE") == "1":
     default_args["deferrable"] = True
+if os.environ.get("CMDEXEC_DURABLE_EXECUTOR"):
+    default_args["command_executor"] = os.environ["CMDEXEC_DURABLE_EXECUTOR"]
 
 with DAG(
     os.environ.get("CMDEXEC_DURABLE_DAG_ID", "cmdexec_durable"),
