@@ -179,11 +179,11 @@ KUBERNETES_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("default_pod_ttl", "extra.cmdexec_default_pod_ttl", "duration", scope="kubernetes-global",
               label="Pod TTL (s)", description="A pod running longer is stopped (activeDeadlineSeconds) and the "
               "task fails. Digdag durations (1h, 30m) or seconds."),
-    FieldSpec("config_storage.in", "extra.cmdexec_storage_in_conn_id", "str", default="cmdexec_storage_default",
+    FieldSpec("config_storage.in.*", "extra.cmdexec_storage_in_conn_id", "str", default="cmdexec_storage_default",
               scope="kubernetes-global", label="Input storage connection",
               description="The temporal storage connection of the project archive; the importer creates "
               "cmdexec_storage_kubernetes_in from config_storage.in.*."),
-    FieldSpec("config_storage.out", "extra.cmdexec_storage_out_conn_id", "str", default="cmdexec_storage_default",
+    FieldSpec("config_storage.out.*", "extra.cmdexec_storage_out_conn_id", "str", default="cmdexec_storage_default",
               scope="kubernetes-global", label="Output storage connection",
               description="The temporal storage connection of the output archive; the importer creates "
               "cmdexec_storage_kubernetes_out from config_storage.out.*."),
