@@ -155,25 +155,36 @@ class KubernetesBackend(RemoteBackend):
         try:
             return hook.get_conn()
         except Exception as exc:  # ConfigException, a missing file, a kube config without the context, ...
-            source = ("in_cluster" if cfg.in_cluster else f"kube_config_path {cfg.kube_config_path!r}"
-                      if cfg.kube_config_path else "kube_config" if cfg.kube_config else "the default kube config")
             raise CmdExecConfigError(
-                f"{self.label}: Kubernetes connection {cfg.conn_id!r}: cannot load the cluster access from {source} "
-                f"(Digdag kubernetes.<name>.master/... or kube_config_path): {type(exc).__name__}: {exc}"
+                f"{self.label}: Kubernetes connection {cfg.conn_id!r}: cannot load the cluster access from "
+                f"{self._access()} (Digdag kubernetes.<name>.master/... or kube_config_path): "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
 
+    def _access(self) -> str:
+        """How the connection reaches the cluster, for messages."""
+        cfg = self.config
+        if cfg.in_cluster:
+            return "in_cluster"
+        if cfg.kube_config_path:
+            return f"kube_config_path {cfg.kube_config_path!r}"
+        if cfg.kube_config:
+            return "kube_config"
+        return "the cncf provider's default (in-cluster, else ~/.kube/config)"
+
     def _context_namespace(self) -> str | None:
-        """The namespace of the kube config context in use (or of the pod's service account in-cluster)."""
+        """The namespace of the kube config context in use, or of the service account when in-cluster."""
         import yaml
 
         cfg = self.config
         service_account = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-        if cfg.in_cluster or (not cfg.kube_config and not cfg.kube_config_path and service_account.is_file()):
+        in_cluster = cfg.in_cluster or (not cfg.kube_config and not cfg.kube_config_path and service_account.is_file())
+        if in_cluster:  # (without any setting, the cncf provider tries in-cluster first)
             return service_account.read_text().strip() if service_account.is_file() else None
         kube_config: Any = cfg.kube_config
         if kube_config is None:
-            path = Path(os.path.expanduser(cfg.kube_config_path or os.environ.get("KUBECONFIG", "~/.kube/config")
-                                           .split(os.pathsep)[0]))
+            default = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+            path = Path(os.path.expanduser(cfg.kube_config_path or default))
             kube_config = yaml.safe_load(path.read_text()) if path.is_file() else None
         if not isinstance(kube_config, Mapping):
             return None

@@ -165,3 +165,66 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
     emulator.wait_deletions(timeout=60)
     assert emulator.pods() == []
     assert kube_world.remaining_objects() == []
+
+
+def test_a_try_that_died_while_starting_takes_over_its_pod_and_claim(kube_world, tmp_path):
+    """submit(earlier=<handle saved with starting>) finds the pod and claim that try created: no second pod."""
+    from airflow_cmdexec_provider.backends.base import TaskSettings
+    from airflow_cmdexec_provider.backends.kubernetes import KubernetesBackend
+
+    claim = {"metadata": {"name": "cmdexec-takeover"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                                "resources": {"requests": {"storage": "1Mi"}}}}
+    settings = TaskSettings(task_label="t.takeover", docker={"image": TEST_IMAGE},
+                            kubernetes={"PersistentVolumeClaim": claim})
+    request = _request(kube_world, "takeover", ("sleep", "300"), tmp_path)
+    saved: list[dict] = []
+    first = KubernetesBackend.from_settings(settings)
+    first.save_handle = lambda handle: saved.append(dict(handle))
+    handle = first.submit(request, lambda line: None)
+    starting = saved[0]  # what the journal held before anything was created
+    assert starting["starting"] and starting["pod"] == handle["pod"]
+
+    lines: list[str] = []
+    second = KubernetesBackend.from_settings(settings)
+    taken = second.submit(request, lines.append, earlier=starting)
+
+    assert taken["pod"] == handle["pod"] and "starting" not in taken
+    assert "Found PersistentVolumeClaim cmdexec-takeover created by an earlier try" in lines
+    assert f"Found pod default/{handle['pod']}, created by an earlier try: following it" in lines
+    assert kube_world.emulator.pods_created == 1
+    second.stop(taken, "test over")
+    second.cleanup(taken, lines.append)
+    kube_world.emulator.wait_deletions(timeout=60)
+    kube_world.emulator.wait_for(lambda: not kube_world.emulator.objects("persistentvolumeclaims"), timeout=30,
+                                 what="the claim deleted")
+    assert kube_world.remaining_objects() == []
+
+
+def test_a_failed_read_is_retried_and_a_vanished_pod_is_gone(kube_world, k8s_core_api, monkeypatch, tmp_path):
+    import json
+
+    import yaml
+
+    from airflow_cmdexec_provider.backends.base import CommandGone, TaskSettings, WatchError
+    from airflow_cmdexec_provider.backends.kubernetes import KubernetesBackend
+
+    backend = KubernetesBackend.from_settings(TaskSettings(task_label="t.reads", docker={"image": TEST_IMAGE}))
+    handle = backend.submit(_request(kube_world, "reads", ("sleep", "300"), tmp_path), lambda line: None)
+    _running(kube_world.emulator, handle["pod"])
+    # The same cluster through an API server address that does not answer.
+    unreachable = yaml.safe_load(kube_world.kubeconfig.read_text())
+    unreachable["clusters"][0]["cluster"]["server"] = "http://127.0.0.1:9"
+    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_KUBERNETES_UNREACHABLE", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(unreachable)}}))
+    watcher = KubernetesBackend.from_settings(TaskSettings(
+        task_label="t.reads", docker={"image": TEST_IMAGE}, kubernetes={"conn_id": "cmdexec_kubernetes_unreachable"}))
+    with pytest.raises(WatchError, match=f"reading pod {handle['pod']} failed"):
+        watcher.poll(handle, lambda line: None)
+    assert kube_world.emulator.pod("default", handle["pod"])["status"]["phase"] == "Running"  # never killed
+
+    k8s_core_api.delete_namespaced_pod(handle["pod"], "default", grace_period_seconds=0)
+    kube_world.emulator.wait_deletions(timeout=60)
+    with pytest.raises(CommandGone, match=f"pod default/{handle['pod']} no longer exists"):
+        backend.poll(handle, lambda line: None)
+    backend.cleanup(handle, lambda line: None)
+    assert kube_world.remaining_objects() == []

@@ -55,6 +55,7 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
         assert len(name) <= 63 and name.startswith("cmdexec-")
         assert pod["metadata"]["labels"]["io.github.cmdexec/try-number"] == "1"
     assert len({p["metadata"]["name"] for p in pods}) == 4
+    assert not any("X-Amz-Signature" in record.message for record in result.records)  # URLs never logged
     assert kube_world.emulator.pods() == []  # every pod deleted
 
 
