@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# Both come with the [kubernetes] extra; without them the registry says to install it.
+from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
@@ -143,8 +145,6 @@ class KubernetesBackend(RemoteBackend):
         definite answer, by ``config``), and a configuration object of its own: without one the
         kubernetes library loads into its process-wide default, which other tasks share.
         """
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
         cfg = self.config
         hook = KubernetesHook(
             conn_id=None, kubernetes_conn_id=None, client_configuration=k8s.Configuration(),

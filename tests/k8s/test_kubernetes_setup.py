@@ -261,3 +261,28 @@ def test_a_claim_that_exists_and_is_not_ours_is_an_error_and_kept(kube_world, ru
         assert kube_world.emulator.pods_created == 0
     finally:
         k8s_core_api.delete_namespaced_persistent_volume_claim("someone-elses", "default")
+
+
+def test_the_core_package_works_without_the_kubernetes_extra():
+    """Without the kubernetes client (blocked here; the cncf provider needs it too), everything else
+    imports and the kubernetes executor says which extra to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['kubernetes'] = None\n"
+        "from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator\n"
+        "from airflow_cmdexec_provider import cli, config\n"
+        "from airflow_cmdexec_provider.backends import registry\n"
+        "from airflow_cmdexec_provider.exceptions import CmdExecConfigError\n"
+        "assert registry.backend_class('ecs').name == 'ecs'\n"
+        "try:\n"
+        "    registry.backend_class('kubernetes')\n"
+        "except CmdExecConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "the kubernetes executor cannot be loaded" in proc.stdout
+    assert "pip install 'airflow-cmdexec-provider[kubernetes]'" in proc.stdout
