@@ -39,6 +39,7 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
     assert "rb> sum=6 note=HELLO K8S" in result.log("step2")
     assert "report: numbers=[1,2,3] note=HELLO K8S total=6" in result.log("report")
     assert result.xcom("report") == {"numbers": [1, 2, 3], "note": "HELLO K8S", "total": 6}
+    assert "" not in result.log_lines("report")  # the line break the script prints before its end marker
     for task_id in ("hello", "step1", "step2", "report"):  # each line once: no duplicates from re-reads
         lines = [line for line in result.log_lines(task_id) if line.startswith(("sh>", "py>", "rb>", "report:"))]
         assert len(lines) == len(set(lines)) == 1, lines
@@ -148,4 +149,5 @@ def test_log_is_streamed_without_gaps_or_duplicates(kube_world, run_dag):
     assert printed == [f"line-{i}" for i in range(1, 41)]
     end = lines.index("no newline at the end")
     assert lines[end - 1] == ""  # the command's own empty line is kept ...
-    assert lines[end + 1].startswith("Deleted pod")  # ... and the script's line break before its marker is not shown
+    deleted = next(i for i, line in enumerate(lines) if line.startswith("Deleted pod"))
+    assert "" not in lines[end:deleted]  # ... and the script's line break before its marker is not shown
