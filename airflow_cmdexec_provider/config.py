@@ -6,6 +6,7 @@ Every error names the Digdag key and where it lives in Airflow.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,13 @@ from typing import Any
 from airflow_cmdexec_provider.digdag_keys import (
     ECS_CONN_ID,
     ECS_CONN_TYPE,
-    STORAGE_CONN_TYPE,
     ECS_FIELDS,
+    KUBERNETES_CONN_ID,
+    KUBERNETES_CONN_TYPE,
+    KUBERNETES_FIELDS,
     MAX_PRESIGN_SECONDS,
     STORAGE_CONN_ID,
+    STORAGE_CONN_TYPE,
     STORAGE_FIELDS,
     STORAGE_TYPES,
     FieldSpec,
@@ -159,7 +163,31 @@ def _convert(spec: FieldSpec, value: Any, where: str) -> Any:
             if text.lower() == choice.lower():
                 return choice
         raise CmdExecConfigError(f"{label} must be one of {', '.join(spec.choices)}, got {value!r}")
+    if spec.kind == "duration":
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise CmdExecConfigError(
+                f"{label} must be a duration: seconds, or Digdag's form such as 90s, 30m, 1h or 1d 2h, got {value!r}"
+            )
+        return seconds
     raise AssertionError(spec.kind)
+
+
+_DURATION = re.compile(r"(\d+)\s*([dhms])")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> int | None:
+    """Seconds of a whole number or of a Digdag duration ("1h", "30m", "1d 2h 3m 4s"); None if neither."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value > 0 else None
+    text = str(value).strip().lower()
+    if text.isdigit():
+        return int(text) or None
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        return None
+    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in parts) or None
 
 
 def _read_fields(conn: Any, fields: Sequence[FieldSpec], where: str) -> dict[str, Any]:
@@ -475,6 +503,197 @@ def ecs_setup(
     ecs_config = ecs_config_from_connection(conn, conn_id, overrides, task_label, task_definition_arn, image)
     storage = storage_config_from_connection(storage_conn, storage_conn_id, task_label)
     return ecs_config, storage
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesConfig:
+    """One Kubernetes cluster (Digdag agent.command_executor.kubernetes.*) plus the task's kubernetes params.
+
+    Cluster access is what the cncf provider's ``kubernetes`` connection holds: at most one of
+    ``in_cluster``, ``kube_config_path`` and ``kube_config`` (the parsed content); none of them means
+    the provider's default (in-cluster if possible, else ``~/.kube/config``).
+    """
+
+    conn_id: str
+    image: str
+    namespace: str | None = None  # None: the kube config context's namespace, else "default"
+    in_cluster: bool = False
+    kube_config_path: str | None = None
+    kube_config: Mapping[str, Any] | None = field(default=None, repr=False)
+    cluster_context: str | None = None
+    disable_verify_ssl: bool = False
+    disable_tcp_keepalive: bool = False
+    default_pod_ttl: int | None = None
+    poll_interval: float = 2.0
+    # The task's own keys (Digdag kubernetes.Pod, .PersistentVolume, .PersistentVolumeClaim).
+    pod: Mapping[str, Any] = field(default_factory=dict)
+    persistent_volume: Mapping[str, Any] | None = None
+    persistent_volume_claim: Mapping[str, Any] | None = None
+    task_label: str = ""
+
+
+KUBERNETES_TASK_KEYS = ("conn_id", "namespace", "Pod", "PersistentVolume", "PersistentVolumeClaim")
+_KUBERNETES_EXTRAS = {spec.extra_name: spec for spec in KUBERNETES_FIELDS if spec.extra_name}
+
+
+def _cncf_extra(extra: Mapping[str, Any], name: str) -> Any:
+    """An extra of a cncf ``kubernetes`` connection, also under its pre-2.3 name ``extra__kubernetes__<name>``."""
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__kubernetes__{name}")
+    return None if value == "" else value
+
+
+def kube_config_content(value: Any, where: str) -> dict[str, Any]:
+    """The cncf connection's extra ``kube_config`` (JSON or YAML text, or an object) as a mapping."""
+    import yaml
+
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise CmdExecConfigError(f"{where} extra 'kube_config' is not JSON or YAML: {exc}") from None
+    if not isinstance(value, Mapping):
+        raise CmdExecConfigError(f"{where} extra 'kube_config' must be a kube config (a mapping with clusters, "
+                                 f"users and contexts), got {type(value).__name__}")
+    _mask_kube_config(value)
+    return dict(value)
+
+
+def _mask_kube_config(kube_config: Mapping[str, Any]) -> None:
+    """Register the credentials of a kube config with the log masker (its token is a secret)."""
+    from airflow.sdk.log import mask_secret
+
+    for user in kube_config.get("users") or []:
+        credentials = (user or {}).get("user") or {}
+        for key in ("token", "password", "client-key-data"):
+            if isinstance(credentials.get(key), str):
+                mask_secret(credentials[key])
+
+
+def kubernetes_config_from_connection(
+    conn: Any, conn_id: str, task_label: str, *, image: str = "", namespace: str | None = None,
+    pod: Mapping[str, Any] | None = None, persistent_volume: Mapping[str, Any] | None = None,
+    persistent_volume_claim: Mapping[str, Any] | None = None,
+) -> KubernetesConfig:
+    """Build a KubernetesConfig from a cncf ``kubernetes`` Connection plus the task's params."""
+    where = f"Task {task_label}: Kubernetes connection {conn_id!r}"
+    if conn.conn_type and conn.conn_type != KUBERNETES_CONN_TYPE:
+        raise CmdExecConfigError(
+            f"{where} has type {conn.conn_type!r}; it must be a {KUBERNETES_CONN_TYPE!r} connection "
+            "(apache-airflow-providers-cncf-kubernetes)"
+        )
+    extra = conn.extra_dejson if conn.extra else {}
+    access = {name: _cncf_extra(extra, name) for name in ("in_cluster", "kube_config_path", "kube_config")}
+    in_cluster = access["in_cluster"] is not None and _as_bool(access["in_cluster"], "extra 'in_cluster'", where)
+    chosen = [name for name, value in access.items() if value and (name != "in_cluster" or in_cluster)]
+    if len(chosen) > 1:
+        raise CmdExecConfigError(
+            f"{where}: extras {' and '.join(repr(c) for c in chosen)} exclude each other; keep one "
+            "(Digdag: master/certs_ca_data/oauth_token, or use_kube_config with kube_config_path)"
+        )
+    ours = {name: _convert(spec, extra.get(name), where) for name, spec in _KUBERNETES_EXTRAS.items()
+            if name.startswith("cmdexec_")}
+    flags = {}
+    for name in ("disable_verify_ssl", "disable_tcp_keepalive"):
+        raw = _cncf_extra(extra, name)
+        flags[name] = _as_bool(raw, f"extra {name!r}", where) if raw is not None else False
+    path = access["kube_config_path"]
+    return KubernetesConfig(
+        conn_id=conn_id,
+        image=image,
+        namespace=namespace or _cncf_extra(extra, "namespace"),
+        in_cluster=in_cluster,
+        kube_config_path=str(path) if path else None,
+        kube_config=kube_config_content(access["kube_config"], where) if access["kube_config"] else None,
+        cluster_context=_cncf_extra(extra, "cluster_context"),
+        default_pod_ttl=ours["cmdexec_default_pod_ttl"],
+        poll_interval=max(float(ours["cmdexec_poll_interval"]), 0.5),
+        pod=dict(pod or {}),
+        persistent_volume=persistent_volume,
+        persistent_volume_claim=persistent_volume_claim,
+        task_label=task_label,
+        **flags,
+    )
+
+
+def kubernetes_setup(
+    kubernetes: Mapping[str, Any] | None, docker: Mapping[str, Any] | None, task_label: str
+) -> tuple[KubernetesConfig, StorageConfig, StorageConfig]:
+    """Load the Kubernetes cluster and its input/output temporal storage for a task (Digdag config_storage.in/out).
+
+    ``BackendNotConfigured`` (fall back to Docker/local) only when configuration is ABSENT: no cluster
+    connection, no default storage connection, or a task without an image (``docker.image`` or
+    ``kubernetes.Pod.image``). A connection that exists but is wrong is a ``CmdExecConfigError``, and
+    so is anything missing for a task that names its Kubernetes setup (``conn_id`` or ``namespace``).
+    """
+    where = f"Task {task_label}: kubernetes"
+    if kubernetes is not None and not isinstance(kubernetes, Mapping):
+        raise CmdExecConfigError(f"{where} must be a dict ({', '.join(KUBERNETES_TASK_KEYS)}), "
+                                 f"got {type(kubernetes).__name__}")
+    params = dict(kubernetes or {})
+    unknown = set(params) - set(KUBERNETES_TASK_KEYS)
+    if unknown:
+        raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; use {', '.join(KUBERNETES_TASK_KEYS)}")
+    for key in ("conn_id", "namespace"):
+        if key in params and (not isinstance(params[key], str) or not params[key]):
+            raise CmdExecConfigError(f"{where}.{key} must be a non-empty string, got {params[key]!r}")
+    for key in ("Pod", "PersistentVolume", "PersistentVolumeClaim"):
+        if params.get(key) is not None and not isinstance(params[key], Mapping):
+            raise CmdExecConfigError(f"{where}.{key} must be a dict (as in a Kubernetes manifest), got {params[key]!r}")
+    for key in ("PersistentVolume", "PersistentVolumeClaim"):
+        if params.get(key) is not None:
+            _check_manifest(params[key], f"{where}.{key}")
+    pod = dict(params.get("Pod") or {})
+    # A task that names its cluster must run there or fail: it never falls back (review H3).
+    required = "conn_id" in params or "namespace" in params
+    image = pod.get("image") or ((docker or {}).get("image") if isinstance(docker, Mapping) else None)
+    if not image or not isinstance(image, str):
+        if required:
+            raise CmdExecConfigError(f"{where}: set docker.image (or kubernetes.Pod.image): the image of the pod")
+        raise BackendNotConfigured("the task has no docker.image (nor kubernetes.Pod.image)")
+    conn_id = params.get("conn_id") or KUBERNETES_CONN_ID
+    conn = get_connection(conn_id)
+    if conn is None:
+        if required:
+            raise CmdExecConfigError(
+                f"{where}: the Kubernetes connection {conn_id!r} does not exist, and this task names its "
+                "Kubernetes setup (kubernetes.conn_id or namespace), so it does not run anywhere else; create the "
+                f"connection (type {KUBERNETES_CONN_TYPE!r}) or remove the task's kubernetes params"
+            )
+        raise BackendNotConfigured(f"no Kubernetes cluster connection {conn_id!r}")
+    k8s = kubernetes_config_from_connection(
+        conn, conn_id, task_label, image=image, namespace=params.get("namespace"), pod=pod,
+        persistent_volume=params.get("PersistentVolume"), persistent_volume_claim=params.get("PersistentVolumeClaim"),
+    )
+    extra = conn.extra_dejson if conn.extra else {}
+    storages = []
+    for direction in ("in", "out"):
+        name = f"cmdexec_storage_{direction}_conn_id"
+        storage_conn_id = _convert(_KUBERNETES_EXTRAS[name], extra.get(name), where)
+        storage_conn = get_connection(storage_conn_id)
+        if storage_conn is None:
+            if required or extra.get(name):
+                raise CmdExecConfigError(
+                    f"{where}: the temporal storage connection {storage_conn_id!r} (extra {name!r} of the Kubernetes "
+                    f"connection {conn_id!r}, Digdag config_storage.{direction}) does not exist; create it (type "
+                    f"{STORAGE_CONN_TYPE!r})"
+                )
+            raise BackendNotConfigured(f"no temporal storage connection {storage_conn_id!r}")
+        storages.append(storage_config_from_connection(storage_conn, storage_conn_id, task_label))
+    return k8s, storages[0], storages[1]
+
+
+def _check_manifest(manifest: Mapping[str, Any], where: str) -> None:
+    """A PersistentVolume(Claim) the task declares: it needs its name (the pod's volumes refer to it) and a spec."""
+    name = (manifest.get("metadata") or {}).get("name") if isinstance(manifest.get("metadata"), Mapping) else None
+    if not isinstance(name, str) or not name:
+        raise CmdExecConfigError(f"{where} needs metadata.name (the name the pod's volumes refer to)")
+    if not isinstance(manifest.get("spec"), Mapping):
+        raise CmdExecConfigError(f"{where} needs a spec (as in a Kubernetes manifest)")
+    unknown = set(manifest) - {"apiVersion", "kind", "metadata", "spec"}
+    if unknown:
+        raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; give metadata and spec")
 
 
 # --------------------------------------------------------------------------------------------------

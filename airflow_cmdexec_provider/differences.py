@@ -63,6 +63,13 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference("72", "Docker bind-mounts the live workspace read-write", "P",
                "The project is copied into each container try: a container can never modify the DAG folder or "
                "another try's files, and files written outside the IO dir are not kept", True),
+    Difference("80-85", "Kubernetes executor (experimental in Digdag): the pod's deadline is polled and the pod "
+               "deleted; the log re-read whole and skipped by character offset; URLs on the container's command "
+               "line; a task-level `kubernetes:` object throws UnsupportedOperationException on master", "P",
+               "The same keys and chain; the deadline is the pod's `activeDeadlineSeconds`; the log is read by "
+               "kubelet timestamps; ECS's container script (curl retries, `--fail`, URLs only in env); the pod "
+               "is deleted on kill and timeout; image-pull failures, OOM and deadlines fail at once; task-level "
+               "`kubernetes:` works. Proven against our API emulator only", True),
     Difference("89, 90", "`${secret:key}` and `_secrets`", "N",
                "Use Airflow's secrets: `{{ conn.x.password }}` / `{{ var.value.x }}` (Jinja) or `env=`"),
     Difference("98", "`${name}` in an `sh>` command is pasted into the script text", "P",

@@ -38,13 +38,15 @@ class FieldSpec:
 
     digdag_key: str  # relative to the cluster (ecs.<name>.X), to ecs. (X), or to temporal_storage.
     airflow_field: str  # "login", "password" or "extra.<name>"
-    kind: str  # str, int, bool, list, choice
+    kind: str  # str, int, bool, list, choice, duration (seconds; Digdag also writes 1h, 30m, ...)
     default: Any = None
     secret: bool = False
     choices: tuple[str, ...] = ()
     label: str = ""
     description: str = ""
-    scope: str = "cluster"  # cluster: ecs.<name>.KEY; global: ecs.KEY; storage: temporal_storage.KEY
+    # cluster: ecs.<name>.KEY; global: ecs.KEY; storage: temporal_storage.KEY (or config_storage.in/out.KEY);
+    # kubernetes: kubernetes.<name>.KEY; kubernetes-global: kubernetes.KEY
+    scope: str = "cluster"
 
     @property
     def extra_name(self) -> str | None:
@@ -135,10 +137,74 @@ STORAGE_FIELDS: tuple[FieldSpec, ...] = (
 )
 
 
-def digdag_key(spec: FieldSpec, cluster: str = "<name>", storage_type: str = "<type>") -> str:
-    """The full Digdag property of ``spec``, e.g. ``agent.command_executor.ecs.<name>.region``."""
+
+# --------------------------------------------------------------------------------------------------
+# Kubernetes: Digdag agent.command_executor.kubernetes.* keys.
+#
+#   Connection cmdexec_kubernetes_default (conn type "kubernetes" of apache-airflow-providers-cncf-kubernetes)
+#
+# Cluster access is the cncf provider's own (in_cluster, kube_config_path, kube_config, cluster_context,
+# namespace: its form has a field for each); the importer turns Digdag's master / certs_ca_data /
+# oauth_token into a kube config in the extra ``kube_config``. The Digdag-only keys are extras of ours
+# on the same connection, prefixed ``cmdexec_`` so that they never clash with the provider's; they all
+# have defaults. config_storage.in / .out are two temporal storage connections (STORAGE_FIELDS under
+# config_storage.in. / .out.) that the cluster connection names. Other Digdag clusters
+# (kubernetes.<other>.*) are Connections cmdexec_kubernetes_<other>; a task picks one with
+# kubernetes={"conn_id": ...}.
+# --------------------------------------------------------------------------------------------------
+KUBERNETES_CONN_ID = "cmdexec_kubernetes_default"
+KUBERNETES_CONN_ID_PREFIX = "cmdexec_kubernetes_"
+KUBERNETES_CONN_TYPE = "kubernetes"
+DIGDAG_KUBERNETES_PREFIX = "agent.command_executor.kubernetes."
+DIGDAG_CONFIG_STORAGE_PREFIX = DIGDAG_KUBERNETES_PREFIX + "config_storage."  # then "in." or "out."
+# Where the importer puts config_storage.in.* and .out.*.
+KUBERNETES_STORAGE_CONN_IDS = {"in": "cmdexec_storage_kubernetes_in", "out": "cmdexec_storage_kubernetes_out"}
+KUBE_CONFIG_NOTE = "In the kube config of extra kube_config, which the importer writes from master, certs_ca_data and oauth_token."
+
+KUBERNETES_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("name", "extra.cmdexec_cluster_name", "str", scope="kubernetes-global", label="Digdag cluster name",
+              description="Only remembered for show-config, which prints the cluster's keys under it."),
+    FieldSpec("master", "extra.kube_config", "str", scope="kubernetes", label="API server URL",
+              description=KUBE_CONFIG_NOTE),
+    FieldSpec("certs_ca_data", "extra.kube_config", "str", scope="kubernetes", label="CA certificate (base64)",
+              description=KUBE_CONFIG_NOTE),
+    FieldSpec("oauth_token", "extra.kube_config", "str", secret=True, scope="kubernetes", label="Bearer token",
+              description=KUBE_CONFIG_NOTE),
+    FieldSpec("namespace", "extra.namespace", "str", scope="kubernetes", label="Namespace",
+              description="Empty: the kube config context's namespace, else default."),
+    FieldSpec("use_kube_config", "extra.kube_config_path", "bool", scope="kubernetes", label="Use kube config",
+              description="Implied by kube_config_path: not stored."),
+    FieldSpec("kube_config_path", "extra.kube_config_path", "str", scope="kubernetes", label="Kube config path",
+              description="A kube config file on the worker (and the triggerer)."),
+    FieldSpec("default_pod_ttl", "extra.cmdexec_default_pod_ttl", "duration", scope="kubernetes-global",
+              label="Pod TTL (s)", description="A pod running longer is stopped (activeDeadlineSeconds) and the "
+              "task fails. Digdag durations (1h, 30m) or seconds."),
+    FieldSpec("config_storage.in.*", "extra.cmdexec_storage_in_conn_id", "str", default="cmdexec_storage_default",
+              scope="kubernetes-global", label="Input storage connection",
+              description="The temporal storage connection of the project archive; the importer creates "
+              "cmdexec_storage_kubernetes_in from config_storage.in.*."),
+    FieldSpec("config_storage.out.*", "extra.cmdexec_storage_out_conn_id", "str", default="cmdexec_storage_default",
+              scope="kubernetes-global", label="Output storage connection",
+              description="The temporal storage connection of the output archive; the importer creates "
+              "cmdexec_storage_kubernetes_out from config_storage.out.*."),
+    FieldSpec("poll_interval", "extra.cmdexec_poll_interval", "int", default=2, scope="kubernetes-global",
+              label="Status/log poll interval (s)", description="Not in Digdag: how often the pod and its log are read."),
+)
+
+
+def digdag_key(
+    spec: FieldSpec, cluster: str = "<name>", storage_type: str = "<type>", storage_prefix: str = DIGDAG_STORAGE_PREFIX
+) -> str:
+    """The full Digdag property of ``spec``, e.g. ``agent.command_executor.ecs.<name>.region``.
+
+    ``storage_prefix`` places STORAGE_FIELDS under Kubernetes' ``config_storage.in.`` / ``.out.``.
+    """
     if spec.scope == "global":
         return DIGDAG_ECS_PREFIX + spec.digdag_key
     if spec.scope == "storage":
-        return DIGDAG_STORAGE_PREFIX + spec.digdag_key.replace("<type>", storage_type)
+        return storage_prefix + spec.digdag_key.replace("<type>", storage_type)
+    if spec.scope == "kubernetes-global":
+        return DIGDAG_KUBERNETES_PREFIX + spec.digdag_key
+    if spec.scope == "kubernetes":
+        return f"{DIGDAG_KUBERNETES_PREFIX}{cluster}.{spec.digdag_key}"
     return f"{DIGDAG_ECS_PREFIX}{cluster}.{spec.digdag_key}"

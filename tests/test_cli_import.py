@@ -25,6 +25,8 @@ from airflow_cmdexec_provider.cli import CliError, format_property, parse_proper
 
 SECRETS = (
     "<SECRET KEY>",
+    "k8s-Token-0005",
+    "k8s-Token-0006",
     "s3cr3t-ecs-Key-0001",
     "s3cr3t-default-Key-0002",
     "gcs-private-Key-0003",
@@ -194,7 +196,6 @@ BAD_VALUES = [
             "true or false",
         ],
     ),
-    ("agent.command_executor.type = kubernetes", ["agent.command_executor.type", "not supported"]),
     ("agent.command_executor.type = lambda", ["agent.command_executor.type", "cmdexec_executor_type"]),
 ]
 
@@ -250,8 +251,7 @@ def test_whole_connection_validation(home: CmdexecHome) -> None:
 
 def test_unknown_and_unsupported_keys_are_warnings(home: CmdexecHome) -> None:
     text = DOCS_EXAMPLE + (
-        "agent.command_executor.kubernetes.name = k8s\n"
-        "agent.command_executor.kubernetes.k8s.master = https://k8s\n"
+        "agent.command_executor.kubernetes.k8s.no_such_key = 1\n"
         "agent.command_executor.ecs.digdag-test.no_such_key = 1\n"
         "agent.command_executor.ecs.temporal_storage.gcs.bucket = ignored-for-s3\n"
         "agent.command_executor.ecs.temporal_storage.s3.nope = 1\n"
@@ -262,15 +262,9 @@ def test_unknown_and_unsupported_keys_are_warnings(home: CmdexecHome) -> None:
     result = home.run("import-digdag-config", home.write("digdag.properties", text))
     assert result.returncode == 0, result
     warnings = [row for row in result.stderr.splitlines() if row.startswith("warning: ")]
-    assert len(warnings) == 8, result
+    assert len(warnings) == 7, result
     joined = "\n".join(warnings)
-    assert (
-        "agent.command_executor.kubernetes.name: the Kubernetes command executor is not supported" in joined
-    )
-    assert (
-        "agent.command_executor.kubernetes.k8s.master: the Kubernetes command executor is not supported"
-        in joined
-    )
+    assert "agent.command_executor.kubernetes.k8s.no_such_key: unknown Kubernetes command executor key" in joined
     assert "agent.command_executor.ecs.digdag-test.no_such_key: unknown command executor key" in joined
     assert (
         "temporal_storage.gcs.bucket: ignored, agent.command_executor.ecs.temporal_storage.type is s3"
@@ -448,4 +442,118 @@ def test_missing_file_and_unmigrated_db(tmp_path) -> None:
     assert result.returncode == 1, result
     assert "airflow db migrate" in result.stderr
     assert "Traceback" not in result.output
+    assert_no_secrets(result)
+
+
+# -- Kubernetes -------------------------------------------------------------------------------------
+KUBERNETES_EXAMPLE = """\
+agent.command_executor.type = kubernetes
+agent.command_executor.kubernetes.name = k8s
+agent.command_executor.kubernetes.k8s.master = https://k8s.example:6443
+agent.command_executor.kubernetes.k8s.certs_ca_data = LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t
+agent.command_executor.kubernetes.k8s.oauth_token = k8s-Token-0005
+agent.command_executor.kubernetes.k8s.namespace = batch
+agent.command_executor.kubernetes.other.use_kube_config = true
+agent.command_executor.kubernetes.other.kube_config_path = /etc/airflow/other.kubeconfig
+agent.command_executor.kubernetes.default_pod_ttl = 600s
+agent.command_executor.kubernetes.poll_interval = 5
+agent.command_executor.kubernetes.config_storage.in.type = s3
+agent.command_executor.kubernetes.config_storage.in.s3.bucket = k8s-in
+agent.command_executor.kubernetes.config_storage.in.s3.endpoint = s3.amazonaws.com
+agent.command_executor.kubernetes.config_storage.out.type = s3
+agent.command_executor.kubernetes.config_storage.out.s3.bucket = k8s-out
+agent.command_executor.kubernetes.config_storage.out.s3.credentials.access-key-id = AKIAOUT
+agent.command_executor.kubernetes.config_storage.out.s3.credentials.secret-access-key = s3cr3t-other-Key-0004
+"""
+
+
+def test_kubernetes_keys_import_show_and_round_trip(home: CmdexecHome) -> None:
+    path = home.write("digdag.properties", KUBERNETES_EXAMPLE)
+    result = home.run("import-digdag-config", path)
+    assert result.returncode == 0, result
+    assert "create Variable 'cmdexec_executor_type': 'kubernetes'" in result.stdout
+    assert "create Connection 'cmdexec_kubernetes_default' (kubernetes): cmdexec_cluster_name='k8s', " \
+           "namespace='batch', kube_config=***" in result.stdout
+    assert "create Connection 'cmdexec_kubernetes_other' (kubernetes)" in result.stdout
+    assert "create Connection 'cmdexec_storage_kubernetes_in' (cmdexec_storage)" in result.stdout
+    assert "create Connection 'cmdexec_storage_kubernetes_out' (cmdexec_storage)" in result.stdout
+    assert "Imported: 5 created" in result.stdout
+    assert_no_secrets(result)
+
+    default = connection(home, "cmdexec_kubernetes_default")
+    assert default["conn_type"] == "kubernetes" and default["login"] is None and default["password"] is None
+    extra = default["extra"]
+    kube_config = json.loads(extra["kube_config"])
+    assert kube_config["current-context"] == "k8s"
+    assert kube_config["clusters"][0]["cluster"] == {
+        "server": "https://k8s.example:6443", "certificate-authority-data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"}
+    assert kube_config["users"][0]["user"] == {"token": "k8s-Token-0005"}
+    assert {k: v for k, v in extra.items() if k != "kube_config"} == {
+        "cmdexec_cluster_name": "k8s", "namespace": "batch", "cmdexec_default_pod_ttl": 600,
+        "cmdexec_poll_interval": 5, "cmdexec_storage_in_conn_id": "cmdexec_storage_kubernetes_in",
+        "cmdexec_storage_out_conn_id": "cmdexec_storage_kubernetes_out"}
+    other = connection(home, "cmdexec_kubernetes_other")["extra"]
+    assert other["kube_config_path"] == "/etc/airflow/other.kubeconfig" and "kube_config" not in other
+    assert other["cmdexec_default_pod_ttl"] == 600  # global keys: every cluster
+    assert connection(home, "cmdexec_storage_kubernetes_out")["password"] == "s3cr3t-other-Key-0004"
+
+    assert show(home) == masked(properties(KUBERNETES_EXAMPLE))
+    again = home.run("import-digdag-config", path)
+    assert "Nothing to change" in again.stdout, again
+
+    rotated = KUBERNETES_EXAMPLE.replace("k8s-Token-0005", "k8s-Token-0006").replace("600s", "1h")
+    update = home.run("import-digdag-config", home.write("rotated.properties", rotated))
+    assert update.returncode == 0, update
+    assert "update Connection 'cmdexec_kubernetes_default' (kubernetes): cmdexec_default_pod_ttl: 600 -> 3600, " \
+           "kube_config: *** -> ***" in update.stdout
+    assert_no_secrets(update)
+    assert json.loads(connection(home, "cmdexec_kubernetes_default")["extra"]["kube_config"])["users"][0]["user"] \
+        == {"token": "k8s-Token-0006"}
+    assert show(home)["agent.command_executor.kubernetes.default_pod_ttl"] == "3600s"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("agent.command_executor.kubernetes.name = k8s\nagent.command_executor.kubernetes.k8s.master = https://k\n",
+         "agent.command_executor.kubernetes.k8s.certs_ca_data, agent.command_executor.kubernetes.k8s.oauth_token "
+         "missing"),
+        ("agent.command_executor.kubernetes.name = k8s\n"
+         "agent.command_executor.kubernetes.k8s.use_kube_config = true\n",
+         "use_kube_config is true but agent.command_executor.kubernetes.k8s.kube_config_path is not set"),
+        ("agent.command_executor.kubernetes.name = k8s\n"
+         "agent.command_executor.kubernetes.k8s.use_kube_config = true\n"
+         "agent.command_executor.kubernetes.k8s.kube_config_path = /k\n"
+         "agent.command_executor.kubernetes.default_pod_ttl = soon\n",
+         "'extra.cmdexec_default_pod_ttl' (Digdag default_pod_ttl) must be a duration"),
+        ("agent.command_executor.kubernetes.config_storage.in.s3.bucket = b\n",
+         "agent.command_executor.kubernetes.config_storage.in.type is missing"),
+    ],
+    ids=["partial-access", "no-path", "bad-ttl", "storage-without-type"],
+)
+def test_kubernetes_errors_name_the_key(home: CmdexecHome, lines: str, expected: str) -> None:
+    bad = home.run("import-digdag-config", home.write("bad.properties", lines))
+    assert bad.returncode == 1, bad
+    assert expected in bad.stderr, bad
+    assert "nothing was written" in bad.stderr
+    assert connection(home, "cmdexec_kubernetes_default") is None
+
+
+def test_show_config_of_a_kube_config_that_digdag_cannot_express(home: CmdexecHome) -> None:
+    kube_config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                   "clusters": [{"name": "c", "cluster": {"server": "https://k"}}],
+                   "users": [{"name": "u", "user": {"client-certificate-data": "x", "client-key-data": "k8s-Token-0005"}}],
+                   "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}]}
+    add = subprocess.run(
+        [str(VENV_BIN / "airflow"), "connections", "add", "cmdexec_kubernetes_default", "--conn-json",
+         json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kube_config)}})],
+        env=home.env(), capture_output=True, text=True, timeout=300,
+    )
+    assert add.returncode == 0, add.stderr
+    result = home.run("show-config")
+    assert result.returncode == 0, result
+    assert "agent.command_executor.kubernetes.name = default" in result.stdout
+    assert "# extra kube_config: context 'c' is more than Digdag's master, certs_ca_data and oauth_token" \
+        in result.stdout
+    assert "agent.command_executor.kubernetes.default.namespace = ns" in result.stdout
     assert_no_secrets(result)

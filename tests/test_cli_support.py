@@ -157,5 +157,5 @@ def properties(text: str) -> dict[str, str]:
 
 def masked(props: dict[str, str]) -> dict[str, str]:
     """The properties as show-config prints them: secret values as ***."""
-    secret_words = ("secret_access_key", "secret-access-key", "credentials.json.content")
+    secret_words = ("secret_access_key", "secret-access-key", "credentials.json.content", "oauth_token")
     return {k: ("***" if any(w in k for w in secret_words) else v) for k, v in props.items()}

@@ -33,7 +33,15 @@ def test_docs_table_lists_every_key_with_its_home() -> None:
             assert "(secret)" in row
     assert "Variable `cmdexec_executor_type`" in rows["agent.command_executor.type"]
     assert "`cmdexec_aws_default`" in rows["agent.command_executor.ecs.__default_config__.access_key_id"]
-    assert "Not supported" in rows["agent.command_executor.kubernetes.*"]
+    for spec in config.KUBERNETES_FIELDS:
+        row = rows[digdag_keys.digdag_key(spec)]
+        assert f"`{config.KUBERNETES_CONN_ID}`" in row and "(conn type `kubernetes`)" in row
+        assert f"extra `{spec.extra_name}`" in row, row
+        assert ("(secret)" in row) == spec.secret
+    for direction in ("in", "out"):
+        row = rows[f"agent.command_executor.kubernetes.config_storage.{direction}.<key>"]
+        assert f"`cmdexec_storage_kubernetes_{direction}` (conn type `cmdexec_storage`)" in row
+    assert "`kubernetes`" in rows["agent.command_executor.type"]
 
 
 def test_docs_table_check_command() -> None:

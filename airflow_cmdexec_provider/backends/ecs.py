@@ -14,10 +14,8 @@ returns the task the dead worker started, if it did (review M15).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import random
 import time
 import uuid
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from airflow_cmdexec_provider import config
-from airflow_cmdexec_provider.aws import THROTTLING_CODES, aws_message, boto_session, credentials_expiry, error_code
+from airflow_cmdexec_provider.aws import THROTTLING_CODES, aws_message, boto_session, error_code
 from airflow_cmdexec_provider.backends.base import (
     CommandGone,
     CommandRequest,
@@ -41,8 +39,6 @@ from airflow_cmdexec_provider.backends.container_script import (
     ENV_SCRIPT,
     EXIT_DOWNLOAD_FAILED,
     EXIT_UPLOAD_FAILED,
-    INPUT_URL_VAR,
-    OUTPUT_URL_VAR,
     PHASE_DOWNLOAD,
     PHASE_SETUP,
     PHASE_UPLOAD,
@@ -50,9 +46,14 @@ from airflow_cmdexec_provider.backends.container_script import (
     env_script,
     parse_marker_line,
 )
-from airflow_cmdexec_provider.config import MAX_PRESIGN_SECONDS, EcsConfig, StorageConfig
+from airflow_cmdexec_provider.backends.shipping import (
+    download_outputs,
+    object_prefix,
+    presigned_urls,
+    upload_project,
+)
+from airflow_cmdexec_provider.config import EcsConfig, StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
-from airflow_cmdexec_provider.runner.workdir import pack_to, unpack_outputs
 from airflow_cmdexec_provider.storage import open_storage
 from airflow_cmdexec_provider.storage.base import TemporalStorage
 from airflow_cmdexec_provider.tempfiles import private_tempdir
@@ -66,7 +67,6 @@ OVERRIDES_LIMIT = 8192
 OVERRIDES_HEADROOM = 400
 RUN_TASK_ATTEMPTS = 3  # TaskFailedToStart / AGENT failures: start again, up to this many tasks in all
 MISSING_POLLS_LIMIT = 30  # DescribeTasks is eventually consistent right after RunTask (Digdag #1149)
-DOWNLOAD_URL_SECONDS = 3600  # the container downloads right after it starts: an hour covers a slow start
 
 
 class TaskDefinitionCache(Protocol):
@@ -337,35 +337,17 @@ class EcsBackend(RemoteBackend):
                 "region": options.get("awslogs-region") or self.region}
 
     def _base_key(self, request: CommandRequest) -> str:
-        labels = request.labels
-        run_key = hashlib.sha1(f"{labels.get('run_id')}|{labels.get('map_index')}".encode()).hexdigest()[:12]
-        parts = [self.storage_config.prefix, labels.get("dag_id", "dag"), labels.get("task_id", "task"), run_key,
-                 f"try{labels.get('try_number', '1')}-{uuid.uuid4().hex[:8]}"]
-        return "/".join(p.strip("/") for p in parts if p)
-
-    def _ttl(self, configured: int | None, default: int | None) -> int:
-        """A presigned URL's lifetime, honest about temporary signing credentials (review M8)."""
-        ttl = min(configured or default or MAX_PRESIGN_SECONDS, MAX_PRESIGN_SECONDS)
-        expiry = credentials_expiry(self.storage.session) if hasattr(self.storage, "session") else None
-        if expiry is not None and expiry < ttl:
-            log.warning(
-                "%s: the temporal storage signs with temporary AWS credentials that expire in %.0f s; the "
-                "presigned URLs stop working then, not after %d s. Long tasks need long-term keys on the "
-                "storage connection (Login/Password) or a longer credential lifetime", self.label, expiry, ttl)
-        return ttl
+        return object_prefix(self.storage_config, request)
 
     # -- shipping ------------------------------------------------------------------------------------
     def _ship(self, request: CommandRequest, handle: Handle, container_name: str, log_line: LineSink) -> dict[str, Any]:
         """Upload the archive (and env file) and return the RunTask overrides."""
         keys = handle["keys"]
-        storage = self.storage
-        # The URLs travel as environment variables and reach curl on its stdin: never on a command line.
-        urls = {
-            INPUT_URL_VAR: storage.presigned_get(
-                keys["input"], self._ttl(self.storage_config.direct_download_expiration, DOWNLOAD_URL_SECONDS)),
-            OUTPUT_URL_VAR: storage.presigned_put(
-                keys["output"], self._ttl(self.storage_config.direct_upload_expiration, self.url_ttl)),
-        }
+        urls = presigned_urls(
+            input_storage=self.storage, input_config=self.storage_config, input_key=keys["input"],
+            output_storage=self.storage, output_config=self.storage_config, output_key=keys["output"],
+            output_lifetime=self.url_ttl, task=self.label,
+        )
         env = dict(request.env)
         overrides = self._overrides(request, handle, container_name, {**env, **urls}, [], False)
         too_large = len(json.dumps(overrides["containerOverrides"])) > OVERRIDES_LIMIT - OVERRIDES_HEADROOM
@@ -375,11 +357,7 @@ class EcsBackend(RemoteBackend):
             if len(json.dumps(overrides["containerOverrides"])) > OVERRIDES_LIMIT:
                 raise CmdExecConfigError(f"{self.label}: ECS container overrides exceed {OVERRIDES_LIMIT} "
                                          "characters even without the environment")
-        _warn_if_dag_folder(request.project_dir, log_line)
-        with storage.upload_stream(keys["input"]) as upload:
-            packed = pack_to(upload, request.project_dir, request.io_dir, cancel=self._killed)
-        log_line(f"Shipped the project to {storage.type}://{storage.bucket}/{keys['input']} "
-                 f"({packed.entries} entries, {packed.size / 1e6:.1f} MB)")
+        upload_project(request, self.storage, keys["input"], "ECS", log_line, cancel=self._killed)
         return overrides
 
     def _overrides(
@@ -676,17 +654,7 @@ class EcsBackend(RemoteBackend):
         return handle["marker"]
 
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
-        """Download the output archive into the IO dir. Missing outputs fail a successful command."""
-        with private_tempdir("output") as tmp:
-            archive = tmp / "output.tar.gz"
-            found = self.storage.download_file(handle["keys"]["output"], archive)
-            if found:
-                unpack_outputs(archive, io_dir)
-            elif result.exit_code == 0:
-                raise BackendError(
-                    f"{self.label}: the ECS task exited 0 but uploaded no output archive "
-                    f"({handle['keys']['output']}); see the log above"
-                )
+        download_outputs(self.storage, handle["keys"]["output"], io_dir, result, f"{self.label}: the ECS task")
 
     # -- ending ------------------------------------------------------------------------------------
     def stop(self, handle: Handle, reason: str) -> None:
@@ -715,22 +683,3 @@ class EcsBackend(RemoteBackend):
 
 def _image_tag(td: Mapping[str, Any]) -> str | None:
     return next((t.get("value") for t in td.get("tags", []) if t.get("key") == IMAGE_TAG), None)
-
-
-def _warn_if_dag_folder(project_dir: Path, log_line: LineSink) -> None:
-    """Shipping the whole DAG folder ships every team's DAGs: say so, with its size (review H6)."""
-    from airflow.configuration import conf as airflow_conf
-
-    dags_folder = airflow_conf.get("core", "dags_folder", fallback=None)
-    if not dags_folder or Path(dags_folder).resolve() != project_dir:
-        return
-    files = size = 0
-    for root, _, names in os.walk(project_dir):
-        for name in names:
-            files += 1
-            try:
-                size += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    log_line(f"WARNING: the project of this task is the whole DAG folder {project_dir} ({files} files, "
-             f"{size / 1e6:.1f} MB): all of it is shipped to ECS. Set project_dir to the task's own folder")

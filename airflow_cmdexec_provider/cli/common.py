@@ -12,7 +12,6 @@ EXIT_USAGE = 2
 
 MASK = "***"
 TASK_LABEL = "airflow-cmdexec"
-KUBERNETES_PREFIX = "agent.command_executor.kubernetes"
 COMMAND_EXECUTOR_PREFIX = "agent.command_executor."
 # Digdag's names of the executor types; Airflow's Variable holds ecs, docker or local.
 DIGDAG_EXECUTOR_NAMES = {"local": "simple"}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_cmdexec_provider import digdag_keys  # the key tables (no Airflow import)
-from airflow_cmdexec_provider.cli.common import EXIT_ERROR, EXIT_OK, KUBERNETES_PREFIX, CliError, Output
+from airflow_cmdexec_provider.cli.common import EXIT_ERROR, EXIT_OK, CliError, Output
 from airflow_cmdexec_provider.cli.show import _digdag_text
 
 # --------------------------------------------------------------------------------------------------
@@ -21,7 +21,8 @@ DOCS_END = "<!-- END GENERATED: airflow-cmdexec docs-table -->"
 def _kind_text(spec: Any) -> str:
     if spec.kind == "choice":
         return "one of " + ", ".join(f"`{c}`" for c in spec.choices)
-    return {"str": "string", "int": "integer", "bool": "boolean", "list": "list (comma-separated)"}[spec.kind]
+    return {"str": "string", "int": "integer", "bool": "boolean", "list": "list (comma-separated)",
+            "duration": "duration (seconds, or 30m, 1h, ...)"}[spec.kind]
 
 
 def _default_text(spec: Any) -> str:
@@ -42,14 +43,15 @@ def docs_table() -> str:
         "| Digdag key | Airflow home | Type | Default | Notes |",
         "|---|---|---|---|---|",
         f"| `{config.DIGDAG_TYPE_KEY}` | Variable `{config.EXECUTOR_TYPE_VARIABLE}` | one of `ecs`, "
-        "`docker`, `local` (Digdag `simple`) | `ecs` | Chain ECS -> Docker -> local; `kubernetes` is "
-        "not supported. |",
+        "`docker`, `local` (Digdag `simple`), `kubernetes` | `ecs` | Chains: ECS -> Docker -> local, "
+        "Kubernetes -> Docker -> local. |",
     ]
 
     def home(spec: Any, conn: str) -> str:
+        secret = " (secret)" if spec.secret else ""
         if spec.extra_name:
-            return f"{conn} extra `{spec.extra_name}`"
-        return f"{conn} {spec.airflow_field.capitalize()}" + (" (secret)" if spec.secret else "")
+            return f"{conn} extra `{spec.extra_name}`{secret}"
+        return f"{conn} {spec.airflow_field.capitalize()}{secret}"
 
     ecs_conn = f"`{config.ECS_CONN_ID}` / `{config.ECS_CONN_ID_PREFIX}<name>`"
     for spec in config.ECS_FIELDS:
@@ -70,7 +72,19 @@ def docs_table() -> str:
             f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, storage_conn)} | {_kind_text(spec)} | "
             f"{_default_text(spec)} | {_cell(spec.description)} |"
         )
-    rows.append(f"| `{KUBERNETES_PREFIX}.*` | - | | | Not supported: the importer warns and ignores them. |")
+    k8s_conn = (f"`{config.KUBERNETES_CONN_ID}` / `{digdag_keys.KUBERNETES_CONN_ID_PREFIX}<name>` "
+                f"(conn type `{digdag_keys.KUBERNETES_CONN_TYPE}`)")
+    for spec in config.KUBERNETES_FIELDS:
+        rows.append(
+            f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, k8s_conn)} | {_kind_text(spec)} | "
+            f"{_default_text(spec)} | {_cell(spec.description)} |"
+        )
+    for direction, conn_id in digdag_keys.KUBERNETES_STORAGE_CONN_IDS.items():
+        rows.append(
+            f"| `{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.<key>` | `{conn_id}` (conn type "
+            f"`{digdag_keys.STORAGE_CONN_TYPE}`), as `temporal_storage.<key>` above | | | The importer's "
+            f"connection; the cluster connection names it in extra `cmdexec_storage_{direction}_conn_id`. |"
+        )
     return "\n".join(rows) + "\n"
 
 

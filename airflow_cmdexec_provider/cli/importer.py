@@ -15,7 +15,6 @@ from airflow_cmdexec_provider.cli.common import (
     CONN_ID_RE,
     EXIT_ERROR,
     EXIT_OK,
-    KUBERNETES_PREFIX,
     MASK,
     TASK_LABEL,
     CliError,
@@ -56,7 +55,8 @@ def _strip_task_prefix(message: str) -> str:
 class _FakeConnection:
     """Enough of a Connection for ``config.*_config_from_connection`` to validate a planned one."""
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(self, values: Mapping[str, Any], conn_type: str) -> None:
+        self.conn_type = conn_type
         self.login = values.get("login")
         self.password = values.get("password")
         self.extra_dejson = {k[len("extra.") :]: v for k, v in values.items() if k.startswith("extra.")}
@@ -90,13 +90,14 @@ def plan_import(props: Sequence[Prop]) -> ImportPlan:
     clusters: dict[str, list[tuple[Prop, Any]]] = {}
     default_config: dict[str, Prop] = {}
     storage_props: dict[str, Prop] = {}
+    kubernetes_props: dict[str, Prop] = {}
 
     for key, prop in latest.items():
         where = f"line {prop.line}: {key}"
         if key == config.DIGDAG_TYPE_KEY:
             _plan_executor_type(plan, prop)
-        elif key == KUBERNETES_PREFIX or key.startswith(KUBERNETES_PREFIX + "."):
-            plan.warnings.append(f"{where}: the Kubernetes command executor is not supported; ignored")
+        elif key.startswith(digdag_keys.DIGDAG_KUBERNETES_PREFIX):
+            kubernetes_props[key[len(digdag_keys.DIGDAG_KUBERNETES_PREFIX) :]] = prop
         elif key.startswith(digdag_keys.DIGDAG_STORAGE_PREFIX):
             storage_props[key[len(digdag_keys.DIGDAG_STORAGE_PREFIX) :]] = prop
         elif key.startswith(digdag_keys.DIGDAG_ECS_PREFIX):
@@ -202,17 +203,24 @@ def plan_import(props: Sequence[Prop]) -> ImportPlan:
 
     # -- temporal storage ---------------------------------------------------------------------------
     if storage_props:
-        _plan_storage(plan, storage_props, config, CmdExecConfigError)
+        _plan_storage(plan, storage_props, config, CmdExecConfigError, config.STORAGE_CONN_ID,
+                      digdag_keys.DIGDAG_STORAGE_PREFIX)
+
+    # -- Kubernetes clusters and their config storage -------------------------------------------------
+    if kubernetes_props:
+        _plan_kubernetes(plan, kubernetes_props, config, CmdExecConfigError)
 
     # -- validate each connection as a whole, exactly as a task would load it ------------------------
     if not plan.errors:
         for desired in plan.connections.values():
-            fake = _FakeConnection(desired.values)
+            fake = _FakeConnection(desired.values, desired.conn_type)
             try:
                 if desired.conn_type == digdag_keys.ECS_CONN_TYPE:
                     config.ecs_config_from_connection(fake, desired.conn_id, {}, TASK_LABEL, None, None)
                 elif desired.conn_type == digdag_keys.STORAGE_CONN_TYPE:
                     config.storage_config_from_connection(fake, desired.conn_id, TASK_LABEL)
+                elif desired.conn_type == digdag_keys.KUBERNETES_CONN_TYPE:
+                    config.kubernetes_config_from_connection(fake, desired.conn_id, TASK_LABEL)
             except CmdExecConfigError as exc:
                 plan.errors.append(_strip_task_prefix(str(exc)))
     return plan
@@ -224,19 +232,13 @@ def _plan_executor_type(plan: ImportPlan, prop: Prop) -> None:
     from airflow_cmdexec_provider.hooks.command_executor import normalize_executor
 
     value = prop.value.strip()
-    if value.lower() == "kubernetes":
-        plan.errors.append(
-            f"{prop.key} = kubernetes: the Kubernetes command executor is not supported; "
-            f"use ecs, docker or simple (Variable {config.EXECUTOR_TYPE_VARIABLE})"
-        )
-        return
     try:
         name = normalize_executor(value, f"{prop.key} (Variable {config.EXECUTOR_TYPE_VARIABLE})")
     except CmdExecConfigError as exc:
-        plan.errors.append(f"{exc} (Digdag names: ecs, docker, simple)")
+        plan.errors.append(f"{exc} (Digdag names: ecs, docker, simple, kubernetes)")
         return
     if name is None:
-        plan.errors.append(f"{prop.key} is empty: use ecs, docker or simple")
+        plan.errors.append(f"{prop.key} is empty: use ecs, docker, simple or kubernetes")
         return
     plan.variables[config.EXECUTOR_TYPE_VARIABLE] = name
 
@@ -264,22 +266,23 @@ def _set_value(
 
 
 def _plan_storage(
-    plan: ImportPlan, storage_props: dict[str, Prop], config: Any, error_class: type[Exception]
+    plan: ImportPlan, storage_props: dict[str, Prop], config: Any, error_class: type[Exception], conn_id: str,
+    prefix: str,
 ) -> None:
+    """One temporal storage connection from the keys under ``prefix`` (ECS temporal_storage., or
+    Kubernetes config_storage.in. / .out.)."""
     desired = DesiredConnection(
-        conn_id=config.STORAGE_CONN_ID,
+        conn_id=conn_id,
         conn_type=digdag_keys.STORAGE_CONN_TYPE,
         managed=tuple(dict.fromkeys(spec.airflow_field for spec in config.STORAGE_FIELDS)),
-        description=f"Temporal storage (Digdag {digdag_keys.DIGDAG_STORAGE_PREFIX}*)",
+        description=f"Temporal storage (Digdag {prefix}*)",
     )
     type_spec = next(s for s in config.STORAGE_FIELDS if s.digdag_key == "type")
     type_prop = storage_props.pop("type", None)
     storage_type: str | None = None
     if type_prop is None:
-        names = ", ".join(digdag_keys.DIGDAG_STORAGE_PREFIX + k for k in storage_props)
-        plan.errors.append(
-            f"{digdag_keys.DIGDAG_STORAGE_PREFIX}type is missing (s3 or gcs) but the file sets {names}"
-        )
+        names = ", ".join(prefix + k for k in storage_props)
+        plan.errors.append(f"{prefix}type is missing (s3 or gcs) but the file sets {names}")
     else:
         before = len(plan.errors)
         _set_value(plan, desired, type_spec, type_prop, config, error_class)
@@ -298,12 +301,131 @@ def _plan_storage(
         if spec is not None:
             _set_value(plan, desired, spec, prop, config, error_class)
         elif relative.split(".", 1)[0] in set(config.STORAGE_TYPES) - {storage_type}:
-            plan.warnings.append(
-                f"{where}: ignored, {digdag_keys.DIGDAG_STORAGE_PREFIX}type is {storage_type}"
-            )
+            plan.warnings.append(f"{where}: ignored, {prefix}type is {storage_type}")
         else:
             plan.warnings.append(f"{where}: unknown temporal storage key; ignored")
     plan.connections[desired.conn_id] = desired
+
+
+def _plan_kubernetes(
+    plan: ImportPlan, props: dict[str, Prop], config: Any, error_class: type[Exception]
+) -> None:
+    """``agent.command_executor.kubernetes.*``: one cncf ``kubernetes`` connection per cluster, its
+    config_storage.in / .out as two temporal storage connections that it names."""
+    prefix = digdag_keys.DIGDAG_KUBERNETES_PREFIX
+    global_specs = {s.digdag_key: s for s in config.KUBERNETES_FIELDS if s.scope == "kubernetes-global"}
+    cluster_specs = {s.digdag_key: s for s in config.KUBERNETES_FIELDS if s.scope == "kubernetes"}
+    default_name: str | None = None
+    global_values: list[tuple[Prop, Any]] = []
+    clusters: dict[str, dict[str, Prop]] = {}
+    storages: dict[str, dict[str, Prop]] = {"in": {}, "out": {}}
+    for rest, prop in props.items():
+        head, _, tail = rest.partition(".")
+        direction = tail.partition(".")[0]
+        if head == "config_storage" and direction in storages and tail.partition(".")[2]:
+            storages[direction][tail.partition(".")[2]] = prop
+        elif rest == "name":
+            default_name = prop.value.strip()
+        elif rest in global_specs:
+            global_values.append((prop, global_specs[rest]))
+        elif "." in rest and rest.rsplit(".", 1)[1] in cluster_specs:
+            cluster, key = rest.rsplit(".", 1)
+            clusters.setdefault(cluster, {})[key] = prop
+        else:
+            plan.warnings.append(f"line {prop.line}: {prop.key}: unknown Kubernetes command executor key; ignored")
+
+    storage_ids: dict[str, str] = {}
+    for direction, keys in storages.items():
+        if keys:
+            storage_ids[direction] = digdag_keys.KUBERNETES_STORAGE_CONN_IDS[direction]
+            _plan_storage(plan, keys, config, error_class, storage_ids[direction],
+                          f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.")
+    if len(storage_ids) == 1:
+        missing = ({"in", "out"} - set(storage_ids)).pop()
+        plan.warnings.append(f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{missing}.* is not set: that archive goes "
+                             f"through {config.STORAGE_CONN_ID!r}")
+
+    if default_name is not None and not default_name:
+        plan.errors.append(f"{prefix}name is empty: give the Kubernetes cluster name")
+        return
+    names = set(clusters) | ({default_name} if default_name else set())
+    if not names:
+        if global_values:
+            plan.warnings.append(f"{', '.join(p.key for p, _ in global_values)}: no Kubernetes cluster in the file "
+                                 f"({prefix}name); ignored")
+        return
+    for name in sorted(names, key=lambda n: (n != default_name, n)):
+        conn_id = config.KUBERNETES_CONN_ID if name == default_name else f"{digdag_keys.KUBERNETES_CONN_ID_PREFIX}{name}"
+        if not CONN_ID_RE.match(conn_id):
+            plan.errors.append(f"{prefix}{name}.*: the cluster name {name!r} cannot be part of an Airflow "
+                               f"connection id ({conn_id!r})")
+            continue
+        desired = DesiredConnection(
+            conn_id=conn_id,
+            conn_type=digdag_keys.KUBERNETES_CONN_TYPE,
+            managed=tuple(dict.fromkeys(spec.airflow_field for spec in config.KUBERNETES_FIELDS)),
+            description=f"Kubernetes cluster {name} (Digdag {prefix}{name}.*)",
+        )
+        desired.values["extra.cmdexec_cluster_name"] = name
+        desired.keys["extra.cmdexec_cluster_name"] = f"{prefix}name" if name == default_name else f"{prefix}{name}.*"
+        _plan_cluster_access(plan, desired, name, clusters.get(name, {}), config, error_class)
+        for prop, spec in global_values:
+            _set_value(plan, desired, spec, prop, config, error_class)
+        for direction, storage_id in storage_ids.items():
+            desired.values[f"extra.cmdexec_storage_{direction}_conn_id"] = storage_id
+            desired.keys[f"extra.cmdexec_storage_{direction}_conn_id"] = (
+                f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.*")
+        plan.connections[conn_id] = desired
+
+
+def _plan_cluster_access(
+    plan: ImportPlan, desired: DesiredConnection, name: str, keys: dict[str, Prop], config: Any,
+    error_class: type[Exception],
+) -> None:
+    """Digdag's two ways to reach a cluster (KubernetesClientConfig): master + certs_ca_data +
+    oauth_token (a kube config in extra ``kube_config``, a secret), or use_kube_config + kube_config_path."""
+    prefix = f"{digdag_keys.DIGDAG_KUBERNETES_PREFIX}{name}."
+    specs = {s.digdag_key: s for s in config.KUBERNETES_FIELDS if s.scope == "kubernetes"}
+    if "namespace" in keys:
+        _set_value(plan, desired, specs["namespace"], keys["namespace"], config, error_class)
+    use_kube_config = False
+    if "use_kube_config" in keys:
+        try:
+            use_kube_config = config.convert_field(specs["use_kube_config"], keys["use_kube_config"].value,
+                                                   keys["use_kube_config"].key, desired.conn_id)
+        except error_class as exc:
+            plan.errors.append(str(exc))
+            return
+    direct = [k for k in ("master", "certs_ca_data", "oauth_token") if k in keys]
+    if use_kube_config:
+        if "kube_config_path" not in keys:
+            plan.errors.append(f"{prefix}use_kube_config is true but {prefix}kube_config_path is not set")
+            return
+        _set_value(plan, desired, specs["kube_config_path"], keys["kube_config_path"], config, error_class)
+        for key in direct:
+            plan.warnings.append(f"line {keys[key].line}: {keys[key].key}: ignored, use_kube_config is true")
+        return
+    if "kube_config_path" in keys:
+        plan.warnings.append(f"line {keys['kube_config_path'].line}: {keys['kube_config_path'].key}: ignored, "
+                             f"{prefix}use_kube_config is not true (as in Digdag)")
+    if len(direct) < 3:
+        missing = ", ".join(prefix + k for k in ("master", "certs_ca_data", "oauth_token") if k not in keys)
+        plan.errors.append(f"{prefix}*: {missing} missing; Digdag reaches a cluster with master, certs_ca_data and "
+                           "oauth_token, or with use_kube_config = true and kube_config_path")
+        return
+    token = keys["oauth_token"].value.strip()
+    kube_config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": name,
+        "clusters": [{"name": name, "cluster": {"server": keys["master"].value.strip(),
+                                                "certificate-authority-data": keys["certs_ca_data"].value.strip()}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+    }
+    text = json.dumps(kube_config)
+    plan.secrets += [token, text]
+    desired.secret_fields.add("extra.kube_config")
+    desired.values["extra.kube_config"] = text
+    desired.keys["extra.kube_config"] = f"{prefix}master, certs_ca_data, oauth_token"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,8 +498,9 @@ def _connection_change(desired: DesiredConnection, existing: Any) -> tuple[Chang
     old_extra = _normalize_extra(current_extra)
     for name in sorted(set(old_extra) | set(new["extra"])):
         if old_extra.get(name) != new["extra"].get(name):
-            old_text = _show(old_extra[name], False) if name in old_extra else "(unset)"
-            new_text = _show(new["extra"][name], False) if name in new["extra"] else "(unset)"
+            secret = f"extra.{name}" in desired.secret_fields
+            old_text = _show(old_extra[name], secret) if name in old_extra else "(unset)"
+            new_text = _show(new["extra"][name], secret) if name in new["extra"] else "(unset)"
             details.append(f"{name}: {old_text} -> {new_text}")
     return Change("Connection", label, "update" if details else "unchanged", details), new
 
@@ -406,7 +529,7 @@ def import_digdag_config(path: str, dry_run: bool, output: Output) -> int:
     props = parse_properties(_read_file(path))
     for prop in props:
         lowered = prop.key.lower()
-        if "secret" in lowered or "credentials.json.content" in lowered or "password" in lowered:
+        if any(word in lowered for word in ("secret", "credentials.json.content", "password", "token")):
             output.add_secret(prop.value)
     plan = plan_import(props)
     for secret in plan.secrets:

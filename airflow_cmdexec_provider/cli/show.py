@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from airflow_cmdexec_provider import digdag_keys  # the key tables (no Airflow import)
-from airflow_cmdexec_provider.cli.common import DIGDAG_EXECUTOR_NAMES, EXIT_ERROR, EXIT_OK, MASK, Output
-from airflow_cmdexec_provider.cli.importer import _db_error
+from airflow_cmdexec_provider.cli.common import DIGDAG_EXECUTOR_NAMES, EXIT_ERROR, EXIT_OK, MASK, TASK_LABEL, Output
+from airflow_cmdexec_provider.cli.importer import _db_error, _strip_task_prefix
 from airflow_cmdexec_provider.cli.properties import format_property
 
 
@@ -57,6 +57,62 @@ def _other_ecs_connections() -> list[str]:
             select(Connection.conn_id).where(Connection.conn_type == digdag_keys.ECS_CONN_TYPE)
         )
         return sorted(i for i in ids if i != config.ECS_CONN_ID)
+
+
+def _other_kubernetes_connections() -> list[str]:
+    from airflow.models import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        ids = session.scalars(
+            select(Connection.conn_id).where(
+                Connection.conn_type == digdag_keys.KUBERNETES_CONN_TYPE,
+                Connection.conn_id.startswith(digdag_keys.KUBERNETES_CONN_ID_PREFIX),
+            )
+        )
+        return sorted(i for i in ids if i != digdag_keys.KUBERNETES_CONN_ID)
+
+
+def _kubernetes_values(conn: Any, conn_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A cncf ``kubernetes`` connection: our extras (validated), and its cluster access as Digdag keys
+    (master / certs_ca_data / oauth_token from its kube config, or kube_config_path), or a note when
+    Digdag's keys cannot say it."""
+    from airflow_cmdexec_provider import config
+
+    checked = config.kubernetes_config_from_connection(conn, conn_id, TASK_LABEL)
+    ours = [spec for spec in config.KUBERNETES_FIELDS if spec.extra_name and spec.extra_name.startswith("cmdexec_")]
+    values = _stored_values(conn, ours, conn_id, digdag_keys.digdag_key)
+    if checked.namespace:
+        values["extra.namespace"] = checked.namespace
+    access: dict[str, Any] = {}
+    if checked.in_cluster:
+        access["note"] = "in_cluster: the worker's service account (no Digdag key)"
+    elif checked.kube_config_path:
+        access["kube_config_path"] = checked.kube_config_path
+    elif checked.kube_config:
+        kube_config = checked.kube_config
+        name = checked.cluster_context or kube_config.get("current-context")
+        context = _named(kube_config.get("contexts"), name, "context")
+        cluster = _named(kube_config.get("clusters"), context.get("cluster"), "cluster")
+        user = _named(kube_config.get("users"), context.get("user"), "user")
+        if cluster.get("server") and cluster.get("certificate-authority-data") and set(user) == {"token"}:
+            access.update(master=cluster["server"], certs_ca_data=cluster["certificate-authority-data"],
+                          oauth_token=user["token"])
+        else:
+            access["note"] = (f"extra kube_config: context {name!r} is more than Digdag's master, certs_ca_data "
+                              "and oauth_token can say")
+    else:
+        access["note"] = "no cluster access given: the cncf provider's default (in-cluster, else ~/.kube/config)"
+    return values, access
+
+
+def _named(items: Any, name: Any, field: str) -> dict[str, Any]:
+    """The ``field`` mapping of the kube config entry called ``name`` ({} when there is none)."""
+    for item in items or []:
+        if isinstance(item, dict) and item.get("name") == name:
+            return dict(item.get(field) or {})
+    return {}
 
 
 def show_config(output: Output, with_defaults: bool) -> int:
@@ -156,38 +212,89 @@ def show_config(output: Output, with_defaults: bool) -> int:
             else:
                 errors.append(f"ECS connections use aws_conn_id {config.AWS_CONN_ID!r}, which has no keys")
 
-        storage = config.get_connection(config.STORAGE_CONN_ID)
-        if storage is not None:
+        def show_storage(conn_id: str, prefix: str) -> None:
+            """A temporal storage connection as the keys under ``prefix``."""
+            storage = config.get_connection(conn_id)
+            if storage is None:
+                return
             if storage.password:
                 output.add_secret(storage.password)
-            where = f"temporal storage connection {config.STORAGE_CONN_ID!r}"
+            where = f"temporal storage connection {conn_id!r}"
             try:
                 raw_type = _raw_extra(storage, "type").lower()
                 if not raw_type:
-                    raise CmdExecConfigError(
-                        f"{where}: extra 'type' (Digdag {digdag_keys.DIGDAG_STORAGE_PREFIX}type) is required"
-                    )
+                    raise CmdExecConfigError(f"{where}: extra 'type' (Digdag {prefix}type) is required")
                 values = _stored_values(
                     storage,
                     config.STORAGE_FIELDS,
-                    config.STORAGE_CONN_ID,
-                    lambda spec: digdag_keys.digdag_key(spec, storage_type=raw_type),
+                    conn_id,
+                    lambda spec: digdag_keys.digdag_key(spec, storage_type=raw_type, storage_prefix=prefix),
                 )
                 storage_type = values["extra.type"]
             except CmdExecConfigError as exc:
                 errors.append(str(exc))
-            else:
-                lines.append("")
-                lines.append(f"# Connection {config.STORAGE_CONN_ID!r} ({digdag_keys.STORAGE_CONN_TYPE})")
-                for spec in config.STORAGE_FIELDS:
-                    if not config.storage_field_applies(spec, storage_type):
-                        continue
-                    key = digdag_keys.digdag_key(spec, storage_type=storage_type)
-                    value = values.get(spec.airflow_field)
-                    if value is not None:
-                        prop(key, value, spec.secret)
-                    elif spec.default is not None:
-                        default(key, spec.default)
+                return
+            lines.append("")
+            lines.append(f"# Connection {conn_id!r} ({digdag_keys.STORAGE_CONN_TYPE})")
+            for spec in config.STORAGE_FIELDS:
+                if not config.storage_field_applies(spec, storage_type):
+                    continue
+                key = digdag_keys.digdag_key(spec, storage_type=storage_type, storage_prefix=prefix)
+                value = values.get(spec.airflow_field)
+                if value is not None:
+                    prop(key, value, spec.secret)
+                elif spec.default is not None:
+                    default(key, spec.default)
+
+        show_storage(config.STORAGE_CONN_ID, digdag_keys.DIGDAG_STORAGE_PREFIX)
+
+        # -- Kubernetes: cncf "kubernetes" connections cmdexec_kubernetes_default / cmdexec_kubernetes_<name>
+        storages_shown: set[str] = set()
+        printed_globals = False
+        for conn_id in [config.KUBERNETES_CONN_ID, *_other_kubernetes_connections()]:
+            conn = config.get_connection(conn_id)
+            if conn is None:
+                continue
+            try:
+                values, access = _kubernetes_values(conn, conn_id)
+            except CmdExecConfigError as exc:
+                errors.append(_strip_task_prefix(str(exc)))
+                continue
+            name = values.get("extra.cmdexec_cluster_name") or conn_id.removeprefix(
+                digdag_keys.KUBERNETES_CONN_ID_PREFIX)
+            lines.append("")
+            lines.append(f"# Connection {conn_id!r} ({digdag_keys.KUBERNETES_CONN_TYPE})")
+            if conn_id == config.KUBERNETES_CONN_ID:
+                prop(f"{digdag_keys.DIGDAG_KUBERNETES_PREFIX}name", name)
+            cluster = f"{digdag_keys.DIGDAG_KUBERNETES_PREFIX}{name}."
+            if "kube_config_path" in access:
+                prop(cluster + "use_kube_config", True)
+                prop(cluster + "kube_config_path", access["kube_config_path"])
+            for key in ("master", "certs_ca_data", "oauth_token"):
+                if key in access:
+                    prop(cluster + key, access[key], secret=key == "oauth_token")
+            if "note" in access:
+                lines.append(f"# {access['note']}")
+            if values.get("extra.namespace"):
+                prop(cluster + "namespace", values["extra.namespace"])
+            for spec in config.KUBERNETES_FIELDS:
+                if spec.scope != "kubernetes-global" or spec.digdag_key == "name" or printed_globals:
+                    continue
+                value = values.get(spec.airflow_field)
+                key = digdag_keys.digdag_key(spec)
+                if spec.digdag_key.startswith("config_storage."):
+                    direction = spec.digdag_key.split(".")[1]
+                    storage_id = value or spec.default
+                    if storage_id not in storages_shown:
+                        storages_shown.add(storage_id)
+                        if value is None:
+                            default(key, storage_id, "default: the temporal storage connection")
+                        show_storage(storage_id, f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.")
+                elif value is not None:
+                    prop(key, f"{value}s" if spec.kind == "duration" else value)
+                elif spec.default is not None:
+                    default(key, spec.default)
+            printed_globals = True
     except SQLAlchemyError as exc:
         raise _db_error(exc) from None
 
