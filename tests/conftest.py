@@ -278,13 +278,36 @@ def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
 
 
 # -- no silent skips in CI ---------------------------------------------------------------------------
+def _require_all() -> bool:
+    return os.environ.get("CMDEXEC_REQUIRE_ALL") == "1"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """With CMDEXEC_REQUIRE_ALL=1 (set by scripts/test.sh, which installs Docker, the test image and
-    Chromium first), a test that skips because something is missing fails instead: a skipped test
-    proves nothing."""
+    """With CMDEXEC_REQUIRE_ALL=1 (set by scripts/test.sh, which installs Docker, the test image,
+    Chromium and the services first), a test that skips or xfails fails instead: it proves nothing."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and os.environ.get("CMDEXEC_REQUIRE_ALL") == "1":
+    if _require_all() and (report.skipped or hasattr(report, "wasxfail")):
         report.outcome = "failed"
-        report.longrepr = f"skipped, but scripts/test.sh requires every test to run: {report.longrepr}"
+        report.longrepr = f"skipped or xfailed, but scripts/test.sh requires every test to run: {report.longrepr}"
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail  # else pytest would not count the failure (and exit 0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at collection (``pytest.skip(allow_module_level=True)``)."""
+    outcome = yield
+    report = outcome.get_result()
+    if _require_all() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped at collection, but scripts/test.sh requires every test to run: {report.longrepr}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under scripts/test.sh (CI) no test may be deselected: -m/-k/--deselect would drop tests silently."""
+    if _require_all() and (config.getoption("markexpr") or config.getoption("keyword")
+                           or config.getoption("deselect")):
+        raise pytest.UsageError("scripts/test.sh runs every test: do not pass -m, -k or --deselect "
+                                "(run pytest directly for a subset)")
