@@ -115,9 +115,9 @@ def managed_containers(dag_prefix: str = DAG_PREFIX) -> list[str]:
     return names
 
 
-@pytest.fixture
-def no_leftovers() -> Iterator[None]:
-    """Fail the test if a container of this session's Docker tests is left after it (and remove it)."""
+def leftovers_checked() -> Iterator[None]:
+    """For a ``no_leftovers`` fixture: fail the test if a container of this session's Docker tests is
+    left after it (and remove it)."""
     require_docker()
     before = set(managed_containers())
     yield
@@ -157,29 +157,41 @@ def unique_labels(test: str, try_number: int = 1, task_id: str = "task") -> dict
     }
 
 
-def write_wrapper(path: Path, log: Path, delay_on: str | None = None, delay: float = 0,
+def write_wrapper(path: Path, log: Path, hold_on: str | None = None, go: Path | None = None,
                   extra: str = "") -> Path:
-    """A docker CLI wrapper: appends its argv (one JSON list per line) to ``log``, then execs docker.
+    """A docker CLI wrapper: appends its argv (one JSON list per line) to ``log``, runs docker, then
+    appends ``["<done>", command, exit code]``.
 
-    ``delay_on``: sleep ``delay`` seconds before exec when the first argument that is not an option
-    of the CLI itself (``--config DIR``) equals it. ``extra``: shell lines run before exec.
+    ``hold_on``: a call of this docker command (``create``, ``cp``, ...) waits until the file ``go``
+    exists before it runs. ``extra``: shell lines run first (``$cmd`` is the docker command).
     """
     real = docker_cli()
-    sleep = (
-        f'cmd=$1; [ "$cmd" = "--config" ] && cmd=$3\nif [ "$cmd" = "{delay_on}" ]; then sleep {delay}; fi\n'
-        if delay_on else ""
-    )
+    hold = f'if [ "$cmd" = "{hold_on}" ]; then while [ ! -e \'{go}\' ]; do sleep 0.05; done; fi\n' if hold_on else ""
     path.write_text(
         "#!/bin/sh\n"
         f"python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' \"$@\" >> '{log}'\n"
-        f"{extra}{sleep}"
-        f"exec '{real}' \"$@\"\n"
+        'cmd=$1; [ "$cmd" = "--config" ] && cmd=$3\n'
+        f"{extra}{hold}"
+        f"'{real}' \"$@\"\n"
+        "rc=$?\n"
+        f"echo \"[\\\"<done>\\\", \\\"$cmd\\\", $rc]\" >> '{log}'\n"
+        "exit $rc\n"
     )
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 
 
 def wrapper_calls(log: Path) -> list[list[str]]:
+    """The argv of every call the wrapper received, in order."""
+    return [call for call in _wrapper_lines(log) if call[:1] != ["<done>"]]
+
+
+def wrapper_done(log: Path) -> list[tuple[str, int]]:
+    """(docker command, exit code) of every call that finished."""
+    return [(call[1], call[2]) for call in _wrapper_lines(log) if call[:1] == ["<done>"]]
+
+
+def _wrapper_lines(log: Path) -> list[list[Any]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -431,9 +443,8 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
-@pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineRecorder]:
-    """An ``EngineRecorder`` that the backends built in the test use (``DOCKER_HOST``)."""
+def recording_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineRecorder]:
+    """For a ``recorder`` fixture: an ``EngineRecorder`` that the backends built in the test use (``DOCKER_HOST``)."""
     proxy = EngineRecorder()
     monkeypatch.setenv("DOCKER_HOST", proxy.host)
     yield proxy

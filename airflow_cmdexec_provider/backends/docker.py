@@ -160,9 +160,11 @@ class DockerBackend(RemoteBackend):
         name = container_name(request.labels)
         handle: Handle = {"backend": self.name, "starting": True, "container": name, "io_dir": str(request.io_dir)}
         self._save(handle)  # before the container exists: a crash from here on leaves a handle naming it
+        created = False
         try:
             self._remove_earlier_tries(request, log_line)
             self._create(name, image, request, log_line)
+            created = True
             self._copy_in(name, request)
             self._current = handle  # kill() stops it from here on
             if self._killed.is_set():
@@ -172,12 +174,23 @@ class DockerBackend(RemoteBackend):
                 self.stop(handle, "Stopped by Airflow: the task was killed while its container started")
         except BaseException:
             self._current = None
-            self.discard(handle, log_line)
+            self._discard_failed_start(handle, request, created, log_line)
             raise
         del handle["starting"]
         self._save(handle)
         log_line(f"Started container {name}")
         return handle
+
+    def _discard_failed_start(self, handle: Handle, request: CommandRequest, created: bool, log_line: LineSink) -> None:
+        """Remove the container of a start that failed, if this try made it: the name may be taken by a
+        container of another task (review H1), and a create cut short may still have made ours."""
+        try:
+            ours = created or self._names_this_try(handle["container"], request)
+        except BackendError as exc:  # the daemon does not answer: the task's own error says more
+            log_line(f"WARNING: could not check whether container {handle['container']} is left: {exc}")
+            return
+        if ours:
+            self.discard(handle, log_line)
 
     def _adopt(self, earlier: Handle, log_line: LineSink) -> Handle | None:
         """The earlier try's container if it was started; None (after removing it) if it was not."""
@@ -295,16 +308,14 @@ class DockerBackend(RemoteBackend):
         it ended. Failed reads are retried with a warning; they never stop the command (review M1)."""
         backoff = _Backoff(self.poll_interval)
         while True:
-            log_error = None
-            try:
-                self._read_log(handle, log_line, follow=True)
-            except WatchError as exc:
-                log_error = exc
+            log_error = self._try_read_log(handle, log_line, follow=True)
             try:
                 info = self._inspect(handle["container"])
             except WatchError as exc:
                 time.sleep(backoff.failed(exc, log_line))
                 continue
+            if info is not None and _ended(info["State"]):
+                log_error = self._try_read_log(handle, log_line, follow=False)
             outcome = self._outcome(handle, info, log_error, backoff, log_line)
             if isinstance(outcome, CommandResult):
                 return outcome
@@ -317,25 +328,15 @@ class DockerBackend(RemoteBackend):
             if watcher is None:
                 return await super().watch(handle, log_line)
             backoff = _Backoff(self.poll_interval)
-            name = handle["container"]
             while True:
-                cursor = _LogCursor(handle, log_line)
-                log_error = None
+                log_error = await self._watch_log(watcher, handle, log_line, follow=True)
                 try:
-                    async for entry in watcher.log_entries(name, cursor.since):
-                        cursor.feed(entry)
-                except WatchError as exc:
-                    log_error = exc
-                except NoSuchContainer as exc:
-                    raise self._gone(handle) from exc
-                finally:
-                    cursor.close()
-                    self._save_progress(handle)
-                try:
-                    info = await watcher.inspect(name)
+                    info = await watcher.inspect(handle["container"])
                 except WatchError as exc:
                     await asyncio.sleep(backoff.failed(exc, log_line))
                     continue
+                if info is not None and _ended(info["State"]):
+                    log_error = await self._watch_log(watcher, handle, log_line, follow=False)
                 outcome = self._outcome(handle, info, log_error, backoff, log_line)
                 if isinstance(outcome, CommandResult):
                     return outcome
@@ -343,8 +344,8 @@ class DockerBackend(RemoteBackend):
 
     def _outcome(self, handle: Handle, info: dict[str, Any] | None, log_error: WatchError | None, backoff: _Backoff,
                  log_line: LineSink) -> CommandResult | float:
-        """After the log stream ended: the result if the container stopped, else the seconds to wait
-        before following again (the stream broke, or a daemon restart ended it)."""
+        """After the log stream ended: the result if the container stopped (its log read to the end),
+        else the seconds to wait before following again (the stream broke, or a daemon restart ended it)."""
         if info is None:
             raise self._gone(handle)
         if _ended(info["State"]):
@@ -357,10 +358,19 @@ class DockerBackend(RemoteBackend):
         backoff.succeeded()
         return self.poll_interval
 
+    def _try_read_log(self, handle: Handle, log_line: LineSink, follow: bool) -> WatchError | None:
+        try:
+            self._read_log(handle, log_line, follow)
+        except WatchError as exc:
+            return exc
+        return None
+
     def _read_log(self, handle: Handle, log_line: LineSink, follow: bool) -> None:
         """Forward the container's log from the handle's position: to its end, or (``follow``) until
-        the container stopped. A thread reads the stream; this one waits on a queue, so that it saves
-        the position every second and stays interruptible (kill, execution_timeout)."""
+        the container stopped. Docker may end a follow before the last entries of a container that
+        just stopped, so a follow is always completed by a read to the end (which alone shows a last
+        line without a line break). A thread reads the stream; this one waits on a queue, so that it
+        saves the position every second and stays interruptible (kill, execution_timeout)."""
         cursor = _LogCursor(handle, log_line)
         entries: queue.SimpleQueue[Any] = queue.SimpleQueue()
         try:
@@ -378,11 +388,28 @@ class DockerBackend(RemoteBackend):
                         raise item
                     cursor.feed(item)
                     self._save_progress(handle)
+            if not follow:
+                cursor.close()
         except NoSuchContainer as exc:
             raise self._gone(handle) from exc
         finally:
-            cursor.close()
             self._save_progress(handle)
+
+    async def _watch_log(self, watcher: Any, handle: Handle, log_line: LineSink, follow: bool) -> WatchError | None:
+        """``_read_log`` in the event loop; returns the read's failure, if any."""
+        cursor = _LogCursor(handle, log_line)
+        try:
+            async for entry in watcher.log_entries(handle["container"], cursor.since, follow):
+                cursor.feed(entry)
+        except WatchError as exc:
+            return exc
+        except NoSuchContainer as exc:
+            raise self._gone(handle) from exc
+        finally:
+            self._save_progress(handle)
+        if not follow:
+            cursor.close()
+        return None
 
     def _finish(self, handle: Handle, state: Mapping[str, Any]) -> CommandResult:
         handle["ended"] = True  # cleanup need not stop it
@@ -479,11 +506,11 @@ class _LogCursor:
         self.since: int | None = handle.get("log_since")  # the anchor, in seconds; None: the start
         self.to_skip: int = handle.get("log_skip", 0)
         self.stamps: list[int] = []  # nanoseconds of the entries read since the anchor
-        self.pending = ""
+        self.pending = b""  # the parts of a line read so far (a part may end inside a character)
 
     def feed(self, entry: bytes) -> None:
-        stamp, _, text = entry.decode("utf-8", errors="replace").partition(" ")
-        at_ns = _nanoseconds(stamp)
+        stamp, _, text = entry.partition(b" ")
+        at_ns = _nanoseconds(stamp.decode("ascii", errors="replace"))
         if at_ns is None:
             return
         self.stamps.append(at_ns)
@@ -491,18 +518,18 @@ class _LogCursor:
             self.to_skip -= 1
             return
         self.pending += text
-        if text.endswith("\n"):
+        if text.endswith(b"\n"):
             self._show()
 
     def close(self) -> None:
-        """The stream ended: show a last line that had no line break."""
+        """The log was read to its end: show a last line that had no line break."""
         if self.pending:
             self._show()
 
     def _show(self) -> None:
-        line = self.pending.removesuffix("\n")
-        self.pending = ""
-        self.log_line(line.rstrip("\r"))
+        line = self.pending.removesuffix(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
+        self.pending = b""
+        self.log_line(line)
         anchor = max(self.stamps) // 1_000_000_000 - 1
         if self.since is None or anchor > self.since:
             self.since = anchor

@@ -48,7 +48,8 @@ DOCKER_HUB = "https://index.docker.io/v1/"
 STREAM_CHUNK = 1 << 20
 CLI_TIMEOUT_SECONDS = 120
 # The docker CLI's own error lines, and what the daemon says about a missing image or a taken name.
-_DAEMON_ERROR = re.compile(r"^(?:docker: )?Error(?: response from daemon)?: (.*)$")
+_DAEMON_ERROR = re.compile(r"^(?:docker: )?Error response from daemon: (.*)$")
+_CLI_ERROR = re.compile(r"^(?:docker: )?Error: (.*)$")
 _CANNOT_CONNECT = ("Cannot connect to the Docker daemon", "error during connect")
 
 
@@ -87,7 +88,7 @@ class LogStream(Protocol):
 class Watcher(Protocol):
     """What the triggerer needs to follow a container without a thread or a process per poll."""
 
-    def log_entries(self, name: str, since: int | None) -> AsyncIterator[bytes]: ...
+    def log_entries(self, name: str, since: int | None, follow: bool) -> AsyncIterator[bytes]: ...
 
     async def inspect(self, name: str) -> dict[str, Any] | None: ...
 
@@ -206,7 +207,10 @@ class EngineApi:
                 if attempt == 2:
                     raise
             log_line(f"Unable to find image '{image}' locally: pulling it")
-            self.pull(image, log_line)
+            try:
+                self.pull(image, log_line)
+            except DaemonError as exc:
+                raise NoSuchImage(str(exc)) from exc
 
     def copy_in(self, name: str, chunks: Iterator[bytes]) -> None:
         with self.errors():
@@ -379,14 +383,15 @@ class _AsyncEngine:
                 raise WatchError(f"the Docker daemon at {self.host} does not answer: {exc}") from exc
         return f"{self.origin}/v{_API_VERSIONS[self.host]}"
 
-    async def log_entries(self, name: str, since: int | None) -> AsyncIterator[bytes]:
-        """The entries of a container's log from ``since`` on, until the container stopped.
+    async def log_entries(self, name: str, since: int | None, follow: bool) -> AsyncIterator[bytes]:
+        """The entries of a container's log from ``since`` on: those there are, or (``follow``) until
+        the container stopped.
 
         The answer is Docker's multiplexed stream: per entry an 8-byte header (stream, 0, 0, 0, size
         as 4 bytes big-endian), then the entry."""
         import aiohttp
 
-        params = {"follow": "1", "stdout": "1", "stderr": "1", "timestamps": "1"}
+        params = {"follow": "1" if follow else "0", "stdout": "1", "stderr": "1", "timestamps": "1"}
         if since:
             params["since"] = str(since)
         url = f"{await self._base()}/containers/{quote(name)}/logs"
@@ -651,7 +656,7 @@ class _CliLogStream:
         messages = []
         for line in self.proc.stdout:
             if _ENTRY.match(line):
-                yield line
+                yield from _cli_entries(line)
             else:
                 messages.append(line)
         if self.proc.wait() != 0:
@@ -671,8 +676,9 @@ class _AsyncCli:
     def __init__(self, cli: DockerCli) -> None:
         self.cli = cli.cli
 
-    async def log_entries(self, name: str, since: int | None) -> AsyncIterator[bytes]:
-        args = ["logs", "--timestamps", "--follow", *(["--since", str(since)] if since else []), name]
+    async def log_entries(self, name: str, since: int | None, follow: bool) -> AsyncIterator[bytes]:
+        args = ["logs", "--timestamps", *(["--follow"] if follow else []), *(["--since", str(since)] if since else []),
+                name]
         proc = await asyncio.create_subprocess_exec(self.cli, *args, stdin=subprocess.DEVNULL,
                                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
@@ -680,7 +686,8 @@ class _AsyncCli:
         try:
             async for line in proc.stdout:
                 if _ENTRY.match(line):
-                    yield line
+                    for entry in _cli_entries(line):
+                        yield entry
                 else:
                     messages.append(line)
             if await proc.wait() != 0:
@@ -701,7 +708,21 @@ class _AsyncCli:
         raise WatchError(f"cannot inspect container {name}: {daemon_message(stderr) or _last_line(stderr)}")
 
 
-_ENTRY = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+_ENTRY = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* ")
+# Docker logs a longer line as parts of this many bytes, each with its own timestamp; the CLI prints
+# the parts of a line on one line: TIMESTAMP part TIMESTAMP part ... TIMESTAMP rest.
+PART_BYTES = 16 * 1024
+
+
+def _cli_entries(line: bytes) -> Iterator[bytes]:
+    """The log entries of one line of ``docker logs --timestamps``."""
+    while True:
+        cut = line.index(b" ") + 1 + PART_BYTES
+        if not _ENTRY.match(line, cut):
+            yield line
+            return
+        yield line[:cut]
+        line = line[cut:]
 
 
 def _raise_log_failure(name: str, output: bytes) -> None:
@@ -712,11 +733,14 @@ def _raise_log_failure(name: str, output: bytes) -> None:
 
 
 def daemon_message(output: bytes) -> str | None:
-    """The error the docker CLI printed (``Error response from daemon: ...``), if any."""
-    for line in reversed(_text(output).splitlines()):
-        match = _DAEMON_ERROR.match(line.strip())
-        if match:
-            return match.group(1)
+    """The error the docker CLI printed: the daemon's (``Error response from daemon: ...``) first, as
+    the CLI's own ``Error: ...`` lines after it only sum it up."""
+    lines = [line.strip() for line in _text(output).splitlines()]
+    for pattern in (_DAEMON_ERROR, _CLI_ERROR):
+        for line in lines:
+            match = pattern.match(line)
+            if match:
+                return match.group(1)
     return None
 
 
