@@ -22,6 +22,7 @@ Differences from Digdag (its section 9.2), on purpose:
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import json
@@ -36,7 +37,7 @@ import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from airflow_cmdexec_provider.backends.base import (
     CommandGone,
@@ -150,8 +151,7 @@ class DockerBackend(RemoteBackend):
         it was started, else removed and made anew. On any failure nothing is left behind.
         """
         transport = self.transport
-        log_line(f"{self.label} runs in Docker through {transport.describe()} "
-                 f"({self.cli_reason() or 'the default'})")
+        log_line(f"{self.label} runs in Docker through {transport.describe()} ({self.cli_reason() or 'the default'})")
         if earlier is not None:
             adopted = self._adopt(earlier, log_line)
             if adopted is not None:
@@ -212,7 +212,7 @@ class DockerBackend(RemoteBackend):
         config, transport = self.config, self.transport
         if config.build:
             tag = build_tag(config, request.project_dir)
-            # pull_always makes every task build again with its base pulled: layers are reused when it did not change.
+            # With pull_always every task builds again, pulling the base: the layers are reused if it did not move.
             if not config.pull_always and transport.image_exists(tag):
                 log_line(f"Reusing docker image {tag}")
                 return tag
@@ -221,15 +221,17 @@ class DockerBackend(RemoteBackend):
                 transport.build(dockerfile(config.image, config.build), tag, config.pull_always, request.project_dir,
                                 log_line)
             except (DaemonError, NoSuchImage) as exc:
-                raise BackendError(f"{self.label}: docker build failed for docker.build on {config.image}: {exc}") from exc
+                raise BackendError(
+                    f"{self.label}: docker build failed for docker.build on {config.image}: {exc}") from exc
             return tag
         if config.pull_always:
             log_line(f"Pulling docker image {config.image} (docker.pull_always)")
             try:
                 transport.pull(config.image, log_line)
             except (DaemonError, NoSuchImage) as exc:
-                raise BackendError(f"{self.label}: pulling the image {config.image} failed (docker.pull_always): {exc}. "
-                                   "Check docker.image, docker.docker_conn_id and the registry") from exc
+                raise BackendError(
+                    f"{self.label}: pulling the image {config.image} failed (docker.pull_always): {exc}. "
+                    "Check docker.image, docker.docker_conn_id and the registry") from exc
         return config.image
 
     def _remove_earlier_tries(self, request: CommandRequest, log_line: LineSink) -> None:
@@ -244,7 +246,10 @@ class DockerBackend(RemoteBackend):
             their_try = container["labels"].get(f"{LABEL_PREFIX}try_number", "")
             if their_try.isdigit() and int(their_try) < current:
                 log_line(f"Removing container {container['name']}, left by try {their_try} of this task")
-                self.transport.remove(container["name"])
+                try:
+                    self.transport.remove(container["name"])
+                except BackendError as exc:  # an old leftover must not fail this try (review L19: say so)
+                    log_line(f"WARNING: could not remove container {container['name']}: {exc}")
 
     def _create(self, name: str, image: str, request: CommandRequest, log_line: LineSink) -> None:
         labels = {f"{LABEL_PREFIX}managed": "true", **{f"{LABEL_PREFIX}{k}": str(v) for k, v in request.labels.items()}}
@@ -427,7 +432,9 @@ class DockerBackend(RemoteBackend):
         """Save the log position (at most once a second), so a re-attach does not repeat lines."""
         position = (handle.get("log_since"), handle.get("log_skip"))
         now = time.monotonic()
-        if self.save_handle is None or position == self._saved_position or now - self._last_save < SAVE_INTERVAL_SECONDS:
+        if self.save_handle is None or position == self._saved_position:
+            return
+        if now - self._last_save < SAVE_INTERVAL_SECONDS:
             return
         self.save_handle(handle)
         self._saved_position = position
@@ -506,6 +513,7 @@ class _LogCursor:
         self.since: int | None = handle.get("log_since")  # the anchor, in seconds; None: the start
         self.to_skip: int = handle.get("log_skip", 0)
         self.stamps: list[int] = []  # nanoseconds of the entries read since the anchor
+        self.newest = 0  # nanoseconds of the newest entry read
         self.pending = b""  # the parts of a line read so far (a part may end inside a character)
 
     def feed(self, entry: bytes) -> None:
@@ -514,6 +522,7 @@ class _LogCursor:
         if at_ns is None:
             return
         self.stamps.append(at_ns)
+        self.newest = max(self.newest, at_ns)
         if self.to_skip:
             self.to_skip -= 1
             return
@@ -530,7 +539,7 @@ class _LogCursor:
         line = self.pending.removesuffix(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
         self.pending = b""
         self.log_line(line)
-        anchor = max(self.stamps) // 1_000_000_000 - 1
+        anchor = self.newest // 1_000_000_000 - 1
         if self.since is None or anchor > self.since:
             self.since = anchor
             self.stamps = [at_ns for at_ns in self.stamps if at_ns >= anchor * 1_000_000_000]
@@ -558,42 +567,47 @@ def workspace_archive(request: CommandRequest) -> Iterator[bytes]:
     It is made while it is sent, in chunks of about 1 MiB: memory stays flat whatever the size.
     """
     tar = _TarChunks()
-    made: set[Path] = set()
-    project = Path(request.project_dir)
-    for rel, full in iter_project_files(project):
-        path = project / rel
-        yield from tar.folders(path.parent, project, made)
-        st = os.lstat(full)
-        if stat.S_ISLNK(st.st_mode):
-            yield from tar.add(_link_info(project, rel, path, _arcname(path)))
-        elif stat.S_ISREG(st.st_mode):
+    project = str(request.project_dir)
+    for rel, full in iter_project_files(Path(project)):
+        path = os.path.join(project, rel)
+        yield from tar.folders(os.path.dirname(path), project)
+        try:
             yield from tar.add_file(path)
-    yield from tar.folders(Path(request.working_dir), project, made)  # it must exist, even if empty
-    io_dir = Path(request.io_dir)
-    yield from tar.folders(io_dir, io_dir, made)
-    for child in sorted(io_dir.iterdir()):
-        if child.is_file() and not child.is_symlink():
-            yield from tar.add_file(child)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # a link: open() with O_NOFOLLOW refuses it
+                raise
+            yield from tar.add(_link_info(Path(project), rel, Path(path), _arcname(path)))
+    yield from tar.folders(str(request.working_dir), project)  # it must exist, even if empty
+    io_dir = str(request.io_dir)
+    yield from tar.folders(io_dir, io_dir)
+    for name in sorted(os.listdir(io_dir)):
+        path = os.path.join(io_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            yield from tar.add_file(path)
     yield tar.end()
 
 
-def _arcname(path: Path) -> str:
-    return str(path).lstrip("/")
+def _arcname(path: str) -> str:
+    return path.lstrip("/")
 
 
 class _TarChunks:
-    """Tar records as byte chunks of about ``CHUNK`` bytes (PAX headers, uid/gid 0, no owner names)."""
+    """Tar records as byte chunks of about ``CHUNK`` bytes (uid/gid 0, no owner names)."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
+        self.made: set[str] = set()  # the folders written
 
-    def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> Iterator[bytes]:
-        self.buffer += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        if data is not None:
+    def add(self, info: tarfile.TarInfo, fd: int | None = None) -> Iterator[bytes]:
+        try:  # the plain header where it can hold the entry (the cheapest to make), else PAX
+            self.buffer += info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+        except ValueError:
+            self.buffer += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        if fd is not None:
             left = info.size
             while left:
                 # A file that shrank meanwhile is padded with zeros: the archive stays valid.
-                piece = data.read(min(left, CHUNK)) or bytes(min(left, CHUNK))
+                piece = os.read(fd, min(left, CHUNK)) or bytes(min(left, CHUNK))
                 self.buffer += piece
                 left -= len(piece)
                 if len(self.buffer) >= CHUNK:
@@ -602,29 +616,30 @@ class _TarChunks:
         if len(self.buffer) >= CHUNK:
             yield self._take()
 
-    def add_file(self, path: Path) -> Iterator[bytes]:
-        """A regular file, opened without following a link (it may have been swapped for one)."""
+    def add_file(self, path: str) -> Iterator[bytes]:
+        """A regular file, opened without following a link (``ELOOP`` if it is one); other kinds are left out."""
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb", buffering=0) as data:
+        try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return
-            info = tarfile.TarInfo(_arcname(path))
-            info.mode = stat.S_IMODE(st.st_mode)
-            info.size = st.st_size
-            info.mtime = int(st.st_mtime)
-            yield from self.add(info, data)  # type: ignore[arg-type]
+            if stat.S_ISREG(st.st_mode):
+                info = tarfile.TarInfo(_arcname(path))
+                info.mode = stat.S_IMODE(st.st_mode)
+                info.size = st.st_size
+                info.mtime = int(st.st_mtime)
+                yield from self.add(info, fd)
+        finally:
+            os.close(fd)
 
-    def folders(self, path: Path, root: Path, made: set[Path]) -> Iterator[bytes]:
+    def folders(self, path: str, root: str) -> Iterator[bytes]:
         """Entries (mode 0777) for ``path`` and its parents up to ``root`` that are not written yet."""
         missing = []
-        while path not in made:
+        while path not in self.made:
             missing.append(path)
-            if path == root or path == path.parent:
+            if path == root or path == os.path.dirname(path):
                 break
-            path = path.parent
+            path = os.path.dirname(path)
         for folder in reversed(missing):
-            made.add(folder)
+            self.made.add(folder)
             info = tarfile.TarInfo(_arcname(folder))
             info.type = tarfile.DIRTYPE
             info.mode = 0o777
