@@ -208,7 +208,8 @@ def duration(args: argparse.Namespace) -> int:
     for name in names:
         st = stats[name]
         print(f"{name:<22}" + "".join(f"{st[k] * 1000:>8.0f}ms" for k in ("median_s", "p90_s", "min_s", "max_s")))
-    print(f"\nShOperator / raw docker run   = {ratios['sh_operator_vs_raw_docker_run']:.3f}  (target <= {TARGET_VS_RAW}: "
+    print(f"\nShOperator / raw docker run   = {ratios['sh_operator_vs_raw_docker_run']:.3f}  "
+          f"(target <= {TARGET_VS_RAW}: "
           f"{'met' if targets['sh_operator_within_1.10x_of_raw_docker_run'] else 'MISSED'})")
     print(f"ShOperator / DockerOperator   = {ratios['sh_operator_vs_docker_operator']:.3f}  (target <= 1.0: "
           f"{'met' if targets['sh_operator_no_slower_than_docker_operator'] else 'MISSED'})")
@@ -332,7 +333,8 @@ from airflow_cmdexec_provider.backends.docker import DockerBackend
 from airflow_cmdexec_provider.config import docker_config
 from airflow_cmdexec_provider.triggers.command import CommandTrigger
 
-work, image, params, count, script = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+work, image, params = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+count, script = int(sys.argv[4]), sys.argv[5]
 logging.getLogger("airflow").setLevel(logging.WARNING)
 backend = DockerBackend(docker_config({"image": image, **params}, "bench.watch"))
 project = work / "project"
@@ -343,7 +345,8 @@ def submit(i):  # as the workers of 'count' deferrable tasks would
     io_dir = work / f"io{i}"
     io_dir.mkdir()
     (io_dir / "runner.sh").write_text(script)
-    labels = {"dag_id": "bench_docker_watch", "task_id": f"t{i}", "run_id": run_id, "try_number": "1", "map_index": "-1"}
+    labels = {"dag_id": "bench_docker_watch", "task_id": f"t{i}", "run_id": run_id, "try_number": "1",
+              "map_index": "-1"}
     request = CommandRequest(task_label=f"bench.t{i}", project_dir=project, workdir="", io_dir=io_dir,
                              command=("/bin/sh", IoFile("runner.sh")), labels=labels)
     return backend.submit(request, lambda line: None)
@@ -383,7 +386,8 @@ settle = start + 10  # the streams are open by then: lines printed before are re
 latencies = sorted(arrived - printed for arrived, printed in arrivals if printed >= settle)
 print(json.dumps({"finished": sum(e["status"] == "finished" for e in events), "lines": len(arrivals),
                   "wall_s": wall, "cpu_s": cpu, "cores": cpu / wall, "latencies_counted": len(latencies),
-                  "latency_p50_s": statistics.median(latencies), "latency_p90_s": latencies[int(0.9 * (len(latencies) - 1))],
+                  "latency_p50_s": statistics.median(latencies),
+                  "latency_p90_s": latencies[int(0.9 * (len(latencies) - 1))],
                   "latency_max_s": latencies[-1]}))
 """
 

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -139,6 +140,26 @@ def test_command_runs_in_its_own_container_on_a_copy_of_the_project(project: Pro
     assert (project.root / "sub" / "data.txt").read_text() == "from the host\n"
     assert tool.exists() and not (project.root / "sub" / "written.txt").exists()
     assert (project.io_dir / "result.txt").read_text() == "result\n"
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leftovers")
+def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recorder) -> None:
+    """The per-task cost on the Engine API: no inspect before the create, one log stream while it
+    runs, the state once, the rest of the log (Docker may end a follow early), the IO dir, gone."""
+    assert backend().run(project.sh_request("echo hello", labels=unique_labels("calls")), Sink()).exit_code == 0
+
+    def short(call: str) -> str:  # "GET /v1.41/containers/cmdexec-.../logs?...&follow=1" -> ".../C/logs?follow=1"
+        path, _, query = call.partition("?")
+        path = re.sub(r"/containers/cmdexec-[\w.-]+", "/containers/C", re.sub(r"^(\w+) /v[\d.]+/", r"\1 /", path))
+        follow = re.search(r"follow=(\d)", query)
+        return f"{path}?follow={follow[1]}" if path.endswith("/logs") else path
+
+    assert [short(call) for call in recorder.calls()] == [
+        "GET /version", "POST /containers/create", "PUT /containers/C/archive", "POST /containers/C/start",
+        "GET /containers/C/logs?follow=1", "GET /containers/C/json", "GET /containers/C/logs?follow=0",
+        "GET /containers/C/archive", "DELETE /containers/C",
+    ]
 
 
 @pytest.mark.docker
@@ -312,7 +333,8 @@ def test_starting_handle_of_a_started_container_is_taken_over(project: Project, 
     """A try that died after start but before saving its full handle: the next one follows that
     container (its log, its result, its outputs) and creates none."""
     first = unique_labels("adopt", try_number=1)
-    script = f"echo first\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho second\necho out > {project.io_dir}/out.txt\n"
+    script = ("echo first\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho second\n"
+              f"echo out > {project.io_dir}/out.txt\n")
     handle = backend().submit(project.sh_request(script, labels=first), Sink())
     wait_for(lambda: docker("logs", handle["container"]).stdout.strip() == "first", 60, "the first line")
     creates = len(recorder.calls(r"^POST .*/containers/create"))
@@ -603,7 +625,8 @@ def test_private_dirs_of_killed_workers_are_removed_by_a_later_task(project: Pro
     for path in (old_dead, old_alive):
         os.utime(path, (ten_minutes_ago, ten_minutes_ago))
     try:
-        assert backend(docker="docker").run(project.sh_request("true", labels=unique_labels("sweep")), Sink()).exit_code == 0
+        request = project.sh_request("true", labels=unique_labels("sweep"))
+        assert backend(docker="docker").run(request, Sink()).exit_code == 0
         assert not old_dead.exists()
         assert young_dead.exists() and old_alive.exists()
     finally:
@@ -648,7 +671,8 @@ def test_relative_paths_in_run_options_resolve_in_the_working_dir(project: Proje
 
 
 def test_cli_not_found_is_a_config_error(project: Project) -> None:
-    with pytest.raises(CmdExecConfigError, match=r"docker CLI '/nonexistent/bin/docker' was not found \(key docker\.docker\)"):
+    missing = r"docker CLI '/nonexistent/bin/docker' was not found \(key docker\.docker\)"
+    with pytest.raises(CmdExecConfigError, match=missing):
         backend(docker="/nonexistent/bin/docker").run(project.sh_request("true", labels=unique_labels("nocli")), Sink())
 
 
