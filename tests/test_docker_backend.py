@@ -650,7 +650,7 @@ def test_docker_cli_path_and_run_options(project: Project, tmp_path: Path) -> No
     assert f"runs in Docker through the docker CLI {cli} (docker.docker is set)" in sink.lines[0]
     recorded = wrapper_calls(calls)
     commands = [cli_command(c) for c in recorded]
-    assert commands == ["create", "cp", "start", "logs", "container", "cp", "rm"]
+    assert commands == ["create", "cp", "start", "logs", "container", "logs", "cp", "rm"]
     create = recorded[0]
     assert create[1:3] == ["--hostname", "via-wrapper"]  # run_options right after "create", verbatim
     assert create[create.index("--name") + 1] == container_name(labels)

@@ -195,7 +195,7 @@ class DockerBackend(RemoteBackend):
     def _adopt(self, earlier: Handle, log_line: LineSink) -> Handle | None:
         """The earlier try's container if it was started; None (after removing it) if it was not."""
         name = earlier["container"]
-        info = self._inspect(name)
+        info = self.transport.inspect(name)
         if info is None:
             return None
         if info["State"]["Status"] == "created":
@@ -272,7 +272,7 @@ class DockerBackend(RemoteBackend):
                 raise BackendError(f"{self.label}: Docker could not create the container: {exc}") from exc
 
     def _names_this_try(self, name: str, request: CommandRequest) -> bool:
-        info = self._inspect(name)
+        info = self.transport.inspect(name)
         labels = ((info or {}).get("Config") or {}).get("Labels") or {}
         return all(labels.get(f"{LABEL_PREFIX}{key}") == str(value) for key, value in request.labels.items())
 
@@ -296,13 +296,10 @@ class DockerBackend(RemoteBackend):
             raise BackendError(f"{self.label}: Docker could not start container {name}: {exc}") from exc
 
     # -- following -----------------------------------------------------------------------------------
-    def _inspect(self, name: str) -> dict[str, Any] | None:
-        return self.transport.inspect(name)
-
     def poll(self, handle: Handle, log_line: LineSink) -> CommandResult | None:
         """One look (for hosts the triggerer cannot follow, see ``watch``): the state, then the log since
         the handle's position; the result once the container stopped."""
-        info = self._inspect(handle["container"])
+        info = self.transport.inspect(handle["container"])
         if info is None:
             raise self._gone(handle)
         self._read_log(handle, log_line, follow=False)
@@ -315,7 +312,7 @@ class DockerBackend(RemoteBackend):
         while True:
             log_error = self._try_read_log(handle, log_line, follow=True)
             try:
-                info = self._inspect(handle["container"])
+                info = self.transport.inspect(handle["container"])
             except WatchError as exc:
                 time.sleep(backoff.failed(exc, log_line))
                 continue
@@ -441,7 +438,7 @@ class DockerBackend(RemoteBackend):
         self._last_save = now
 
     def exists(self, handle: Handle) -> bool:
-        return self._inspect(handle["container"]) is not None
+        return self.transport.inspect(handle["container"]) is not None
 
     # -- ending --------------------------------------------------------------------------------------
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
