@@ -37,6 +37,7 @@ Usage: .venv/bin/python benchmarks/bench_docker.py [duration|copy|watch] [--help
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -59,9 +60,11 @@ TARGET_VS_DOCKER_OPERATOR = 1.0
 
 
 def _airflow_env() -> None:
-    """A throw-away AIRFLOW_HOME: importing Airflow must not touch a real one."""
+    """A throw-away AIRFLOW_HOME (removed at exit): importing Airflow must not touch a real one."""
     if "AIRFLOW_HOME" not in os.environ:
-        os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cmdexec-bench-airflow-home-")
+        home = tempfile.mkdtemp(prefix="cmdexec-bench-airflow-home-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
+        os.environ["AIRFLOW_HOME"] = home
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
