@@ -69,10 +69,14 @@ class RegistryLogin:
 
 @dataclass(frozen=True, kw_only=True)
 class DockerConfig:
-    """Digdag ``docker.*`` task params (spec §3 and §5)."""
+    """Digdag ``docker.*`` task params (spec §3 and §5).
+
+    ``cli`` is ``docker.docker`` as the task set it, ``None`` when it did not: Docker is then driven
+    through its Engine API unless ``run_options``/``build_options`` (docker CLI flags) need the CLI.
+    """
 
     image: str
-    docker: str = "docker"
+    cli: str | None = None
     run_options: tuple[str, ...] = ()
     pull_always: bool = False
     selinux: bool = False
@@ -81,6 +85,11 @@ class DockerConfig:
     docker_conn_id: str | None = None
     registry: RegistryLogin | None = None
     task_label: str = ""
+
+    @property
+    def docker(self) -> str:
+        """The docker CLI program for the calls that go through the CLI (Digdag's default ``docker``)."""
+        return self.cli or "docker"
 
 
 DOCKER_KEYS = {"image", "docker", "run_options", "pull_always", "selinux", "build", "build_options",
@@ -102,8 +111,8 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
     unknown = set(docker) - DOCKER_KEYS
     if unknown:
         raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(DOCKER_KEYS)}")
-    cli = docker.get("docker", "docker")
-    if not isinstance(cli, str) or not cli:
+    cli = docker.get("docker")
+    if cli is not None and (not isinstance(cli, str) or not cli):
         raise CmdExecConfigError(f"{where}.docker must be the path of the docker CLI, got {cli!r}")
     conn_id = docker.get("docker_conn_id")
     if conn_id is not None and not isinstance(conn_id, str):
@@ -113,7 +122,7 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
         build = [build]
     return DockerConfig(
         image=image,
-        docker=cli,
+        cli=cli,
         run_options=_as_str_list(docker.get("run_options"), "docker.run_options", where),
         pull_always=_as_bool(docker.get("pull_always", False), "docker.pull_always", where),
         selinux=_as_bool(docker.get("selinux", False), "docker.selinux", where),
