@@ -248,7 +248,7 @@ class RemoteBackend(CommandBackend):
 
     def wait(self, handle: Handle, log_line: LineSink) -> CommandResult:
         """Poll until the command ends. Failed reads are retried with a warning; they never stop it."""
-        backoff = _Backoff(self.poll_interval)
+        backoff = WatchBackoff(self.poll_interval)
         while True:
             try:
                 result = self.poll(handle, log_line)
@@ -263,7 +263,7 @@ class RemoteBackend(CommandBackend):
     async def watch(self, handle: Handle, log_line: LineSink) -> CommandResult:
         """``wait`` for the triggerer's event loop. Backends override it with something cheaper
         (one stream per container, one batched status call per cluster) when they can."""
-        backoff = _Backoff(self.poll_interval)
+        backoff = WatchBackoff(self.poll_interval)
         while True:
             try:
                 result = await asyncio.to_thread(self.poll, handle, log_line)
@@ -291,7 +291,7 @@ class RemoteBackend(CommandBackend):
             log_line(f"WARNING: could not clean up after the {self.name} command ({_describe(handle)}): {exc}")
 
 
-class _Backoff:
+class WatchBackoff:
     """Retry delays for failed watch calls: the poll interval doubling up to a minute, one warning each."""
 
     def __init__(self, interval: float) -> None:

@@ -48,7 +48,7 @@ from airflow_cmdexec_provider.backends.base import (
     RemoteBackend,
     TaskSettings,
     WatchError,
-    _Backoff,
+    WatchBackoff,
 )
 from airflow_cmdexec_provider.backends.docker_transports import (
     DaemonError,
@@ -62,7 +62,7 @@ from airflow_cmdexec_provider.backends.docker_transports import (
 )
 from airflow_cmdexec_provider.config import DockerConfig, docker_config
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
-from airflow_cmdexec_provider.runner.workdir import _link_info, iter_project_files
+from airflow_cmdexec_provider.runner.workdir import link_info, iter_project_files
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ class DockerBackend(RemoteBackend):
     def wait(self, handle: Handle, log_line: LineSink) -> CommandResult:
         """Follow the log as it is written (lowest latency) until the container stopped, then read how
         it ended. Failed reads are retried with a warning; they never stop the command (review M1)."""
-        backoff = _Backoff(self.poll_interval)
+        backoff = WatchBackoff(self.poll_interval)
         while True:
             log_error = self._try_read_log(handle, log_line, follow=True)
             try:
@@ -329,7 +329,7 @@ class DockerBackend(RemoteBackend):
         async with self.transport.watcher() as watcher:
             if watcher is None:
                 return await super().watch(handle, log_line)
-            backoff = _Backoff(self.poll_interval)
+            backoff = WatchBackoff(self.poll_interval)
             while True:
                 log_error = await self._watch_log(watcher, handle, log_line, follow=True)
                 try:
@@ -344,7 +344,7 @@ class DockerBackend(RemoteBackend):
                     return outcome
                 await asyncio.sleep(outcome)
 
-    def _outcome(self, handle: Handle, info: dict[str, Any] | None, log_error: WatchError | None, backoff: _Backoff,
+    def _outcome(self, handle: Handle, info: dict[str, Any] | None, log_error: WatchError | None, backoff: WatchBackoff,
                  log_line: LineSink) -> CommandResult | float:
         """After the log stream ended: the result if the container stopped (its log read to the end),
         else the seconds to wait before following again (the stream broke, or a daemon restart ended it)."""
@@ -573,7 +573,7 @@ def workspace_archive(request: CommandRequest) -> Iterator[bytes]:
         except OSError as exc:
             if exc.errno != errno.ELOOP:  # a link: open() with O_NOFOLLOW refuses it
                 raise
-            yield from tar.add(_link_info(Path(project), rel, Path(path), _arcname(path)))
+            yield from tar.add(link_info(Path(project), rel, Path(path), _arcname(path)))
     yield from tar.folders(str(request.working_dir), project)  # it must exist, even if empty
     io_dir = str(request.io_dir)
     yield from tar.folders(io_dir, io_dir)

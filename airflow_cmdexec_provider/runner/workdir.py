@@ -111,7 +111,7 @@ def _add_project_file(tar: tarfile.TarFile, project_dir: Path, rel: str, full: s
     arcname = f"project/{rel}"
     st = os.lstat(full)
     if stat.S_ISLNK(st.st_mode):
-        tar.addfile(_link_info(project_dir, rel, Path(full), arcname))
+        tar.addfile(link_info(project_dir, rel, Path(full), arcname))
     elif stat.S_ISREG(st.st_mode):
         # What tar.add records for a regular file, without its per-file owner-name lookups (the
         # archive is anonymous) and with whole-second mtimes, which need no PAX header per file.
@@ -189,7 +189,7 @@ def _forget(tar: tarfile.TarFile) -> None:
     tar.inodes.clear()
 
 
-def _link_info(project_dir: Path, rel: str, full: Path, arcname: str) -> tarfile.TarInfo:
+def link_info(project_dir: Path, rel: str, full: Path, arcname: str) -> tarfile.TarInfo:
     target = (full.parent / os.readlink(full)).resolve()
     if target != project_dir and project_dir not in target.parents:
         raise CmdExecConfigError(
