@@ -9,6 +9,8 @@ in front of the real daemon), the CLI through a wrapper script that records its 
 
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import io
 import json
@@ -160,6 +162,17 @@ def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recor
         "GET /containers/C/logs?follow=1", "GET /containers/C/json", "GET /containers/C/logs?follow=0",
         "GET /containers/C/archive", "DELETE /containers/C",
     ]
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leftovers")
+def test_a_command_whose_io_dir_is_not_needed_is_not_copied_out(project: Project, recorder) -> None:
+    """sh> reports only its exit code: its IO dir stays in the container (a copy costs the daemon a process)."""
+    request = dataclasses.replace(project.sh_request("echo hello", labels=unique_labels("noout")), needs_outputs=False)
+    assert backend().run(request, Sink()).exit_code == 0
+    calls = recorder.calls()
+    assert any(c.startswith("PUT ") and c.split("?")[0].endswith("/archive") for c in calls)
+    assert not any(c.startswith("GET ") and c.split("?")[0].endswith("/archive") for c in calls), calls
 
 
 @pytest.mark.docker

@@ -65,6 +65,9 @@ class CommandRequest:
     command: tuple[str | IoFile, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Whether what the command writes into the IO dir must come back (py>/rb>: output.json). sh>
+    # reports only its exit code, so a remote backend may skip copying the IO dir back.
+    needs_outputs: bool = True
 
     @property
     def working_dir(self) -> Path:

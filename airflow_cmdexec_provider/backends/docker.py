@@ -158,7 +158,8 @@ class DockerBackend(RemoteBackend):
                 return adopted
         image = self._image(request, log_line)
         name = container_name(request.labels)
-        handle: Handle = {"backend": self.name, "starting": True, "container": name, "io_dir": str(request.io_dir)}
+        handle: Handle = {"backend": self.name, "starting": True, "container": name, "io_dir": str(request.io_dir),
+                          "outputs": request.needs_outputs}
         self._save(handle)  # before the container exists: a crash from here on leaves a handle naming it
         created = False
         try:
@@ -442,7 +443,10 @@ class DockerBackend(RemoteBackend):
 
     # -- ending --------------------------------------------------------------------------------------
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
-        """Copy the container's IO dir out into ``io_dir`` (on whichever worker this runs)."""
+        """Copy the container's IO dir out into ``io_dir`` (on whichever worker this runs); not for a
+        command whose IO dir is not needed afterwards (sh>): a copy costs the daemon a process."""
+        if handle.get("outputs") is False:
+            return
         name, source = handle["container"], handle["io_dir"]
         try:
             with self.transport.copy_out(name, source) as chunks:

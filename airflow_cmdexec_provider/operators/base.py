@@ -76,6 +76,8 @@ class CommandOperator(BaseOperator):
     ui_color = "#e8f1fb"
     # The operator key that names the program (shell or interpreter), for "not found" errors.
     program_key: ClassVar[str] = "shell"
+    # Whether the command's IO dir must come back after it ran (the runners' output.json).
+    needs_outputs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -210,6 +212,7 @@ class CommandOperator(BaseOperator):
                 command=command,
                 env=command_env,
                 labels=_labels(context),
+                needs_outputs=self.needs_outputs,
             )
             backend = self._running_backend = hook.get_backend()
             if self.deferrable and isinstance(backend, RemoteBackend):

@@ -37,6 +37,7 @@ class ShOperator(CommandOperator):
     template_fields: Sequence[str] = ("command", "env")
     template_fields_renderers = {"command": "bash", "env": "json"}
     program_key = "shell"
+    needs_outputs = False  # sh> reports only its exit code
 
     def __init__(
         self,
