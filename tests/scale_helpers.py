@@ -42,7 +42,8 @@ class RecordingTrigger(CommandTrigger):
         self.sink.append((time.time(), line))
 
 
-def request(tmp_path: Path, task: str, lines: int, pause: float) -> CommandRequest:
+def request(tmp_path: Path, task: str, lines: int, pause: float, dag_id: str = "scale",
+            run_id: str = "scale-run") -> CommandRequest:
     io_dir = tmp_path / task / "io"
     io_dir.mkdir(parents=True)
     (io_dir / "runner.sh").write_text(LINE_SCRIPT.format(lines=lines, task=task, pause=pause))
@@ -50,7 +51,7 @@ def request(tmp_path: Path, task: str, lines: int, pause: float) -> CommandReque
     project.mkdir()
     return CommandRequest(task_label=f"scale.{task}", project_dir=project, workdir="", io_dir=io_dir,
                           command=("/bin/sh", IoFile("runner.sh")),
-                          labels={"dag_id": "scale", "task_id": task, "run_id": "scale-run", "try_number": "1",
+                          labels={"dag_id": dag_id, "task_id": task, "run_id": run_id, "try_number": "1",
                                   "map_index": "-1"})
 
 

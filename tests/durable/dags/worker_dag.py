@@ -20,6 +20,8 @@ if image:
     default_args["docker"] = {"image": image}
 if os.environ.get("CMDEXEC_DURABLE_DEFERRABLE") == "1":
     default_args["deferrable"] = True
+if os.environ.get("SLOW_PAUSE"):  # the pause of the task's command, wherever it runs
+    default_args["env"] = {"SLOW_PAUSE": os.environ["SLOW_PAUSE"]}
 if os.environ.get("CMDEXEC_DURABLE_EXECUTOR"):
     default_args["command_executor"] = os.environ["CMDEXEC_DURABLE_EXECUTOR"]
 
