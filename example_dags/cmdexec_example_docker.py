@@ -3,8 +3,9 @@
 Same tasks, same project files (``tasks/``), same results: the only difference is Digdag's
 ``_export: docker: image: ...``, which here is ``default_args={"docker": {...}}``. With no ECS cluster
 configured, the automatic selection (ECS -> Docker -> local) picks Docker for every command task;
-each task's log says so. The project folder is mounted into the container at the same path, so
-``tasks/report.sh`` and the ``tasks.my_workflow`` module are found exactly as on the worker.
+each task's log says so. The project folder is copied into each task's container at the same path
+(a fresh copy per try: the container never writes into the DAG folder), so ``tasks/report.sh`` and
+the ``tasks.my_workflow`` module are found exactly as on the worker.
 
 The image needs ``sh``, ``python3`` and ``ruby`` (the project's test image has them; build it with
 ``scripts/build-test-image.sh``). Override it with the environment variable ``CMDEXEC_EXAMPLE_IMAGE``.
