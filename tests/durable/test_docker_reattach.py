@@ -35,9 +35,16 @@ def _containers(dag_id: str) -> list[str]:
 
 
 def _created(dag_id: str, since: str) -> int:
-    events = _docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", "type=container",
-                     "--filter", "event=create", "--filter", f"label={LABEL}={dag_id}", "--format", "{{.ID}}")
-    return len(events.split())
+    """Containers created for the DAG since ``since``, from the daemon's event log. A busy shared
+    daemon has answered an empty list once right after the events: ask again before saying none."""
+    for _ in range(3):
+        events = _docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                         "type=container", "--filter", "event=create", "--filter", f"label={LABEL}={dag_id}",
+                         "--format", "{{.ID}}")
+        if events.split():
+            return len(events.split())
+        time.sleep(1)
+    return 0
 
 
 def _handle(home: Path, dag_id: str) -> dict | None:
