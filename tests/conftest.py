@@ -305,9 +305,29 @@ def pytest_make_collect_report(collector):
         report.longrepr = f"skipped at collection, but scripts/test.sh requires every test to run: {report.longrepr}"
 
 
+# Tests that share a heavy session fixture (an emulator, a deployment, a browser server, a migrated
+# Airflow home) run in one pytest-xdist process, so the fixture starts once (``--dist loadgroup``).
+XDIST_GROUPS = {
+    "tests/deployment/": "deployment",
+    "tests/ecs/": "ecs",
+    "tests/durable/": "durable",
+    "tests/k8s/": "k8s",
+    "tests/test_ui_browser.py": "browser",
+    "tests/test_cli_import.py": "cli-import",
+    "tests/test_cli_check.py": "cli-check",
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under scripts/test.sh (CI) no test may be deselected: -m/-k/--deselect would drop tests silently."""
+    """Group tests for pytest-xdist; under scripts/test.sh (CI) no test may be deselected:
+    -m/-k/--deselect would drop tests silently."""
     if _require_all() and (config.getoption("markexpr") or config.getoption("keyword")
                            or config.getoption("deselect")):
         raise pytest.UsageError("scripts/test.sh runs every test: do not pass -m, -k or --deselect "
                                 "(run pytest directly for a subset)")
+    for item in items:
+        path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        for prefix, group in XDIST_GROUPS.items():
+            if path.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
