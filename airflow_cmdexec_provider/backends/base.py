@@ -220,6 +220,7 @@ class RemoteBackend(CommandBackend):
     # -- built from the steps, the same for every remote backend ------------------------------
     def run(self, request: CommandRequest, log_line: LineSink) -> CommandResult:
         handle = self.submit(request, log_line)
+        forget_inputs(request.io_dir)
         return self._follow(handle, request.io_dir, log_line)
 
     def resume(self, handle: Handle, request: CommandRequest, log_line: LineSink) -> CommandResult | None:
@@ -229,7 +230,9 @@ class RemoteBackend(CommandBackend):
         runs the command afresh.
         """
         if handle.get("starting"):
-            return self._follow(self.submit(request, log_line, earlier=handle), request.io_dir, log_line)
+            started = self.submit(request, log_line, earlier=handle)
+            forget_inputs(request.io_dir)
+            return self._follow(started, request.io_dir, log_line)
         if not self.exists(handle):
             log_line(f"The {self.name} command of an earlier try ({_describe(handle)}) no longer exists: "
                      "running the command again")
@@ -313,6 +316,15 @@ class WatchBackoff:
     def succeeded(self) -> None:
         self.delay = self.interval
         self.failures = 0
+
+
+def forget_inputs(io_dir: Path) -> None:
+    """Remove the runner files and ``input.json`` (the params) from the worker's disk once the remote
+    command has its copy: a worker killed while it waits then leaves no secret behind. What the
+    command writes comes back into the same (now empty) folder."""
+    for child in io_dir.iterdir():
+        if child.is_file() or child.is_symlink():
+            child.unlink(missing_ok=True)
 
 
 def _describe(handle: Mapping[str, Any]) -> str:

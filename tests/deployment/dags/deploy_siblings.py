@@ -5,12 +5,17 @@ from deploy_common import IMAGE, PROJECT, START
 
 from airflow_cmdexec_provider.operators import PyOperator
 
+RENDEZVOUS = "/var/tmp/cmdexec-deploy-rendezvous"
+
 with (
     DAG(
         "deploy_siblings",
         schedule=None,
         start_date=START,
-        default_args={**PROJECT, "docker": {"image": IMAGE}, "command_executor": "docker"},
+        # Each try works in its own copy of the project, so the siblings meet in a folder the DAG
+        # mounts into both containers on purpose (docker.run_options, as a user would share data).
+        default_args={**PROJECT, "docker": {"image": IMAGE, "run_options": ["-v", f"{RENDEZVOUS}:/rendezvous"]},
+                      "env": {"RENDEZVOUS": "/rendezvous"}, "command_executor": "docker"},
     ),
     TaskGroup("extract_customer_tables"),  # full ids: extract_customer_tables.load_table_{alpha,bravo}
 ):

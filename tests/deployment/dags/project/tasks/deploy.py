@@ -8,7 +8,7 @@ import digdag
 
 def meet(who, partner, session_uuid):
     """Sibling tasks meet: each one waits until the other one runs too, so both surely run at once."""
-    here = os.path.join("rendezvous", session_uuid)
+    here = os.path.join(os.environ.get("RENDEZVOUS", "rendezvous"), session_uuid)
     os.makedirs(here, exist_ok=True)
     open(os.path.join(here, who), "w").close()
     deadline = time.time() + 90
