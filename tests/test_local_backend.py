@@ -302,3 +302,13 @@ def test_runner_output_is_not_held_in_a_buffer(tmp_path, language):
     )
     assert LocalBackend(base_env=base_env).run(request, sink).exit_code == 0
     assert lines == ["first", "saw-flag"]
+
+
+def test_background_children_left_in_the_group_end_with_the_command(tmp_path: Path) -> None:
+    """Review L1: the group of a leader that was already reaped was missed, so `job &` outlived the task."""
+    pidfile = tmp_path / "child.pid"
+    request = _request(tmp_path, tmp_path, "/bin/sh", "-c", f"sleep 300 & echo $! > {pidfile}")
+    result = LocalBackend(kill_grace=1.0).run(request, lambda line: None)
+    assert result.exit_code == 0
+    child = int(pidfile.read_text())
+    assert wait_gone([child], timeout=10) == []

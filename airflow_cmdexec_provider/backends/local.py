@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -53,9 +54,7 @@ class LocalBackend(CommandBackend):
         self._proc = proc
         try:
             assert proc.stdout is not None
-            for raw in iter(proc.stdout.readline, b""):
-                log_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-            exit_code = proc.wait()
+            exit_code = self._forward_until_exit(proc, proc.stdout.fileno(), log_line)
         finally:
             self._stop(proc, wait=True)
             proc.stdout.close()  # type: ignore[union-attr]
@@ -63,6 +62,35 @@ class LocalBackend(CommandBackend):
         if exit_code < 0:
             return CommandResult(128 - exit_code, f"killed by signal {signal.Signals(-exit_code).name}")
         return CommandResult(exit_code)
+
+    def _forward_until_exit(self, proc: subprocess.Popen[bytes], fd: int, log_line: LineSink) -> int:
+        """Forward output line by line until the command exits, then end what it left running.
+
+        Reading to end-of-file alone would wait for a background child (``job &``) that still
+        holds the pipe; the task ends with its command, as a process group (review L1).
+        """
+        pending = b""
+        exit_code: int | None = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                if exit_code is None:
+                    ready = selector.select(timeout=0.2)
+                    exit_code = proc.poll()
+                    if exit_code is not None:
+                        # What the command wrote stays in the pipe; the pipe reaches EOF once the group is gone.
+                        self._stop(proc, wait=True)
+                    elif not ready:
+                        continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    log_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
+        if pending:
+            log_line(pending.decode("utf-8", errors="replace").rstrip("\r"))
+        return proc.wait()
 
     def kill(self) -> None:
         """Stop the running process group; safe to call from a signal handler."""
