@@ -116,11 +116,11 @@ EOF
 # What the ECS backend ships is chosen with .digdagignore through pathspec's GitIgnoreSpec.
 import sys, tarfile, tempfile
 from pathlib import Path
-from airflow_cmdexec_provider.runner.workdir import pack
+from airflow_cmdexec_provider.runner.workdir import pack_to
 project, archive = Path(sys.argv[1]), Path(sys.argv[2])
 (project / ".digdagignore").write_text("*.rb\n")
-with tempfile.TemporaryDirectory() as io_dir:
-    pack(project, Path(io_dir), archive)
+with tempfile.TemporaryDirectory() as io_dir, archive.open("wb") as out:
+    pack_to(out, project, Path(io_dir))
 names = tarfile.open(archive).getnames()
 assert "project/tasks/my_workflow.py" in names and "project/tasks/my_workflow.rb" not in names, names
 print(f"ECS project archive with .digdagignore: {len(names)} entries, no *.rb")

@@ -96,6 +96,9 @@ def _kubernetes_values(conn: Any, conn_id: str) -> tuple[dict[str, Any], dict[st
         context = _named(kube_config.get("contexts"), name, "context")
         cluster = _named(kube_config.get("clusters"), context.get("cluster"), "cluster")
         user = _named(kube_config.get("users"), context.get("user"), "user")
+        if not checked.namespace and context.get("namespace"):
+            # The backend runs pods in the context's namespace when the connection names none.
+            values["extra.namespace"] = context["namespace"]
         if cluster.get("server") and cluster.get("certificate-authority-data") and set(user) == {"token"}:
             access.update(master=cluster["server"], certs_ca_data=cluster["certificate-authority-data"],
                           oauth_token=user["token"])

@@ -70,7 +70,7 @@ def test_failing_python_command_reports_the_exception(kube_world, run_dag):
     assert result.task_states["fail"] == "failed"
     error = result.error_text("fail")
     assert "Python command failed with code 1" in error
-    assert "ValueError: bad value from the pod" in error
+    assert "Error messages from python: bad value from the pod (ValueError)" in error
     assert "wf.py" in error  # the user's backtrace came back through the output archive
 
 
