@@ -92,10 +92,15 @@ TARGET_P90_S = 2.0
 
 # -- the commands ----------------------------------------------------------------------------------
 def script(task: str, lines: int, gate_url: str) -> str:
-    """Wait at the gate, then ``lines`` numbered lines a second apart, each with the shell's clock."""
+    """Wait at the gate, then ``lines`` numbered lines a second apart, each with the shell's clock.
+
+    Only bash builtins in the loop (``read -t 1`` on a pipe nobody writes is the pause): 2N commands
+    forking ``date`` and ``sleep`` every second would load this machine more than everything measured."""
     return (f"curl -sf -m {GATE_TIMEOUT} --retry 10 --retry-connrefused {gate_url} >/dev/null "
             f"|| {{ echo 'scale {task} could not pass the gate'; exit 97; }}\n"
-            f'for i in $(seq 1 {lines}); do echo "scale {task} line $i at $EPOCHREALTIME"; sleep 1; done\n')
+            "pause=$(mktemp -u) && mkfifo \"$pause\" && exec 3<>\"$pause\" && rm \"$pause\" || exit 98\n"
+            f"for ((i = 1; i <= {lines}; i++)); do echo \"scale {task} line $i at $EPOCHREALTIME\"; read -t 1 -u 3; done\n"
+            "exit 0\n")
 
 
 class Gate:
@@ -506,17 +511,25 @@ def watch(name: str, triggers: list[dict[str, Any]], gate: Gate, key: str, work:
     try:
         triggerer.wait_ready(timeout=300)
         time.sleep(args.settle)  # streams opened, first rounds made
-        cpu_at_gate, gate_at = triggerer.cpu_now(), time.time()
+        cpu_at_gate, gate_at, emulator_cpu = triggerer.cpu_now(), time.time(), own_cpu()
         gate.open(key)
         if throttle_on is not None:
             time.sleep(5)  # the commands print: a throttled round delays lines
             throttle_on.throttle_next(args.throttle, "DescribeTasks")
         print(f"{name}: {len(triggers)} triggers running, the commands print ...", file=sys.stderr)
         result = triggerer.result()
+        # This process serves the emulator's API and pumps its containers' logs into CloudWatch Logs:
+        # when it needs a whole core, every API answer waits (see README, method).
+        emulator_cores = (own_cpu() - emulator_cpu) / (time.time() - gate_at)
     finally:
         triggerer.kill()
-    result.update(gate_at=gate_at, cpu_at_gate=cpu_at_gate)
+    result.update(gate_at=gate_at, cpu_at_gate=cpu_at_gate, emulator_cores=emulator_cores)
     return result
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- checking and reporting ------------------------------------------------------------------------
@@ -562,13 +575,20 @@ def calls_per_task_minute(result: dict[str, Any], services: tuple[str, ...], pre
     return {name: count / minutes for name, count in sorted(counts.items())}
 
 
+def call_seconds(result: dict[str, Any], service: str, operation: str) -> dict[str, float]:
+    """How long the API took to answer one call (median, max): under load the emulator is slow."""
+    values = [seconds for _, s, op, seconds, _ in result["calls"] if s == service and op == operation]
+    return {"n": len(values), "median": common.median(values), "max": max(values) if values else float("nan")}
+
+
 def round_gaps(result: dict[str, Any]) -> dict[str, Any]:
     """How the DescribeTasks rounds went: calls, failed calls, the longest gap between two starts."""
     starts = sorted((t, ok) for t, service, op, _, ok in result["calls"] if service == "ecs" and op == "DescribeTasks")
     gaps = [b[0] - a[0] for a, b in zip(starts, starts[1:])]
     warnings = sum(THROTTLED_WARNING in message for _, message in result["lines"])
     return {"calls": len(starts), "failed_calls": sum(not ok for _, ok in starts),
-            "longest_gap_s": max(gaps) if gaps else float("nan"), "warnings_logged": warnings}
+            "median_gap_s": common.median(gaps), "longest_gap_s": max(gaps) if gaps else float("nan"),
+            "warnings_logged": warnings}
 
 
 def report(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] | None, load: list[float]) -> None:
@@ -625,9 +645,17 @@ def report(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] 
         print(f"peer: {peer['lines_complete']} of {args.tasks} tasks with every line once and in order; exit codes "
               f"{peer['exit_codes']}; {peer['children_spawned']} processes spawned")
     rounds = ours["rounds"]
-    print(f"\nECS rounds: {rounds['calls']} DescribeTasks calls ({rounds['failed_calls']} failed), longest gap "
-          f"between two {rounds['longest_gap_s']:.1f} s, {rounds['warnings_logged']} throttling warnings logged; "
-          f"ECS requests seen by the emulator: {ours['ecs_http']}")
+    print(f"\nECS rounds (ours): {rounds['calls']} DescribeTasks calls ({rounds['failed_calls']} failed), "
+          f"{rounds['median_gap_s']:.1f} s between two (median), {rounds['longest_gap_s']:.1f} s at most; "
+          f"{rounds['warnings_logged']} throttling warnings logged; ECS requests the emulator saw: {ours['ecs_http']}")
+    common.print_table(
+        ["API answer time (s)", "calls", "median", "max"],
+        [[f"{who} {service} {op}", t["n"], t["median"], t["max"]]
+         for who, result, service, op in (("ours", ours, "ecs", "DescribeTasks"), ("ours", ours, "logs", "FilterLogEvents"),
+                                          ("peer", peer, "ecs", "DescribeTasks"), ("peer", peer, "logs", "GetLogEvents"))
+         if result for t in [call_seconds(result, service, op)]],
+        title=f"the emulator's process used {ours['emulator_cores']:.2f} cores while our commands printed"
+              + (f", {peer['emulator_cores']:.2f} while the peer's did" if peer else ""))
 
 
 def _ratio(a: float, b: float) -> Any:
@@ -635,8 +663,8 @@ def _ratio(a: float, b: float) -> Any:
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """What goes to the JSON file: everything but the raw lines."""
-    return {k: v for k, v in result.items() if k not in ("lines", "calls", "outcomes")}
+    """What goes to the JSON file: everything but the lines and the events."""
+    return {k: v for k, v in result.items() if k not in ("lines", "outcomes")}
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -649,7 +677,7 @@ def main() -> int:
     parser.add_argument("--skip-peer", action="store_true", help="do not run the TaskDoneTrigger peer")
     parser.add_argument("--poll-interval", type=float, default=None,
                         help="the ECS connection's poll_interval (default: the connection's default)")
-    parser.add_argument("--settle", type=float, default=10, help="seconds between the triggers' start and the gate")
+    parser.add_argument("--settle", type=float, default=15, help="seconds between the triggers' start and the gate")
     parser.add_argument("--refresh-peer-env", action="store_true", help="reinstall the peer's aiobotocore")
     parser.add_argument("--image", default=os.environ.get("CMDEXEC_TEST_IMAGE", "cmdexec-test:bookworm"))
     args = parser.parse_args()
