@@ -58,7 +58,6 @@ import json
 import os
 import re
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,13 +65,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ecs_common as common  # noqa: E402
+import _ecs_common as common
 
 ROOT = common.ROOT
 BUCKET = "cmdexec-bench-tscale"
@@ -111,7 +109,7 @@ class Gate:
         events = self.events
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+            def do_GET(self) -> None:
                 event = events.get(self.path.strip("/"))
                 if event is None:
                     self.send_error(404)
@@ -409,7 +407,6 @@ def run_ours(args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, da
     from airflow_cmdexec_provider.backends.docker import DockerBackend
     from airflow_cmdexec_provider.backends.ecs import EcsBackend, MemoryCache
     from airflow_cmdexec_provider.triggers.command import CommandTrigger
-    from tests import scale_helpers
 
     key = gate.new()
     docker_settings = TaskSettings(task_label="bench.docker", docker={"image": args.image})
@@ -424,17 +421,13 @@ def run_ours(args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, da
     docker_requests = requests(work, "d", args.tasks, args.seconds, gate.url(args.bridge, key), dag_id)
     ecs_requests = requests(work, "e", args.tasks, args.seconds, gate.url("127.0.0.1", key), dag_id)
     print(f"starting {args.tasks} Docker and {args.tasks} ECS commands ...", file=sys.stderr)
+    followed: dict[str, list[Any]] = {"docker": [], "ecs": []}
+    cleanups.extend(lambda kind=kind: discard_all(followed[kind]) for kind in followed)
     t0 = time.time()
     with ThreadPoolExecutor(2) as pool:
-        submitted = [pool.submit(scale_helpers.submit_all, lambda: DockerBackend.from_settings(docker_settings),
-                                 docker_settings, docker_requests, SUBMIT_THREADS),
-                     pool.submit(scale_helpers.submit_all, ecs_backend, ecs_settings, ecs_requests, SUBMIT_THREADS)]
-        followed = {"docker": [], "ecs": []}
-        for kind, future in zip(("docker", "ecs"), submitted):
-            try:
-                followed[kind] = future.result()
-            finally:
-                cleanups.append(lambda kind=kind: discard_all(followed[kind]))
+        list(pool.map(submit_all, (lambda: DockerBackend.from_settings(docker_settings), ecs_backend),
+                      (docker_settings, ecs_settings),
+                      (docker_requests, ecs_requests), followed.values()))
     submit_s = time.time() - t0
     print(f"started them in {submit_s:.0f} s", file=sys.stderr)
     triggers = [{"name": f.name, **serialized(CommandTrigger(executor=kind, handle=f.handle, settings=f.settings,
@@ -448,6 +441,20 @@ def run_ours(args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, da
     ecs_http = Counter((r["operation"], r["result"]) for r in emulator.ecs_requests[requests_before:])
     result.update(submit_s=submit_s, ecs_http={f"{op} {res}": n for (op, res), n in ecs_http.items()})
     return result
+
+
+def submit_all(make_backend: Any, settings: Any, todo: list[Any], started: list[Any]) -> None:
+    """Start every command with the backend's ``submit``, a few threads at once (as several workers
+    would); each one started is in ``started`` at once, so that a failure leaves nothing unknown."""
+    from tests.scale_helpers import Followed
+
+    def start(request: Any) -> None:
+        backend = make_backend()
+        handle = backend.submit(request, lambda line: None)
+        started.append(Followed(request.labels["task_id"], backend, handle, settings.to_json()))
+
+    with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
+        list(pool.map(start, todo))
 
 
 def serialized(trigger: Any) -> dict[str, Any]:
@@ -733,14 +740,17 @@ def evaluate(ours: dict[str, Any], peer: dict[str, Any] | None, args: argparse.N
 
 
 def leftovers(emulator: Any, dag_id: str) -> list[str]:
-    """What this run left: containers of its Docker commands, the emulator's containers, S3 objects."""
+    """What this run left (its Docker commands' containers, the emulator's, S3 objects); the containers of
+    its Docker commands are removed (the emulator removes its own when it stops)."""
     import docker
 
     from airflow_cmdexec_provider.backends.docker import LABEL_PREFIX
 
     client = docker.from_env()
     try:
-        containers = [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}dag_id={dag_id}"})]
+        containers = client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}dag_id={dag_id}"})
+        for container in containers:  # only this run's: the label names its unique dag id
+            container.remove(force=True)
     finally:
         client.close()
     try:
@@ -748,7 +758,7 @@ def leftovers(emulator: Any, dag_id: str) -> list[str]:
     except TimeoutError as exc:  # the emulator kills them when it stops; still a failed run
         return [str(exc)]
     objects = [o["Key"] for o in emulator.boto3_client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    return containers + emulator.containers(include_stopped=True) + objects
+    return [c.name for c in containers] + emulator.containers(include_stopped=True) + objects
 
 
 if __name__ == "__main__":
