@@ -780,7 +780,13 @@ class Deployment:
         )
         lines = []
         for entry in answer["content"]:
-            lines.append(entry if isinstance(entry, str) else str(entry.get("event", "")))
+            if isinstance(entry, str):
+                lines.append(entry)
+                continue
+            lines.append(str(entry.get("event", "")))
+            for detail in entry.get("error_detail") or []:  # a failed try's exception, for the failure report
+                if isinstance(detail, dict):
+                    lines.append(f"  {detail.get('exc_type')}: {detail.get('exc_value')}")
         return "\n".join(lines)
 
     def task_log_file(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
