@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,6 @@ def credentials_expiry(session: Any) -> float | None:
     expiry = getattr(credentials, "_expiry_time", None)
     if expiry is None:
         return 3600.0  # a session token without a known expiry: assume STS's default hour
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return max((expiry - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    return max((expiry - datetime.now(UTC)).total_seconds(), 0.0)

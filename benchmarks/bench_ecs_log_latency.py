@@ -54,7 +54,7 @@ from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ecs_common as common  # noqa: E402
+import _ecs_common as common
 
 BUCKET = "cmdexec-bench-latency"
 CLUSTER = "cmdexec-bench"
@@ -251,9 +251,9 @@ def main() -> None:
     args = parser.parse_args()
 
     common.airflow_env()
-    import airflow_cmdexec_provider.backends.ecs  # noqa: F401  (import Airflow before any clock runs)
-
     import logging
+
+    import airflow_cmdexec_provider.backends.ecs  # noqa: F401  (import Airflow before any clock runs)
 
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ...": noise here
 

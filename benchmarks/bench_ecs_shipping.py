@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ecs_common as common  # noqa: E402
+import _ecs_common as common
 
 BUCKET = "cmdexec-bench-shipping"
 MB = 1_000_000

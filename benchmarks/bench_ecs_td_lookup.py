@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ecs_common as common  # noqa: E402
+import _ecs_common as common
 
 IMAGE_TAG = "digdag.docker.image"
 IMAGE_FIRST = "bench.example.com/oldest:1.0"

@@ -199,10 +199,9 @@ def _register_dag(dag: Any) -> None:
 
 
 def _read_xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     xcoms: dict[tuple[str, str], Any] = {}
     with create_session() as session:
@@ -218,9 +217,8 @@ def _read_xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
 
 
 def _run_dag(dag: Any, **test_kwargs: Any) -> DagRunResult:
-    import structlog
-
     import airflow.sdk.definitions.dag as sdk_dag
+    import structlog
 
     migrate_airflow_db()
     _register_dag(dag)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from pathlib import Path
 
 import pendulum
 import pytest

@@ -435,7 +435,7 @@ def test_lookup_inside_a_task_goes_through_the_supervisor(run_dag: Any) -> None:
     with DAG(
         dag_id=f"cmdexec_config_paths_{uuid.uuid4().hex[:6]}",
         schedule=None,
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     ) as dag:
 
         @task

@@ -9,9 +9,8 @@ in front of the real daemon), the CLI through a wrapper script that records its 
 
 from __future__ import annotations
 
-import dataclasses
-
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -29,21 +28,6 @@ from pathlib import Path
 
 import airflow.sdk  # noqa: F401  # first: importing the provider's config before airflow is a circular import
 import pytest
-
-from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile
-from airflow_cmdexec_provider.backends.docker import (
-    LABEL_PREFIX,
-    MAX_OUTPUT_ENTRIES,
-    _LogCursor,
-    build_tag,
-    container_name,
-    extract_outputs,
-    workspace_archive,
-)
-from airflow_cmdexec_provider.backends.docker_transports import ENV_FILE_MAX_LINE, cli_env
-from airflow_cmdexec_provider.config import docker_config
-from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
-
 from docker_helpers import (
     DAG_PREFIX,
     IMAGE,
@@ -69,6 +53,20 @@ from docker_helpers import (
     wrapper_done,
     write_wrapper,
 )
+
+from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile
+from airflow_cmdexec_provider.backends.docker import (
+    LABEL_PREFIX,
+    MAX_OUTPUT_ENTRIES,
+    _LogCursor,
+    build_tag,
+    container_name,
+    extract_outputs,
+    workspace_archive,
+)
+from airflow_cmdexec_provider.backends.docker_transports import ENV_FILE_MAX_LINE, cli_env
+from airflow_cmdexec_provider.config import docker_config
+from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
 
 TESTS = Path(__file__).resolve().parent
 

@@ -20,15 +20,12 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import airflow.sdk  # noqa: F401  # first: importing the provider's config before airflow is a circular import
 import pytest
 from airflow.sdk import DAG
-
-from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
-
 from docker_helpers import (
     DAG_PREFIX,
     IMAGE,
@@ -39,7 +36,9 @@ from docker_helpers import (
     wait_for,
 )
 
-LOGICAL_DATE = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
+
+LOGICAL_DATE = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 ECS_CONNS = ("cmdexec_ecs_default", "cmdexec_storage_default")
 EXECUTOR_VARIABLE = "cmdexec_executor_type"
 

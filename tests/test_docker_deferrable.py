@@ -16,7 +16,6 @@ from pathlib import Path
 
 import airflow.sdk  # noqa: F401  # first: importing the provider's config before airflow is a circular import
 import pytest
-
 from docker_helpers import (
     DAG_PREFIX,
     IMAGE,

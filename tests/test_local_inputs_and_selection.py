@@ -14,7 +14,7 @@ from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from airflow_cmdexec_provider.params import stable_id
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _dag(dag_id: str, **kwargs):

@@ -15,7 +15,7 @@ from airflow_cmdexec_provider.exceptions import CommandFailed
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from tests.process_helpers import wait_gone
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _dag(dag_id: str, **kwargs):

@@ -16,7 +16,7 @@ import pytest
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from airflow_cmdexec_provider.params import stable_id
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 STEPS_PY = '''
 import json

@@ -24,7 +24,7 @@ from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator
 from airflow_cmdexec_provider.operators.runner import OUTPUT_LIMIT, RunnerOperator, UnusableOutput
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 FIDELITY_RB = """\
 class Consts
@@ -381,7 +381,7 @@ BAD_SCRIPT_TASKS = {
              "give either method= (what to call) or script= (the Python script text), not both"),
     "neither_py": (PyOperator, {},
                    "give method= with what to call, e.g. 'tasks.my_workflow.step1', or script= with the text of a Python "
-                   + "script"),
+                    "script"),
     "neither_rb": (RbOperator, {"require": "lib/helper"},
                    "give method= with what to call, e.g. 'MyWorkflow.step1', or script= with the text of a Ruby script"),
     "empty_script": (RbOperator, {"script": "  \n"}, "script is empty; give the text of the Ruby script"),

@@ -47,8 +47,8 @@ from airflow_cmdexec_provider.backends.base import (
     LineSink,
     RemoteBackend,
     TaskSettings,
-    WatchError,
     WatchBackoff,
+    WatchError,
 )
 from airflow_cmdexec_provider.backends.docker_transports import (
     DaemonError,
@@ -62,7 +62,7 @@ from airflow_cmdexec_provider.backends.docker_transports import (
 )
 from airflow_cmdexec_provider.config import DockerConfig, docker_config
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
-from airflow_cmdexec_provider.runner.workdir import link_info, iter_project_files
+from airflow_cmdexec_provider.runner.workdir import iter_project_files, link_info
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,13 @@ import threading
 import time
 from collections.abc import Mapping
 
-from airflow_cmdexec_provider.backends.base import CommandBackend, CommandRequest, CommandResult, LineSink, TaskSettings
+from airflow_cmdexec_provider.backends.base import (
+    CommandBackend,
+    CommandRequest,
+    CommandResult,
+    LineSink,
+    TaskSettings,
+)
 from airflow_cmdexec_provider.exceptions import CommandNotFound
 
 KILL_GRACE_SECONDS = 10.0

@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     except CliError as exc:
         output.err(f"error: {exc}")
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - one masked line instead of a traceback with values
+    except Exception as exc:  # one masked line instead of a traceback with values
         from airflow_cmdexec_provider.exceptions import CmdExecError
 
         if os.environ.get("AIRFLOW_CMDEXEC_DEBUG"):

@@ -6,7 +6,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from airflow_cmdexec_provider import digdag_keys  # the key tables (no Airflow import)
-from airflow_cmdexec_provider.cli.common import DIGDAG_EXECUTOR_NAMES, EXIT_ERROR, EXIT_OK, MASK, TASK_LABEL, Output
+from airflow_cmdexec_provider.cli.common import (
+    DIGDAG_EXECUTOR_NAMES,
+    EXIT_ERROR,
+    EXIT_OK,
+    MASK,
+    TASK_LABEL,
+    Output,
+)
 from airflow_cmdexec_provider.cli.importer import _db_error, _strip_task_prefix
 from airflow_cmdexec_provider.cli.properties import format_property
 

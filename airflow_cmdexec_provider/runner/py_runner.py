@@ -24,7 +24,7 @@ import sys
 import types
 
 
-class _Env(object):
+class _Env:
     def __init__(self, params):
         self.params = params
         self.subtask_config = {}
@@ -228,7 +228,7 @@ def main(argv):
         _call(command, params)
     except SystemExit as exc:
         error, exit_code = _exit_error(exc)
-    except BaseException as exc:  # noqa: B036, BLE001 - everything the user's code raises is reported
+    except BaseException as exc:  # noqa: BLE001 - everything the user's code raises is reported
         exit_code = 1
         error = {"class": type(exc).__name__, "message": str(exc), "backtrace": _user_backtrace(exc)}
     text, error = _output(env, error)

@@ -34,7 +34,7 @@ from isal import isal_zlib
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 IGNORE_FILE = ".digdagignore"
 COMPRESS_LEVEL = isal_zlib.ISAL_BEST_COMPRESSION  # 3: igzip's levels are 0-3

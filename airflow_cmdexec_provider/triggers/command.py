@@ -74,7 +74,7 @@ class CommandTrigger(BaseTrigger):
         timeout = None if self.deadline is None else max(self.deadline - time.time(), 0.0)
         try:
             result = await asyncio.wait_for(backend.watch(self.handle, self._log_line), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._stop_and_clean(backend, "execution_timeout")
             yield self._event("timeout")
             return
@@ -107,7 +107,7 @@ class CommandTrigger(BaseTrigger):
 
         try:
             await asyncio.wait_for(asyncio.to_thread(stop_and_clean), ON_KILL_BUDGET_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._log_line(f"WARNING: stopping the {self.executor} command took more than "
                            f"{ON_KILL_BUDGET_SECONDS} s; it goes on in the background")
             return

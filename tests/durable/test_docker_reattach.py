@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,7 @@ def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp
     dag_id = f"durable_docker_running_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
     since = str(int(time.time()) - 1)
-    logical_date = datetime(2026, 2, 1, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 2, 1, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=300)
@@ -87,7 +87,7 @@ def test_retry_collects_a_container_that_already_finished(worker_env, durable_ho
     dag_id = f"durable_docker_finished_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
     since = str(int(time.time()) - 1)
-    logical_date = datetime(2026, 2, 2, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 2, 2, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=300)
@@ -115,7 +115,7 @@ def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(worker_env, d
     dag_id = f"durable_docker_gone_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
     since = str(int(time.time()) - 1)
-    logical_date = datetime(2026, 2, 3, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 2, 3, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     handle = _wait_for_handle(durable_home, dag_id, lambda h: not h.get("starting"), "the container's handle")

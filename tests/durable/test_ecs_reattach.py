@@ -9,14 +9,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.durable.conftest import read_xcom
 from tests.durable.harness import Worker, task_log_lines
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import BUCKET, CLUSTER, LOG_GROUP, register_task_definition, remaining_objects
+from tests.ecs.test_ecs_roundtrip import (
+    BUCKET,
+    CLUSTER,
+    LOG_GROUP,
+    register_task_definition,
+    remaining_objects,
+)
 
 pytestmark = pytest.mark.ecs
 
@@ -45,7 +51,7 @@ def ecs_worker_env(ecs_emulator, ecs_aws_env, worker_env):
 def test_retry_reattaches_to_the_ecs_task(ecs_emulator, ecs_worker_env, durable_home, tmp_path, finished_before_retry):
     dag_id = "durable_ecs_" + ("finished" if finished_before_retry else "running") + f"_{uuid.uuid4().hex[:6]}"
     env = ecs_worker_env(dag_id, SLOW_PAUSE="4" if finished_before_retry else "15")
-    logical_date = datetime(2026, 3, 1 + finished_before_retry, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 3, 1 + finished_before_retry, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)
@@ -74,7 +80,7 @@ def test_a_retry_on_another_executor_stops_the_earlier_ecs_task_first(ecs_emulat
     """Review M10: the first try's ECS task must not run on unseen while the retry runs the command locally."""
     dag_id = f"durable_ecs_then_local_{uuid.uuid4().hex[:6]}"
     env = ecs_worker_env(dag_id, SLOW_PAUSE="60")
-    logical_date = datetime(2026, 3, 5, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 3, 5, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)

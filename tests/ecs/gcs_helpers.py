@@ -39,7 +39,7 @@ class TokenServer:
         import threading
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.dumps({"access_token": "fake-token", "expires_in": 3600, "token_type": "Bearer"})
                 self.send_response(200)

@@ -275,6 +275,7 @@ def test_task_definition_without_awslogs_warns_and_still_runs(ecs_world, run_dag
 
 def test_gcs_temporal_storage_round_trip(ecs_world, run_dag, monkeypatch, tmp_path):
     import gcp_storage_emulator.server as gcs
+
     from airflow_cmdexec_provider.operators import PyOperator
     from tests.ecs.gcs_helpers import TokenServer, fake_service_account, free_port
 

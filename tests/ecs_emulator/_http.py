@@ -18,13 +18,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import ThreadedWSGIServer
-
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+from werkzeug.serving import ThreadedWSGIServer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .emulator import EcsEmulator

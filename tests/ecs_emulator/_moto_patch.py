@@ -92,7 +92,7 @@ def _list_tasks(
     family: str | None = None,
     started_by: str | None = None,
     service_name: str | None = None,
-    desiredStatus: str | None = None,  # noqa: N803  (moto's name)
+    desiredStatus: str | None = None,  # moto's name
 ) -> Any:
     if desiredStatus is None and emulator_for_call() is not None:
         desiredStatus = "RUNNING"

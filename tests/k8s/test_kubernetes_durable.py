@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pendulum
@@ -144,7 +144,7 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
     emulator = kube_world.emulator
     dag_id = f"durable_k8s_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=TEST_IMAGE, SLOW_PAUSE="15", **kube_world.connections())
-    logical_date = datetime(2026, 4, 1, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 4, 1, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)

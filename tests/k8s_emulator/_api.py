@@ -11,7 +11,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import docker.errors
@@ -485,7 +485,7 @@ class KubeApi:
             return final
 
         def mark(obj: dict[str, Any]) -> None:
-            at = datetime.now(timezone.utc) + timedelta(seconds=grace)
+            at = datetime.now(UTC) + timedelta(seconds=grace)
             obj["metadata"]["deletionTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
             obj["metadata"]["deletionGracePeriodSeconds"] = grace
 

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1135,7 +1135,7 @@ class Node:
         def emit(entry: LogEntry) -> bool:
             nonlocal written
             stream, ns, content = entry
-            if options.stream == "Stdout" and stream != 1 or options.stream == "Stderr" and stream != 2:
+            if (options.stream == "Stdout" and stream != 1) or (options.stream == "Stderr" and stream != 2):
                 return True
             line = (format_log_time(ns).encode() + b" " if options.timestamps else b"") + content
             if options.limit_bytes is not None:
@@ -1296,13 +1296,13 @@ def _log_frames(res: Any) -> Iterator[LogEntry]:
 def parse_docker_time(text: str) -> int:
     """RFC3339Nano (as Docker writes it: UTC, trailing zeros cut) -> nanoseconds since the epoch."""
     base, _, fraction = text.rstrip("Z").partition(".")
-    seconds = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    seconds = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
 def format_log_time(ns: int) -> str:
     """The kubelet's log timestamp: RFC3339 with exactly nine fraction digits, UTC."""
-    seconds = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    seconds = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{seconds}.{ns % 1_000_000_000:09d}Z"
 
 
@@ -1319,4 +1319,4 @@ def parse_since_time(text: str) -> int:
 
 
 def seconds_ago_ns(seconds: int) -> int:
-    return int((datetime.now(timezone.utc) - timedelta(seconds=seconds)).timestamp() * 1_000_000_000)
+    return int((datetime.now(UTC) - timedelta(seconds=seconds)).timestamp() * 1_000_000_000)

@@ -36,7 +36,7 @@ from ._kubelet import LABEL, LABEL_HOST, LABEL_PID, Node, PodRun
 from ._store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
-    from typing_extensions import Self
+    from typing import Self
 
 log = logging.getLogger("tests.k8s_emulator")
 

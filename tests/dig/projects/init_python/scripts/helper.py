@@ -1,7 +1,7 @@
 from datetime import datetime
 
 
-class Helper(object):
+class Helper:
     def show_time(self, label, time):
         print([label, datetime.fromisoformat(time).isoformat()])
 
