@@ -8,19 +8,26 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
 
 
 def boto_session(
-    *, access_key_id: str | None, secret_access_key: str | None, aws_conn_id: str | None, region: str | None,
+    *,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    aws_conn_id: str | None,
+    region: str | None,
     client_type: str,
 ) -> Any:
     """Credentials in Digdag's order: static keys, else an Airflow ``aws`` connection, else the default chain."""
     import boto3
 
     if access_key_id and secret_access_key:
-        return boto3.session.Session(aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-                                     region_name=region)
+        return boto3.session.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
+        )
     if aws_conn_id:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 

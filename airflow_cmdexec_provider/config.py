@@ -41,7 +41,16 @@ def executor_type() -> str | None:
 def _as_bool(value: Any, key: str, where: str) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+    if isinstance(value, str) and value.strip().lower() in (
+        "true",
+        "yes",
+        "on",
+        "1",
+        "false",
+        "no",
+        "off",
+        "0",
+    ):
         return value.strip().lower() in ("true", "yes", "on", "1")
     raise CmdExecConfigError(f"{where}: {key} must be true or false, got {value!r}")
 
@@ -51,7 +60,7 @@ def _as_str_list(value: Any, key: str, where: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise CmdExecConfigError(
-            f"{where}: {key} must be a list of strings (as in Digdag, e.g. [\"-m\", \"1G\"]), got {value!r}"
+            f'{where}: {key} must be a list of strings (as in Digdag, e.g. ["-m", "1G"]), got {value!r}'
         )
     if not all(isinstance(v, str) for v in value):
         raise CmdExecConfigError(f"{where}: every item of {key} must be a string, got {value!r}")
@@ -92,8 +101,16 @@ class DockerConfig:
         return self.cli or "docker"
 
 
-DOCKER_KEYS = {"image", "docker", "run_options", "pull_always", "selinux", "build", "build_options",
-               "docker_conn_id"}
+DOCKER_KEYS = {
+    "image",
+    "docker",
+    "run_options",
+    "pull_always",
+    "selinux",
+    "build",
+    "build_options",
+    "docker_conn_id",
+}
 
 
 def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerConfig:
@@ -102,7 +119,9 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
         raise BackendNotConfigured("the task has no docker params (docker={'image': ...})")
     where = f"Task {task_label}: docker"
     if not isinstance(docker, Mapping):
-        raise CmdExecConfigError(f"{where} must be a dict of Digdag docker.* keys, got {type(docker).__name__}")
+        raise CmdExecConfigError(
+            f"{where} must be a dict of Digdag docker.* keys, got {type(docker).__name__}"
+        )
     image = docker.get("image")
     if not image or not isinstance(image, str):
         raise CmdExecConfigError(
@@ -110,7 +129,9 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
         )
     unknown = set(docker) - DOCKER_KEYS
     if unknown:
-        raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(DOCKER_KEYS)}")
+        raise CmdExecConfigError(
+            f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(DOCKER_KEYS)}"
+        )
     cli = docker.get("docker")
     if cli is not None and (not isinstance(cli, str) or not cli):
         raise CmdExecConfigError(f"{where}.docker must be the path of the docker CLI, got {cli!r}")
@@ -138,7 +159,9 @@ def _registry_login(conn_id: str, task_label: str) -> RegistryLogin:
     """Read registry credentials from a ``docker`` connection (apache-airflow-providers-docker's form)."""
     conn = get_connection(conn_id)
     if conn is None:
-        raise CmdExecConfigError(f"Task {task_label}: docker.docker_conn_id {conn_id!r} is not an Airflow connection")
+        raise CmdExecConfigError(
+            f"Task {task_label}: docker.docker_conn_id {conn_id!r} is not an Airflow connection"
+        )
     if not conn.login:
         raise CmdExecConfigError(f"Task {task_label}: Docker connection {conn_id!r} has no Username (login)")
     server = f"{conn.host}:{conn.port}" if conn.host and conn.port else conn.host
@@ -262,7 +285,9 @@ class EcsConfig:
             )
         if self.poll_interval < 1:
             # 0 would be a busy loop against the ECS and Logs APIs and in the triggerer (review L6)
-            raise CmdExecConfigError(f"{where}: extra 'poll_interval' must be at least 1 second, got {self.poll_interval}")
+            raise CmdExecConfigError(
+                f"{where}: extra 'poll_interval' must be at least 1 second, got {self.poll_interval}"
+            )
         if self.launch_type and self.capacity_provider_name:
             raise CmdExecConfigError(
                 f"{where}: set either extra 'launch_type' or 'capacity_provider_name', not both (AWS rejects the pair)"
@@ -418,23 +443,30 @@ def _lookup_outside_task(kind: str, key: str) -> Any | None:
     return conn
 
 
-def ecs_config_from_connection(conn: Any, conn_id: str, overrides: Mapping[str, Any], task_label: str,
-                               task_definition_arn: str | None, image: str | None) -> EcsConfig:
+def ecs_config_from_connection(
+    conn: Any,
+    conn_id: str,
+    overrides: Mapping[str, Any],
+    task_label: str,
+    task_definition_arn: str | None,
+    image: str | None,
+) -> EcsConfig:
     """Build an EcsConfig from a ``cmdexec_ecs`` Connection plus the task's overrides."""
     where = f"Task {task_label}: ECS connection {conn_id!r}"
     values = _read_fields(conn, ECS_FIELDS, where)
     by_name = {spec.extra_name or spec.airflow_field: spec for spec in ECS_FIELDS}
     kwargs: dict[str, Any] = {}
     for airflow_field, value in values.items():
-        name = airflow_field[len("extra."):] if airflow_field.startswith("extra.") else airflow_field
+        name = airflow_field[len("extra.") :] if airflow_field.startswith("extra.") else airflow_field
         kwargs[name] = value
     for key, raw in overrides.items():
         spec = by_name.get(key)
         kwargs[key] = _convert(spec, raw, f"Task {task_label}: ecs") if spec is not None else raw
     kwargs["access_key_id"] = kwargs.pop("login", None)
     kwargs["secret_access_key"] = kwargs.pop("password", None)
-    return EcsConfig(conn_id=conn_id, task_label=task_label, task_definition_arn=task_definition_arn,
-                     image=image, **kwargs)
+    return EcsConfig(
+        conn_id=conn_id, task_label=task_label, task_definition_arn=task_definition_arn, image=image, **kwargs
+    )
 
 
 def storage_config_from_connection(conn: Any, conn_id: str, task_label: str) -> StorageConfig:
@@ -442,7 +474,9 @@ def storage_config_from_connection(conn: Any, conn_id: str, task_label: str) -> 
     where = f"Task {task_label}: temporal storage connection {conn_id!r}"
     extra = conn.extra_dejson if conn.extra else {}
     if not extra.get("type"):
-        raise CmdExecConfigError(f"{where}: extra 'type' (Digdag temporal_storage.type) is required: s3 or gcs")
+        raise CmdExecConfigError(
+            f"{where}: extra 'type' (Digdag temporal_storage.type) is required: s3 or gcs"
+        )
     values = _read_fields(conn, STORAGE_FIELDS, where)
     return StorageConfig(
         conn_id=conn_id,
@@ -563,8 +597,10 @@ def kube_config_content(value: Any, where: str) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise CmdExecConfigError(f"{where} extra 'kube_config' is not JSON or YAML: {exc}") from None
     if not isinstance(value, Mapping):
-        raise CmdExecConfigError(f"{where} extra 'kube_config' must be a kube config (a mapping with clusters, "
-                                 f"users and contexts), got {type(value).__name__}")
+        raise CmdExecConfigError(
+            f"{where} extra 'kube_config' must be a kube config (a mapping with clusters, "
+            f"users and contexts), got {type(value).__name__}"
+        )
     _mask_kube_config(value)
     return dict(value)
 
@@ -581,8 +617,14 @@ def _mask_kube_config(kube_config: Mapping[str, Any]) -> None:
 
 
 def kubernetes_config_from_connection(
-    conn: Any, conn_id: str, task_label: str, *, image: str = "", namespace: str | None = None,
-    pod: Mapping[str, Any] | None = None, persistent_volume: Mapping[str, Any] | None = None,
+    conn: Any,
+    conn_id: str,
+    task_label: str,
+    *,
+    image: str = "",
+    namespace: str | None = None,
+    pod: Mapping[str, Any] | None = None,
+    persistent_volume: Mapping[str, Any] | None = None,
     persistent_volume_claim: Mapping[str, Any] | None = None,
 ) -> KubernetesConfig:
     """Build a KubernetesConfig from a cncf ``kubernetes`` Connection plus the task's params."""
@@ -594,15 +636,20 @@ def kubernetes_config_from_connection(
         )
     extra = conn.extra_dejson if conn.extra else {}
     access = {name: _cncf_extra(extra, name) for name in ("in_cluster", "kube_config_path", "kube_config")}
-    in_cluster = access["in_cluster"] is not None and _as_bool(access["in_cluster"], "extra 'in_cluster'", where)
+    in_cluster = access["in_cluster"] is not None and _as_bool(
+        access["in_cluster"], "extra 'in_cluster'", where
+    )
     chosen = [name for name, value in access.items() if value and (name != "in_cluster" or in_cluster)]
     if len(chosen) > 1:
         raise CmdExecConfigError(
             f"{where}: extras {' and '.join(repr(c) for c in chosen)} exclude each other; keep one "
             "(Digdag: master/certs_ca_data/oauth_token, or use_kube_config with kube_config_path)"
         )
-    ours = {name: _convert(spec, extra.get(name), where) for name, spec in _KUBERNETES_EXTRAS.items()
-            if name.startswith("cmdexec_")}
+    ours = {
+        name: _convert(spec, extra.get(name), where)
+        for name, spec in _KUBERNETES_EXTRAS.items()
+        if name.startswith("cmdexec_")
+    }
     flags = {}
     for name in ("disable_verify_ssl", "disable_tcp_keepalive"):
         raw = _cncf_extra(extra, name)
@@ -638,18 +685,23 @@ def kubernetes_setup(
     """
     where = f"Task {task_label}: kubernetes"
     if kubernetes is not None and not isinstance(kubernetes, Mapping):
-        raise CmdExecConfigError(f"{where} must be a dict ({', '.join(KUBERNETES_TASK_KEYS)}), "
-                                 f"got {type(kubernetes).__name__}")
+        raise CmdExecConfigError(
+            f"{where} must be a dict ({', '.join(KUBERNETES_TASK_KEYS)}), got {type(kubernetes).__name__}"
+        )
     params = dict(kubernetes or {})
     unknown = set(params) - set(KUBERNETES_TASK_KEYS)
     if unknown:
-        raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; use {', '.join(KUBERNETES_TASK_KEYS)}")
+        raise CmdExecConfigError(
+            f"{where}: unknown keys {sorted(unknown)}; use {', '.join(KUBERNETES_TASK_KEYS)}"
+        )
     for key in ("conn_id", "namespace"):
         if key in params and (not isinstance(params[key], str) or not params[key]):
             raise CmdExecConfigError(f"{where}.{key} must be a non-empty string, got {params[key]!r}")
     for key in ("Pod", "PersistentVolume", "PersistentVolumeClaim"):
         if params.get(key) is not None and not isinstance(params[key], Mapping):
-            raise CmdExecConfigError(f"{where}.{key} must be a dict (as in a Kubernetes manifest), got {params[key]!r}")
+            raise CmdExecConfigError(
+                f"{where}.{key} must be a dict (as in a Kubernetes manifest), got {params[key]!r}"
+            )
     for key in ("PersistentVolume", "PersistentVolumeClaim"):
         if params.get(key) is not None:
             _check_manifest(params[key], f"{where}.{key}")
@@ -659,7 +711,9 @@ def kubernetes_setup(
     image = pod.get("image") or ((docker or {}).get("image") if isinstance(docker, Mapping) else None)
     if not image or not isinstance(image, str):
         if required:
-            raise CmdExecConfigError(f"{where}: set docker.image (or kubernetes.Pod.image): the image of the pod")
+            raise CmdExecConfigError(
+                f"{where}: set docker.image (or kubernetes.Pod.image): the image of the pod"
+            )
         raise BackendNotConfigured("the task has no docker.image (nor kubernetes.Pod.image)")
     conn_id = params.get("conn_id") or KUBERNETES_CONN_ID
     conn = get_connection(conn_id)
@@ -672,8 +726,14 @@ def kubernetes_setup(
             )
         raise BackendNotConfigured(f"no Kubernetes cluster connection {conn_id!r}")
     k8s = kubernetes_config_from_connection(
-        conn, conn_id, task_label, image=image, namespace=params.get("namespace"), pod=pod,
-        persistent_volume=params.get("PersistentVolume"), persistent_volume_claim=params.get("PersistentVolumeClaim"),
+        conn,
+        conn_id,
+        task_label,
+        image=image,
+        namespace=params.get("namespace"),
+        pod=pod,
+        persistent_volume=params.get("PersistentVolume"),
+        persistent_volume_claim=params.get("PersistentVolumeClaim"),
     )
     extra = conn.extra_dejson if conn.extra else {}
     storages = []
@@ -695,7 +755,11 @@ def kubernetes_setup(
 
 def _check_manifest(manifest: Mapping[str, Any], where: str) -> None:
     """A PersistentVolume(Claim) the task declares: it needs its name (the pod's volumes refer to it) and a spec."""
-    name = (manifest.get("metadata") or {}).get("name") if isinstance(manifest.get("metadata"), Mapping) else None
+    name = (
+        (manifest.get("metadata") or {}).get("name")
+        if isinstance(manifest.get("metadata"), Mapping)
+        else None
+    )
     if not isinstance(name, str) or not name:
         raise CmdExecConfigError(f"{where} needs metadata.name (the name the pod's volumes refer to)")
     if not isinstance(manifest.get("spec"), Mapping):

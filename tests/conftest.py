@@ -254,7 +254,9 @@ def _run_dag(dag: Any, **test_kwargs: Any) -> DagRunResult:
     task_states: dict[str, str | None] = {}
     for ti in dag_run.get_task_instances():
         key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-        task_states[key] = None if ti.state is None else str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+        task_states[key] = (
+            None if ti.state is None else str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+        )
     state = dag_run.state
     return DagRunResult(
         dag_id=dag.dag_id,
@@ -288,7 +290,9 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if _require_all() and (report.skipped or hasattr(report, "wasxfail")):
         report.outcome = "failed"
-        report.longrepr = f"skipped or xfailed, but scripts/test.sh requires every test to run: {report.longrepr}"
+        report.longrepr = (
+            f"skipped or xfailed, but scripts/test.sh requires every test to run: {report.longrepr}"
+        )
         if hasattr(report, "wasxfail"):
             del report.wasxfail  # else pytest would not count the failure (and exit 0)
 
@@ -300,12 +304,17 @@ def pytest_make_collect_report(collector):
     report = outcome.get_result()
     if _require_all() and report.skipped:
         report.outcome = "failed"
-        report.longrepr = f"skipped at collection, but scripts/test.sh requires every test to run: {report.longrepr}"
+        report.longrepr = (
+            f"skipped at collection, but scripts/test.sh requires every test to run: {report.longrepr}"
+        )
 
 
 def pytest_collection_modifyitems(config, items):
     """Under scripts/test.sh (CI) no test may be deselected: -m/-k/--deselect would drop tests silently."""
-    if _require_all() and (config.getoption("markexpr") or config.getoption("keyword")
-                           or config.getoption("deselect")):
-        raise pytest.UsageError("scripts/test.sh runs every test: do not pass -m, -k or --deselect "
-                                "(run pytest directly for a subset)")
+    if _require_all() and (
+        config.getoption("markexpr") or config.getoption("keyword") or config.getoption("deselect")
+    ):
+        raise pytest.UsageError(
+            "scripts/test.sh runs every test: do not pass -m, -k or --deselect "
+            "(run pytest directly for a subset)"
+        )

@@ -20,7 +20,9 @@ from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile, Remot
 from airflow_cmdexec_provider.triggers.command import CommandTrigger
 
 # Each line carries its task, its number and the time the command printed it (for the latency).
-LINE_SCRIPT = 'for i in $(seq 1 {lines}); do echo "scale {task} line $i at $(date +%s.%N)"; sleep {pause}; done\n'
+LINE_SCRIPT = (
+    'for i in $(seq 1 {lines}); do echo "scale {task} line $i at $(date +%s.%N)"; sleep {pause}; done\n'
+)
 
 
 @dataclass
@@ -48,13 +50,25 @@ def request(tmp_path: Path, task: str, lines: int, pause: float) -> CommandReque
     (io_dir / "runner.sh").write_text(LINE_SCRIPT.format(lines=lines, task=task, pause=pause))
     project = tmp_path / task / "project"
     project.mkdir()
-    return CommandRequest(task_label=f"scale.{task}", project_dir=project, workdir="", io_dir=io_dir,
-                          command=("/bin/sh", IoFile("runner.sh")),
-                          labels={"dag_id": "scale", "task_id": task, "run_id": "scale-run", "try_number": "1",
-                                  "map_index": "-1"})
+    return CommandRequest(
+        task_label=f"scale.{task}",
+        project_dir=project,
+        workdir="",
+        io_dir=io_dir,
+        command=("/bin/sh", IoFile("runner.sh")),
+        labels={
+            "dag_id": "scale",
+            "task_id": task,
+            "run_id": "scale-run",
+            "try_number": "1",
+            "map_index": "-1",
+        },
+    )
 
 
-def submit_all(make_backend, settings: TaskSettings, requests: list[CommandRequest], workers: int = 8) -> list[Followed]:
+def submit_all(
+    make_backend, settings: TaskSettings, requests: list[CommandRequest], workers: int = 8
+) -> list[Followed]:
     """Start every command (in a few threads, as several workers would), each with its own backend."""
 
     def start(req: CommandRequest) -> Followed:
@@ -67,7 +81,9 @@ def submit_all(make_backend, settings: TaskSettings, requests: list[CommandReque
 
 
 async def _follow(followed: Followed, executor: str) -> None:
-    trigger = RecordingTrigger(executor=executor, handle=followed.handle, settings=followed.settings, deadline=None)
+    trigger = RecordingTrigger(
+        executor=executor, handle=followed.handle, settings=followed.settings, deadline=None
+    )
     trigger.sink = followed.lines
     async for event in trigger.run():
         followed.event = event.payload

@@ -381,7 +381,9 @@ def test_lookup_inside_a_task_tells_absent_from_unreadable(monkeypatch: pytest.M
     answers.append(ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": "k"}))
     assert config.executor_type() is None
     answers.append(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 503}))
-    with pytest.raises(config.ConfigLookupError, match=r"connection 'x' could not be read .*API_SERVER_ERROR"):
+    with pytest.raises(
+        config.ConfigLookupError, match=r"connection 'x' could not be read .*API_SERVER_ERROR"
+    ):
         config.get_connection("x")
     answers.append(ErrorResponse(error=ErrorType.PERMISSION_DENIED, detail={}))
     with pytest.raises(config.ConfigLookupError, match="PERMISSION_DENIED"):

@@ -59,14 +59,18 @@ def gcs() -> Iterator[GcsEmulator]:
         emulator.stop()
 
 
-def ecs_test(aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra) -> tuple[bool, str]:
+def ecs_test(
+    aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra
+) -> tuple[bool, str]:
     fields = {"cluster_name": CLUSTER, "region": REGION, "endpoint_url": aws.url, **extra}
     ok, message = connection_test("cmdexec_ecs", login=login, password=password, extra=fields)
     assert SECRET not in message
     return ok, message
 
 
-def s3_test(aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra) -> tuple[bool, str]:
+def s3_test(
+    aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra
+) -> tuple[bool, str]:
     fields = {"type": "s3", "bucket": BUCKET, "region": REGION, "endpoint": aws.url, **extra}
     ok, message = connection_test("cmdexec_storage", login=login, password=password, extra=fields)
     assert SECRET not in message
@@ -138,7 +142,9 @@ def test_credentials_from_the_aws_connection(aws: MotoServer, monkeypatch: pytes
     with aws.enforce_credentials():
         ok, message = ecs_test(aws, login=None, password=None, aws_conn_id="cmdexec_test_aws")
     assert ok, message
-    assert "accept the credentials from the AWS connection 'cmdexec_test_aws' (extra 'aws_conn_id')" in message
+    assert (
+        "accept the credentials from the AWS connection 'cmdexec_test_aws' (extra 'aws_conn_id')" in message
+    )
     assert secret not in message
 
 
@@ -157,9 +163,7 @@ def test_no_credentials_at_all(aws: MotoServer) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("field", "label"), [("subnets", "Subnets"), ("security_groups", "Security groups")]
-)
+@pytest.mark.parametrize(("field", "label"), [("subnets", "Subnets"), ("security_groups", "Security groups")])
 def test_missing_subnet_or_security_group_is_named(aws: MotoServer, field: str, label: str) -> None:
     ec2 = aws.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
@@ -239,7 +243,12 @@ def test_presigned_read_back_failure_is_reported_and_cleaned_up(aws: MotoServer)
     deny_get = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"}
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{BUCKET}/*",
+            }
         ],
     }
     aws.client("s3").put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(deny_get))

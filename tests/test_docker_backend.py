@@ -101,7 +101,9 @@ def _labels_of(labels: dict[str, str]) -> list[str]:
 # -- where and how the command runs -----------------------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_command_runs_in_its_own_container_on_a_copy_of_the_project(project: Project, transport: dict) -> None:
+def test_command_runs_in_its_own_container_on_a_copy_of_the_project(
+    project: Project, transport: dict
+) -> None:
     """The container gets a copy of the project (what ECS ships: no dot-paths, no .digdagignore'd
     paths, modes and in-project links kept) at the same paths, runs in the workdir, and whatever it
     does to the project stays in the container (review H6); its IO dir comes back."""
@@ -128,7 +130,9 @@ def test_command_runs_in_its_own_container_on_a_copy_of_the_project(project: Pro
         f"echo result > {project.io_dir}/result.txt\n"
     )
     sink = Sink()
-    result = backend(transport).run(project.sh_request(script, labels=unique_labels("inside"), workdir="sub"), sink)
+    result = backend(transport).run(
+        project.sh_request(script, labels=unique_labels("inside"), workdir="sub"), sink
+    )
     assert result.exit_code == 0, sink.text
     assert f"pwd={project.root / 'sub'}" in sink.lines
     assert "pid=1" in sink.lines  # PID 1 of its own PID namespace: a container
@@ -147,18 +151,30 @@ def test_command_runs_in_its_own_container_on_a_copy_of_the_project(project: Pro
 def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recorder) -> None:
     """The per-task cost on the Engine API: no inspect before the create, one log stream while it
     runs, the state once, the rest of the log (Docker may end a follow early), the IO dir, gone."""
-    assert backend().run(project.sh_request("echo hello", labels=unique_labels("calls")), Sink()).exit_code == 0
+    assert (
+        backend().run(project.sh_request("echo hello", labels=unique_labels("calls")), Sink()).exit_code == 0
+    )
 
-    def short(call: str) -> str:  # "GET /v1.41/containers/cmdexec-.../logs?...&follow=1" -> ".../C/logs?follow=1"
+    def short(
+        call: str,
+    ) -> str:  # "GET /v1.41/containers/cmdexec-.../logs?...&follow=1" -> ".../C/logs?follow=1"
         path, _, query = call.partition("?")
-        path = re.sub(r"/containers/cmdexec-[\w.-]+", "/containers/C", re.sub(r"^(\w+) /v[\d.]+/", r"\1 /", path))
+        path = re.sub(
+            r"/containers/cmdexec-[\w.-]+", "/containers/C", re.sub(r"^(\w+) /v[\d.]+/", r"\1 /", path)
+        )
         follow = re.search(r"follow=(\d)", query)
         return f"{path}?follow={follow[1]}" if path.endswith("/logs") else path
 
     assert [short(call) for call in recorder.calls()] == [
-        "GET /version", "POST /containers/create", "PUT /containers/C/archive", "POST /containers/C/start",
-        "GET /containers/C/logs?follow=1", "GET /containers/C/json", "GET /containers/C/logs?follow=0",
-        "GET /containers/C/archive", "DELETE /containers/C",
+        "GET /version",
+        "POST /containers/create",
+        "PUT /containers/C/archive",
+        "POST /containers/C/start",
+        "GET /containers/C/logs?follow=1",
+        "GET /containers/C/json",
+        "GET /containers/C/logs?follow=0",
+        "GET /containers/C/archive",
+        "DELETE /containers/C",
     ]
 
 
@@ -166,7 +182,9 @@ def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recor
 @pytest.mark.usefixtures("no_leftovers")
 def test_a_command_whose_io_dir_is_not_needed_is_not_copied_out(project: Project, recorder) -> None:
     """sh> reports only its exit code: its IO dir stays in the container (a copy costs the daemon a process)."""
-    request = dataclasses.replace(project.sh_request("echo hello", labels=unique_labels("noout")), needs_outputs=False)
+    request = dataclasses.replace(
+        project.sh_request("echo hello", labels=unique_labels("noout")), needs_outputs=False
+    )
     assert backend().run(request, Sink()).exit_code == 0
     calls = recorder.calls()
     assert any(c.startswith("PUT ") and c.split("?")[0].endswith("/archive") for c in calls)
@@ -178,10 +196,11 @@ def test_a_command_whose_io_dir_is_not_needed_is_not_copied_out(project: Project
 def test_an_image_user_that_is_not_root_can_write_the_workspace(project: Project) -> None:
     (project.root / "sub").mkdir()
     (project.root / "sub" / "in.txt").write_text("x\n")
-    script = f'id -u\necho fresh > new.txt && cat new.txt\necho out > {project.io_dir}/out.txt\n'
+    script = f"id -u\necho fresh > new.txt && cat new.txt\necho out > {project.io_dir}/out.txt\n"
     sink = Sink()
     result = backend(run_options=["--user", "65534:65534"]).run(
-        project.sh_request(script, labels=unique_labels("nonroot"), workdir="sub"), sink)
+        project.sh_request(script, labels=unique_labels("nonroot"), workdir="sub"), sink
+    )
     assert result.exit_code == 0, sink.text
     assert sink.lines[-2:] == ["65534", "fresh"]
     assert (project.io_dir / "out.txt").read_text() == "out\n"
@@ -242,7 +261,9 @@ def test_kill_before_the_container_starts_prevents_it_api(project: Project, reco
     """A kill while the workspace is copied in (the copy is held by the proxy) means no start at all."""
     recorder.hold(r"^PUT .*/archive")
     docker_backend = backend()
-    run = BackgroundRun(docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))).start()
+    run = BackgroundRun(
+        docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))
+    ).start()
     assert recorder.held.wait(120), "the copy into the container never came"
     docker_backend.kill()
     recorder.release()
@@ -259,8 +280,12 @@ def test_kill_before_the_container_starts_prevents_it_cli(project: Project, tmp_
     calls, go = tmp_path / "calls.log", tmp_path / "go"
     cli = write_wrapper(tmp_path / "held-docker", calls, hold_on="cp", go=go)
     docker_backend = backend(docker=str(cli))
-    run = BackgroundRun(docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))).start()
-    wait_for(lambda: any(cli_command(c) == "cp" for c in wrapper_calls(calls)), 120, "the copy into the container")
+    run = BackgroundRun(
+        docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))
+    ).start()
+    wait_for(
+        lambda: any(cli_command(c) == "cp" for c in wrapper_calls(calls)), 120, "the copy into the container"
+    )
     docker_backend.kill()
     go.touch()
     error = run.join_error(timeout=120)
@@ -292,7 +317,9 @@ def test_a_container_whose_labels_name_another_task_is_never_removed(project: Pr
     name = container_name(labels)
     docker("create", "--name", name, *_labels_of({**labels, "task_id": "another_task"}), IMAGE, "true")
     try:
-        with pytest.raises(BackendError, match=f"the container name {name} is taken by a container of another task"):
+        with pytest.raises(
+            BackendError, match=f"the container name {name} is taken by a container of another task"
+        ):
             backend().run(project.sh_request("echo never", labels=labels), Sink())
         assert inspect_container(name) is not None
     finally:
@@ -311,7 +338,9 @@ def test_the_next_try_removes_what_an_earlier_try_left_and_nothing_else(project:
     docker("create", "--name", other_run, *_labels_of({**first, "run_id": "another-run"}), IMAGE, "true")
     try:
         sink = Sink()
-        result = backend().run(project.sh_request("echo second try", labels={**first, "try_number": "2"}), sink)
+        result = backend().run(
+            project.sh_request("echo second try", labels={**first, "try_number": "2"}), sink
+        )
         assert result.exit_code == 0 and sink.lines[-1] == "second try"
         assert f"Removing container {earlier}, left by try 1 of this task" in sink.lines
         assert inspect_container(earlier) is None
@@ -332,7 +361,10 @@ def test_starting_handle_of_a_container_that_was_not_started_makes_a_new_one(pro
     second = {**first, "try_number": "2"}
     result = backend().resume(starting, project.sh_request("echo second try", labels=second), sink)
     assert result is not None and result.exit_code == 0
-    assert f"Removing container {earlier}, which an earlier try of this task created but did not start" in sink.lines
+    assert (
+        f"Removing container {earlier}, which an earlier try of this task created but did not start"
+        in sink.lines
+    )
     assert f"Started container {container_name(second)}" in sink.lines
     assert sink.lines[-1] == "second try"
     assert inspect_container(earlier) is None
@@ -344,18 +376,28 @@ def test_starting_handle_of_a_started_container_is_taken_over(project: Project, 
     """A try that died after start but before saving its full handle: the next one follows that
     container (its log, its result, its outputs) and creates none."""
     first = unique_labels("adopt", try_number=1)
-    script = ("echo first\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho second\n"
-              f"echo out > {project.io_dir}/out.txt\n")
+    script = (
+        "echo first\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho second\n"
+        f"echo out > {project.io_dir}/out.txt\n"
+    )
     handle = backend().submit(project.sh_request(script, labels=first), Sink())
     wait_for(lambda: docker("logs", handle["container"]).stdout.strip() == "first", 60, "the first line")
     creates = len(recorder.calls(r"^POST .*/containers/create"))
     later_io = project.io_dir.parent / "later-io"
     later_io.mkdir()
-    request = CommandRequest(task_label="d.t", project_dir=project.root, workdir="", io_dir=later_io,
-                             command=("/bin/sh", IoFile("runner.sh")), labels={**first, "try_number": "2"})
+    request = CommandRequest(
+        task_label="d.t",
+        project_dir=project.root,
+        workdir="",
+        io_dir=later_io,
+        command=("/bin/sh", IoFile("runner.sh")),
+        labels={**first, "try_number": "2"},
+    )
     sink, results = Sink(), []
     resumed = threading.Thread(
-        target=lambda: results.append(backend().resume({**handle, "starting": True}, request, sink)), daemon=True)
+        target=lambda: results.append(backend().resume({**handle, "starting": True}, request, sink)),
+        daemon=True,
+    )
     resumed.start()
     wait_for(lambda: "first" in sink.lines, 60, "the log of the earlier container")
     docker("exec", handle["container"], "touch", "/tmp/go")
@@ -394,13 +436,20 @@ def test_sibling_tasks_whose_ids_share_a_long_prefix_run_side_by_side(tmp_path: 
     for suffix in ("a", "b"):
         (tmp_path / suffix).mkdir()
         proj = Project.create(tmp_path / suffix)
-        labels = {"dag_id": f"{DAG_PREFIX}_h1", "task_id": f"extract_group_with_a_long_name.load_table_{suffix}",
-                  "run_id": run_id, "try_number": "1", "map_index": "-1"}
+        labels = {
+            "dag_id": f"{DAG_PREFIX}_h1",
+            "task_id": f"extract_group_with_a_long_name.load_table_{suffix}",
+            "run_id": run_id,
+            "try_number": "1",
+            "map_index": "-1",
+        }
         script = f"echo I am {suffix}\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho {suffix} > {proj.io_dir}/who\n"
         runs.append((BackgroundRun(backend(), proj.sh_request(script, labels=labels)).start(), proj, suffix))
     assert runs[0][0].name != runs[1][0].name
     for run, _, suffix in runs:
-        wait_for(lambda run=run, suffix=suffix: f"I am {suffix}" in run.sink.lines, 120, f"task {suffix} to run")
+        wait_for(
+            lambda run=run, suffix=suffix: f"I am {suffix}" in run.sink.lines, 120, f"task {suffix} to run"
+        )
     for run, _, _ in runs:  # both run at the same time now
         assert wait_running(run.name)
         docker("exec", run.name, "touch", "/tmp/go")
@@ -413,13 +462,15 @@ def test_sibling_tasks_whose_ids_share_a_long_prefix_run_side_by_side(tmp_path: 
 # -- exit codes ---------------------------------------------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-@pytest.mark.parametrize(("kind", "code"), [("api", 0), ("api", 3), ("api", 125), ("api", 127), ("cli", 125),
-                                            ("cli", 127)])
+@pytest.mark.parametrize(
+    ("kind", "code"), [("api", 0), ("api", 3), ("api", 125), ("api", 127), ("cli", 125), ("cli", 127)]
+)
 def test_exit_code_propagates(project: Project, kind: str, code: int) -> None:
     """The container's exit code is the result, also 125-127 (ordinary codes of user commands)."""
     sink = Sink()
     result = backend(TRANSPORTS[kind]).run(
-        project.sh_request(f"echo bye\nexit {code}\n", labels=unique_labels(f"exit{code}")), sink)
+        project.sh_request(f"echo bye\nexit {code}\n", labels=unique_labels(f"exit{code}")), sink
+    )
     assert result.exit_code == code
     assert result.reason is None
     assert sink.lines[-1] == "bye"
@@ -444,9 +495,13 @@ def test_oom_kill_is_reported(project: Project) -> None:
 def test_logs_reach_the_task_log_while_the_container_runs(project: Project, transport: dict) -> None:
     """The first lines are in the task log while the container still waits; a long line (which Docker
     splits into 16 KiB pieces) arrives whole, and so does a last line without a line break."""
-    script = ("echo first\necho to-stderr >&2\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n"
-              "python3 -c \"print('x' * 40000)\"\necho second\nprintf 'no line break'\n")
-    run = BackgroundRun(backend(transport), project.sh_request(script, labels=unique_labels("stream"))).start()
+    script = (
+        "echo first\necho to-stderr >&2\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n"
+        "python3 -c \"print('x' * 40000)\"\necho second\nprintf 'no line break'\n"
+    )
+    run = BackgroundRun(
+        backend(transport), project.sh_request(script, labels=unique_labels("stream"))
+    ).start()
     wait_for(lambda: {"first", "to-stderr"} <= set(run.sink.lines), 60, "the first lines")
     assert inspect_container(run.name)["State"]["Running"]
     assert "second" not in run.sink.lines
@@ -463,8 +518,14 @@ def test_log_position_survives_timestamps_out_of_order() -> None:
     """Docker stamps stdout and stderr apart, so its log is not in timestamp order. A re-read from the
     saved position (the daemon returns the entries since the anchor second, in log order) shows
     exactly the lines not shown before."""
-    log = [_entry("10.500000000", "a"), _entry("10.200000000", "b"), _entry("11.100000000", "c"),
-           _entry("12.000000001", "d"), _entry("11.900000000", "e"), _entry("13.000000000", "f")]
+    log = [
+        _entry("10.500000000", "a"),
+        _entry("10.200000000", "b"),
+        _entry("11.100000000", "c"),
+        _entry("12.000000001", "d"),
+        _entry("11.900000000", "e"),
+        _entry("13.000000000", "f"),
+    ]
 
     def since(anchor: int | None) -> list[bytes]:  # what the daemon returns: entries stamped at or after
         return [e for e in log if anchor is None or int(e[17:19]) >= anchor % 60]
@@ -511,7 +572,9 @@ def test_env_reaches_the_container_intact_and_the_worker_env_does_not(
     dump = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
     sink = Sink()
     result = backend(transport).run(
-        project.sh_request(f'exec python3 -c "{dump}" {out}\n', labels=unique_labels("env"), env=ENV_CASES), sink)
+        project.sh_request(f'exec python3 -c "{dump}" {out}\n', labels=unique_labels("env"), env=ENV_CASES),
+        sink,
+    )
     assert result.exit_code == 0, sink.text
     seen = json.loads(out.read_text())
     for key, value in ENV_CASES.items():
@@ -526,14 +589,24 @@ def test_env_reaches_the_container_intact_and_the_worker_env_does_not(
 def test_a_value_only_the_cli_environment_can_carry_may_not_change_the_cli(project: Project) -> None:
     """On the CLI, a multi-line or over-long value travels in the CLI's own environment: a name that
     would change the CLI is refused (review M14) before any container exists. The API takes it."""
-    for env in ({"DOCKER_HOST": "a\nb"}, {"LD_PRELOAD": "/x.so " + " " * (ENV_FILE_MAX_LINE + 10)},
-                {"SSL_CERT_FILE": "a\nb"}, {"http_proxy": "a\nb"}):
+    for env in (
+        {"DOCKER_HOST": "a\nb"},
+        {"LD_PRELOAD": "/x.so " + " " * (ENV_FILE_MAX_LINE + 10)},
+        {"SSL_CERT_FILE": "a\nb"},
+        {"http_proxy": "a\nb"},
+    ):
         (name,) = env
         with pytest.raises(CmdExecConfigError, match=f"env var '{name}' has a multi-line or very long value"):
-            backend(docker="docker").run(project.sh_request("true", labels=unique_labels("clienv"), env=env), Sink())
+            backend(docker="docker").run(
+                project.sh_request("true", labels=unique_labels("clienv"), env=env), Sink()
+            )
     sink = Sink()
-    result = backend().run(project.sh_request('printf "%s|" "$DOCKER_HOST"', labels=unique_labels("apienv"),
-                                              env={"DOCKER_HOST": "a\nb"}), sink)
+    result = backend().run(
+        project.sh_request(
+            'printf "%s|" "$DOCKER_HOST"', labels=unique_labels("apienv"), env={"DOCKER_HOST": "a\nb"}
+        ),
+        sink,
+    )
     assert result.exit_code == 0 and sink.lines[-2:] == ["a", "b|"]
 
 
@@ -557,8 +630,12 @@ def test_env_values_never_appear_on_a_command_line(project: Project, transport: 
     calls = tmp_path / "calls.log"
     params = {"docker": str(write_wrapper(tmp_path / "docker-wrapper", calls))} if transport else {}
     docker_backend = backend(params, stop_grace=1)
-    script = f'test "$SECRET_TOKEN" = "{secret}" && echo token-ok\necho ready\nexec sh -c "sleep 300" {marker}\n'
-    run = BackgroundRun(docker_backend, project.sh_request(script, labels=unique_labels("secret"), env=env)).start()
+    script = (
+        f'test "$SECRET_TOKEN" = "{secret}" && echo token-ok\necho ready\nexec sh -c "sleep 300" {marker}\n'
+    )
+    run = BackgroundRun(
+        docker_backend, project.sh_request(script, labels=unique_labels("secret"), env=env)
+    ).start()
     try:
         wait_for(lambda: "ready" in run.sink.lines, 60, "the script to start")
         assert "token-ok" in run.sink.lines
@@ -591,15 +668,24 @@ backend(docker={cli!r}).run(request, Sink())
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_the_env_file_is_gone_after_create_even_when_the_worker_is_killed(project: Project, tmp_path: Path) -> None:
+def test_the_env_file_is_gone_after_create_even_when_the_worker_is_killed(
+    project: Project, tmp_path: Path
+) -> None:
     """SIGKILL the worker while docker create runs: the shell around the CLI removes the private
     dir (env file included) as soon as the CLI returned."""
     calls, go = tmp_path / "calls.log", tmp_path / "go"
     cli = write_wrapper(tmp_path / "held-docker", calls, hold_on="create", go=go)
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     labels = unique_labels("killed")
-    code = WORKER.format(tests=str(TESTS), root=str(TESTS.parent), root_dir=str(project.root),
-                         io_dir=str(project.io_dir), labels=labels, secret=secret, cli=str(cli))
+    code = WORKER.format(
+        tests=str(TESTS),
+        root=str(TESTS.parent),
+        root_dir=str(project.root),
+        io_dir=str(project.io_dir),
+        labels=labels,
+        secret=secret,
+        cli=str(cli),
+    )
     worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: any(cli_command(c) == "create" for c in wrapper_calls(calls)), 300, "docker create")
@@ -655,7 +741,8 @@ def test_docker_cli_path_and_run_options(project: Project, tmp_path: Path) -> No
     sink = Sink()
     labels = unique_labels("cli")
     result = backend(docker=str(cli), run_options=["--hostname", "via-wrapper"]).run(
-        project.sh_request("hostname", labels=labels, workdir="sub"), sink)
+        project.sh_request("hostname", labels=labels, workdir="sub"), sink
+    )
     assert result.exit_code == 0
     assert sink.lines[-1] == "via-wrapper"
     assert f"runs in Docker through the docker CLI {cli} (docker.docker is set)" in sink.lines[0]
@@ -676,7 +763,8 @@ def test_relative_paths_in_run_options_resolve_in_the_working_dir(project: Proje
     (project.root / "sub" / "extra.env").write_text("EXTRA=from the relative env file\n")
     sink = Sink()
     result = backend(run_options=["--env-file", "extra.env"]).run(
-        project.sh_request('echo "$EXTRA"', labels=unique_labels("relative"), workdir="sub"), sink)
+        project.sh_request('echo "$EXTRA"', labels=unique_labels("relative"), workdir="sub"), sink
+    )
     assert result.exit_code == 0, sink.text
     assert sink.lines[-1] == "from the relative env file"
 
@@ -684,7 +772,9 @@ def test_relative_paths_in_run_options_resolve_in_the_working_dir(project: Proje
 def test_cli_not_found_is_a_config_error(project: Project) -> None:
     missing = r"docker CLI '/nonexistent/bin/docker' was not found \(key docker\.docker\)"
     with pytest.raises(CmdExecConfigError, match=missing):
-        backend(docker="/nonexistent/bin/docker").run(project.sh_request("true", labels=unique_labels("nocli")), Sink())
+        backend(docker="/nonexistent/bin/docker").run(
+            project.sh_request("true", labels=unique_labels("nocli")), Sink()
+        )
 
 
 @pytest.mark.docker
@@ -692,7 +782,9 @@ def test_cli_not_found_is_a_config_error(project: Project) -> None:
 def test_pull_always_fails_clearly_without_a_registry(project: Project, transport: dict) -> None:
     """pull_always pulls even a local image; with no registry reachable that is an error naming the image."""
     with pytest.raises(BackendError, match=f"pulling the image {IMAGE} failed \\(docker.pull_always\\)"):
-        backend(transport, pull_always=True).run(project.sh_request("true", labels=unique_labels("pull")), Sink())
+        backend(transport, pull_always=True).run(
+            project.sh_request("true", labels=unique_labels("pull")), Sink()
+        )
 
 
 @pytest.mark.docker
@@ -700,13 +792,17 @@ def test_pull_always_fails_clearly_without_a_registry(project: Project, transpor
 def test_missing_image_is_an_error_naming_it(project: Project, transport: dict) -> None:
     image = f"cmdexec-no-such-image:{uuid.uuid4().hex[:8]}"
     sink = Sink()
-    with pytest.raises(BackendError, match=f"the image {image} is not on this Docker host and could not be pulled"):
+    with pytest.raises(
+        BackendError, match=f"the image {image} is not on this Docker host and could not be pulled"
+    ):
         backend(transport, image=image).run(project.sh_request("true", labels=unique_labels("noimage")), sink)
     assert any(line.startswith(f"Unable to find image '{image}' locally") for line in sink.lines), sink.text
 
 
 @pytest.mark.docker
-def test_unreachable_daemon_is_an_error(project: Project, transport: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_daemon_is_an_error(
+    project: Project, transport: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     require_docker()
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     with pytest.raises(BackendError, match="the Docker daemon is not reachable .*/nonexistent.sock"):
@@ -717,9 +813,14 @@ def test_unreachable_daemon_is_an_error(project: Project, transport: dict, monke
 @pytest.mark.usefixtures("no_leftovers")
 def test_missing_program_in_image_is_command_not_found(project: Project, transport: dict) -> None:
     for program in ("python9", "/usr/bin/python9"):
-        request = CommandRequest(task_label="dockertest.noprog", project_dir=project.root, workdir="",
-                                 io_dir=project.io_dir, command=(program, IoFile("runner.py")),
-                                 labels=unique_labels("noprog"))
+        request = CommandRequest(
+            task_label="dockertest.noprog",
+            project_dir=project.root,
+            workdir="",
+            io_dir=project.io_dir,
+            command=(program, IoFile("runner.py")),
+            labels=unique_labels("noprog"),
+        )
         with pytest.raises(CommandNotFound) as info:
             backend(transport).run(request, Sink())
         assert info.value.program == program
@@ -741,7 +842,9 @@ def test_a_mount_error_is_not_reported_as_a_missing_program(project: Project) ->
 @pytest.mark.usefixtures("no_leftovers")
 def test_a_link_leaving_the_project_fails_the_task_and_leaves_nothing(project: Project) -> None:
     (project.root / "passwd").symlink_to("/etc/passwd")
-    with pytest.raises(CmdExecConfigError, match=r"Task dockertest\.task: project file 'passwd' is a symbolic link"):
+    with pytest.raises(
+        CmdExecConfigError, match=r"Task dockertest\.task: project file 'passwd' is a symbolic link"
+    ):
         backend().run(project.sh_request("true", labels=unique_labels("badlink")), Sink())
 
 
@@ -752,8 +855,18 @@ REGISTRY = "registry.invalid:5000"
 @pytest.fixture
 def registry_connection(monkeypatch: pytest.MonkeyPatch) -> str:
     password = f"pw-{uuid.uuid4().hex}"
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY", json.dumps(
-        {"conn_type": "docker", "host": "registry.invalid", "port": 5000, "login": "robot", "password": password}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY",
+        json.dumps(
+            {
+                "conn_type": "docker",
+                "host": "registry.invalid",
+                "port": 5000,
+                "login": "robot",
+                "password": password,
+            }
+        ),
+    )
     return password
 
 
@@ -764,8 +877,11 @@ def test_registry_login_goes_with_the_pull_api(project: Project, recorder, regis
     sink = Sink()
     with pytest.raises(BackendError, match=f"the image {image} is not on this Docker host"):
         backend(image=image, docker_conn_id="cmdexec_test_registry").run(
-            project.sh_request("true", labels=unique_labels("registry")), sink)
-    (pull,) = [r for r in recorder.requests if r.method == "POST" and r.path.split("?")[0].endswith("/images/create")]
+            project.sh_request("true", labels=unique_labels("registry")), sink
+        )
+    (pull,) = [
+        r for r in recorder.requests if r.method == "POST" and r.path.split("?")[0].endswith("/images/create")
+    ]
     auth = json.loads(base64.urlsafe_b64decode(pull.headers["x-registry-auth"] + "=="))
     assert auth == {"username": "robot", "password": registry_connection, "serveraddress": REGISTRY}
     assert registry_connection not in sink.text
@@ -773,18 +889,23 @@ def test_registry_login_goes_with_the_pull_api(project: Project, recorder, regis
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_registry_login_goes_to_every_cli_call_that_may_pull(project: Project, tmp_path: Path,
-                                                             registry_connection: str) -> None:
+def test_registry_login_goes_to_every_cli_call_that_may_pull(
+    project: Project, tmp_path: Path, registry_connection: str
+) -> None:
     calls, configs = tmp_path / "calls.log", tmp_path / "configs.log"
-    copy_config = f'if [ "$1" = "--config" ]; then cat "$2/config.json" >> \'{configs}\'; echo >> \'{configs}\'; fi\n'
+    copy_config = (
+        f'if [ "$1" = "--config" ]; then cat "$2/config.json" >> \'{configs}\'; echo >> \'{configs}\'; fi\n'
+    )
     cli = write_wrapper(tmp_path / "docker-wrapper", calls, extra=copy_config)
     image = f"{REGISTRY}/cmdexec/private:{uuid.uuid4().hex[:8]}"
     with pytest.raises(BackendError, match=f"pulling the image {image} failed"):
         backend(image=image, docker=str(cli), pull_always=True, docker_conn_id="cmdexec_test_registry").run(
-            project.sh_request("true", labels=unique_labels("registry")), Sink())
+            project.sh_request("true", labels=unique_labels("registry")), Sink()
+        )
     with pytest.raises(BackendError, match=f"the image {image} is not on this Docker host"):
         backend(image=image, docker=str(cli), docker_conn_id="cmdexec_test_registry").run(
-            project.sh_request("true", labels=unique_labels("registry")), Sink())
+            project.sh_request("true", labels=unique_labels("registry")), Sink()
+        )
     assert [cli_command(c) for c in wrapper_calls(calls) if c[0] == "--config"] == ["pull", "create"]
     expected = base64.b64encode(f"robot:{registry_connection}".encode()).decode()
     for line in configs.read_text().splitlines():
@@ -795,14 +916,23 @@ def test_registry_login_goes_to_every_cli_call_that_may_pull(project: Project, t
 # -- build --------------------------------------------------------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_build_makes_a_project_tagged_image_and_reuses_it(project: Project, tmp_path: Path, transport: dict) -> None:
+def test_build_makes_a_project_tagged_image_and_reuses_it(
+    project: Project, tmp_path: Path, transport: dict
+) -> None:
     token = uuid.uuid4().hex
-    params = {"build": [f"echo {token} > /cmdexec-build-token",
-                        "echo line-a >> /cmdexec-build-lines\necho line-b >> /cmdexec-build-lines"], **transport}
+    params = {
+        "build": [
+            f"echo {token} > /cmdexec-build-token",
+            "echo line-a >> /cmdexec-build-lines\necho line-b >> /cmdexec-build-lines",
+        ],
+        **transport,
+    }
     calls = tmp_path / "calls.log"
     if transport:  # build_options need the CLI; they are passed verbatim
-        params.update(docker=str(write_wrapper(tmp_path / "docker-wrapper", calls)),
-                      build_options=["--label", f"io.github.cmdexec.test-build={token}"])
+        params.update(
+            docker=str(write_wrapper(tmp_path / "docker-wrapper", calls)),
+            build_options=["--label", f"io.github.cmdexec.test-build={token}"],
+        )
     tag = build_tag(docker_config({"image": IMAGE, **params}, "t"), project.root)
     script = "cat /cmdexec-build-token /cmdexec-build-lines"
     try:
@@ -813,7 +943,9 @@ def test_build_makes_a_project_tagged_image_and_reuses_it(project: Project, tmp_
         assert first.lines[-3:] == [token, "line-a", "line-b"]
         if transport:
             (build,) = [c for c in wrapper_calls(calls) if cli_command(c) == "build"]
-            assert build[1:3] == ["--label", f"io.github.cmdexec.test-build={token}"] and "--pull" not in build
+            assert (
+                build[1:3] == ["--label", f"io.github.cmdexec.test-build={token}"] and "--pull" not in build
+            )
         second = Sink()
         result = backend(params).run(project.sh_request(script, labels=unique_labels("build")), second)
         assert result.exit_code == 0, second.text
@@ -832,7 +964,8 @@ def test_pull_always_makes_the_build_pull_its_base(project: Project, tmp_path: P
     for params in ({}, {"docker": str(write_wrapper(tmp_path / "docker-wrapper", calls))}):
         with pytest.raises(BackendError, match="docker build failed"):
             backend(params, build=["true"], pull_always=True).run(
-                project.sh_request("true", labels=unique_labels("buildpull")), Sink())
+                project.sh_request("true", labels=unique_labels("buildpull")), Sink()
+            )
     assert [r for r in recorder.calls(r"^POST .*/build") if "pull=True" in r]
     (build,) = [c for c in wrapper_calls(calls) if cli_command(c) == "build"]
     assert "--pull" in build
@@ -856,16 +989,27 @@ def test_failed_build_is_an_error(project: Project, transport: dict) -> None:
 def test_container_name_is_unique_per_try_and_deterministic() -> None:
     labels = {"dag_id": "d", "task_id": "t", "run_id": "manual__1", "try_number": "1", "map_index": "-1"}
     assert container_name(labels) == container_name(dict(labels))
-    others = [{**labels, "try_number": "2"}, {**labels, "run_id": "manual__2"}, {**labels, "map_index": "0"},
-              {**labels, "task_id": "u"}, {**labels, "dag_id": "e"}]
+    others = [
+        {**labels, "try_number": "2"},
+        {**labels, "run_id": "manual__2"},
+        {**labels, "map_index": "0"},
+        {**labels, "task_id": "u"},
+        {**labels, "dag_id": "e"},
+    ]
     assert len({container_name(labels), *(container_name(o) for o in others)}) == 1 + len(others)
 
 
 def test_container_names_of_tasks_sharing_a_long_prefix_differ() -> None:
     """review H1: the old names kept 24 characters of each id and hashed only the run."""
-    base = {"dag_id": "a_dag_with_a_rather_long_name_indeed", "run_id": "scheduled__2026-01-01T00:00:00+00:00",
-            "try_number": "1", "map_index": "-1"}
-    names = {container_name({**base, "task_id": f"extract_group_with_a_long_name.load_table_{s}"}) for s in "ab"}
+    base = {
+        "dag_id": "a_dag_with_a_rather_long_name_indeed",
+        "run_id": "scheduled__2026-01-01T00:00:00+00:00",
+        "try_number": "1",
+        "map_index": "-1",
+    }
+    names = {
+        container_name({**base, "task_id": f"extract_group_with_a_long_name.load_table_{s}"}) for s in "ab"
+    }
     assert len(names) == 2
     weird = container_name({**base, "dag_id": "a b/c" * 40, "task_id": "ü" * 300})
     assert all(ch.isalnum() or ch in "_.-" for ch in weird) and len(weird) < 128
@@ -873,14 +1017,18 @@ def test_container_names_of_tasks_sharing_a_long_prefix_differ() -> None:
 
 def test_build_tag_depends_on_the_project_image_build_lines_and_options() -> None:
     base = docker_config({"image": "img:1", "build": ["apt-get install x"]}, "t")
-    assert build_tag(base, Path("/p")) == build_tag(docker_config({"image": "img:1", "build": ["apt-get install x"]},
-                                                                  "t"), Path("/p"))
+    assert build_tag(base, Path("/p")) == build_tag(
+        docker_config({"image": "img:1", "build": ["apt-get install x"]}, "t"), Path("/p")
+    )
     assert build_tag(base, Path("/p")).startswith("cmdexec-build-")
-    variants = [build_tag(base, Path("/q"))] + [build_tag(docker_config(v, "t"), Path("/p")) for v in (
-        {"image": "img:2", "build": ["apt-get install x"]},
-        {"image": "img:1", "build": ["apt-get install y"]},
-        {"image": "img:1", "build": ["apt-get install x"], "build_options": ["--build-arg", "V=2"]},
-    )]
+    variants = [build_tag(base, Path("/q"))] + [
+        build_tag(docker_config(v, "t"), Path("/p"))
+        for v in (
+            {"image": "img:2", "build": ["apt-get install x"]},
+            {"image": "img:1", "build": ["apt-get install y"]},
+            {"image": "img:1", "build": ["apt-get install x"], "build_options": ["--build-arg", "V=2"]},
+        )
+    ]
     assert len({build_tag(base, Path("/p")), *variants}) == 5
 
 
@@ -901,8 +1049,16 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = "
 def test_outputs_are_extracted_and_unsafe_entries_refused(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.mkdir()
-    extract_outputs(_tar_of((_info("io", tarfile.DIRTYPE), b""), (_info("io/output.json", size=2), b"{}"),
-                            (_info("io/link", tarfile.SYMTYPE, link="output.json"), b"")), good, "io", "Task t")
+    extract_outputs(
+        _tar_of(
+            (_info("io", tarfile.DIRTYPE), b""),
+            (_info("io/output.json", size=2), b"{}"),
+            (_info("io/link", tarfile.SYMTYPE, link="output.json"), b""),
+        ),
+        good,
+        "io",
+        "Task t",
+    )
     assert (good / "output.json").read_text() == "{}" and os.readlink(good / "link") == "output.json"
     unsafe = [
         (_info("/etc/evil", size=1), b"x"),
@@ -920,14 +1076,20 @@ def test_outputs_are_extracted_and_unsafe_entries_refused(tmp_path: Path) -> Non
     dest = tmp_path / "through-a-link"
     dest.mkdir()
     with pytest.raises(BackendError, match="refused"):  # a link to outside, then a file written through it
-        extract_outputs(_tar_of((_info("io/l", tarfile.SYMTYPE, link="/tmp"), b""),
-                                (_info("io/l/x", size=1), b"x")), dest, "io", "Task t")
+        extract_outputs(
+            _tar_of((_info("io/l", tarfile.SYMTYPE, link="/tmp"), b""), (_info("io/l/x", size=1), b"x")),
+            dest,
+            "io",
+            "Task t",
+        )
     many = [(_info(f"io/f{i}", size=0), b"") for i in range(MAX_OUTPUT_ENTRIES + 1)]
     with pytest.raises(BackendError, match="more than"):
         extract_outputs(_tar_of(*many), tmp_path / "many", "io", "Task t")
 
 
-def test_workspace_archive_keeps_modes_makes_folders_writable_and_refuses_escaping_links(tmp_path: Path) -> None:
+def test_workspace_archive_keeps_modes_makes_folders_writable_and_refuses_escaping_links(
+    tmp_path: Path,
+) -> None:
     proj = Project.create(tmp_path)
     (proj.root / "a" / "b").mkdir(parents=True)
     (proj.root / "a" / "b" / "run.sh").write_text("echo\n")

@@ -315,7 +315,9 @@ def test_failures_are_reported_and_leave_no_container(run_dag, tmp_path: Path) -
     assert "command failed with code 3" in result.error_text("sh_exit")
     assert "about to fail" in result.log_lines("sh_exit")
     assert "Error messages from python: py> failed on purpose (ValueError)" in result.error_text("py_raise")
-    assert "Ruby command failed with code 1: rb> failed on purpose (ArgumentError)" in result.error_text("rb_raise")
+    assert "Ruby command failed with code 1: rb> failed on purpose (ArgumentError)" in result.error_text(
+        "rb_raise"
+    )
     assert "code 137" in result.error_text("oom") and "OOMKilled" in result.error_text("oom")
 
 
@@ -381,7 +383,10 @@ def test_config_and_backend_errors_never_fall_back_to_local(run_dag, tmp_path: P
 
     errors = {task_id: result.error_text(task_id) for task_id in result.task_states}
     assert "docker.image is required but not set" in errors["empty_docker"]
-    assert "the image cmdexec-no-such-image:never is not on this Docker host and could not be pulled" in errors["missing_image"]
+    assert (
+        "the image cmdexec-no-such-image:never is not on this Docker host and could not be pulled"
+        in errors["missing_image"]
+    )
     assert "docker CLI '/nonexistent/bin/docker' was not found (key docker.docker)" in errors["missing_cli"]
     assert f"pulling the image {IMAGE} failed (docker.pull_always)" in errors["pull_always"]
     assert f"shell program '/bin/zsh9' was not found in the image {IMAGE}" in errors["missing_shell"]
@@ -549,15 +554,21 @@ def test_sibling_tasks_with_a_long_common_prefix_get_containers_of_their_own(run
     from airflow.sdk import TaskGroup
 
     project = make_project(tmp_path / "p")
-    with DAG(dag_id=f"{DAG_PREFIX}_siblings", schedule=None, start_date=datetime(2026, 1, 1),
-             default_args={"project_dir": str(project), "retries": 0, "docker": {"image": IMAGE}}) as dag:
+    with DAG(
+        dag_id=f"{DAG_PREFIX}_siblings",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        default_args={"project_dir": str(project), "retries": 0, "docker": {"image": IMAGE}},
+    ) as dag:
         with TaskGroup("extract_group_with_a_long_name"):
             for suffix in "ab":
                 ShOperator(task_id=f"load_table_{suffix}", command=f"echo loaded {suffix}")
     result = run_dag(dag)
     task_ids = [f"extract_group_with_a_long_name.load_table_{suffix}" for suffix in "ab"]
     assert result.task_states == dict.fromkeys(task_ids, "success"), result.errors
-    started = [[line for line in result.log_lines(t) if line.startswith("Started container ")] for t in task_ids]
+    started = [
+        [line for line in result.log_lines(t) if line.startswith("Started container ")] for t in task_ids
+    ]
     assert len(started[0]) == len(started[1]) == 1 and started[0] != started[1]
     for task_id, suffix in zip(task_ids, "ab"):
         assert f"loaded {suffix}" in result.log_lines(task_id)

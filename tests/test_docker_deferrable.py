@@ -65,9 +65,18 @@ def project(tmp_path: Path) -> Path:
 def _dag(dag_id: str, project: Path, **docker: object):
     from airflow.sdk import DAG
 
-    return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), params={"greeting": "deferred"},
-               default_args={"project_dir": str(project), "docker": {"image": IMAGE, **docker}, "deferrable": True,
-                             "retries": 0})
+    return DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        params={"greeting": "deferred"},
+        default_args={
+            "project_dir": str(project),
+            "docker": {"image": IMAGE, **docker},
+            "deferrable": True,
+            "retries": 0,
+        },
+    )
 
 
 @pytest.mark.usefixtures("no_leftovers")
@@ -131,8 +140,11 @@ def test_deferrable_docker_timeout_stops_and_removes_the_container(project, run_
 
     dag_id = f"{DAG_PREFIX}_deferrable_timeout"
     with _dag(dag_id, project) as dag:
-        ShOperator(task_id="slow", command="trap 'exit 143' TERM\necho going to sleep\nsleep 300 &\nwait",
-                   execution_timeout=timedelta(seconds=15))
+        ShOperator(
+            task_id="slow",
+            command="trap 'exit 143' TERM\necho going to sleep\nsleep 300 &\nwait",
+            execution_timeout=timedelta(seconds=15),
+        )
     result = run_dag(dag)
 
     assert result.task_states["slow"] == "failed"
@@ -164,8 +176,18 @@ REGISTRY = "registry.invalid:5000"
 @pytest.fixture
 def registry_connection(monkeypatch: pytest.MonkeyPatch) -> str:
     password = f"pw-{uuid.uuid4().hex}"
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY", json.dumps(
-        {"conn_type": "docker", "host": "registry.invalid", "port": 5000, "login": "robot", "password": password}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY",
+        json.dumps(
+            {
+                "conn_type": "docker",
+                "host": "registry.invalid",
+                "port": 5000,
+                "login": "robot",
+                "password": password,
+            }
+        ),
+    )
     return password
 
 
@@ -184,7 +206,9 @@ def test_registry_login_is_used_on_the_deferrable_path_api(project, run_dag, rec
     image = f"{REGISTRY}/cmdexec/private:{uuid.uuid4().hex[:8]}"
     result = run_dag(_registry_dag(f"{DAG_PREFIX}_registry_api", project, image))
     assert result.task_states == {"private": "failed"}
-    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text("private")
+    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text(
+        "private"
+    )
     (pull,) = [r for r in recorder.requests if r.method == "POST" and "/images/create" in r.path]
     auth = json.loads(base64.urlsafe_b64decode(pull.headers["x-registry-auth"] + "=="))
     assert auth == {"username": "robot", "password": registry_connection, "serveraddress": REGISTRY}
@@ -199,7 +223,9 @@ def test_registry_login_is_used_on_the_deferrable_path_cli(project, run_dag, tmp
     image = f"{REGISTRY}/cmdexec/private:{uuid.uuid4().hex[:8]}"
     result = run_dag(_registry_dag(f"{DAG_PREFIX}_registry_cli", project, image, docker=str(cli)))
     assert result.task_states == {"private": "failed"}
-    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text("private")
+    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text(
+        "private"
+    )
     (create,) = [c for c in wrapper_calls(calls) if cli_command(c) == "create"]
     assert create[0] == "--config"
     expected = base64.b64encode(f"robot:{registry_connection}".encode()).decode()

@@ -27,7 +27,9 @@ def _dag(tz=None, dag_id="my_dag"):
     return DAG(dag_id, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=tz))
 
 
-def _context(*, logical_date, dag=None, run_after=None, task_id="step", try_number=1, params=None, run_id="run-1"):
+def _context(
+    *, logical_date, dag=None, run_after=None, task_id="step", try_number=1, params=None, run_id="run-1"
+):
     dag = dag if dag is not None else _dag()
     ti = SimpleNamespace(dag_id=dag.dag_id, task_id=task_id, run_id=run_id, try_number=try_number)
     context = {
@@ -81,7 +83,8 @@ def test_runtime_params_manual_run_without_logical_date_uses_run_after():
 
 def test_runtime_params_logical_date_wins_over_run_after():
     context = _context(
-        logical_date=pendulum.datetime(2026, 1, 1, tz="UTC"), run_after=pendulum.datetime(2026, 5, 5, tz="UTC")
+        logical_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        run_after=pendulum.datetime(2026, 5, 5, tz="UTC"),
     )
     assert runtime_params(context)["session_date"] == "2026-01-01"
 
@@ -174,8 +177,13 @@ def test_resolve_params_follows_digdag_precedence():
 
 def test_resolve_params_rejects_values_that_are_not_json():
     with pytest.raises(CmdExecConfigError) as excinfo:
-        resolve_params(session={"when": dt.datetime(2026, 1, 1), "ok": 1}, scopes=[], runtime={}, local={},
-                       task_label="my_dag.step")
+        resolve_params(
+            session={"when": dt.datetime(2026, 1, 1), "ok": 1},
+            scopes=[],
+            runtime={},
+            local={},
+            task_label="my_dag.step",
+        )
     message = str(excinfo.value)
     assert "my_dag.step" in message and "'when'" in message and "JSON" in message
     assert "'ok'" not in message
@@ -183,13 +191,38 @@ def test_resolve_params_rejects_values_that_are_not_json():
 
 def test_resolve_params_rejects_stored_values_that_are_not_json():
     with pytest.raises(CmdExecConfigError, match=r"my_dag\.step: params \['bad'\] are not JSON"):
-        resolve_params(session={}, scopes=[({}, [{"bad": {1, 2}}])], runtime={}, local={}, task_label="my_dag.step")
+        resolve_params(
+            session={}, scopes=[({}, [{"bad": {1, 2}}])], runtime={}, local={}, task_label="my_dag.step"
+        )
 
 
-@pytest.mark.parametrize("name", ["BASH_ENV", "ENV", "LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "IFS", "SHELLOPTS",
-                                  "BASHOPTS", "PS4", "PYTHONPATH", "PYTHONSTARTUP", "PERL5OPT", "RUBYOPT", "RUBYLIB",
-                                  "NODE_OPTIONS", "GIT_SSH_COMMAND", "DOCKER_HOST", "http_proxy", "HTTPS_PROXY",
-                                  "BASH_FUNC_x%%", "SSL_CERT_FILE", "GCONV_PATH"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "BASH_ENV",
+        "ENV",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "IFS",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PERL5OPT",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "GIT_SSH_COMMAND",
+        "DOCKER_HOST",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "BASH_FUNC_x%%",
+        "SSL_CERT_FILE",
+        "GCONV_PATH",
+    ],
+)
 def test_startup_env_names_are_recognised(name):
     assert is_startup_env_name(name)
 

@@ -23,8 +23,12 @@ time.sleep(300)
 
 
 def _start_owner() -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", CREATE_AND_WAIT], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CREATE_AND_WAIT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
     assert proc.stdout is not None
     return proc, Path(proc.stdout.readline().strip())
 

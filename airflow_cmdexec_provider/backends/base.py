@@ -103,7 +103,9 @@ class TaskSettings:
 
     def wants_remote(self) -> bool:
         """Whether the task carries params of any backend but local (else it can only run locally)."""
-        return any(v is not None for v in (self.docker, self.ecs, self.kubernetes)) or bool(self.executor_options)
+        return any(v is not None for v in (self.docker, self.ecs, self.kubernetes)) or bool(
+            self.executor_options
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -231,12 +233,16 @@ class RemoteBackend(CommandBackend):
         if handle.get("starting"):
             return self._follow(self.submit(request, log_line, earlier=handle), request.io_dir, log_line)
         if not self.exists(handle):
-            log_line(f"The {self.name} command of an earlier try ({_describe(handle)}) no longer exists: "
-                     "running the command again")
+            log_line(
+                f"The {self.name} command of an earlier try ({_describe(handle)}) no longer exists: "
+                "running the command again"
+            )
             self.discard(handle, log_line)
             return None
-        log_line(f"Re-attached to the {self.name} command started by an earlier try of this task "
-                 f"({_describe(handle)}): not starting another one")
+        log_line(
+            f"Re-attached to the {self.name} command started by an earlier try of this task "
+            f"({_describe(handle)}): not starting another one"
+        )
         return self._follow(handle, request.io_dir, log_line)
 
     def _follow(self, handle: Handle, io_dir: Path, log_line: LineSink) -> CommandResult:
@@ -291,7 +297,9 @@ class RemoteBackend(CommandBackend):
         try:
             self.cleanup(handle, log_line)
         except Exception as exc:
-            log_line(f"WARNING: could not clean up after the {self.name} command ({_describe(handle)}): {exc}")
+            log_line(
+                f"WARNING: could not clean up after the {self.name} command ({_describe(handle)}): {exc}"
+            )
 
 
 class WatchBackoff:
@@ -305,8 +313,10 @@ class WatchBackoff:
     def failed(self, exc: Exception, log_line: LineSink) -> float:
         self.failures += 1
         delay = self.delay
-        log_line(f"WARNING: could not read the command's state or log ({exc}); the command goes on, "
-                 f"retrying in {delay:.0f} s")
+        log_line(
+            f"WARNING: could not read the command's state or log ({exc}); the command goes on, "
+            f"retrying in {delay:.0f} s"
+        )
         self.delay = min(self.delay * 2, MAX_WATCH_BACKOFF_SECONDS)
         return delay
 

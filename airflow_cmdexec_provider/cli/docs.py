@@ -21,8 +21,13 @@ DOCS_END = "<!-- END GENERATED: airflow-cmdexec docs-table -->"
 def _kind_text(spec: Any) -> str:
     if spec.kind == "choice":
         return "one of " + ", ".join(f"`{c}`" for c in spec.choices)
-    return {"str": "string", "int": "integer", "bool": "boolean", "list": "list (comma-separated)",
-            "duration": "duration (seconds, or 30m, 1h, ...)"}[spec.kind]
+    return {
+        "str": "string",
+        "int": "integer",
+        "bool": "boolean",
+        "list": "list (comma-separated)",
+        "duration": "duration (seconds, or 30m, 1h, ...)",
+    }[spec.kind]
 
 
 def _default_text(spec: Any) -> str:
@@ -72,8 +77,10 @@ def docs_table() -> str:
             f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, storage_conn)} | {_kind_text(spec)} | "
             f"{_default_text(spec)} | {_cell(spec.description)} |"
         )
-    k8s_conn = (f"`{config.KUBERNETES_CONN_ID}` / `{digdag_keys.KUBERNETES_CONN_ID_PREFIX}<name>` "
-                f"(conn type `{digdag_keys.KUBERNETES_CONN_TYPE}`)")
+    k8s_conn = (
+        f"`{config.KUBERNETES_CONN_ID}` / `{digdag_keys.KUBERNETES_CONN_ID_PREFIX}<name>` "
+        f"(conn type `{digdag_keys.KUBERNETES_CONN_TYPE}`)"
+    )
     for spec in config.KUBERNETES_FIELDS:
         rows.append(
             f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, k8s_conn)} | {_kind_text(spec)} | "
@@ -127,5 +134,3 @@ def docs_table_command(output: Output, write: str | None, check_file: str | None
         return EXIT_OK
     output.out(docs_table().rstrip("\n"))
     return EXIT_OK
-
-

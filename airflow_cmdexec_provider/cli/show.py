@@ -88,7 +88,11 @@ def _kubernetes_values(conn: Any, conn_id: str) -> tuple[dict[str, Any], dict[st
     from airflow_cmdexec_provider import config
 
     checked = config.kubernetes_config_from_connection(conn, conn_id, TASK_LABEL)
-    ours = [spec for spec in config.KUBERNETES_FIELDS if spec.extra_name and spec.extra_name.startswith("cmdexec_")]
+    ours = [
+        spec
+        for spec in config.KUBERNETES_FIELDS
+        if spec.extra_name and spec.extra_name.startswith("cmdexec_")
+    ]
     values = _stored_values(conn, ours, conn_id, digdag_keys.digdag_key)
     if checked.namespace:
         values["extra.namespace"] = checked.namespace
@@ -104,13 +108,20 @@ def _kubernetes_values(conn: Any, conn_id: str) -> tuple[dict[str, Any], dict[st
         cluster = _named(kube_config.get("clusters"), context.get("cluster"), "cluster")
         user = _named(kube_config.get("users"), context.get("user"), "user")
         if cluster.get("server") and cluster.get("certificate-authority-data") and set(user) == {"token"}:
-            access.update(master=cluster["server"], certs_ca_data=cluster["certificate-authority-data"],
-                          oauth_token=user["token"])
+            access.update(
+                master=cluster["server"],
+                certs_ca_data=cluster["certificate-authority-data"],
+                oauth_token=user["token"],
+            )
         else:
-            access["note"] = (f"extra kube_config: context {name!r} is more than Digdag's master, certs_ca_data "
-                              "and oauth_token can say")
+            access["note"] = (
+                f"extra kube_config: context {name!r} is more than Digdag's master, certs_ca_data "
+                "and oauth_token can say"
+            )
     else:
-        access["note"] = "no cluster access given: the cncf provider's default (in-cluster, else ~/.kube/config)"
+        access["note"] = (
+            "no cluster access given: the cncf provider's default (in-cluster, else ~/.kube/config)"
+        )
     return values, access
 
 
@@ -268,7 +279,8 @@ def show_config(output: Output, with_defaults: bool) -> int:
                 errors.append(_strip_task_prefix(str(exc)))
                 continue
             name = values.get("extra.cmdexec_cluster_name") or conn_id.removeprefix(
-                digdag_keys.KUBERNETES_CONN_ID_PREFIX)
+                digdag_keys.KUBERNETES_CONN_ID_PREFIX
+            )
             lines.append("")
             lines.append(f"# Connection {conn_id!r} ({digdag_keys.KUBERNETES_CONN_TYPE})")
             if conn_id == config.KUBERNETES_CONN_ID:
@@ -310,5 +322,3 @@ def show_config(output: Output, with_defaults: bool) -> int:
     for error in errors:
         output.err(f"error: {error}")
     return EXIT_ERROR if errors else EXIT_OK
-
-

@@ -114,10 +114,15 @@ class CommandOperator(BaseOperator):
         # writes dag_run.conf values into the very Param objects the task holds.
         self.local_params = _own_params(self.params)
         # An operator's own executor=... wins over a command_executor that came from default_args.
-        from_defaults = command_executor is not None and (kwargs.get("default_args") or {}).get(
-            "command_executor") == command_executor
-        self.command_executor = executor if command_executor is None or (executor is not None and from_defaults) \
+        from_defaults = (
+            command_executor is not None
+            and (kwargs.get("default_args") or {}).get("command_executor") == command_executor
+        )
+        self.command_executor = (
+            executor
+            if command_executor is None or (executor is not None and from_defaults)
             else command_executor
+        )
         self._running_backend: CommandBackend | None = None  # the backend running the command, for on_kill
 
     # -- subclass contract -------------------------------------------------------------------
@@ -218,8 +223,9 @@ class CommandOperator(BaseOperator):
             if self.deferrable and isinstance(backend, RemoteBackend):
                 self._defer(context, hook, backend, request, journal)
             if self.deferrable:
-                self.log.info("Task %s: deferrable has no effect on the %s executor: waiting here", label,
-                              backend.name)
+                self.log.info(
+                    "Task %s: deferrable has no effect on the %s executor: waiting here", label, backend.name
+                )
             try:
                 result = hook.run(request, self._log_line, journal, backend)
             except CommandNotFound as exc:
@@ -234,7 +240,10 @@ class CommandOperator(BaseOperator):
         return self._publish(context, log, stored)
 
     def digdag_params(
-        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None,
+        self,
+        context: Context,
+        log: stores.StoreLog,
+        project_dir: Path | None = None,
         local: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """This task's Digdag params, merged in Digdag's order (``params.resolve_params``).
@@ -250,7 +259,9 @@ class CommandOperator(BaseOperator):
         if conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True):
             session.update(getattr(context.get("dag_run"), "conf", None) or {})  # as Airflow does: shallow
         by_scope = stores.stores_by_scope(self, log)
-        runtime = runtime_params({**context, "digdag_task_name": self.digdag_task_name}, str(project_dir or ""))
+        runtime = runtime_params(
+            {**context, "digdag_task_name": self.digdag_task_name}, str(project_dir or "")
+        )
         if self.error_from:
             runtime["error"] = self._upstream_error(context)
         return resolve_params(
@@ -271,7 +282,9 @@ class CommandOperator(BaseOperator):
                     return dict(entry)
         return None
 
-    def _publish(self, context: Context, log: stores.StoreLog, stored: dict[str, Any]) -> dict[str, Any] | None:
+    def _publish(
+        self, context: Context, log: stores.StoreLog, stored: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Push this task's store log; return every value stored so far (the XCom ``return_value``),
         or None when nothing was stored at all (no XCom, as for a BashOperator that prints nothing).
 
@@ -296,14 +309,23 @@ class CommandOperator(BaseOperator):
         if ti is None:
             return
         try:
-            ti.xcom_push(key=ERROR_KEY, value={"message": str(exc), "stacktrace": "".join(
-                traceback.format_exception(type(exc), exc, exc.__traceback__))})
+            ti.xcom_push(
+                key=ERROR_KEY,
+                value={
+                    "message": str(exc),
+                    "stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                },
+            )
         except Exception:  # recording is a courtesy: never hide the task's own error
             self.log.debug("could not record the error of %s", self.task_label, exc_info=True)
 
     # -- deferrable mode ---------------------------------------------------------------------------
     def _defer(
-        self, context: Context, hook: CommandExecutorHook, backend: RemoteBackend, request: CommandRequest,
+        self,
+        context: Context,
+        hook: CommandExecutorHook,
+        backend: RemoteBackend,
+        request: CommandRequest,
         journal: HandleJournal,
     ) -> None:
         """Start the remote command (or take the one an earlier try started) and wait in the triggerer."""
@@ -318,8 +340,9 @@ class CommandOperator(BaseOperator):
             deadline = begin + self.execution_timeout.total_seconds()
             # Our trigger stops the remote command at the deadline; Airflow's own timeout is only a net.
             timeout = timedelta(seconds=max(deadline - time.time(), 0) + DEFER_TIMEOUT_MARGIN)
-        trigger = CommandTrigger(executor=backend.name, handle=handle, settings=self.settings().to_json(),
-                                 deadline=deadline)
+        trigger = CommandTrigger(
+            executor=backend.name, handle=handle, settings=self.settings().to_json(), deadline=deadline
+        )
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -353,7 +376,9 @@ class CommandOperator(BaseOperator):
                     f"{name} command, which was stopped and cleaned up"
                 )
             if status != "finished":
-                raise BackendError(f"Task {label}: waiting for the {name} command failed: {event.get('message')}")
+                raise BackendError(
+                    f"Task {label}: waiting for the {name} command failed: {event.get('message')}"
+                )
             result = CommandResult(int(event["exit_code"]), event.get("reason"))
             io_dir = io_root / "io"
             io_dir.mkdir()
@@ -455,18 +480,27 @@ def program(value: Any, key: str, default: Sequence[str], task_label: str) -> tu
     )
 
 
-def namespaced(value: Any, namespace: Mapping[str, Any] | None, key: str, allowed: Sequence[str],
-               ns_name: str, task_label: str) -> Any:
+def namespaced(
+    value: Any,
+    namespace: Mapping[str, Any] | None,
+    key: str,
+    allowed: Sequence[str],
+    ns_name: str,
+    task_label: str,
+) -> Any:
     """Digdag's ``mergeDefault``: a top-level argument wins over the same key in the ``sh``/``py``/``rb``
     namespace (``_export: {py: {python: ...}}``)."""
     if namespace is None:
         return value
     if not isinstance(namespace, Mapping):
-        raise CmdExecConfigError(f"Task {task_label}: {ns_name} must be a dict such as {{{allowed[0]!r}: ...}}, "
-                                 f"got {namespace!r}")
+        raise CmdExecConfigError(
+            f"Task {task_label}: {ns_name} must be a dict such as {{{allowed[0]!r}: ...}}, got {namespace!r}"
+        )
     unknown = sorted(set(namespace) - set(allowed))
     if unknown:
-        raise CmdExecConfigError(f"Task {task_label}: unknown keys {unknown} in {ns_name}; known: {list(allowed)}")
+        raise CmdExecConfigError(
+            f"Task {task_label}: unknown keys {unknown} in {ns_name}; known: {list(allowed)}"
+        )
     return value if value is not None else namespace.get(key)
 
 

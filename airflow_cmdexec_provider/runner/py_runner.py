@@ -100,7 +100,9 @@ def _resolve(command):
             raise AttributeError("Module '%s' has no attribute '%s'" % (".".join(fragments), class_name))
         klass = getattr(owner_module, class_name)
         if not hasattr(klass, method_name):
-            raise AttributeError("Class '%s.%s' has no method '%s'" % (".".join(fragments), class_name, method_name))
+            raise AttributeError(
+                "Class '%s.%s' has no method '%s'" % (".".join(fragments), class_name, method_name)
+            )
         return klass, method_name
     if not hasattr(module, method_name):
         raise AttributeError("Module '%s' has no attribute '%s'" % (module_name, method_name))
@@ -120,10 +122,15 @@ def _argspec(func):
         raise TypeError("no Python code")  # builtins such as object.__init__
     positional = code.co_argcount
     names = code.co_varnames
-    kwonly = names[positional:positional + code.co_kwonlyargcount]
+    kwonly = names[positional : positional + code.co_kwonlyargcount]
     takes_kwargs = bool(code.co_flags & 0x08)  # CO_VARKEYWORDS
-    return (list(names[:positional]), function.__defaults__ or (), list(kwonly), function.__kwdefaults__ or {},
-            takes_kwargs)
+    return (
+        list(names[:positional]),
+        function.__defaults__ or (),
+        list(kwonly),
+        function.__kwdefaults__ or {},
+        takes_kwargs,
+    )
 
 
 def _bind(func, params, qualname, skip_self):
@@ -182,8 +189,10 @@ def _exit_error(exc):
         code, note = int(exc.code or 0), ""
     else:  # sys.exit("text") would print the text and exit 1
         code, note = 1, " (sys.exit message: %s)" % (exc.code,)
-    message = ("Failed to call python command with code:%d Possible cause: Invalid python module call, "
-               "duplicate module name with standard library%s" % (code, note))
+    message = (
+        "Failed to call python command with code:%d Possible cause: Invalid python module call, "
+        "duplicate module name with standard library%s" % (code, note)
+    )
     # A failed task never exits 0, and an exit status is one byte: 256 would read as 0.
     exit_code = code if 0 < code < 256 else 1
     return {"class": "SystemExit", "message": message, "backtrace": _user_backtrace(exc)}, exit_code
@@ -191,15 +200,21 @@ def _exit_error(exc):
 
 def _output(env, error):
     """Return the text of OUT_JSON and the error it reports (None when the task succeeded)."""
-    values = {"subtask_config": env.subtask_config, "export_params": env.export_params,
-              "store_params": env.store_params}
+    values = {
+        "subtask_config": env.subtask_config,
+        "export_params": env.export_params,
+        "store_params": env.store_params,
+    }
     try:
         json.dumps(values)
     except (TypeError, ValueError) as exc:
         # Values put into digdag.env.store_params (or export_params) directly skip store()'s check.
         values = {"subtask_config": {}, "export_params": {}, "store_params": {}}
-        error = error or {"class": type(exc).__name__, "backtrace": [],
-                          "message": "a value stored by the task is not JSON-serialisable: %s" % exc}
+        error = error or {
+            "class": type(exc).__name__,
+            "backtrace": [],
+            "message": "a value stored by the task is not JSON-serialisable: %s" % exc,
+        }
     if error is not None:
         values["error"] = error
     return json.dumps(values), error

@@ -60,8 +60,7 @@ def iter_project_files(project_dir: Path):
         # os.walk lists symlinks to directories in dirs but does not descend: ship them as links.
         linked_dirs = sorted(d for d in dirs if os.path.islink(os.path.join(root, d)))
         dirs[:] = sorted(
-            d for d in dirs
-            if not d.startswith(".") and not spec.match_file(os.path.join(rel_root, d) + "/")
+            d for d in dirs if not d.startswith(".") and not spec.match_file(os.path.join(rel_root, d) + "/")
         )
         for name in sorted(files):
             rel = os.path.join(rel_root, name)
@@ -219,7 +218,9 @@ def unpack_outputs(archive: Path, dest: Path) -> None:
                 raise CmdExecConfigError(f"the task's output archive has an unsafe path {name!r}: refused")
             if member.issym() or member.islnk():
                 target = (dest / Path(name).parent / member.linkname).resolve()
-                if member.linkname.startswith("/") or (target != dest.resolve() and dest.resolve() not in target.parents):
+                if member.linkname.startswith("/") or (
+                    target != dest.resolve() and dest.resolve() not in target.parents
+                ):
                     raise CmdExecConfigError(
                         f"the task's output archive has a link {name!r} -> {member.linkname!r} leaving "
                         "the output folder: refused"

@@ -55,7 +55,11 @@ class GcsTemporalStorage:
         return True
 
     def _signed(self, key: str, method: str, expires_in: int) -> str:
-        kwargs: dict[str, Any] = {"version": "v4", "method": method, "expiration": timedelta(seconds=expires_in)}
+        kwargs: dict[str, Any] = {
+            "version": "v4",
+            "method": method,
+            "expiration": timedelta(seconds=expires_in),
+        }
         if self.config.endpoint:
             kwargs["api_access_endpoint"] = self.config.endpoint
         return self._bucket.blob(key).generate_signed_url(**kwargs)

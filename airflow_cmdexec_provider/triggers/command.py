@@ -36,7 +36,9 @@ class CommandTrigger(BaseTrigger):
     :param deadline: epoch seconds when the task's ``execution_timeout`` runs out, or None.
     """
 
-    def __init__(self, *, executor: str, handle: Handle, settings: dict[str, Any], deadline: float | None) -> None:
+    def __init__(
+        self, *, executor: str, handle: Handle, settings: dict[str, Any], deadline: float | None
+    ) -> None:
         super().__init__()
         self.executor = executor
         self.handle = dict(handle)
@@ -46,7 +48,12 @@ class CommandTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"executor": self.executor, "handle": self.handle, "settings": self.settings, "deadline": self.deadline},
+            {
+                "executor": self.executor,
+                "handle": self.handle,
+                "settings": self.settings,
+                "deadline": self.deadline,
+            },
         )
 
     @property
@@ -108,7 +115,9 @@ class CommandTrigger(BaseTrigger):
         try:
             await asyncio.wait_for(asyncio.to_thread(stop_and_clean), ON_KILL_BUDGET_SECONDS)
         except TimeoutError:
-            self._log_line(f"WARNING: stopping the {self.executor} command took more than "
-                           f"{ON_KILL_BUDGET_SECONDS} s; it goes on in the background")
+            self._log_line(
+                f"WARNING: stopping the {self.executor} command took more than "
+                f"{ON_KILL_BUDGET_SECONDS} s; it goes on in the background"
+            )
             return
         self._log_line(f"Stopped and cleaned up the {self.executor} command of task {self.task_label}")

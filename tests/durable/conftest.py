@@ -19,8 +19,13 @@ from tests.durable.harness import HERE, make_project
 def durable_home() -> Path:
     home = Path(tempfile.mkdtemp(prefix="cmdexec-durable-home-"))
     env = {**os.environ, **_airflow_env(home)}
-    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return home
 
@@ -41,8 +46,13 @@ def worker_env(durable_home, tmp_path):
 
     def build(dag_id: str, **extra: str) -> dict[str, str]:
         project = make_project(tmp_path / "project")
-        env = {**os.environ, **_airflow_env(durable_home), "CMDEXEC_DURABLE_PROJECT": str(project),
-               "CMDEXEC_DURABLE_DAG_ID": dag_id, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **_airflow_env(durable_home),
+            "CMDEXEC_DURABLE_PROJECT": str(project),
+            "CMDEXEC_DURABLE_DAG_ID": dag_id,
+            "PYTHONUNBUFFERED": "1",
+        }
         env.update(extra)
         return env
 

@@ -35,16 +35,30 @@ def _containers(dag_id: str) -> list[str]:
 
 
 def _created(dag_id: str, since: str) -> int:
-    events = _docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", "type=container",
-                     "--filter", "event=create", "--filter", f"label={LABEL}={dag_id}", "--format", "{{.ID}}")
+    events = _docker(
+        "events",
+        "--since",
+        since,
+        "--until",
+        str(int(time.time()) + 1),
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        f"label={LABEL}={dag_id}",
+        "--format",
+        "{{.ID}}",
+    )
     return len(events.split())
 
 
 def _handle(home: Path, dag_id: str) -> dict | None:
     """The handle the worker saved in the task state store (read straight from the SQLite DB)."""
     with sqlite3.connect(home / "airflow.db") as db:
-        row = db.execute("SELECT value FROM task_state_store WHERE dag_id=? AND key='cmdexec_remote_command'",
-                         (dag_id,)).fetchone()
+        row = db.execute(
+            "SELECT value FROM task_state_store WHERE dag_id=? AND key='cmdexec_remote_command'", (dag_id,)
+        ).fetchone()
     return None if row is None else json.loads(row[0])
 
 
@@ -108,7 +122,9 @@ def test_retry_collects_a_container_that_already_finished(worker_env, durable_ho
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
-def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(worker_env, durable_home, tmp_path, deferrable):
+def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(
+    worker_env, durable_home, tmp_path, deferrable
+):
     """review H4: the worker died, then its container vanished (removed by hand, a daemon reset): the
     retry finds the handle, sees the container is gone, and runs the command afresh, also when it
     runs deferrable (the hook's submit path, where the stale handle used to be followed blindly)."""
@@ -129,7 +145,10 @@ def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(worker_env, d
 
     assert "RETRY STATE: 2 success" in output, output[-5000:]
     if not deferrable:
-        assert f"The docker command of an earlier try (container {handle['container']}) no longer exists" in output
+        assert (
+            f"The docker command of an earlier try (container {handle['container']}) no longer exists"
+            in output
+        )
     assert task_log_lines(output) == ["1", "2", "3", "4", "5"]
     assert _created(dag_id, since) == 2
     assert _containers(dag_id) == []

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.ecs
 def _backend(task_label: str = "ecs_hardening.t", **ecs):
     from airflow_cmdexec_provider.backends.ecs import EcsBackend, MemoryCache
 
-    backend = EcsBackend.from_settings(TaskSettings(task_label=task_label, docker={"image": TEST_IMAGE}, ecs=ecs or None))
+    backend = EcsBackend.from_settings(
+        TaskSettings(task_label=task_label, docker={"image": TEST_IMAGE}, ecs=ecs or None)
+    )
     backend.td_cache = MemoryCache()
     return backend
 
@@ -36,10 +38,20 @@ def _request(tmp_path: Path, command: str, project: Path) -> CommandRequest:
     io_dir = tmp_path / "io"
     io_dir.mkdir()
     (io_dir / "runner.sh").write_text(command + "\n")
-    return CommandRequest(task_label="ecs_hardening.t", project_dir=project, workdir="", io_dir=io_dir,
-                          command=("/bin/sh", IoFile("runner.sh")),
-                          labels={"dag_id": "ecs_hardening", "task_id": "t", "run_id": "r1", "try_number": "1",
-                                  "map_index": "-1"})
+    return CommandRequest(
+        task_label="ecs_hardening.t",
+        project_dir=project,
+        workdir="",
+        io_dir=io_dir,
+        command=("/bin/sh", IoFile("runner.sh")),
+        labels={
+            "dag_id": "ecs_hardening",
+            "task_id": "t",
+            "run_id": "r1",
+            "try_number": "1",
+            "map_index": "-1",
+        },
+    )
 
 
 # -- M4: a container that never started ------------------------------------------------------------------
@@ -131,17 +143,25 @@ def test_a_newer_revision_of_the_cached_family_wins(ecs_world, run_dag):
 # -- H3: configuration named by the task never falls back ---------------------------------------------------
 
 
-def test_a_task_naming_its_task_definition_fails_instead_of_falling_back(ecs_world, run_dag, monkeypatch, tmp_path):
+def test_a_task_naming_its_task_definition_fails_instead_of_falling_back(
+    ecs_world, run_dag, monkeypatch, tmp_path
+):
     from airflow_cmdexec_provider.operators import ShOperator
 
     monkeypatch.delenv("AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT")
     marker = tmp_path / "ran"
     with make_dag("ecs_named_td", ecs_world["project"]) as dag:
-        ShOperator(task_id="t", command=f"touch {marker}", ecs={"task_definition_arn": ecs_world["td_arn"]},
-                   docker={"image": TEST_IMAGE})
+        ShOperator(
+            task_id="t",
+            command=f"touch {marker}",
+            ecs={"task_definition_arn": ecs_world["td_arn"]},
+            docker={"image": TEST_IMAGE},
+        )
     result = run_dag(dag)
     assert result.task_states["t"] == "failed"
-    assert "cmdexec_ecs_default" in result.error_text("t") and "does not run anywhere else" in result.error_text("t")
+    assert "cmdexec_ecs_default" in result.error_text(
+        "t"
+    ) and "does not run anywhere else" in result.error_text("t")
     assert not marker.exists()
 
 
@@ -160,8 +180,9 @@ class FlakySecretsBackend:
         return None
 
 
-def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewhere(ecs_world, run_dag, monkeypatch,
-                                                                                 tmp_path):
+def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewhere(
+    ecs_world, run_dag, monkeypatch, tmp_path
+):
     """Review H3: before the fix the task ran on Docker or locally when the ECS connection could not be read."""
     from airflow.sdk.execution_time import supervisor
 
@@ -196,7 +217,9 @@ def test_failing_log_reads_are_warnings_and_the_task_still_succeeds(ecs_world, r
     def flaky(self, operation, params):
         if operation == "GetLogEvents" and failures["left"] > 0:
             failures["left"] -= 1
-            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, operation)
+            raise ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, operation
+            )
         return real_call(self, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", flaky)
@@ -234,7 +257,9 @@ def test_a_try_that_died_while_starting_is_found_through_its_run_token(ecs_world
     assert result is not None and result.exit_code == 0
     emulator = ecs_world["emulator"]
     assert len(emulator.run_task_requests) == 2  # RunTask repeated with the same token ...
-    assert emulator.started_tasks == 1 and emulator.task_arns == [handle["task_arn"]]  # ... gave the same task
+    assert emulator.started_tasks == 1 and emulator.task_arns == [
+        handle["task_arn"]
+    ]  # ... gave the same task
     assert "adopted" in lines
     assert remaining_objects(ecs_world["s3"]) == []
 
@@ -246,9 +271,16 @@ def test_a_stale_handle_does_not_wedge_a_deferrable_retry(ecs_world, tmp_path):
     s3 = ecs_world["s3"]
     stale_key = "cmdexec/stale/input.tar.gz"
     s3.put_object(Bucket=BUCKET, Key=stale_key, Body=b"old")
-    stale = {"backend": "ecs", "cluster": CLUSTER, "task_arn": f"arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/"
-             "0123456789abcdef0123456789abcdef", "container_name": "main", "keys": {"input": stale_key},
-             "end_marker": "--x--", "run_token": "t", "awslogs": None}
+    stale = {
+        "backend": "ecs",
+        "cluster": CLUSTER,
+        "task_arn": f"arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/0123456789abcdef0123456789abcdef",
+        "container_name": "main",
+        "keys": {"input": stale_key},
+        "end_marker": "--x--",
+        "run_token": "t",
+        "awslogs": None,
+    }
     store = InMemoryStateStore({HandleJournal.key: stale})
     journal = HandleJournal(store)
     settings = TaskSettings(task_label="ecs_hardening.t", docker={"image": TEST_IMAGE})

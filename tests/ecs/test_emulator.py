@@ -244,7 +244,11 @@ def test_environment_entrypoint_workdir_and_environment_files(ecs_emulator: EcsE
         entryPoint=["/usr/bin/env"],
         command=["bash", "-c", "echo td-command"],
         workingDirectory="/tmp",
-        environment=[{"name": "A", "value": "td"}, {"name": "B", "value": "td"}, {"name": "D", "value": "td"}],
+        environment=[
+            {"name": "A", "value": "td"},
+            {"name": "B", "value": "td"},
+            {"name": "D", "value": "td"},
+        ],
         environmentFiles=[{"type": "s3", "value": "arn:aws:s3:::envs/run/one.env"}],
     )
     task = run(
@@ -490,9 +494,15 @@ def test_presigned_urls_work_from_inside_the_container(ecs_emulator: EcsEmulator
     s3 = client(emu, "s3")
     s3.create_bucket(Bucket="xfer")
     s3.put_object(Bucket="xfer", Key="in.txt", Body=b"payload from the host")
-    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "xfer", "Key": "in.txt"}, ExpiresIn=600)
-    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "xfer", "Key": "out.txt"}, ExpiresIn=600)
-    script = 'curl -fsS "$GET_URL"; echo; printf "written in the task" > /tmp/o && curl -fsS -T /tmp/o "$PUT_URL"'
+    get_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "xfer", "Key": "in.txt"}, ExpiresIn=600
+    )
+    put_url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": "xfer", "Key": "out.txt"}, ExpiresIn=600
+    )
+    script = (
+        'curl -fsS "$GET_URL"; echo; printf "written in the task" > /tmp/o && curl -fsS -T /tmp/o "$PUT_URL"'
+    )
     arn = run(
         emu,
         ["/bin/bash", "-c", script],

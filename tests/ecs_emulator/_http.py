@@ -116,7 +116,10 @@ class EcsInterceptor:
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _respond(
-        start_response: Callable[..., Any], status: str, body: bytes, content_type: str = AMZ_JSON,
+        start_response: Callable[..., Any],
+        status: str,
+        body: bytes,
+        content_type: str = AMZ_JSON,
         extra: Iterable[tuple[str, str]] = (),
     ) -> list[bytes]:
         headers = [
@@ -161,7 +164,7 @@ class EcsInterceptor:
         if not target.startswith(ECS_TARGET_PREFIX):
             return self.app(environ, start_response)
 
-        operation = target[len(ECS_TARGET_PREFIX):]
+        operation = target[len(ECS_TARGET_PREFIX) :]
         raw = self._read_body(environ)
         environ["wsgi.input"] = io.BytesIO(raw)
         environ["CONTENT_LENGTH"] = str(len(raw))

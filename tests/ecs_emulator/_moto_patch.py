@@ -59,8 +59,18 @@ def _run_task(
     emu = emulator_for_call()
     if emu is None:
         return _orig["run_task"](
-            self, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
-            networking_configuration, group, platform_version, capacity_provider_strategy,
+            self,
+            cluster_str,
+            task_definition_str,
+            count,
+            overrides,
+            started_by,
+            tags,
+            launch_type,
+            networking_configuration,
+            group,
+            platform_version,
+            capacity_provider_strategy,
         )
     return emu._moto_run_task(
         self,

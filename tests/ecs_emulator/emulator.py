@@ -594,9 +594,7 @@ class EcsEmulator:
             task.platform_family = "Linux"
         container = task.containers[0]
         container.task_arn = task.task_arn
-        container.container_arn = (
-            f"arn:aws:ecs:{self.region}:{self.account_id}:container/{task.cluster_name}/{task.id}/{uuid.uuid4()}"
-        )
+        container.container_arn = f"arn:aws:ecs:{self.region}:{self.account_id}:container/{task.cluster_name}/{task.id}/{uuid.uuid4()}"
         container.last_status = "PENDING"
         container.exitCode = None
         container.health_status = "UNKNOWN"
@@ -625,8 +623,13 @@ class EcsEmulator:
             ]
 
     def _launch(
-        self, task: Any, td: Any, overrides: dict[str, Any], cluster_name: str,
-        launch_type: str | None, cp_name: str | None,
+        self,
+        task: Any,
+        td: Any,
+        overrides: dict[str, Any],
+        cluster_name: str,
+        launch_type: str | None,
+        cp_name: str | None,
     ) -> None:
         cdef = td.container_definitions[0]
         name = cdef.get("name")
@@ -1004,7 +1007,9 @@ class EcsEmulator:
             size = 0
             for ev in [*events, None]:
                 ev_size = len(ev["message"].encode()) + _PER_EVENT_BYTES if ev else 0
-                if batch and (ev is None or len(batch) >= _MAX_BATCH_EVENTS or size + ev_size > _MAX_BATCH_BYTES):
+                if batch and (
+                    ev is None or len(batch) >= _MAX_BATCH_EVENTS or size + ev_size > _MAX_BATCH_BYTES
+                ):
                     try:
                         logs.put_log_events(
                             logGroupName=et.log_group, logStreamName=et.log_stream, logEvents=batch
@@ -1126,7 +1131,9 @@ class EcsEmulator:
         task.last_status = "STOPPED"
         et.done.set()
 
-    def _finish_exited(self, et: EmulatedTask, exit_code: int | None, internal_error: str | None = None) -> None:
+    def _finish_exited(
+        self, et: EmulatedTask, exit_code: int | None, internal_error: str | None = None
+    ) -> None:
         task = et.moto_task
         container = task.containers[0]
         now = _now()

@@ -20,11 +20,16 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
     from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 
     with make_dag("k8s_round_trip", kube_world.project) as dag:
-        hello = ShOperator(task_id="hello", command='echo "sh> $greeting in pod: $(test -f /.dockerenv && echo yes)"; '
-                                                    "ls -A; echo \"pid=$$\"; echo 'literal=$(greeting)'")
+        hello = ShOperator(
+            task_id="hello",
+            command='echo "sh> $greeting in pod: $(test -f /.dockerenv && echo yes)"; '
+            "ls -A; echo \"pid=$$\"; echo 'literal=$(greeting)'",
+        )
         step1 = PyOperator(task_id="step1", method="tasks.wf.step1")
         step2 = RbOperator(task_id="step2", method="Wf.step2", require="tasks/wf")
-        report = ShOperator(task_id="report", command='echo "report: numbers=$numbers note=$note total=$total"')
+        report = ShOperator(
+            task_id="report", command='echo "report: numbers=$numbers note=$note total=$total"'
+        )
         hello >> step1 >> step2 >> report
     result = run_dag(dag)
 
@@ -41,7 +46,9 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
     assert result.xcom("report") == {"numbers": [1, 2, 3], "note": "HELLO K8S", "total": 6}
     assert "" not in result.log_lines("report")  # the line break the script prints before its end marker
     for task_id in ("hello", "step1", "step2", "report"):  # each line once: no duplicates from re-reads
-        lines = [line for line in result.log_lines(task_id) if line.startswith(("sh>", "py>", "rb>", "report:"))]
+        lines = [
+            line for line in result.log_lines(task_id) if line.startswith(("sh>", "py>", "rb>", "report:"))
+        ]
         assert len(lines) == len(set(lines)) == 1, lines
     pods = kube_world.pods_created()
     assert len(pods) == 4 and kube_world.emulator.pods_created == 4  # one pod per task try
