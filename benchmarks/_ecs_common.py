@@ -182,7 +182,8 @@ class ServerProcess:
         ready: dict[str, Any] = {}
 
         def read_first_line() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
+            assert self.proc is not None
+            assert self.proc.stdout is not None
             line = self.proc.stdout.readline()
             if line:
                 ready.update(json.loads(line))

@@ -120,4 +120,5 @@ def test_a_plugin_executor_type_falls_back_along_its_own_chain(
     assert "marker=chain" in result.log_lines("on_plugin")
     assert "local-ran" in result.log_lines("fell_back")
     selection = [line for line in result.log_lines("fell_back") if "runs on the" in line]
-    assert selection and "local executor (executor type 'marked'; skipped marked:" in selection[0]
+    assert selection
+    assert "local executor (executor type 'marked'; skipped marked:" in selection[0]

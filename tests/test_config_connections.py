@@ -106,7 +106,8 @@ def test_storage_connection_values_are_typed() -> None:
     assert cfg.endpoint_url == "https://s3.amazonaws.com"
     assert cfg.path_style_access is True
     assert cfg.direct_upload_expiration == 3600
-    assert cfg.secret == SECRET and SECRET not in repr(cfg)
+    assert cfg.secret == SECRET
+    assert SECRET not in repr(cfg)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,8 @@ def test_inconsistent_ecs_connection(extra: dict, expected: str) -> None:
 def test_half_a_key_pair_is_an_error_without_the_secret() -> None:
     with pytest.raises(CmdExecConfigError) as info:
         load_ecs(ecs_conn(password=SECRET))
-    assert "Login" in str(info.value) and "Password" in str(info.value)
+    assert "Login" in str(info.value)
+    assert "Password" in str(info.value)
     assert SECRET not in str(info.value)
 
 
@@ -235,7 +237,8 @@ def test_ui_hook_meta_serves_our_forms() -> None:
     assert ecs.hook_name == "Command Executor: ECS cluster"
     assert ecs.standard_fields.login.title == "AWS access key id"
     assert ecs.standard_fields.password.title == "AWS secret access key"
-    assert ecs.standard_fields.host.hidden and ecs.standard_fields.port.hidden
+    assert ecs.standard_fields.host.hidden
+    assert ecs.standard_fields.port.hidden
     assert ecs.extra_fields["launch_type"]["schema"]["enum"] == list(digdag_keys.LAUNCH_TYPES)
     assert ecs.extra_fields["assign_public_ip"]["schema"]["type"] == ["boolean", "null"]
     assert ecs.extra_fields["assign_public_ip"]["value"] is True

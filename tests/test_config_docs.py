@@ -35,7 +35,8 @@ def test_docs_table_lists_every_key_with_its_home() -> None:
     assert "`cmdexec_aws_default`" in rows["agent.command_executor.ecs.__default_config__.access_key_id"]
     for spec in config.KUBERNETES_FIELDS:
         row = rows[digdag_keys.digdag_key(spec)]
-        assert f"`{config.KUBERNETES_CONN_ID}`" in row and "(conn type `kubernetes`)" in row
+        assert f"`{config.KUBERNETES_CONN_ID}`" in row
+        assert "(conn type `kubernetes`)" in row
         assert f"extra `{spec.extra_name}`" in row, row
         assert ("(secret)" in row) == spec.secret
     for direction in ("in", "out"):
@@ -62,4 +63,5 @@ def test_readme_differences_table_is_up_to_date() -> None:
     assert cli._docs_with_table(text) == text, (
         "README.md is out of date: run airflow-cmdexec docs-table --write README.md"
     )
-    assert "| 4, 54 |" in text and "*(deliberate)*" in text
+    assert "| 4, 54 |" in text
+    assert "*(deliberate)*" in text

@@ -114,8 +114,10 @@ def test_inactive_cluster_fails(aws: MotoServer) -> None:
     aws.client("ecs").delete_cluster(cluster=CLUSTER)
     assert ecs_test(aws) == (
         False,
-        f"ECS cluster '{CLUSTER}' in {REGION} is INACTIVE, not ACTIVE: fix extra 'cluster_name' "
-        "or re-create the cluster",
+        (
+            f"ECS cluster '{CLUSTER}' in {REGION} is INACTIVE, not ACTIVE: fix extra 'cluster_name' "
+            "or re-create the cluster"
+        ),
     )
 
 
@@ -151,8 +153,10 @@ def test_credentials_from_the_aws_connection(aws: MotoServer, monkeypatch: pytes
 def test_unknown_aws_connection_is_named(aws: MotoServer, airflow_db: None) -> None:
     assert ecs_test(aws, login=None, password=None, aws_conn_id="no_such_aws_conn") == (
         False,
-        "Extra 'aws_conn_id' names 'no_such_aws_conn', which is not an Airflow connection: "
-        "fix extra 'aws_conn_id'",
+        (
+            "Extra 'aws_conn_id' names 'no_such_aws_conn', which is not an Airflow connection: "
+            "fix extra 'aws_conn_id'"
+        ),
     )
 
 
@@ -255,9 +259,11 @@ def test_presigned_read_back_failure_is_reported_and_cleaned_up(aws: MotoServer)
     ok, message = s3_test(aws)
     assert (ok, message) == (
         False,
-        f"s3://{BUCKET}: could not read the test object back through its presigned GET URL "
-        "(HTTP 403 FORBIDDEN): check the bucket policy and extras 'endpoint' and 'region', "
-        "which the URL is signed for",
+        (
+            f"s3://{BUCKET}: could not read the test object back through its presigned GET URL "
+            "(HTTP 403 FORBIDDEN): check the bucket policy and extras 'endpoint' and 'region', "
+            "which the URL is signed for"
+        ),
     )
     assert bucket_keys(aws) == []
 
@@ -317,8 +323,10 @@ def test_missing_gcs_bucket(gcs: GcsEmulator) -> None:
 def test_gcs_credentials_that_are_not_json(gcs: GcsEmulator) -> None:
     assert gcs_test(gcs, password="not-json-" + SECRET) == (
         False,
-        f"gs://{GCS_BUCKET}: the password must hold the service account JSON (Digdag "
-        "gcs.credentials.json.content); it is not valid JSON",
+        (
+            f"gs://{GCS_BUCKET}: the password must hold the service account JSON (Digdag "
+            "gcs.credentials.json.content); it is not valid JSON"
+        ),
     )
 
 
@@ -330,8 +338,10 @@ def test_gcs_without_any_credentials(gcs: GcsEmulator, monkeypatch: pytest.Monke
     fields = {"type": "gcs", "bucket": GCS_BUCKET, "endpoint": gcs.url}
     assert connection_test("cmdexec_storage", extra=fields) == (
         False,
-        f"gs://{GCS_BUCKET}: no credentials were found in Application Default Credentials "
-        "(or set Password to a service-account JSON)",
+        (
+            f"gs://{GCS_BUCKET}: no credentials were found in Application Default Credentials "
+            "(or set Password to a service-account JSON)"
+        ),
     )
 
 

@@ -136,13 +136,17 @@ def test_command_runs_in_its_own_container_on_a_copy_of_the_project(
     assert result.exit_code == 0, sink.text
     assert f"pwd={project.root / 'sub'}" in sink.lines
     assert "pid=1" in sink.lines  # PID 1 of its own PID namespace: a container
-    assert sink.lines.count("from the host") == 2 and "tool ran" in sink.lines
-    assert "dot=absent" in sink.lines and "ignored=absent" in sink.lines
-    assert "private=written" in sink.lines and not Path(private).exists()
+    assert sink.lines.count("from the host") == 2
+    assert "tool ran" in sink.lines
+    assert "dot=absent" in sink.lines
+    assert "ignored=absent" in sink.lines
+    assert "private=written" in sink.lines
+    assert not Path(private).exists()
     assert "project=changed" in sink.lines
     # The worker's project is untouched; the IO dir came back.
     assert (project.root / "sub" / "data.txt").read_text() == "from the host\n"
-    assert tool.exists() and not (project.root / "sub" / "written.txt").exists()
+    assert tool.exists()
+    assert not (project.root / "sub" / "written.txt").exists()
     assert (project.io_dir / "result.txt").read_text() == "result\n"
 
 
@@ -341,10 +345,12 @@ def test_the_next_try_removes_what_an_earlier_try_left_and_nothing_else(project:
         result = backend().run(
             project.sh_request("echo second try", labels={**first, "try_number": "2"}), sink
         )
-        assert result.exit_code == 0 and sink.lines[-1] == "second try"
+        assert result.exit_code == 0
+        assert sink.lines[-1] == "second try"
         assert f"Removing container {earlier}, left by try 1 of this task" in sink.lines
         assert inspect_container(earlier) is None
-        assert inspect_container(sibling) is not None and inspect_container(other_run) is not None
+        assert inspect_container(sibling) is not None
+        assert inspect_container(other_run) is not None
     finally:
         docker("rm", "--force", earlier, sibling, other_run, check=False)
 
@@ -360,7 +366,8 @@ def test_starting_handle_of_a_container_that_was_not_started_makes_a_new_one(pro
     sink = Sink()
     second = {**first, "try_number": "2"}
     result = backend().resume(starting, project.sh_request("echo second try", labels=second), sink)
-    assert result is not None and result.exit_code == 0
+    assert result is not None
+    assert result.exit_code == 0
     assert (
         f"Removing container {earlier}, which an earlier try of this task created but did not start"
         in sink.lines
@@ -422,7 +429,8 @@ def test_a_handle_of_a_container_that_is_gone_does_not_wedge_the_next_try(projec
     assert docker_backend.exists(handle) is False
     assert docker_backend.resume(handle, request, sink) is None
     assert any("no longer exists: running the command again" in line for line in sink.lines)
-    assert docker_backend.run(request, sink).exit_code == 0 and sink.lines[-1] == "again"
+    assert docker_backend.run(request, sink).exit_code == 0
+    assert sink.lines[-1] == "again"
 
 
 # -- side by side (review H1) ---------------------------------------------------------------------------
@@ -486,7 +494,8 @@ def test_oom_kill_is_reported(project: Project) -> None:
     )
     result = backend(run_options=["-m", "64m", "--memory-swap", "64m"]).run(request, sink)
     assert result.exit_code == 137, sink.text
-    assert result.reason and "OOMKilled" in result.reason
+    assert result.reason
+    assert "OOMKilled" in result.reason
 
 
 # -- logs ---------------------------------------------------------------------------------------------
@@ -607,7 +616,8 @@ def test_a_value_only_the_cli_environment_can_carry_may_not_change_the_cli(proje
         ),
         sink,
     )
-    assert result.exit_code == 0 and sink.lines[-2:] == ["a", "b|"]
+    assert result.exit_code == 0
+    assert sink.lines[-2:] == ["a", "b|"]
 
 
 def test_cli_env_measures_the_line_limit_in_bytes() -> None:
@@ -648,10 +658,12 @@ def test_env_values_never_appear_on_a_command_line(project: Project, transport: 
         run.join(timeout=120)
     for argv in wrapper_calls(calls):
         joined = "\x00".join(argv)
-        assert secret not in joined and secret_line not in joined
+        assert secret not in joined
+        assert secret_line not in joined
     if transport:
         (create,) = [c for c in wrapper_calls(calls) if cli_command(c) == "create"]
-        assert "--env-file" in create and create[create.index("-e") + 1] == "SECRET_MULTI"
+        assert "--env-file" in create
+        assert create[create.index("-e") + 1] == "SECRET_MULTI"
 
 
 WORKER = """
@@ -691,7 +703,8 @@ def test_the_env_file_is_gone_after_create_even_when_the_worker_is_killed(
         wait_for(lambda: any(cli_command(c) == "create" for c in wrapper_calls(calls)), 300, "docker create")
         (private,) = private_dirs(worker.pid)
         env_file = private / "env"
-        assert env_file.stat().st_mode & 0o777 == 0o600 and private.stat().st_mode & 0o777 == 0o700
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        assert private.stat().st_mode & 0o777 == 0o700
         assert f"SECRET={secret}" in env_file.read_text(encoding="utf-8")
         worker.send_signal(signal.SIGKILL)
         worker.wait(60)
@@ -725,7 +738,8 @@ def test_private_dirs_of_killed_workers_are_removed_by_a_later_task(project: Pro
         request = project.sh_request("true", labels=unique_labels("sweep"))
         assert backend(docker="docker").run(request, Sink()).exit_code == 0
         assert not old_dead.exists()
-        assert young_dead.exists() and old_alive.exists()
+        assert young_dead.exists()
+        assert old_alive.exists()
     finally:
         for path in (old_dead, young_dead, old_alive):
             subprocess.run(["rm", "-rf", str(path)], check=False)
@@ -943,9 +957,8 @@ def test_build_makes_a_project_tagged_image_and_reuses_it(
         assert first.lines[-3:] == [token, "line-a", "line-b"]
         if transport:
             (build,) = [c for c in wrapper_calls(calls) if cli_command(c) == "build"]
-            assert (
-                build[1:3] == ["--label", f"io.github.cmdexec.test-build={token}"] and "--pull" not in build
-            )
+            assert build[1:3] == ["--label", f"io.github.cmdexec.test-build={token}"]
+            assert "--pull" not in build
         second = Sink()
         result = backend(params).run(project.sh_request(script, labels=unique_labels("build")), second)
         assert result.exit_code == 0, second.text
@@ -1012,7 +1025,8 @@ def test_container_names_of_tasks_sharing_a_long_prefix_differ() -> None:
     }
     assert len(names) == 2
     weird = container_name({**base, "dag_id": "a b/c" * 40, "task_id": "ü" * 300})
-    assert all(ch.isalnum() or ch in "_.-" for ch in weird) and len(weird) < 128
+    assert all(ch.isalnum() or ch in "_.-" for ch in weird)
+    assert len(weird) < 128
 
 
 def test_build_tag_depends_on_the_project_image_build_lines_and_options() -> None:
@@ -1059,7 +1073,8 @@ def test_outputs_are_extracted_and_unsafe_entries_refused(tmp_path: Path) -> Non
         "io",
         "Task t",
     )
-    assert (good / "output.json").read_text() == "{}" and os.readlink(good / "link") == "output.json"
+    assert (good / "output.json").read_text() == "{}"
+    assert os.readlink(good / "link") == "output.json"
     unsafe = [
         (_info("/etc/evil", size=1), b"x"),
         (_info("io/../../evil", size=1), b"x"),
@@ -1100,7 +1115,8 @@ def test_workspace_archive_keeps_modes_makes_folders_writable_and_refuses_escapi
         members = {m.name: m for m in tar.getmembers()}
     root = str(proj.root).lstrip("/")
     assert members[f"{root}/a/b/run.sh"].mode == 0o750
-    assert members[f"{root}/a/in"].issym() and members[f"{root}/a/in"].linkname == "b/run.sh"
+    assert members[f"{root}/a/in"].issym()
+    assert members[f"{root}/a/in"].linkname == "b/run.sh"
     for folder in (root, f"{root}/a", f"{root}/a/b", str(proj.io_dir).lstrip("/")):
         assert members[folder].isdir() and members[folder].mode == 0o777, folder
     assert f"{str(proj.io_dir).lstrip('/')}/runner.sh" in members
@@ -1127,8 +1143,11 @@ def test_docker_config_errors(params: dict, match: str) -> None:
 
 def test_docker_config_tells_an_unset_cli_path_from_a_set_one() -> None:
     config = docker_config({"image": "img:1", "build": "echo one"}, "d.t")
-    assert config.cli is None and config.docker == "docker"
-    assert config.run_options == () and config.build_options == ()
-    assert config.pull_always is False and config.selinux is False
+    assert config.cli is None
+    assert config.docker == "docker"
+    assert config.run_options == ()
+    assert config.build_options == ()
+    assert config.pull_always is False
+    assert config.selinux is False
     assert config.build == ("echo one",)
     assert docker_config({"image": "img:1", "docker": "docker"}, "d.t").cli == "docker"

@@ -253,7 +253,9 @@ def test_same_dag_same_xcoms_on_local_and_docker(run_dag, tmp_path: Path) -> Non
     for result in (local, in_docker):
         report = result.log_lines("report")
         assert "total=10 doubled=20 shout=H\u00c9LLO \u2713" in report
-        assert "multi=[line one" in report and "line two" in report and "  three  ]" in report
+        assert "multi=[line one" in report
+        assert "line two" in report
+        assert "  three  ]" in report
 
     # Selection: one line per task saying which executor and why.
     for task_id in TASKS:
@@ -318,7 +320,8 @@ def test_failures_are_reported_and_leave_no_container(run_dag, tmp_path: Path) -
     assert "Ruby command failed with code 1: rb> failed on purpose (ArgumentError)" in result.error_text(
         "rb_raise"
     )
-    assert "code 137" in result.error_text("oom") and "OOMKilled" in result.error_text("oom")
+    assert "code 137" in result.error_text("oom")
+    assert "OOMKilled" in result.error_text("oom")
 
 
 def _marker_dag(dag_id: str, project: Path, **docker_keys) -> DAG:
@@ -488,11 +491,10 @@ def test_on_kill_stops_and_removes_the_container(run_dag, tmp_path: Path) -> Non
         thread.join(60)
         signal.signal(signal.SIGTERM, original)
     assert sent and sent[-1] == "SIGTERM", sent
-    assert f'"{LABEL_PREFIX}task_id":"sleepy"' in sent[0] and f'"{LABEL_PREFIX}dag_id":"{dag_id}"' in sent[0]
-    assert (
-        f'"{LABEL_PREFIX}try_number":"1"' in sent[0]
-        and f'"{LABEL_PREFIX}run_id":"{result.run_id}"' in sent[0]
-    )
+    assert f'"{LABEL_PREFIX}task_id":"sleepy"' in sent[0]
+    assert f'"{LABEL_PREFIX}dag_id":"{dag_id}"' in sent[0]
+    assert f'"{LABEL_PREFIX}try_number":"1"' in sent[0]
+    assert f'"{LABEL_PREFIX}run_id":"{result.run_id}"' in sent[0]
     assert result.task_states == {"sleepy": "failed"}
     # TERM first: the command could clean up.
     assert "got TERM" in result.log_lines("sleepy"), result.error_text("sleepy")
@@ -569,6 +571,7 @@ def test_sibling_tasks_with_a_long_common_prefix_get_containers_of_their_own(run
     started = [
         [line for line in result.log_lines(t) if line.startswith("Started container ")] for t in task_ids
     ]
-    assert len(started[0]) == len(started[1]) == 1 and started[0] != started[1]
+    assert len(started[0]) == len(started[1]) == 1
+    assert started[0] != started[1]
     for task_id, suffix in zip(task_ids, "ab"):
         assert f"loaded {suffix}" in result.log_lines(task_id)

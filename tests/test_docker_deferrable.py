@@ -95,7 +95,8 @@ def test_deferrable_docker_run_streams_logs_and_collects_outputs(project, run_da
     log = result.log("step")
     assert "Started container" in log
     assert log.index("first deferred") < log.index("second")  # both lines, in order, once
-    assert log.count("first deferred") == 1 and log.count("second") == 1
+    assert log.count("first deferred") == 1
+    assert log.count("second") == 1
     assert result.xcom("step") == {"done": "deferred"}
     assert "stored: deferred" in result.log("after")
     assert managed_containers(dag_id) == []

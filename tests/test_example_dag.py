@@ -29,8 +29,10 @@ def test_example_dag_parses_without_import_errors(airflow_db):
     assert "cmdexec_example" in dagbag.dag_ids
     dag = dagbag.get_dag("cmdexec_example")
     types = {task.task_id: type(task) for task in dag.tasks}
-    assert types["prepare"] is ShOperator and types["report"] is ShOperator
-    assert types["compute"] is PyOperator and types["enrich"] is RbOperator
+    assert types["prepare"] is ShOperator
+    assert types["report"] is ShOperator
+    assert types["compute"] is PyOperator
+    assert types["enrich"] is RbOperator
     assert [
         t.task_id for t in dag.get_task("prepare").get_flat_relatives(upstream=False)
     ]  # a chain, not islands
@@ -62,8 +64,10 @@ def test_airflow_dags_test_cli_runs_the_example(airflow_db):
         "numbers=[1,2,3] total=6 doubled=12",
         "message=hello, 3 numbers",
         "shout=HELLO, 3 NUMBERS",
-        "stored values seen by a plain Airflow task: "
-        "doubled=12, message=hello, 3 numbers, numbers=[1, 2, 3], shout=HELLO, 3 NUMBERS, total=6",
+        (
+            "stored values seen by a plain Airflow task: "
+            "doubled=12, message=hello, 3 numbers, numbers=[1, 2, 3], shout=HELLO, 3 NUMBERS, total=6"
+        ),
     ]
     for line in expected_lines:
         assert line in output, f"{line!r} missing from the output:\n{output[-5000:]}"

@@ -264,9 +264,8 @@ def test_unknown_key_in_a_namespace_is_a_clear_error(run_dag, project):
         ShOperator(task_id="typo", project_dir=str(project), command="true", sh={"shel": "/bin/bash"})
     result = run_dag(dag)
     assert result.task_states["typo"] == "failed"
-    assert "fidelity_namespace_typo.typo" in result.error_text("typo") and "'shel'" in result.error_text(
-        "typo"
-    )
+    assert "fidelity_namespace_typo.typo" in result.error_text("typo")
+    assert "'shel'" in result.error_text("typo")
 
 
 # -- runtime params of scheduled runs ----------------------------------------------------------------------
@@ -308,8 +307,10 @@ def test_unscheduled_dags_have_no_last_or_next_session_params(run_dag, project):
     result = run_dag(dag, logical_date=pendulum.datetime(2026, 3, 10, tz="UTC"))
     assert result.state == "success", result.errors
     shown = _shown(result, "shown")
-    assert shown["last_session_time"] is None and shown["next_session_time"] is None
-    assert isinstance(shown["project_id"], int) and isinstance(shown["session_id"], int)
+    assert shown["last_session_time"] is None
+    assert shown["next_session_time"] is None
+    assert isinstance(shown["project_id"], int)
+    assert isinstance(shown["session_id"], int)
 
 
 # -- Jinja and Digdag text ---------------------------------------------------------------------------------
@@ -341,9 +342,8 @@ def test_templating_digdag_substitutes_names_and_dotted_paths_into_the_text(run_
     assert result.task_states["dollar"] == "success", result.error_text("dollar")
     assert "in prod.users on 2026-05-06 {{ untouched }}" in result.log_lines("dollar")
     assert result.task_states["undefined"] == "failed"
-    assert "fidelity_dollar.undefined" in result.error_text("undefined") and "nope" in result.error_text(
-        "undefined"
-    )
+    assert "fidelity_dollar.undefined" in result.error_text("undefined")
+    assert "nope" in result.error_text("undefined")
 
 
 def test_a_jinja_syntax_error_names_the_task_and_the_way_out(run_dag, project):
@@ -352,7 +352,8 @@ def test_a_jinja_syntax_error_names_the_task_and_the_way_out(run_dag, project):
     result = run_dag(dag)
     assert result.task_states["bad"] == "failed"
     error = result.error_text("bad")
-    assert "fidelity_jinja_error.bad" in error and "templating='none'" in error
+    assert "fidelity_jinja_error.bad" in error
+    assert "templating='none'" in error
 
 
 # -- conf cannot choose start-up environment names (review H2) ------------------------------------------------

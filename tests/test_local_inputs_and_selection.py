@@ -269,7 +269,8 @@ def test_default_args_reach_the_operators_like_digdag_export(run_dag, project):
         override = ShOperator(
             task_id="override", project_dir=str(project), command="echo o", executor="auto", docker=None
         )
-    assert sh.docker == docker and py.docker == docker
+    assert sh.docker == docker
+    assert py.docker == docker
     assert sh.command_executor == py.command_executor == "local"
     assert override.command_executor == "auto"
     result = run_dag(dag)
@@ -279,7 +280,8 @@ def test_default_args_reach_the_operators_like_digdag_export(run_dag, project):
     # the task's own executor="auto" wins over the DAG-wide command_executor="local"
     assert result.task_states["override"] == "success", result.errors
     override_line = _selection_line(result, "override")
-    assert "runs on the local executor" in override_line and "forced" not in override_line
+    assert "runs on the local executor" in override_line
+    assert "forced" not in override_line
 
 
 # -- runtime params in real runs --------------------------------------------------------------------------
@@ -328,9 +330,11 @@ def test_runtime_params_of_a_manual_run_without_logical_date(run_dag, project):
     assert params["session_date_compact"] == run_after.strftime("%Y%m%d")
     assert params["session_local_time"] == run_after.strftime("%Y-%m-%d %H:%M:%S")
     assert params["session_unixtime"] == str(int(run_after.timestamp()))
-    assert params["timezone"] == "UTC" and params["session_tz_offset"] == "+0000"
+    assert params["timezone"] == "UTC"
+    assert params["session_tz_offset"] == "+0000"
     # Digdag's session_time has no fraction of a second, also for a run_after that has one (review L3)
-    assert "." not in params["session_time"] and pendulum.parse(params["session_time"]).microsecond == 0
+    assert "." not in params["session_time"]
+    assert pendulum.parse(params["session_time"]).microsecond == 0
 
 
 def test_runtime_params_of_a_non_utc_dag(run_dag, project):

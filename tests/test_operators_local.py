@@ -262,7 +262,8 @@ def test_sh_default_shell_and_custom_shell_list(run_dag, project):
     sh_exe, bash_exe = os.path.realpath("/bin/sh"), os.path.realpath("/bin/bash")
 
     default_lines = _command_output(result, "default_sh")
-    assert len(default_lines) == 1 and default_lines[0].startswith(f"exe={sh_exe} script=runner.sh opts=")
+    assert len(default_lines) == 1
+    assert default_lines[0].startswith(f"exe={sh_exe} script=runner.sh opts=")
 
     assert result.task_states["bash_e"] == "failed"
     bash_lines = _command_output(result, "bash_e")
@@ -272,7 +273,8 @@ def test_sh_default_shell_and_custom_shell_list(run_dag, project):
     assert result.error_text("bash_e") == "Task sh_shells.bash_e: command failed with code 1"
 
     str_lines = _command_output(result, "bash_str")
-    assert len(str_lines) == 1 and str_lines[0].startswith(f"exe={bash_exe} script=runner.sh opts=")
+    assert len(str_lines) == 1
+    assert str_lines[0].startswith(f"exe={bash_exe} script=runner.sh opts=")
     assert "e" not in str_lines[0].split("opts=")[1]
 
 
@@ -511,9 +513,12 @@ def test_python_exception_fails_with_class_message_and_user_backtrace(run_dag, p
         "Task py_error.boom: Python command failed with code 1\n"
         'Error messages from python: boom from user code (ValueError)\n\tfrom File "'
     ), error
-    assert "steps.py" in error and "in boom" in error and "in helper_that_raises" in error
+    assert "steps.py" in error
+    assert "in boom" in error
+    assert "in helper_that_raises" in error
     assert 'raise ValueError("boom from user code")' in error
-    assert "runner.py" not in error and "_call" not in error
+    assert "runner.py" not in error
+    assert "_call" not in error
     _assert_reported_once(result, "boom", "boom from user code (ValueError)")
 
 
@@ -526,7 +531,8 @@ def test_ruby_exception_fails_with_class_message_and_user_backtrace(run_dag, pro
     assert error.startswith(
         "Task rb_error.boom: Ruby command failed with code 1: boom from ruby code (ArgumentError)\n\tfrom "
     ), error
-    assert "lib/wf.rb" in error and "helper" in error
+    assert "lib/wf.rb" in error
+    assert "helper" in error
     assert "runner.rb" not in error
     _assert_reported_once(result, "boom", "boom from ruby code (ArgumentError)")
 

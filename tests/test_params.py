@@ -62,7 +62,8 @@ def test_runtime_params_utc_dag_with_logical_date():
     assert params["timezone"] == "UTC"
     assert params["task_name"] == "+my_dag+step"
     # Digdag's ids are integers: stable stand-ins derived from the run (and the run's clear number)
-    assert isinstance(params["attempt_id"], int) and isinstance(params["session_id"], int)
+    assert isinstance(params["attempt_id"], int)
+    assert isinstance(params["session_id"], int)
     assert params["session_id"] == runtime_params(_context(logical_date=logical, try_number=1))["session_id"]
     assert params["attempt_id"] == runtime_params(_context(logical_date=logical, try_number=1))["attempt_id"]
     assert isinstance(params["project_id"], int)
@@ -169,9 +170,12 @@ def test_resolve_params_follows_digdag_precedence():
     assert params["count"] == 4  # the nearest scope's store wins over the outer export and store
     assert params["nested"] == {"a": 1, "b": 2, "c": 3}  # deep merge, as Digdag's Config.merge
     assert params["session_date"] == "2026-01-01"  # built-ins cannot be overwritten by session params
-    assert params["mine"] == "local" and params["task_name"] == "mine"  # task-local keys win over everything
+    assert params["mine"] == "local"
+    assert params["task_name"] == "mine"
     assert "retry_attempt_name" not in params  # null runtime params are dropped, as in Digdag
-    assert len(warnings) == 1 and "session_date" in warnings[0] and "my_dag.step" in warnings[0]
+    assert len(warnings) == 1
+    assert "session_date" in warnings[0]
+    assert "my_dag.step" in warnings[0]
     json.dumps(params)
 
 
@@ -185,7 +189,9 @@ def test_resolve_params_rejects_values_that_are_not_json():
             task_label="my_dag.step",
         )
     message = str(excinfo.value)
-    assert "my_dag.step" in message and "'when'" in message and "JSON" in message
+    assert "my_dag.step" in message
+    assert "'when'" in message
+    assert "JSON" in message
     assert "'ok'" not in message
 
 
@@ -292,7 +298,9 @@ def test_validate_env_rejects_invalid_names(key):
     with pytest.raises(CmdExecConfigError) as excinfo:
         validate_env({key: "v"}, "my_dag.step")
     message = str(excinfo.value)
-    assert "my_dag.step" in message and "invalid env key name" in message and repr(key) in message
+    assert "my_dag.step" in message
+    assert "invalid env key name" in message
+    assert repr(key) in message
 
 
 def test_validate_env_rejects_none_values_and_non_mappings():

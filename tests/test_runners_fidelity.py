@@ -396,8 +396,10 @@ BAD_SCRIPT_TASKS = {
     "neither_py": (
         PyOperator,
         {},
-        "give method= with what to call, e.g. 'tasks.my_workflow.step1', or script= with the text of a Python "
-        "script",
+        (
+            "give method= with what to call, e.g. 'tasks.my_workflow.step1', or script= with the text of a Python "
+            "script"
+        ),
     ),
     "neither_rb": (
         RbOperator,

@@ -192,7 +192,8 @@ def test_s3_parts_are_uploaded_in_parallel_while_the_project_is_packed(s3, tmp_p
     # Every part but the last has PART_SIZE bytes, or a little more: parts end with a whole gzip member.
     assert (parts - 1) * PART_SIZE <= packed.size <= parts * (PART_SIZE + 2 * GZIP_MEMBER)
     assert max(probe.parts) >= parts - 2, f"parts on the server while packing: {probe.parts}"
-    assert calls.count("CreateMultipartUpload") == 1 and calls[-1] == "CompleteMultipartUpload"
+    assert calls.count("CreateMultipartUpload") == 1
+    assert calls[-1] == "CompleteMultipartUpload"
     head = s3.client.head_object(Bucket=s3.bucket, Key="t/input.tar.gz")
     assert head["ContentLength"] == packed.size
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # assembled from that many parts
@@ -224,7 +225,8 @@ def test_s3_error_midway_aborts_the_upload_and_leaves_no_object(s3, tmp_path):
     ):
         pack_to(upload, project, io_dir)
     assert calls.count("UploadPart") >= 2, calls  # parts were stored before the error...
-    assert "AbortMultipartUpload" in calls and "CompleteMultipartUpload" not in calls
+    assert "AbortMultipartUpload" in calls
+    assert "CompleteMultipartUpload" not in calls
     assert open_uploads(s3) == []  # ...and are gone with the aborted upload
     assert objects(s3) == []
 

@@ -74,7 +74,8 @@ def test_pack_ships_a_link_to_a_folder_as_a_link(tmp_path):
     pack(project, io_dir, archive)
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
-    assert members["project/sublink"].issym() and members["project/sublink"].linkname == "tasks/sub"
+    assert members["project/sublink"].issym()
+    assert members["project/sublink"].linkname == "tasks/sub"
     assert "project/.hidden-link" not in members
     assert not any(name.startswith("project/sublink/") for name in members)
 

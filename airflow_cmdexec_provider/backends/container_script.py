@@ -62,14 +62,18 @@ def container_script(
         'export CMDEXEC_IO="$CMDEXEC_ROOT/io"',
         'cd "$CMDEXEC_ROOT" || exit 1',
         f"cmdexec_phase={PHASE_DOWNLOAD}",
-        f'printf \'url = "%s"\\n\' "${INPUT_URL_VAR}" | curl --config - --retry {retry_downloads} '
-        "--retry-connrefused --fail -sS -o input.tar.gz",
+        (
+            f'printf \'url = "%s"\\n\' "${INPUT_URL_VAR}" | curl --config - --retry {retry_downloads} '
+            "--retry-connrefused --fail -sS -o input.tar.gz"
+        ),
         "rc=$?",
         "if [ $rc -ne 0 ]; then",
         f'  echo "cmdexec: downloading the project archive failed (curl exit $rc)" >&2; exit {EXIT_DOWNLOAD_FAILED}',
         "fi",
-        "tar -xzf input.tar.gz && rm -f input.tar.gz || "
-        f'{{ echo "cmdexec: unpacking the project archive failed" >&2; exit {EXIT_DOWNLOAD_FAILED}; }}',
+        (
+            "tar -xzf input.tar.gz && rm -f input.tar.gz || "
+            f'{{ echo "cmdexec: unpacking the project archive failed" >&2; exit {EXIT_DOWNLOAD_FAILED}; }}'
+        ),
         # The archive holds files only: an empty workdir must still exist (review L10).
         f"mkdir -p project io {shlex.quote(workdir)}",
     ]
@@ -83,8 +87,10 @@ def container_script(
         'cd "$CMDEXEC_ROOT"',
         f"cmdexec_phase={PHASE_UPLOAD}",
         "tar -czf output.tar.gz -C io .",
-        f'printf \'url = "%s"\\n\' "${OUTPUT_URL_VAR}" | curl --config - --retry {retry_uploads} '
-        f"--retry-connrefused{upload_fail} -sS -X PUT -T output.tar.gz",
+        (
+            f'printf \'url = "%s"\\n\' "${OUTPUT_URL_VAR}" | curl --config - --retry {retry_uploads} '
+            f"--retry-connrefused{upload_fail} -sS -X PUT -T output.tar.gz"
+        ),
         "rc=$?",
         "if [ $rc -ne 0 ]; then",
         '  echo "cmdexec: uploading the output archive failed (curl exit $rc)" >&2',

@@ -628,7 +628,8 @@ class DockerCli:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        assert proc.stdin is not None and proc.stderr is not None
+        assert proc.stdin is not None
+        assert proc.stderr is not None
         try:
             with proc.stdin:
                 for chunk in chunks:
@@ -678,7 +679,8 @@ class DockerCli:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         try:
             yield iter(lambda: proc.stdout.read(STREAM_CHUNK), b"")  # type: ignore[union-attr]
         finally:

@@ -47,9 +47,11 @@ def docs_table() -> str:
     rows = [
         "| Digdag key | Airflow home | Type | Default | Notes |",
         "|---|---|---|---|---|",
-        f"| `{config.DIGDAG_TYPE_KEY}` | Variable `{config.EXECUTOR_TYPE_VARIABLE}` | one of `ecs`, "
-        "`docker`, `local` (Digdag `simple`), `kubernetes` | `ecs` | Chains: ECS -> Docker -> local, "
-        "Kubernetes -> Docker -> local. |",
+        (
+            f"| `{config.DIGDAG_TYPE_KEY}` | Variable `{config.EXECUTOR_TYPE_VARIABLE}` | one of `ecs`, "
+            "`docker`, `local` (Digdag `simple`), `kubernetes` | `ecs` | Chains: ECS -> Docker -> local, "
+            "Kubernetes -> Docker -> local. |"
+        ),
     ]
 
     def home(spec: Any, conn: str) -> str:

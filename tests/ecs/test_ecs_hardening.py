@@ -69,7 +69,8 @@ def test_a_task_whose_container_never_starts_fails_at_once_with_ecs_reason(ecs_w
     elapsed = time.monotonic() - started
     assert result.task_states["t"] == "failed"
     error = result.error_text("t")
-    assert "CannotPullContainerError" in error and "without an exit code" in error
+    assert "CannotPullContainerError" in error
+    assert "without an exit code" in error
     assert ecs_world["emulator"].started_tasks == 0
     # Before the fix the worker waited max_wait_for_fetch_log_events_non_zero_status (300 s) for a log
     # that cannot come. Not a timing assertion of our speed: 300 s is the wait that must not happen.
@@ -89,7 +90,8 @@ def test_output_without_a_trailing_newline_is_kept_and_does_not_hide_the_marker(
     result = run_dag(dag)
     assert result.state == "success", result.errors
     lines = result.log_lines("t")
-    assert "first" in lines and "last words without newline" in lines
+    assert "first" in lines
+    assert "last words without newline" in lines
     assert not any("cmdexec-end" in line for line in lines)  # the marker itself is never shown
     assert not any("did not arrive" in line for line in lines)
 
@@ -159,9 +161,8 @@ def test_a_task_naming_its_task_definition_fails_instead_of_falling_back(
         )
     result = run_dag(dag)
     assert result.task_states["t"] == "failed"
-    assert "cmdexec_ecs_default" in result.error_text(
-        "t"
-    ) and "does not run anywhere else" in result.error_text("t")
+    assert "cmdexec_ecs_default" in result.error_text("t")
+    assert "does not run anywhere else" in result.error_text("t")
     assert not marker.exists()
 
 
@@ -197,7 +198,9 @@ def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewher
     result = run_dag(dag)
     assert result.task_states["t"] == "failed"
     error = result.error_text("t")
-    assert "cmdexec_ecs_default" in error and "could not be read" in error and "timed out" in error
+    assert "cmdexec_ecs_default" in error
+    assert "could not be read" in error
+    assert "timed out" in error
     assert not marker.exists()
     assert ecs_world["emulator"].started_tasks == 0
 
@@ -230,8 +233,10 @@ def test_failing_log_reads_are_warnings_and_the_task_still_succeeds(ecs_world, r
     assert result.state == "success", result.errors
     assert failures["left"] == 0
     log = result.log("t")
-    assert "could not read the container's log" in log and "the command goes on" in log
-    assert "one" in result.log_lines("t") and "two" in result.log_lines("t")
+    assert "could not read the container's log" in log
+    assert "the command goes on" in log
+    assert "one" in result.log_lines("t")
+    assert "two" in result.log_lines("t")
 
 
 # -- M15 / H4: handles saved before anything exists, checked before they are reused ------------------------
@@ -245,7 +250,8 @@ def test_a_try_that_died_while_starting_is_found_through_its_run_token(ecs_world
     request = _request(tmp_path, "echo adopted; sleep 3", ecs_world["project"])
     handle = first.submit(request, print)
     starting = saved[0]
-    assert starting["starting"] is True and starting["task_arn"] is None  # saved before anything was created
+    assert starting["starting"] is True
+    assert starting["task_arn"] is None
     assert set(starting["keys"]) >= {"input", "output"}
 
     # The worker "died" right after RunTask: the next try only has the starting handle.
@@ -254,12 +260,12 @@ def test_a_try_that_died_while_starting_is_found_through_its_run_token(ecs_world
     (tmp_path / "retry").mkdir()
     retried = _request(tmp_path / "retry", "echo adopted; sleep 3", ecs_world["project"])
     result = second.resume(starting, retried, lines.append)
-    assert result is not None and result.exit_code == 0
+    assert result is not None
+    assert result.exit_code == 0
     emulator = ecs_world["emulator"]
     assert len(emulator.run_task_requests) == 2  # RunTask repeated with the same token ...
-    assert emulator.started_tasks == 1 and emulator.task_arns == [
-        handle["task_arn"]
-    ]  # ... gave the same task
+    assert emulator.started_tasks == 1
+    assert emulator.task_arns == [handle["task_arn"]]
     assert "adopted" in lines
     assert remaining_objects(ecs_world["s3"]) == []
 
@@ -326,7 +332,8 @@ def test_trigger_on_kill_stops_the_task_and_deletes_its_objects(ecs_world, tmp_p
     emulator = ecs_world["emulator"]
     emulator.wait_task_stopped(handle["task_arn"], timeout=60)
     task = emulator.task(handle["task_arn"])
-    assert task.stop_code == "UserInitiated" and "marked or cleared by a user" in (task.stopped_reason or "")
+    assert task.stop_code == "UserInitiated"
+    assert "marked or cleared by a user" in (task.stopped_reason or "")
     assert remaining_objects(ecs_world["s3"]) == []
 
 

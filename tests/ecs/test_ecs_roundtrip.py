@@ -231,7 +231,8 @@ def test_too_large_environment_goes_through_an_env_file(ecs_world, run_dag):
     log = result.log("big")
     assert "p39=" + "x" * 300 + "39" in log
     assert "plain=plain value" in log
-    assert "multi=line one" in log and "line two" in log
+    assert "multi=line one" in log
+    assert "line two" in log
     [request] = ecs_world["emulator"].run_task_requests
     override = request["overrides"]["containerOverrides"][0]
     assert override["environmentFiles"][0]["value"].startswith(f"arn:aws:s3:::{BUCKET}/")
@@ -250,7 +251,8 @@ def test_aws_error_fails_the_task_and_never_falls_back(ecs_world, run_dag, monke
 
     assert result.task_states["t"] == "failed"
     error = result.error_text("t")
-    assert "RunTask" in error and "no-such-cluster" in error
+    assert "RunTask" in error
+    assert "no-such-cluster" in error
     assert ecs_world["emulator"].started_tasks == 0
     assert not marker.exists()  # did not run locally nor in a local container either
     assert remaining_objects(ecs_world["s3"]) == []
@@ -385,4 +387,5 @@ def test_unique_run_keys_do_not_collide(ecs_world):
     )
     first, second = backend._base_key(request), backend._base_key(request)
     assert first != second
-    assert first.startswith("cmdexec/d/t/") and "/try2-" in first
+    assert first.startswith("cmdexec/d/t/")
+    assert "/try2-" in first

@@ -217,7 +217,8 @@ def test_awsvpc_and_every_run_task_field_recorded_as_sent(ecs_emulator: EcsEmula
     assert recorded == [request, request2]
     stopped = wait_status(emu, arn)
     assert stopped["containers"][0]["exitCode"] == 0
-    assert stopped["cpu"] == "512" and stopped["memory"] == "1024"
+    assert stopped["cpu"] == "512"
+    assert stopped["memory"] == "1024"
     assert stopped["overrides"]["containerOverrides"][0]["command"] == ["/bin/bash", "-c", "echo vpc-ok"]
     assert log_lines(emu, arn) == ["vpc-ok"]
     assert emu.task(arn).environment["AWS_EXECUTION_ENV"] == "AWS_ECS_FARGATE"
@@ -274,7 +275,8 @@ def test_environment_entrypoint_workdir_and_environment_files(ecs_emulator: EcsE
     assert env["EQ"] == "a=b=c"
     assert env["F"] == "file2"
     assert env["CRLF"] == "yes"
-    assert "EMPTY" not in env and "novalue" not in env
+    assert "EMPTY" not in env
+    assert "novalue" not in env
     assert env["AWS_REGION"] == emu.region
     assert {k: v for k, v in emu.task(arn).environment.items() if k in env} == {
         k: v for k, v in env.items() if k in emu.task(arn).environment
@@ -383,7 +385,8 @@ def test_fail_next_run_task(ecs_emulator: EcsEmulator) -> None:
     assert len(resp["failures"]) == 1
     assert resp["failures"][0]["reason"] == "AGENT"
     assert resp["failures"][0]["arn"].startswith("arn:aws:ecs:")
-    assert emu.started_tasks == 0 and emu.task_arns == []
+    assert emu.started_tasks == 0
+    assert emu.task_arns == []
     assert len(emu.run_task_requests) == 1
     assert emulator_containers() == []
     # only the next one
@@ -408,7 +411,8 @@ def test_throttling(ecs_emulator: EcsEmulator) -> None:
     assert error["Error"]["Message"] == "Rate exceeded"
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.1"
-    assert emu.started_tasks == 0 and emu.task_arns == []
+    assert emu.started_tasks == 0
+    assert emu.task_arns == []
     assert len(emu.run_task_requests) == 1  # recorded although throttled
 
     # raw wire form (JSON 1.1 error document)
@@ -521,7 +525,8 @@ def test_unknown_tasks_and_overrides(ecs_emulator: EcsEmulator) -> None:
     ecs = client(emu, "ecs")
     missing = f"arn:aws:ecs:{emu.region}:{emu.account_id}:task/{CLUSTER}/{uuid.uuid4().hex}"
     resp = ecs.describe_tasks(cluster=CLUSTER, tasks=[missing])
-    assert resp["tasks"] == [] and resp["failures"] == [{"arn": missing, "reason": "MISSING"}]
+    assert resp["tasks"] == []
+    assert resp["failures"] == [{"arn": missing, "reason": "MISSING"}]
     with pytest.raises(ClientError) as err:
         ecs.stop_task(cluster=CLUSTER, task=missing)
     assert err.value.response["Error"]["Code"] == "InvalidParameterException"

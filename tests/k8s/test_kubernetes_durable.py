@@ -45,7 +45,8 @@ def test_deferrable_round_trip(kube_world, run_dag):
 
     assert result.state == "success", result.error_text("step") or result.error_text("after")
     log = result.log("step")
-    assert log.count("first hello k8s") == 1 and log.count("second") == 1
+    assert log.count("first hello k8s") == 1
+    assert log.count("second") == 1
     assert log.index("first hello k8s") < log.index("second")
     assert result.xcom("step") == {"done": "hello k8s"}
     assert "stored: hello k8s" in result.log("after")
@@ -217,13 +218,15 @@ def test_a_try_that_died_while_starting_takes_over_its_pod_and_claim(kube_world,
     first.save_handle = lambda handle: saved.append(dict(handle))
     handle = first.submit(request, lambda line: None)
     starting = saved[0]  # what the journal held before anything was created
-    assert starting["starting"] and starting["pod"] == handle["pod"]
+    assert starting["starting"]
+    assert starting["pod"] == handle["pod"]
 
     lines: list[str] = []
     second = KubernetesBackend.from_settings(settings)
     taken = second.submit(request, lines.append, earlier=starting)
 
-    assert taken["pod"] == handle["pod"] and "starting" not in taken
+    assert taken["pod"] == handle["pod"]
+    assert "starting" not in taken
     assert "Found PersistentVolumeClaim cmdexec-takeover created by an earlier try" in lines
     assert f"Found pod default/{handle['pod']}, created by an earlier try: following it" in lines
     assert kube_world.emulator.pods_created == 1

@@ -51,7 +51,8 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
         ]
         assert len(lines) == len(set(lines)) == 1, lines
     pods = kube_world.pods_created()
-    assert len(pods) == 4 and kube_world.emulator.pods_created == 4  # one pod per task try
+    assert len(pods) == 4
+    assert kube_world.emulator.pods_created == 4
     for pod in pods:
         spec = pod["spec"]
         assert spec["restartPolicy"] == "Never"
@@ -60,7 +61,8 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
         assert "X-Amz-Signature" not in json.dumps(container["command"])  # URLs never on a command line
         assert any("X-Amz-Signature" in e["value"] for e in container["env"])
         name = pod["metadata"]["name"]
-        assert len(name) <= 63 and name.startswith("cmdexec-")
+        assert len(name) <= 63
+        assert name.startswith("cmdexec-")
         assert pod["metadata"]["labels"]["io.github.cmdexec/try-number"] == "1"
     assert len({p["metadata"]["name"] for p in pods}) == 4
     assert not any("X-Amz-Signature" in record.message for record in result.records)  # URLs never logged

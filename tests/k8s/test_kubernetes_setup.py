@@ -187,7 +187,8 @@ def test_pod_overrides_reach_the_pod_spec(kube_world, run_dag):
     result = run_dag(dag)
 
     assert result.state == "success", result.error_text("spec")
-    assert "mounted" in result.log("spec") and "extra=from Pod.env" in result.log("spec")
+    assert "mounted" in result.log("spec")
+    assert "extra=from Pod.env" in result.log("spec")
     [body] = kube_world.pods_created()
     spec, meta = body["spec"], body["metadata"]
     [container] = spec["containers"]
@@ -196,7 +197,8 @@ def test_pod_overrides_reach_the_pod_spec(kube_world, run_dag):
     assert container["env"][-1] == {"name": "EXTRA", "value": "from Pod.env"}  # after ours
     for key in ("nodeSelector", "tolerations", "serviceAccountName", "volumes"):
         assert spec[key] == pod[key]
-    assert meta["labels"]["team"] == "data" and meta["annotations"]["owner"] == "me"
+    assert meta["labels"]["team"] == "data"
+    assert meta["annotations"]["owner"] == "me"
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "airflow-cmdexec"
 
 
@@ -242,7 +244,9 @@ def test_pod_body_merges_affinity_and_escapes_dollars(kube_world, tmp_path):
     assert "'$$(A)' '$$$$'" in container["command"][2]  # Kubernetes turns $$ back into $
     assert "activeDeadlineSeconds" not in body["spec"]
     name = body["metadata"]["name"]
-    assert len(name) <= 63 and name.startswith("cmdexec-ddd") and name[-1].isalnum()
+    assert len(name) <= 63
+    assert name.startswith("cmdexec-ddd")
+    assert name[-1].isalnum()
     assert name == pod_name(labels) != pod_name({**labels, "try_number": "4"})
     assert body["metadata"]["annotations"]["io.github.cmdexec/run_id"] == labels["run_id"]
     assert pod_labels(labels)["io.github.cmdexec/task-id"] == "Task.With_Odd-chars"
@@ -266,7 +270,8 @@ def test_default_pod_ttl_sets_the_deadline_and_fails_the_task_with_the_reason(
 
     assert result.task_states["long"] == "failed"
     error = result.error_text("long")
-    assert "DeadlineExceeded" in error and "3 s (default_pod_ttl of the Kubernetes connection)" in error
+    assert "DeadlineExceeded" in error
+    assert "3 s (default_pod_ttl of the Kubernetes connection)" in error
     [body] = kube_world.pods_created()
     assert body["spec"]["activeDeadlineSeconds"] == 3
     assert kube_world.emulator.pods() == []

@@ -225,7 +225,8 @@ class KubeApi:
                 raise _path_not_found()
             if method != "GET":
                 raise _method_not_allowed(method, f"pods/{sub}")
-            assert namespace is not None and name is not None  # routing: /namespaces/{ns}/pods/{name}/{sub}
+            assert namespace is not None
+            assert name is not None
             if sub == "status":
                 return responder.send_json(200, self._get(resource, namespace, name))
             return self._pod_log(request, responder, namespace, name)
