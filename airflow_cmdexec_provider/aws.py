@@ -21,7 +21,8 @@ def boto_session(
     region: str | None,
     client_type: str,
 ) -> Any:
-    """Credentials in Digdag's order: static keys, else an Airflow ``aws`` connection, else the default chain."""
+    """Credentials in Digdag's order: static keys, else an Airflow ``aws`` connection, else the
+    default chain."""
     import boto3
 
     if access_key_id and secret_access_key:
@@ -56,7 +57,7 @@ def credentials_expiry(session: Any) -> float | None:
     """
     try:
         credentials = session.get_credentials()
-    except Exception:  # no credentials at all: boto3 reports that when it signs
+    except Exception:  # noqa: BLE001 - no credentials at all: boto3 reports that when it signs
         return None
     if credentials is None or not getattr(credentials, "token", None):
         return None

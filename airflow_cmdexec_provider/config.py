@@ -125,7 +125,8 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
     image = docker.get("image")
     if not image or not isinstance(image, str):
         raise CmdExecConfigError(
-            f"{where}.image is required but not set: give the image to run, e.g. docker={{'image': 'python:3.12'}}"
+            f"{where}.image is required but not set: give the image to run, "
+            "e.g. docker={'image': 'python:3.12'}"
         )
     unknown = set(docker) - DOCKER_KEYS
     if unknown:
@@ -199,7 +200,8 @@ def _convert(spec: FieldSpec, value: Any, where: str) -> Any:
         seconds = parse_duration(value)
         if seconds is None:
             raise CmdExecConfigError(
-                f"{label} must be a duration: seconds, or Digdag's form such as 90s, 30m, 1h or 1d 2h, got {value!r}"
+                f"{label} must be a duration: seconds, or Digdag's form such as 90s, 30m, 1h or 1d 2h, "
+                f"got {value!r}"
             )
         return seconds
     raise AssertionError(spec.kind)
@@ -290,11 +292,13 @@ class EcsConfig:
             )
         if self.launch_type and self.capacity_provider_name:
             raise CmdExecConfigError(
-                f"{where}: set either extra 'launch_type' or 'capacity_provider_name', not both (AWS rejects the pair)"
+                f"{where}: set either extra 'launch_type' or 'capacity_provider_name', not both "
+                "(AWS rejects the pair)"
             )
         if bool(self.access_key_id) != bool(self.secret_access_key):
             raise CmdExecConfigError(
-                f"{where}: give both the access key id (Login) and the secret access key (Password), or neither"
+                f"{where}: give both the access key id (Login) and the secret access key (Password), "
+                "or neither"
             )
 
 
@@ -332,7 +336,8 @@ class StorageConfig:
             value = getattr(self, name)
             if value is not None and not 1 <= value <= MAX_PRESIGN_SECONDS:
                 raise CmdExecConfigError(
-                    f"{where}: extra {name!r} must be between 1 and {MAX_PRESIGN_SECONDS} seconds, got {value}"
+                    f"{where}: extra {name!r} must be between 1 and {MAX_PRESIGN_SECONDS} seconds, "
+                    f"got {value}"
                 )
 
     @property
@@ -380,7 +385,7 @@ def _lookup(kind: str, key: str) -> Any | None:
                 value = backend.get_connection(conn_id=key)
             else:
                 value = backend.get_variable(key=key)
-        except Exception as exc:  # a secrets backend failed: we cannot tell whether the key exists
+        except Exception as exc:  # noqa: BLE001 - a secrets backend failed: we cannot tell whether the key exists
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
         if value is not None:
@@ -528,9 +533,10 @@ def ecs_setup(
     if conn is None:
         if required:
             raise CmdExecConfigError(
-                f"{where}: the ECS cluster connection {conn_id!r} does not exist, and this task names its ECS "
-                "setup (ecs.task_definition_arn, conn_id or storage_conn_id), so it does not run anywhere else; "
-                f"create the connection (type {ECS_CONN_TYPE!r}) or remove the task's ecs params"
+                f"{where}: the ECS cluster connection {conn_id!r} does not exist, and this task names its "
+                "ECS setup (ecs.task_definition_arn, conn_id or storage_conn_id), so it does not run "
+                f"anywhere else; create the connection (type {ECS_CONN_TYPE!r}) or remove the task's "
+                "ecs params"
             )
         raise BackendNotConfigured(f"no ECS cluster connection {conn_id!r}")
     storage_conn = get_connection(storage_conn_id)
@@ -580,7 +586,8 @@ _KUBERNETES_EXTRAS = {spec.extra_name: spec for spec in KUBERNETES_FIELDS if spe
 
 
 def _cncf_extra(extra: Mapping[str, Any], name: str) -> Any:
-    """An extra of a cncf ``kubernetes`` connection, also under its pre-2.3 name ``extra__kubernetes__<name>``."""
+    """An extra of a cncf ``kubernetes`` connection, also under its pre-2.3 name
+    ``extra__kubernetes__<name>``."""
     value = extra.get(name)
     if value in (None, ""):
         value = extra.get(f"extra__kubernetes__{name}")
@@ -676,7 +683,8 @@ def kubernetes_config_from_connection(
 def kubernetes_setup(
     kubernetes: Mapping[str, Any] | None, docker: Mapping[str, Any] | None, task_label: str
 ) -> tuple[KubernetesConfig, StorageConfig, StorageConfig]:
-    """Load the Kubernetes cluster and its input/output temporal storage for a task (Digdag config_storage.in/out).
+    """Load the Kubernetes cluster and its input/output temporal storage for a task (Digdag
+    config_storage.in/out).
 
     ``BackendNotConfigured`` (fall back to Docker/local) only when configuration is ABSENT: no cluster
     connection, no default storage connection, or a task without an image (``docker.image`` or
@@ -721,8 +729,9 @@ def kubernetes_setup(
         if required:
             raise CmdExecConfigError(
                 f"{where}: the Kubernetes connection {conn_id!r} does not exist, and this task names its "
-                "Kubernetes setup (kubernetes.conn_id or namespace), so it does not run anywhere else; create the "
-                f"connection (type {KUBERNETES_CONN_TYPE!r}) or remove the task's kubernetes params"
+                "Kubernetes setup (kubernetes.conn_id or namespace), so it does not run anywhere else; "
+                f"create the connection (type {KUBERNETES_CONN_TYPE!r}) or remove the task's "
+                "kubernetes params"
             )
         raise BackendNotConfigured(f"no Kubernetes cluster connection {conn_id!r}")
     k8s = kubernetes_config_from_connection(
@@ -744,9 +753,9 @@ def kubernetes_setup(
         if storage_conn is None:
             if required or extra.get(name):
                 raise CmdExecConfigError(
-                    f"{where}: the temporal storage connection {storage_conn_id!r} (extra {name!r} of the Kubernetes "
-                    f"connection {conn_id!r}, Digdag config_storage.{direction}) does not exist; create it (type "
-                    f"{STORAGE_CONN_TYPE!r})"
+                    f"{where}: the temporal storage connection {storage_conn_id!r} (extra {name!r} of the "
+                    f"Kubernetes connection {conn_id!r}, Digdag config_storage.{direction}) does not exist; "
+                    f"create it (type {STORAGE_CONN_TYPE!r})"
                 )
             raise BackendNotConfigured(f"no temporal storage connection {storage_conn_id!r}")
         storages.append(storage_config_from_connection(storage_conn, storage_conn_id, task_label))
@@ -754,7 +763,8 @@ def kubernetes_setup(
 
 
 def _check_manifest(manifest: Mapping[str, Any], where: str) -> None:
-    """A PersistentVolume(Claim) the task declares: it needs its name (the pod's volumes refer to it) and a spec."""
+    """A PersistentVolume(Claim) the task declares: it needs its name (the pod's volumes refer to it)
+    and a spec."""
     name = (
         (manifest.get("metadata") or {}).get("name")
         if isinstance(manifest.get("metadata"), Mapping)
@@ -802,7 +812,8 @@ def convert_field(spec: FieldSpec, value: Any, key: str, conn_id: str) -> Any:
             raise
         # _convert's bool message repeats the location; say it once.
         raise CmdExecConfigError(
-            f"{where} field {spec.airflow_field!r} (Digdag {spec.digdag_key}) must be true or false, got {value!r}"
+            f"{where} field {spec.airflow_field!r} (Digdag {spec.digdag_key}) must be true or false, "
+            f"got {value!r}"
         ) from None
 
 

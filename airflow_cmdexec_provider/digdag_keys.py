@@ -337,7 +337,10 @@ DIGDAG_KUBERNETES_PREFIX = "agent.command_executor.kubernetes."
 DIGDAG_CONFIG_STORAGE_PREFIX = DIGDAG_KUBERNETES_PREFIX + "config_storage."  # then "in." or "out."
 # Where the importer puts config_storage.in.* and .out.*.
 KUBERNETES_STORAGE_CONN_IDS = {"in": "cmdexec_storage_kubernetes_in", "out": "cmdexec_storage_kubernetes_out"}
-KUBE_CONFIG_NOTE = "In the kube config of extra kube_config, which the importer writes from master, certs_ca_data and oauth_token."
+KUBE_CONFIG_NOTE = (
+    "In the kube config of extra kube_config, which the importer writes from master, certs_ca_data "
+    "and oauth_token."
+)
 
 KUBERNETES_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(

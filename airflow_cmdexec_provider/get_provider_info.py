@@ -100,9 +100,12 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-cmdexec-provider",
         "name": "Command Executor (Digdag sh>/py>/rb>)",
-        "description": "Run shell, Python and Ruby tasks on the worker, in Docker, on AWS ECS or in Kubernetes "
-        "pods, chosen by configuration, with Digdag's Command Executor semantics. The Kubernetes executor uses "
-        "the 'kubernetes' connection type of apache-airflow-providers-cncf-kubernetes (extra [kubernetes]).",
+        "description": (
+            "Run shell, Python and Ruby tasks on the worker, in Docker, on AWS ECS or in Kubernetes "
+            "pods, chosen by configuration, with Digdag's Command Executor semantics. The Kubernetes "
+            "executor uses the 'kubernetes' connection type of apache-airflow-providers-cncf-kubernetes "
+            "(extra [kubernetes])."
+        ),
         "versions": [__version__],
         "operators": [
             {

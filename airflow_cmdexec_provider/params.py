@@ -282,9 +282,9 @@ def resolve_params(
     overwritten = sorted(k for k in builtins if k in params and params[k] != builtins[k])
     if overwritten:
         warn(
-            f"Task {task_label}: {', '.join(overwritten)} {'is a' if len(overwritten) == 1 else 'are'} built-in "
-            "Digdag param(s) and cannot be overwritten by DAG params, dag_run.conf, exports or stored values; "
-            "the built-in value is used"
+            f"Task {task_label}: {', '.join(overwritten)} {'is a' if len(overwritten) == 1 else 'are'} "
+            "built-in Digdag param(s) and cannot be overwritten by DAG params, dag_run.conf, exports or "
+            "stored values; the built-in value is used"
         )
     params = deep_merge(params, builtins)
     params = deep_merge(params, local)

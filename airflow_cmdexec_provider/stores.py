@@ -77,7 +77,8 @@ def group_chain(task: Any) -> tuple[str, ...]:
 
 
 def group_exports(task: Any) -> list[dict[str, Any]]:
-    """Each enclosing TaskGroup's ``default_args["params"]`` (a Digdag scope's ``_export``), outermost first."""
+    """Each enclosing TaskGroup's ``default_args["params"]`` (a Digdag scope's ``_export``),
+    outermost first."""
     exports: list[dict[str, Any]] = []
     group = getattr(task, "task_group", None)
     while group is not None and getattr(group, "group_id", None) is not None:

@@ -296,7 +296,7 @@ class RemoteBackend(CommandBackend):
         own must not hide the task's (review L8)."""
         try:
             self.cleanup(handle, log_line)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an error of the cleanup must not hide the task's
             log_line(
                 f"WARNING: could not clean up after the {self.name} command ({_describe(handle)}): {exc}"
             )

@@ -68,7 +68,10 @@ def container_script(
         ),
         "rc=$?",
         "if [ $rc -ne 0 ]; then",
-        f'  echo "cmdexec: downloading the project archive failed (curl exit $rc)" >&2; exit {EXIT_DOWNLOAD_FAILED}',
+        (
+            '  echo "cmdexec: downloading the project archive failed (curl exit $rc)" >&2; exit '
+            f"{EXIT_DOWNLOAD_FAILED}"
+        ),
         "fi",
         (
             "tar -xzf input.tar.gz && rm -f input.tar.gz || "

@@ -92,7 +92,8 @@ def container_name(labels: Mapping[str, str]) -> str:
     identity = "|".join(str(labels.get(key, "")) for key in (*INSTANCE_LABELS, "try_number"))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     task = _slug(str(labels.get("task_id", "task")))[-32:].strip("-.")  # the end of a task id names it best
-    return f"cmdexec-{_slug(str(labels.get('dag_id', 'dag')))[:24]}-{task}-try{labels.get('try_number', '1')}-{digest}"
+    dag = _slug(str(labels.get("dag_id", "dag")))[:24]
+    return f"cmdexec-{dag}-{task}-try{labels.get('try_number', '1')}-{digest}"
 
 
 def _slug(text: str) -> str:
@@ -158,7 +159,8 @@ class DockerBackend(RemoteBackend):
         """
         transport = self.transport
         log_line(
-            f"{self.label} runs in Docker through {transport.describe()} ({self.cli_reason() or 'the default'})"
+            f"{self.label} runs in Docker through {transport.describe()} "
+            f"({self.cli_reason() or 'the default'})"
         )
         if earlier is not None:
             adopted = self._adopt(earlier, log_line)
@@ -221,18 +223,21 @@ class DockerBackend(RemoteBackend):
             self.transport.remove(name)
             return None
         log_line(
-            f"Taking over container {name}, which an earlier try of this task started: not starting another one"
+            f"Taking over container {name}, which an earlier try of this task started: "
+            "not starting another one"
         )
         handle = {key: value for key, value in earlier.items() if key != "starting"}
         self._save(handle)
         return handle
 
     def _image(self, request: CommandRequest, log_line: LineSink) -> str:
-        """The image to run: built for ``build``, pulled for ``pull_always``; else ``create`` pulls it if missing."""
+        """The image to run: built for ``build``, pulled for ``pull_always``; else ``create`` pulls it
+        if missing."""
         config, transport = self.config, self.transport
         if config.build:
             tag = build_tag(config, request.project_dir)
-            # With pull_always every task builds again, pulling the base: the layers are reused if it did not move.
+            # With pull_always every task builds again, pulling the base: the layers are reused if it
+            # did not move.
             if not config.pull_always and transport.image_exists(tag):
                 log_line(f"Reusing docker image {tag}")
                 return tag
@@ -311,8 +316,8 @@ class DockerBackend(RemoteBackend):
                 self.transport.remove(name)
             except NoSuchImage as exc:
                 raise BackendError(
-                    f"{self.label}: the image {image} is not on this Docker host and could not be pulled: {exc}. "
-                    "Check docker.image, docker.docker_conn_id and the registry"
+                    f"{self.label}: the image {image} is not on this Docker host and could not be pulled: "
+                    f"{exc}. Check docker.image, docker.docker_conn_id and the registry"
                 ) from exc
             except DaemonError as exc:
                 raise BackendError(f"{self.label}: Docker could not create the container: {exc}") from exc
@@ -525,7 +530,8 @@ class DockerBackend(RemoteBackend):
             ) from exc
 
     def stop(self, handle: Handle, reason: str) -> None:
-        """``docker stop``: TERM, then KILL after the grace period; returns once it stopped (at most the grace)."""
+        """``docker stop``: TERM, then KILL after the grace period; returns once it stopped (at most
+        the grace)."""
         try:
             self.transport.stop(handle["container"], self.stop_grace)
             log.info("Stopped container %s: %s", handle["container"], reason)
@@ -552,7 +558,7 @@ def _pump(stream: Any, entries: queue.SimpleQueue[Any]) -> None:
     try:
         for entry in stream:
             entries.put(entry)
-    except Exception as exc:  # handed to the thread that waits for the entries
+    except Exception as exc:  # noqa: BLE001 - handed to the thread that waits for the entries
         entries.put(exc)
     else:
         entries.put(_END)
@@ -681,7 +687,8 @@ class _TarChunks:
             yield self._take()
 
     def add_file(self, path: str) -> Iterator[bytes]:
-        """A regular file, opened without following a link (``ELOOP`` if it is one); other kinds are left out."""
+        """A regular file, opened without following a link (``ELOOP`` if it is one); other kinds are
+        left out."""
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
             st = os.fstat(fd)
@@ -745,8 +752,9 @@ def extract_outputs(chunks: Iterator[bytes], dest: Path, top: str, label: str) -
             size += member.size
             if entries > MAX_OUTPUT_ENTRIES or size > MAX_OUTPUT_BYTES:
                 raise BackendError(
-                    f"{label}: the command left more than {MAX_OUTPUT_ENTRIES} files or {MAX_OUTPUT_BYTES >> 20} MiB "
-                    "in its IO folder; write large results elsewhere (storage, the project is not copied back)"
+                    f"{label}: the command left more than {MAX_OUTPUT_ENTRIES} files or "
+                    f"{MAX_OUTPUT_BYTES >> 20} MiB in its IO folder; write large results elsewhere (storage, "
+                    "the project is not copied back)"
                 )
             member.name = member.name[len(top) + 1 :]
             if member.islnk() and member.linkname.startswith(f"{top}/"):

@@ -8,8 +8,9 @@ when a task sets ``docker.docker`` (the CLI path) or ``run_options``/``build_opt
 flags passed on unchanged. Both give the backend (``backends/docker.py``) the same steps.
 
 Errors: ``NoSuchContainer``/``NoSuchImage``/``NoSuchPath`` for what the daemon does not know,
-``NameInUse`` for a container name that is taken, ``DaemonUnreachable`` when nothing answers, ``DaemonError`` (with the
-daemon's own message) for any other refusal, ``WatchError`` when a state or a log cannot be read.
+``NameInUse`` for a container name that is taken, ``DaemonUnreachable`` when nothing answers,
+``DaemonError`` (with the daemon's own message) for any other refusal, ``WatchError`` when a state
+or a log cannot be read.
 """
 
 from __future__ import annotations
@@ -853,10 +854,10 @@ def cli_env(env: Mapping[str, str], task_label: str) -> dict[str, str]:
     for key in passthrough:
         if _CLI_ENV.match(key) or is_startup_env_name(key):
             raise CmdExecConfigError(
-                f"Task {task_label}: env var {key!r} has a multi-line or very long value, which the docker CLI "
-                "can only pass on from its own environment, where this name would change how the CLI itself "
-                "runs; rename the variable, or run the task without docker.docker and docker.run_options "
-                "(the Engine API takes any value)"
+                f"Task {task_label}: env var {key!r} has a multi-line or very long value, which the docker "
+                "CLI can only pass on from its own environment, where this name would change how the CLI "
+                "itself runs; rename the variable, or run the task without docker.docker and "
+                "docker.run_options (the Engine API takes any value)"
             )
     return passthrough
 

@@ -94,7 +94,7 @@ class VariableTaskDefinitionCache:
 
         try:
             data = Variable.get(self.variable, default=None, deserialize_json=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be read is only slower
             log.warning("Cannot read the Variable %s (%s): scanning task definitions", self.variable, exc)
             return {}
         return data if isinstance(data, dict) else {}
@@ -114,7 +114,7 @@ class VariableTaskDefinitionCache:
                 serialize_json=True,
                 description="airflow-cmdexec-provider: ECS task definition family by docker.image tag",
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written is only slower
             log.warning("Cannot write the Variable %s (%s): the next task scans again", self.variable, exc)
 
 
@@ -298,8 +298,8 @@ class EcsBackend(RemoteBackend):
                 return self._describe_td(self.config.task_definition_arn)
             except ClientError as exc:
                 raise CmdExecConfigError(
-                    f"{self.label}: ecs.task_definition_arn {self.config.task_definition_arn!r} cannot be used: "
-                    f"{aws_message(exc)}"
+                    f"{self.label}: ecs.task_definition_arn {self.config.task_definition_arn!r} cannot be "
+                    f"used: {aws_message(exc)}"
                 ) from exc
         image = self.config.image
         if not image:
@@ -324,8 +324,8 @@ class EcsBackend(RemoteBackend):
                     newest = self._describe_td(family)  # the newest revision wins, whatever the list order
                     return newest if _image_tag(newest) == image else self._describe_td(arn)
         raise CmdExecConfigError(
-            f"{self.label}: no ACTIVE ECS task definition is tagged {IMAGE_TAG}={image!r}; register one with that "
-            "tag, or set ecs.task_definition_arn, or run this task with executor='docker'"
+            f"{self.label}: no ACTIVE ECS task definition is tagged {IMAGE_TAG}={image!r}; register one with "
+            "that tag, or set ecs.task_definition_arn, or run this task with executor='docker'"
         )
 
     def _describe_td(self, name: str) -> dict[str, Any]:
@@ -501,7 +501,8 @@ class EcsBackend(RemoteBackend):
         return kwargs
 
     def _start(self, handle: Handle, overrides: dict[str, Any], log_line: LineSink) -> None:
-        """RunTask, retrying once on an AGENT failure (Digdag #1723). Errors are task failures, never fallbacks."""
+        """RunTask, retrying once on an AGENT failure (Digdag #1723). Errors are task failures, never
+        fallbacks."""
         from botocore.exceptions import ClientError
 
         if self._killed.is_set():
@@ -518,7 +519,8 @@ class EcsBackend(RemoteBackend):
                 response = self._call(self.ecs, "run_task", **self._run_task_kwargs(handle, overrides, token))
             except ClientError as exc:
                 raise BackendError(
-                    f"{self.label}: ECS RunTask on cluster {self.config.cluster_name!r} failed: {aws_message(exc)}"
+                    f"{self.label}: ECS RunTask on cluster {self.config.cluster_name!r} failed: "
+                    f"{aws_message(exc)}"
                 ) from exc
             tasks = response.get("tasks") or []
             failures = response.get("failures") or []
@@ -698,7 +700,8 @@ class EcsBackend(RemoteBackend):
                     error_code(exc) != "ResourceNotFoundException"
                 ):  # else: the stream appears when the container starts
                     log_line(
-                        f"WARNING: could not read the container's log ({aws_message(exc)}); the command goes on"
+                        f"WARNING: could not read the container's log ({aws_message(exc)}); "
+                        "the command goes on"
                     )
                 return False
             except BotoCoreError as exc:
@@ -713,7 +716,8 @@ class EcsBackend(RemoteBackend):
         return "marker" in handle
 
     def forward_events(self, handle: Handle, events: list[Mapping[str, Any]], log_line: LineSink) -> None:
-        """Log CloudWatch events up to the end marker (found anywhere in a line; the text before it is kept)."""
+        """Log CloudWatch events up to the end marker (found anywhere in a line; the text before it is
+        kept)."""
         for event in events:
             if "marker" in handle:
                 return
@@ -759,7 +763,7 @@ class EcsBackend(RemoteBackend):
                 self.ecs, "stop_task", cluster=handle["cluster"], task=handle["task_arn"], reason=reason[:255]
             )
             log.info("Stopped ECS task %s: %s", handle["task_arn"], reason)
-        except Exception as exc:  # the task may be gone already; cleanup must go on
+        except Exception as exc:  # noqa: BLE001 - the task may be gone already; cleanup must go on
             log.warning("StopTask %s failed: %s", handle["task_arn"], exc)
 
     def cleanup(self, handle: Handle, log_line: LineSink) -> None:

@@ -136,7 +136,7 @@ class _ClusterLoop:
                         f"WARNING: could not read the ECS task's state ({exc}); the command goes "
                         f"on, retrying in {delay:.0f} s"
                     )
-            except Exception as exc:  # a bug must not leave every trigger of the cluster waiting forever
+            except Exception as exc:  # noqa: BLE001 - a bug must not leave every trigger of the cluster waiting forever
                 for followed in list(self.followed.values()):
                     if followed.future is not None and not followed.future.done():
                         followed.future.set_exception(exc)

@@ -387,8 +387,9 @@ class KubernetesBackend(RemoteBackend):
                     raise self._api_error(f"creating {kind} {name!r} failed", exc) from exc
                 if not self._owns_volume(handle, kind, name):
                     raise CmdExecConfigError(
-                        f"{self.label}: kubernetes.{kind} {name!r} already exists and was not created for this "
-                        f"task's pod; give it another name, or mount the existing one through kubernetes.Pod.volumes"
+                        f"{self.label}: kubernetes.{kind} {name!r} already exists and was not created for "
+                        "this task's pod; give it another name, or mount the existing one through "
+                        "kubernetes.Pod.volumes"
                     ) from exc
                 log_line(f"Found {kind} {name} created by an earlier try")
                 continue
@@ -651,7 +652,7 @@ class KubernetesBackend(RemoteBackend):
         try:
             self._delete_pod(handle)
             log.info("Deleted pod %s/%s: %s", handle["namespace"], handle["pod"], reason)
-        except Exception as exc:  # the API may be unreachable: cleanup tries again
+        except Exception as exc:  # noqa: BLE001 - the API may be unreachable: cleanup tries again
             log.warning("Deleting pod %s failed: %s", handle["pod"], exc)
 
     def _delete_pod(self, handle: Mapping[str, Any]) -> bool:
@@ -747,8 +748,9 @@ def split_pod_overrides(
             spec[key] = value
         else:
             raise CmdExecConfigError(
-                f"{task}: unknown key kubernetes.Pod.{key}; use a pod spec field ({', '.join(sorted(spec_keys))}), "
-                f"a container field ({', '.join(sorted(CONTAINER_KEYS))}) or metadata"
+                f"{task}: unknown key kubernetes.Pod.{key}; use a pod spec field "
+                f"({', '.join(sorted(spec_keys))}), a container field "
+                f"({', '.join(sorted(CONTAINER_KEYS))}) or metadata"
             )
     return container, spec, metadata
 

@@ -72,7 +72,8 @@ class CommandExecutorHook(BaseHook):
                 backend = self.backend(self.forced)
             except BackendNotConfigured as exc:
                 raise CmdExecConfigError(
-                    f"Task {self.task_label}: executor {self.forced!r} was forced but is not configured: {exc}"
+                    f"Task {self.task_label}: executor {self.forced!r} was forced "
+                    f"but is not configured: {exc}"
                 ) from exc
             self.log.info(
                 "Task %s runs on the %s executor (forced by executor=%r)",
@@ -182,8 +183,8 @@ class CommandExecutorHook(BaseHook):
             earlier_backend = self.backend(str(other))
         except Exception as exc:
             raise CmdExecConfigError(
-                f"Task {self.task_label}: an earlier try left a {other} command that cannot be stopped ({exc}); "
-                "it may still run. Stop it by hand, then clear the task's state store and retry"
+                f"Task {self.task_label}: an earlier try left a {other} command that cannot be stopped "
+                f"({exc}); it may still run. Stop it by hand, then clear the task's state store and retry"
             ) from exc
         if isinstance(earlier_backend, RemoteBackend):
             earlier_backend.stop(handle, "Stopped by Airflow: a later try of the task runs elsewhere")

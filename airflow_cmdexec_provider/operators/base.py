@@ -140,7 +140,8 @@ class CommandOperator(BaseOperator):
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         if self.templating not in TEMPLATING:
             raise CmdExecConfigError(
-                f"Task {self.task_label}: templating must be one of {', '.join(TEMPLATING)}, got {self.templating!r}"
+                f"Task {self.task_label}: templating must be one of {', '.join(TEMPLATING)}, got "
+                f"{self.templating!r}"
             )
         if self.templating == "jinja":
             import jinja2
@@ -149,8 +150,8 @@ class CommandOperator(BaseOperator):
                 super().render_template_fields(context, jinja_env)
             except jinja2.TemplateSyntaxError as exc:
                 raise CmdExecConfigError(
-                    f"Task {self.task_label}: a templated field is not a valid Jinja template ({exc}). Digdag "
-                    "text with '{{' (e.g. docker inspect --format '{{.Id}}') runs unchanged with "
+                    f"Task {self.task_label}: a templated field is not a valid Jinja template ({exc}). "
+                    "Digdag text with '{{' (e.g. docker inspect --format '{{.Id}}') runs unchanged with "
                     "templating='none'; templating='digdag' evaluates ${...} instead of Jinja"
                 ) from exc
         # "digdag": ${...} is evaluated in execute, once the task's params are known; "none": as written.
@@ -274,7 +275,8 @@ class CommandOperator(BaseOperator):
         )
 
     def _upstream_error(self, context: Context) -> dict[str, Any] | None:
-        """The ``{message, stacktrace}`` the first failed task of ``error_from`` left (see ``_record_error``)."""
+        """The ``{message, stacktrace}`` the first failed task of ``error_from`` left (see
+        ``_record_error``)."""
         for task_id in self.error_from or ():
             error = context["ti"].xcom_pull(task_ids=task_id, key=ERROR_KEY)
             for entry in error if isinstance(error, list) else [error]:
@@ -304,7 +306,8 @@ class CommandOperator(BaseOperator):
         return view or None
 
     def _record_error(self, context: Context, exc: Exception) -> None:
-        """Leave ``{message, stacktrace}`` for error handlers (Digdag's ``error`` param of ``_error`` tasks)."""
+        """Leave ``{message, stacktrace}`` for error handlers (Digdag's ``error`` param of ``_error``
+        tasks)."""
         ti = context.get("ti")
         if ti is None:
             return
@@ -372,8 +375,8 @@ class CommandOperator(BaseOperator):
             status = event.get("status")
             if status == "timeout":
                 raise AirflowTaskTimeout(
-                    f"Task {label}: execution_timeout ({self.execution_timeout}) reached while waiting for its "
-                    f"{name} command, which was stopped and cleaned up"
+                    f"Task {label}: execution_timeout ({self.execution_timeout}) reached while waiting for "
+                    f"its {name} command, which was stopped and cleaned up"
                 )
             if status != "finished":
                 raise BackendError(

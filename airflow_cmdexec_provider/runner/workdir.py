@@ -193,7 +193,8 @@ def link_info(project_dir: Path, rel: str, full: Path, arcname: str) -> tarfile.
     if target != project_dir and project_dir not in target.parents:
         raise CmdExecConfigError(
             f"project file {rel!r} is a symbolic link to {os.readlink(full)!r}, outside the project "
-            f"{project_dir}; it cannot be shipped (copy the file into the project or list it in {IGNORE_FILE})"
+            f"{project_dir}; it cannot be shipped "
+            f"(copy the file into the project or list it in {IGNORE_FILE})"
         )
     info = tarfile.TarInfo(arcname)
     info.type = tarfile.SYMTYPE

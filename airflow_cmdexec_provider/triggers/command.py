@@ -74,7 +74,7 @@ class CommandTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             backend = await asyncio.to_thread(self._backend)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task's retry takes the command over
             # Nothing is stopped: the command may be fine, and the task's retry takes it over.
             yield self._event("error", message=f"cannot follow the {self.executor} command: {exc}")
             return
@@ -88,7 +88,7 @@ class CommandTrigger(BaseTrigger):
         except CommandGone as exc:
             yield self._event("error", message=str(exc))
             return
-        except Exception as exc:  # a bug or an unexpected answer: report it, the worker cleans up
+        except Exception as exc:  # noqa: BLE001 - a bug or an unexpected answer: report it, the worker cleans up
             yield self._event("error", message=f"{type(exc).__name__}: {exc}")
             return
         yield self._event("finished", exit_code=result.exit_code, reason=result.reason)
@@ -108,7 +108,7 @@ class CommandTrigger(BaseTrigger):
         def stop_and_clean() -> None:
             try:
                 backend.stop(self.handle, f"Stopped by Airflow: {why}")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed stop must not skip the cleanup
                 self._log_line(f"WARNING: could not stop the {self.executor} command: {exc}")
             backend.discard(self.handle, self._log_line)
 
