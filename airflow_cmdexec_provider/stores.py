@@ -130,7 +130,7 @@ def stores_by_scope(task: Any, log: Mapping[str, Mapping[str, Any]]) -> list[lis
 
 def _common_depth(a: Sequence[str], b: Sequence[str]) -> int:
     depth = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the common prefix of two chains of any lengths
         if x != y:
             break
         depth += 1

@@ -638,7 +638,7 @@ def workspace_archive(request: CommandRequest) -> Iterator[bytes]:
     """
     tar = _TarChunks()
     project = str(request.project_dir)
-    for rel, full in iter_project_files(Path(project)):
+    for rel, _ in iter_project_files(Path(project)):
         path = os.path.join(project, rel)
         yield from tar.folders(os.path.dirname(path), project)
         try:

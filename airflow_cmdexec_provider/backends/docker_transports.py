@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -692,18 +692,14 @@ class DockerCli:
         self._check(subprocess.CompletedProcess(["cp"], code, b"", stderr), "cp")
 
     def stop(self, name: str, grace: int) -> None:
-        try:
+        with suppress(NoSuchContainer):
             self._check(
                 self._run("stop", "-t", str(grace), name, timeout=grace + CLI_TIMEOUT_SECONDS), "stop"
             )
-        except NoSuchContainer:
-            pass
 
     def remove(self, name: str) -> None:
-        try:
+        with suppress(NoSuchContainer):
             self._check(self._run("rm", "--force", "--volumes", name), "rm")
-        except NoSuchContainer:
-            pass
 
     def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         filters = [arg for key, value in labels.items() for arg in ("--filter", f"label={key}={value}")]

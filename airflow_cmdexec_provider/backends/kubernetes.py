@@ -811,7 +811,7 @@ def parse_log_time(stamp: str) -> int | None:
     if match is None:
         return None
     *fields, fraction = match.groups()
-    seconds = calendar.timegm(tuple(int(f) for f in fields) + (0, 0, 0))
+    seconds = calendar.timegm((*(int(f) for f in fields), 0, 0, 0))
     return seconds * 10**9 + int((fraction or "0").ljust(9, "0"))
 
 

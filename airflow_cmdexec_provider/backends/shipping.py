@@ -8,6 +8,7 @@ the output archive is downloaded and unpacked into the IO dir. This module is th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -130,10 +131,8 @@ def _warn_if_dag_folder(project_dir: Path, where: str, log_line: LineSink) -> No
     for root, _, names in os.walk(project_dir):
         for name in names:
             files += 1
-            try:
+            with contextlib.suppress(OSError):
                 size += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
     log_line(
         f"WARNING: the project of this task is the whole DAG folder {project_dir} ({files} files, "
         f"{size / 1e6:.1f} MB): all of it is shipped to {where}. Set project_dir to the task's own folder"

@@ -23,6 +23,7 @@ file and line, and the workflow then fails to load as a whole: never a DAG with 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -811,8 +812,8 @@ class Compiler:
             self.problem(config, key, "for_each>", "needs _do: the task to run for each combination")
             return None
         entries: list[tuple[str, list[Any]]] = []
-        for name, items in values.items():
-            items = self.literal(items, config, key, list)
+        for name, written in values.items():
+            items = self.literal(written, config, key, list)
             if items is None:
                 return None
             entries.append((name, items))
@@ -820,9 +821,9 @@ class Compiler:
         for combination in itertools.product(*[list(enumerate(items)) for _, items in entries]):
             tags = [
                 f"{i}={_name_tag(name)}={j}={_name_tag(value)}"
-                for i, ((name, _), (j, value)) in enumerate(zip(entries, combination))
+                for i, ((name, _), (j, value)) in enumerate(zip(entries, combination, strict=True))
             ]
-            iteration = {name: value for (name, _), (_, value) in zip(entries, combination)}
+            iteration = {name: value for (name, _), (_, value) in zip(entries, combination, strict=True)}
             generated_key = "+for-" + "&".join(tags)
             generated[generated_key] = _with_export(body, iteration)
             generated.key_lines[generated_key] = config.where(key)
@@ -852,10 +853,8 @@ class Compiler:
             if "${" in value:
                 self.unsupported(config, key, "dynamic", f"for_each> over {value}")
                 return None
-            try:
+            with contextlib.suppress(ValueError):
                 value = json.loads(value)
-            except ValueError:
-                pass
         if not isinstance(value, kind):
             what = "a mapping of names to lists" if kind is Mapping else "a list of values"
             self.problem(config, key, "for_each>", f"needs {what}, got {js_string(value)!r}")

@@ -267,7 +267,7 @@ class CommandOperator(BaseOperator):
             runtime["error"] = self._upstream_error(context)
         return resolve_params(
             session=session,
-            scopes=list(zip(exports, by_scope)),
+            scopes=list(zip(exports, by_scope, strict=True)),  # both: the DAG, then each TaskGroup
             runtime=runtime,
             local=local,
             task_label=self.task_label,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_cmdexec_provider.backends.base import CommandResult, IoFile
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError, CommandFailed
@@ -35,7 +35,7 @@ class ShOperator(CommandOperator):
     """
 
     template_fields: Sequence[str] = ("command", "env")
-    template_fields_renderers = {"command": "bash", "env": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"command": "bash", "env": "json"}
     program_key = "shell"
     needs_outputs = False  # sh> reports only its exit code
 

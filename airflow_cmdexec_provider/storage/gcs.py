@@ -7,6 +7,7 @@ API calls and signed URLs at a GCS-compatible server, e.g. an emulator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -74,10 +75,8 @@ class GcsTemporalStorage:
         from google.api_core.exceptions import NotFound
 
         for key in keys:
-            try:
+            with contextlib.suppress(NotFound):
                 self._bucket.blob(key).delete()
-            except NotFound:
-                pass
 
     def env_file_arn(self, key: str) -> str | None:
         return None  # ECS environmentFiles can only name S3 objects
@@ -111,10 +110,8 @@ class _ResumableUpload:
     def delete(self) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             self.blob.delete()
-        except NotFound:
-            pass
 
 
 def _credentials(config: StorageConfig) -> tuple[Any, str | None]:
