@@ -11,18 +11,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The connection ids, fields and limits are also read as config.<NAME>: `X as X` re-exports them.
 from airflow_cmdexec_provider.digdag_keys import (
-    ECS_CONN_ID,
-    ECS_CONN_TYPE,
-    ECS_FIELDS,
-    KUBERNETES_CONN_ID,
-    KUBERNETES_CONN_TYPE,
-    KUBERNETES_FIELDS,
-    MAX_PRESIGN_SECONDS,
-    STORAGE_CONN_ID,
-    STORAGE_CONN_TYPE,
-    STORAGE_FIELDS,
-    STORAGE_TYPES,
+    ECS_CONN_ID as ECS_CONN_ID,
+    ECS_CONN_TYPE as ECS_CONN_TYPE,
+    ECS_FIELDS as ECS_FIELDS,
+    KUBERNETES_CONN_ID as KUBERNETES_CONN_ID,
+    KUBERNETES_CONN_TYPE as KUBERNETES_CONN_TYPE,
+    KUBERNETES_FIELDS as KUBERNETES_FIELDS,
+    MAX_PRESIGN_SECONDS as MAX_PRESIGN_SECONDS,
+    STORAGE_CONN_ID as STORAGE_CONN_ID,
+    STORAGE_CONN_TYPE as STORAGE_CONN_TYPE,
+    STORAGE_FIELDS as STORAGE_FIELDS,
+    STORAGE_TYPES as STORAGE_TYPES,
     FieldSpec,
 )
 from airflow_cmdexec_provider.exceptions import BackendNotConfigured, CmdExecConfigError

@@ -94,8 +94,7 @@ def legacy_ui_field_behaviour(conn_type: str) -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
-    from airflow_cmdexec_provider import __version__
-    from airflow_cmdexec_provider import digdag_keys as config
+    from airflow_cmdexec_provider import __version__, digdag_keys as config
 
     return {
         "package-name": "airflow-cmdexec-provider",

@@ -330,8 +330,7 @@ class _Recorder:
 
 
 def test_lookup_outside_a_task_uses_airflow_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.models import Connection as ConnectionModel
-    from airflow.models import Variable as VariableModel
+    from airflow.models import Connection as ConnectionModel, Variable as VariableModel
     from airflow.sdk.execution_time import task_runner
 
     monkeypatch.delattr(task_runner, "SUPERVISOR_COMMS", raising=False)
@@ -420,8 +419,7 @@ def test_lookup_outside_a_task_reads_the_metadata_db(airflow_db: str) -> None:
 
 def test_lookup_inside_a_task_goes_through_the_supervisor(run_dag: Any) -> None:
     """A real task (dag.test's in-process supervisor): the Task SDK path reads the same DB."""
-    from airflow.models import Connection as ConnectionModel
-    from airflow.models import Variable as VariableModel
+    from airflow.models import Connection as ConnectionModel, Variable as VariableModel
     from airflow.sdk import DAG, task
     from airflow.utils.session import create_session
 
