@@ -37,7 +37,8 @@ def boto_session(
 
 
 def error_code(exc: BaseException) -> str | None:
-    return (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+    code: str | None = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+    return code
 
 
 def aws_message(exc: BaseException) -> str:
@@ -66,4 +67,5 @@ def credentials_expiry(session: Any) -> float | None:
         return 3600.0  # a session token without a known expiry: assume STS's default hour
     from datetime import datetime
 
-    return max((expiry - datetime.now(UTC)).total_seconds(), 0.0)
+    remaining: float = (expiry - datetime.now(UTC)).total_seconds()
+    return max(remaining, 0.0)

@@ -114,11 +114,11 @@ def is_startup_env_name(name: str) -> bool:
 # -- runtime params -----------------------------------------------------------------------------
 def _session_time(context: Mapping[str, Any]) -> datetime:
     """Return the run's logical date, or its ``run_after`` for manual runs that have none."""
-    logical_date = context.get("logical_date")
+    logical_date: datetime | None = context.get("logical_date")
     if logical_date is not None:
         return logical_date
     dag_run = context.get("dag_run")
-    run_after = getattr(dag_run, "run_after", None)
+    run_after: datetime | None = getattr(dag_run, "run_after", None)
     if run_after is None:
         raise CmdExecConfigError("the Airflow context has neither logical_date nor dag_run.run_after")
     return run_after
@@ -177,9 +177,9 @@ def runtime_params(context: Mapping[str, Any], project: str = "") -> dict[str, A
     session = _session_time(context)
     ti = context.get("ti")
     dag = context.get("dag")
-    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", "")
-    task_id = getattr(ti, "task_id", "")
-    run_id = context.get("run_id") or getattr(ti, "run_id", "")
+    dag_id: str = getattr(ti, "dag_id", "") or getattr(dag, "dag_id", "")
+    task_id: str = getattr(ti, "task_id", "")
+    run_id: str = context.get("run_id", "") or getattr(ti, "run_id", "")
     dag_run = context.get("dag_run")
     clear_number = getattr(dag_run, "clear_number", 0) or 0
     params: dict[str, Any] = {

@@ -63,7 +63,8 @@ class GcsTemporalStorage:
         }
         if self.config.endpoint:
             kwargs["api_access_endpoint"] = self.config.endpoint
-        return self._bucket.blob(key).generate_signed_url(**kwargs)
+        url: str = self._bucket.blob(key).generate_signed_url(**kwargs)
+        return url
 
     def presigned_get(self, key: str, expires_in: int) -> str:
         return self._signed(key, "GET", expires_in)
@@ -133,4 +134,6 @@ def _credentials(config: StorageConfig) -> tuple[Any, str | None]:
 
         credentials, project = google.auth.default()
         return credentials, project
-    return service_account.Credentials.from_service_account_info(info), info.get("project_id")
+    # google-auth leaves this classmethod unannotated.
+    credentials = service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
+    return credentials, info.get("project_id")

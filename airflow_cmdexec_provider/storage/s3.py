@@ -57,14 +57,16 @@ class S3TemporalStorage:
         return True
 
     def presigned_get(self, key: str, expires_in: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
+        return self._presigned("get_object", key, expires_in)
 
     def presigned_put(self, key: str, expires_in: int) -> str:
-        return self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        return self._presigned("put_object", key, expires_in)
+
+    def _presigned(self, operation: str, key: str, expires_in: int) -> str:
+        url: str = self.client.generate_presigned_url(
+            operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
         )
+        return url
 
     def delete(self, keys: list[str]) -> None:
         if not keys:

@@ -39,7 +39,7 @@ class CommandTrigger(BaseTrigger):
     def __init__(
         self, *, executor: str, handle: Handle, settings: dict[str, Any], deadline: float | None
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is unannotated
         self.executor = executor
         self.handle = dict(handle)
         self.settings = dict(settings)
@@ -94,7 +94,8 @@ class CommandTrigger(BaseTrigger):
         yield self._event("finished", exit_code=result.exit_code, reason=result.reason)
 
     def _event(self, status: str, **payload: Any) -> TriggerEvent:
-        return TriggerEvent({"status": status, "handle": self.handle, **payload})
+        # Airflow's TriggerEvent.__init__ is unannotated.
+        return TriggerEvent({"status": status, "handle": self.handle, **payload})  # type: ignore[no-untyped-call]
 
     async def on_kill(self) -> None:
         """The user marked the deferred task failed/successful or cleared it: stop the remote command."""
