@@ -252,7 +252,8 @@ class EngineApi:
         """The container's description, None if it does not exist; ``WatchError`` if it cannot be read."""
         try:
             with self.errors():
-                return self.client.inspect_container(name)
+                info: dict[str, Any] = self.client.inspect_container(name)
+                return info
         except NoSuchContainer:
             return None
         except BackendError as exc:
@@ -454,7 +455,8 @@ class _AsyncEngine:
                     return None
                 if response.status != 200:
                     raise WatchError(f"cannot inspect container {name}: {(await response.text()).strip()}")
-                return await response.json()
+                info: dict[str, Any] = await response.json()
+                return info
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise WatchError(f"cannot inspect container {name}: {exc}") from exc
 
@@ -656,7 +658,8 @@ class DockerCli:
             return None
         except BackendError as exc:
             raise WatchError(f"cannot inspect container {name}: {exc}") from exc
-        return json.loads(proc.stdout)[0]
+        info: dict[str, Any] = json.loads(proc.stdout)[0]
+        return info
 
     @contextmanager
     def log_entries(self, name: str, since: int | None, follow: bool) -> Iterator[LogStream]:
@@ -680,12 +683,13 @@ class DockerCli:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        assert proc.stdout is not None
+        stdout = proc.stdout
+        assert stdout is not None
         assert proc.stderr is not None
         try:
-            yield iter(lambda: proc.stdout.read(STREAM_CHUNK), b"")  # type: ignore[union-attr]
+            yield iter(lambda: stdout.read(STREAM_CHUNK), b"")
         finally:
-            proc.stdout.close()
+            stdout.close()
             stderr = proc.stderr.read()
             proc.stderr.close()
             code = proc.wait()
@@ -790,7 +794,8 @@ class _AsyncCli:
         )
         stdout, stderr = await proc.communicate()
         if proc.returncode == 0:
-            return json.loads(stdout)[0]
+            info: dict[str, Any] = json.loads(stdout)[0]
+            return info
         if b"No such container" in stderr:
             return None
         raise WatchError(f"cannot inspect container {name}: {daemon_message(stderr) or _last_line(stderr)}")

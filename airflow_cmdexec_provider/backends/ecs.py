@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,7 +118,7 @@ class VariableTaskDefinitionCache:
             log.warning("Cannot write the Variable %s (%s): the next task scans again", self.variable, exc)
 
 
-class MemoryCache(dict):  # type: ignore[type-arg]
+class MemoryCache(dict[str, str]):
     """A cache that lives as long as the backend (tests and the CLI)."""
 
     def set(self, key: str, value: str) -> None:
@@ -330,7 +330,7 @@ class EcsBackend(RemoteBackend):
 
     def _describe_td(self, name: str) -> dict[str, Any]:
         response = self._call(self.ecs, "describe_task_definition", taskDefinition=name, include=["TAGS"])
-        td = response["taskDefinition"]
+        td: dict[str, Any] = response["taskDefinition"]
         td["tags"] = response.get("tags", [])
         if not td.get("containerDefinitions"):
             raise CmdExecConfigError(f"{self.label}: task definition {name} has no containers")
@@ -715,7 +715,7 @@ class EcsBackend(RemoteBackend):
                 break
         return "marker" in handle
 
-    def forward_events(self, handle: Handle, events: list[Mapping[str, Any]], log_line: LineSink) -> None:
+    def forward_events(self, handle: Handle, events: Sequence[Mapping[str, Any]], log_line: LineSink) -> None:
         """Log CloudWatch events up to the end marker (found anywhere in a line; the text before it is
         kept)."""
         for event in events:
@@ -745,7 +745,8 @@ class EcsBackend(RemoteBackend):
                 )
                 return None
             time.sleep(min(1.0, self.poll_interval))
-        return handle["marker"]
+        marker: dict[str, Any] = handle["marker"]
+        return marker
 
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
         download_outputs(

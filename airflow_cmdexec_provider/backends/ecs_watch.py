@@ -186,19 +186,21 @@ class _ClusterLoop:
         """New events of the followed streams, by stream name. A failed read is a warning, never an end."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        by_group: dict[tuple[str, str | None], list[_Followed]] = {}
+        by_group: dict[tuple[str, str | None], list[tuple[_Followed, str]]] = {}
         for f in followed:
-            group, _, region = f.stream  # type: ignore[misc]
-            by_group.setdefault((group, region), []).append(f)
+            if f.stream is None:
+                continue  # _round passes only tasks whose log stream is known
+            group, stream, region = f.stream
+            by_group.setdefault((group, region), []).append((f, stream))
         events: dict[str, list[dict[str, Any]]] = {}
         for (group, region), members in by_group.items():
             for start in range(0, len(members), STREAMS_BATCH):
                 chunk = members[start : start + STREAMS_BATCH]
                 kwargs: dict[str, Any] = {
                     "logGroupName": group,
-                    "logStreamNames": [f.stream[1] for f in chunk],
-                }  # type: ignore[index]
-                cursors = [f.cursor for f in chunk]
+                    "logStreamNames": [stream for _, stream in chunk],
+                }
+                cursors = [f.cursor for f, _ in chunk]
                 if None not in cursors:
                     kwargs["startTime"] = min(c for c in cursors if c is not None)
                 try:
@@ -211,7 +213,7 @@ class _ClusterLoop:
                         kwargs["nextToken"] = response["nextToken"]
                 except (ClientError, BotoCoreError) as exc:
                     if "ResourceNotFoundException" not in str(exc):  # else: no stream yet
-                        for f in chunk:
+                        for f, _ in chunk:
                             f.log_line(
                                 f"WARNING: could not read the container's log ({aws_message(exc)}); the "
                                 "command goes on"

@@ -449,7 +449,8 @@ class KubernetesBackend(RemoteBackend):
             raise WatchError(f"reading pod {handle['pod']} failed: {api_message(exc)}") from exc
         except Exception as exc:  # the API server is unreachable, a timeout, ...
             raise WatchError(f"reading pod {handle['pod']} failed: {type(exc).__name__}: {exc}") from exc
-        return json.loads(response.data)
+        pod: dict[str, Any] = json.loads(response.data)
+        return pod
 
     def exists(self, handle: Handle) -> bool:
         return bool(handle.get("pod")) and self.read_pod(handle) is not None
@@ -623,7 +624,8 @@ class KubernetesBackend(RemoteBackend):
             raise WatchError(
                 f"reading the log of pod {handle['pod']} failed: {type(exc).__name__}: {exc}"
             ) from exc
-        return response.data.decode("utf-8", errors="replace")
+        text: str = response.data.decode("utf-8", errors="replace")
+        return text
 
     def _drain_log(self, handle: Handle, log_line: LineSink) -> dict[str, Any] | None:
         """After the container ended, read its log to the end marker, waiting a bounded time for it."""
@@ -632,7 +634,8 @@ class KubernetesBackend(RemoteBackend):
             if time.monotonic() >= deadline or self._killed.is_set():
                 return None
             time.sleep(1.0)
-        return handle["marker"]
+        marker: dict[str, Any] = handle["marker"]
+        return marker
 
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
         download_outputs(
@@ -700,7 +703,9 @@ class KubernetesBackend(RemoteBackend):
             if exc.status == 404:
                 return False
             raise BackendError(f"{self.label}: reading {kind} {name!r} failed: {api_message(exc)}") from exc
-        return (volume.metadata.labels or {}).get(POD_LABEL) == handle["pod"]
+        owner: str | None = (volume.metadata.labels or {}).get(POD_LABEL)
+        pod: str = handle["pod"]
+        return owner == pod
 
     def _delete_volume(self, handle: Mapping[str, Any], kind: str, name: str) -> None:
         """Delete it; Kubernetes keeps it until the pod that uses it is gone (its protection finalizer)."""

@@ -58,14 +58,15 @@ class LocalBackend(CommandBackend):
             missing = argv[0] if exc.filename in (None, argv[0]) else exc.filename
             raise CommandNotFound(missing, "on the worker (not an executable on PATH)") from exc
         self._proc = proc
+        stdout = proc.stdout
+        assert stdout is not None
         try:
-            assert proc.stdout is not None
-            for raw in iter(proc.stdout.readline, b""):
+            for raw in iter(stdout.readline, b""):
                 log_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
             exit_code = proc.wait()
         finally:
             self._stop(proc, wait=True)
-            proc.stdout.close()  # type: ignore[union-attr]
+            stdout.close()
             self._proc = None
         if exit_code < 0:
             return CommandResult(128 - exit_code, f"killed by signal {signal.Signals(-exit_code).name}")

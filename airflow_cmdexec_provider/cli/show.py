@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from airflow_cmdexec_provider.cli.common import (
 )
 from airflow_cmdexec_provider.cli.importer import _db_error, _strip_task_prefix
 from airflow_cmdexec_provider.cli.properties import format_property
+from airflow_cmdexec_provider.digdag_keys import FieldSpec
 
 
 # --------------------------------------------------------------------------------------------------
@@ -30,7 +32,7 @@ def _digdag_text(value: Any) -> str:
 
 
 def _stored_values(
-    conn: Any, fields: Iterable[Any], conn_id: str, key_for: Callable[[Any], str]
+    conn: Any, fields: Iterable[FieldSpec], conn_id: str, key_for: Callable[[FieldSpec], str]
 ) -> dict[str, Any]:
     """The fields a connection really sets (None/empty left out), converted and validated; errors
     name the Digdag key and the field."""
@@ -185,7 +187,7 @@ def show_config(output: Output, with_defaults: bool) -> int:
                     conn,
                     config.ECS_FIELDS,
                     conn_id,
-                    lambda spec, name=name: digdag_keys.digdag_key(spec, cluster=name),
+                    functools.partial(digdag_keys.digdag_key, cluster=name),
                 )
             except CmdExecConfigError as exc:
                 errors.append(str(exc))

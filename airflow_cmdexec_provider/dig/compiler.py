@@ -223,7 +223,8 @@ class Compiler:
     def new_id(self, scope: Scope, name: str, digdag_name: str, where: DigMap) -> str | None:
         """The Airflow id for ``name`` in ``scope``; None (and a problem) if another task has it."""
         local = task_id(name)
-        full = scope.group.child_id(local) if scope.group is not None else local
+        # Airflow's TaskGroup.child_id is unannotated.
+        full = scope.group.child_id(local) if scope.group is not None else local  # type: ignore[no-untyped-call]
         if full in self.ids:
             self.problem(
                 where,
@@ -503,7 +504,9 @@ class Compiler:
         return None
 
     def operator_task(self, name: str, config: DigMap, scope: Scope, local: str | None = None) -> Node:
-        kind, command, op_key = self.operator_of(config)  # type: ignore[misc]
+        operator = self.operator_of(config)
+        assert operator is not None, "called only for a task that has an operator"
+        kind, command, op_key = operator
         for key in config:
             if key.startswith("+"):
                 self.problem(config, key, key, f"a task with {op_key} can't have subtasks")
@@ -640,7 +643,8 @@ class Compiler:
         if not isinstance(value, Mapping):
             self.problem(config, key if key in config else None, f"{key}:", "must be a mapping of settings")
             return None
-        return plain(value)
+        settings_dict: dict[str, Any] = plain(value)
+        return settings_dict
 
     def workdir(self, value: Any, config: DigMap) -> str:
         if not isinstance(value, str):

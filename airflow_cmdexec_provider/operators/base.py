@@ -168,7 +168,7 @@ class CommandOperator(BaseOperator):
     # -- execution ---------------------------------------------------------------------------
     @property
     def task_label(self) -> str:
-        dag_id = self.dag_id if self.has_dag() else "<no dag>"
+        dag_id = self.dag_id if self.has_dag() else "<no dag>"  # type: ignore[no-untyped-call]  # Airflow: BaseOperator.has_dag is unannotated
         return f"{dag_id}.{self.task_id}"
 
     def settings(self) -> TaskSettings:
@@ -256,7 +256,7 @@ class CommandOperator(BaseOperator):
         if local is None:
             # Airflow copies a TaskGroup's default_args params into the task's: those are the group's export.
             local = {k: v for k, v in self.local_params.items() if not (k in exported and exported[k] == v)}
-        session = _values(self.dag.params) if self.has_dag() else {}
+        session = _values(self.dag.params) if self.has_dag() else {}  # type: ignore[no-untyped-call]  # Airflow: BaseOperator.has_dag is unannotated
         if conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True):
             session.update(getattr(context.get("dag_run"), "conf", None) or {})  # as Airflow does: shallow
         by_scope = stores.stores_by_scope(self, log)
@@ -408,7 +408,7 @@ class CommandOperator(BaseOperator):
         self.log.info("%s", line)
 
     def _project_dir(self) -> Path:
-        dag_folder = Path(self.dag.fileloc).parent if self.has_dag() and self.dag.fileloc else Path.cwd()
+        dag_folder = Path(self.dag.fileloc).parent if self.has_dag() and self.dag.fileloc else Path.cwd()  # type: ignore[no-untyped-call]  # Airflow: BaseOperator.has_dag is unannotated
         path = Path(self.project_dir) if self.project_dir is not None else dag_folder
         if not path.is_absolute():
             path = dag_folder / path
