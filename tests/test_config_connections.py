@@ -4,7 +4,7 @@
   name the Digdag key and the Airflow field, secrets never in messages or reprs;
 - provider info: ``connection-types`` with ``conn-fields`` generated from the FieldSpec tables and
   ``ui-field-behaviour``, as Airflow 3.3's ProvidersManager and the UI's hook_meta API read them;
-- ``config._get_connection`` / ``config.executor_type``: the Task SDK inside a task, airflow.models
+- ``config.get_connection`` / ``config.executor_type``: the Task SDK inside a task, airflow.models
   (secrets backends + metadata DB) elsewhere; both paths for real.
 """
 

@@ -245,7 +245,7 @@ def _aws_credentials_source(access_key_id: str | None, aws_conn_id: str | None) 
 def _require_aws_connection(aws_conn_id: str) -> None:
     """A misspelt ``aws_conn_id`` is an error here; the Amazon provider would silently fall back to
     the default credential chain."""
-    if config._get_connection(aws_conn_id) is None:
+    if config.get_connection(aws_conn_id) is None:
         raise ConnectionCheckFailed(
             f"Extra 'aws_conn_id' names {aws_conn_id!r}, which is not an Airflow connection: "
             "fix extra 'aws_conn_id'"
@@ -387,7 +387,8 @@ def _http(method: str, url: str, data: bytes | None = None) -> bytes:
     headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=CHECK_TIMEOUT) as response:
-        return response.read()
+        body: bytes = response.read()
+        return body
 
 
 def _storage_failure(
