@@ -226,7 +226,8 @@ class AirflowStack:
             time.sleep(1)
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any] | None = None) -> None:
-        """Start a run through the REST API (an ``airflow dags trigger`` would cost a CLI start, ~10 s here)."""
+        """Start a run through the REST API (an ``airflow dags trigger`` would cost a CLI start, ~10 s
+        here)."""
         import urllib.request
 
         body = json.dumps({"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}).encode()

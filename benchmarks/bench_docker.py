@@ -353,8 +353,8 @@ def copy(args: argparse.Namespace) -> int:
         },
     )
     print(
-        f"\nproject of {args.files} files, {args.mb} MB (medians of {args.runs} runs, each in a fresh process; "
-        f"load average {load[0]:.1f} at the start)"
+        f"\nproject of {args.files} files, {args.mb} MB (medians of {args.runs} runs, each in a fresh "
+        f"process; load average {load[0]:.1f} at the start)"
     )
     print(f"{'':<14}{'task':>10}{'copy in':>10}{'its CPU':>10}{'peak RSS':>12}")
     for kind, row in summary.items():
@@ -370,7 +370,7 @@ def copy(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- watch: many deferred tasks in one triggerer --------------------------------------------------------------
+# -- watch: many deferred tasks in one triggerer -------------------------------------------------------------
 WATCH_CHILD = """
 import asyncio, json, logging, resource, statistics, sys, time
 from concurrent.futures import ThreadPoolExecutor

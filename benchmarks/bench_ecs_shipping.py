@@ -248,7 +248,8 @@ def run_ab(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) ->
             print(f"A/B: SKIPPED, {free / MB:.0f} MB free in {tmp}: not even a 10 MB project fits")
             return None
         print(
-            f"A/B: only {free / MB:.0f} MB free in {tmp}: the {args.size_mb:g} MB project is SHRUNK to {fits} MB"
+            f"A/B: only {free / MB:.0f} MB free in {tmp}: the {args.size_mb:g} MB project is SHRUNK to "
+            f"{fits} MB"
         )
         size = fits * MB
     files = (
@@ -372,9 +373,9 @@ def run_rss(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) -
         result.update(size_mb=size_mb, files=files)
         results.append(result)
         print(
-            f"  {size_mb:5g} MB, {files:6d} files: RSS {result['rss_before_mb']:.1f} MB before shipping, peak "
-            f"{result['peak_rss_mb']:.1f} MB -> growth {result['growth_mb']:+.1f} MB "
-            f"({result['parts']} parts, {result['seconds']:.1f} s)",
+            f"  {size_mb:5g} MB, {files:6d} files: RSS {result['rss_before_mb']:.1f} MB before shipping, "
+            f"peak {result['peak_rss_mb']:.1f} MB -> growth {result['growth_mb']:+.1f} MB ({result['parts']} "
+            f"parts, {result['seconds']:.1f} s)",
             flush=True,
         )
     if not results:

@@ -336,10 +336,11 @@ def main() -> None:
     for p in placements:
         r = summary[p]["ratios_digdag_over_ours"]
         print(
-            f"{p:>5}: Digdag / ours  calls: first {r['first_calls']:.2f}x, following {r['following_calls']:.2f}x, "
-            f"all {args.tasks} tasks {r['total_calls']:.1f}x;  time: following {r['following_ms']:.2f}x, "
-            f"all tasks {r['total_seconds']:.1f}x;  ours' cache: {summary[p]['cache_reads']} reads, "
-            f"{summary[p]['cache_writes']} writes (an Airflow Variable in production)"
+            f"{p:>5}: Digdag / ours  calls: first {r['first_calls']:.2f}x, following "
+            f"{r['following_calls']:.2f}x, all {args.tasks} tasks {r['total_calls']:.1f}x;  time: following "
+            f"{r['following_ms']:.2f}x, all tasks {r['total_seconds']:.1f}x;  ours' cache: "
+            f"{summary[p]['cache_reads']} reads, {summary[p]['cache_writes']} writes (an Airflow Variable in "
+            "production)"
         )
     path = common.write_json(
         "ecs_td_lookup",

@@ -166,7 +166,9 @@ LABEL = {f"{BENCH_LABEL}={settings['tag']}"!r}
 LABELS = {{{BENCH_LABEL!r}: {settings["tag"]!r}}}
 
 # One chain; a failed task must not stop the others (the benchmark reports it and fails).
-with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), default_args={{"trigger_rule": "all_done"}}):
+with DAG(
+    {dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), default_args={{"trigger_rule": "all_done"}}
+):
     tasks = []
 {operators}
     chain(*tasks)
@@ -364,8 +366,8 @@ def main() -> int:
             f"{shown(compare(medians, c.name, peer, 'ratio'), 'ratio')} {peer}" if peer in medians else ""
         )
         print(
-            f"  {c.name:<17}{c.group:<8}{s['n']:>4}{s['median_ms']:>9.1f}{s['p90_ms']:>9.1f}{s['min_ms']:>9.1f}"
-            f"   {versus}"
+            f"  {c.name:<17}{c.group:<8}{s['n']:>4}"
+            f"{s['median_ms']:>9.1f}{s['p90_ms']:>9.1f}{s['min_ms']:>9.1f}   {versus}"
         )
     targets = []
     print("targets (medians)")

@@ -455,7 +455,8 @@ def _shut(sock: socket.socket) -> None:
 
 
 def recording_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineRecorder]:
-    """For a ``recorder`` fixture: an ``EngineRecorder`` that the backends built in the test use (``DOCKER_HOST``)."""
+    """For a ``recorder`` fixture: an ``EngineRecorder`` that the backends built in the test use
+    (``DOCKER_HOST``)."""
     proxy = EngineRecorder()
     monkeypatch.setenv("DOCKER_HOST", proxy.host)
     yield proxy

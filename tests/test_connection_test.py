@@ -274,7 +274,10 @@ def test_rejected_s3_credentials(aws: MotoServer) -> None:
         rejected = s3_test(aws, login="AKIAUNKNOWNKEY000000")
     assert rejected == (
         False,
-        f"s3://{BUCKET}: the storage rejected the credentials from Login/Password (InvalidAccessKeyId): fix them",
+        (
+            f"s3://{BUCKET}: the storage rejected the credentials from Login/Password (InvalidAccessKeyId): "
+            "fix them"
+        ),
     )
     assert bucket_keys(aws) == []
 

@@ -185,7 +185,8 @@ def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recor
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_a_command_whose_io_dir_is_not_needed_is_not_copied_out(project: Project, recorder) -> None:
-    """sh> reports only its exit code: its IO dir stays in the container (a copy costs the daemon a process)."""
+    """sh> reports only its exit code: its IO dir stays in the container (a copy costs the daemon a
+    process)."""
     request = dataclasses.replace(
         project.sh_request("echo hello", labels=unique_labels("noout")), needs_outputs=False
     )
@@ -248,7 +249,8 @@ def test_name_labels_and_kill_while_running(project: Project, transport: dict) -
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_kill_sends_term_first(project: Project) -> None:
-    """kill() is docker stop: the command gets TERM (and can clean up) before any KILL (which would give 137)."""
+    """kill() is docker stop: the command gets TERM (and can clean up) before any KILL (which would
+    give 137)."""
     docker_backend = backend(stop_grace=60)
     script = "trap 'echo got TERM; exit 42' TERM\necho ready\nsleep 300 &\nwait\n"
     run = BackgroundRun(docker_backend, project.sh_request(script, labels=unique_labels("term"))).start()
@@ -451,7 +453,10 @@ def test_sibling_tasks_whose_ids_share_a_long_prefix_run_side_by_side(tmp_path: 
             "try_number": "1",
             "map_index": "-1",
         }
-        script = f"echo I am {suffix}\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho {suffix} > {proj.io_dir}/who\n"
+        script = (
+            f"echo I am {suffix}\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n"
+            f"echo {suffix} > {proj.io_dir}/who\n"
+        )
         runs.append((BackgroundRun(backend(), proj.sh_request(script, labels=labels)).start(), proj, suffix))
     assert runs[0][0].name != runs[1][0].name
     for run, _, suffix in runs:
@@ -972,7 +977,8 @@ def test_build_makes_a_project_tagged_image_and_reuses_it(
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_pull_always_makes_the_build_pull_its_base(project: Project, tmp_path: Path, recorder) -> None:
-    """review L12: with pull_always a moved base tag is picked up (here no registry has the base: it fails)."""
+    """review L12: with pull_always a moved base tag is picked up (here no registry has the base: it
+    fails)."""
     calls = tmp_path / "calls.log"
     for params in ({}, {"docker": str(write_wrapper(tmp_path / "docker-wrapper", calls))}):
         with pytest.raises(BackendError, match="docker build failed"):

@@ -520,8 +520,10 @@ from airflow_cmdexec_provider.operators import ShOperator
 
 with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1),
          default_args={{"docker": {{"image": {image!r}}}, "retries": 0}}) as dag:
-    ShOperator(task_id="tamper", command="echo hacked >> tamper_dag.py && rm other_dag.py && echo x > planted.py && "
-                                         "echo tampered")
+    ShOperator(
+        task_id="tamper",
+        command="echo hacked >> tamper_dag.py && rm other_dag.py && echo x > planted.py && echo tampered",
+    )
 """
 
 

@@ -356,7 +356,7 @@ def test_a_jinja_syntax_error_names_the_task_and_the_way_out(run_dag, project):
     assert "templating='none'" in error
 
 
-# -- conf cannot choose start-up environment names (review H2) ------------------------------------------------
+# -- conf cannot choose start-up environment names (review H2) -----------------------------------------------
 
 
 def test_dag_run_conf_cannot_set_bash_env_ld_preload_or_path(run_dag, project, tmp_path):

@@ -1,4 +1,5 @@
-"""Timeouts and kills stop the whole process group; runner files never outlive the try or touch the project."""
+"""Timeouts and kills stop the whole process group; runner files never outlive the try or touch the
+project."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def test_on_kill_from_another_thread_stops_the_command(tmp_path):
     op.on_kill()  # after the command ended: nothing to do, no error
 
 
-# -- runner files ---------------------------------------------------------------------------------------------
+# -- runner files --------------------------------------------------------------------------------------------
 
 STEPS_PY = """
 import os

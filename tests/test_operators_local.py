@@ -41,11 +41,13 @@ def bind(greeting, count=1, unused_default="dflt"):
 
 def all_kwargs(**kwargs):
     print("kwargs keys: " + ",".join(sorted(k for k in kwargs if not k.startswith("session_uuid"))))
-    print("kwargs greeting=%s count=%s date=%s" % (kwargs["greeting"], kwargs["count"], kwargs["session_date"]))
+    print("kwargs greeting=%s count=%s date=%s"
+          % (kwargs["greeting"], kwargs["count"], kwargs["session_date"]))
 
 
 def mixed(greeting, **rest):
-    print("mixed greeting=%s rest_has_greeting=%s rest_count=%s" % (greeting, "greeting" in rest, rest["count"]))
+    print("mixed greeting=%s rest_has_greeting=%s rest_count=%s"
+          % (greeting, "greeting" in rest, rest["count"]))
 
 
 def show_params():
@@ -81,7 +83,8 @@ def exit_with(code):
 
 
 def interpreter():
-    print("interpreter write_through=%s argv0=%s" % (sys.stdout.write_through, sys.argv[0].rsplit("/", 1)[-1]))
+    print("interpreter write_through=%s argv0=%s"
+          % (sys.stdout.write_through, sys.argv[0].rsplit("/", 1)[-1]))
 
 
 class Greeter(object):
@@ -427,7 +430,7 @@ def test_rb_optional_positional_is_given_when_present(run_dag, project):
     ]
 
 
-# -- stored params --------------------------------------------------------------------------------------------
+# -- stored params -------------------------------------------------------------------------------------------
 
 
 def test_stored_values_flow_down_the_chain(run_dag, project):
@@ -492,7 +495,7 @@ def test_stored_values_win_over_params_and_nearer_stores_win(run_dag, project):
     assert _command_output(result, "show") == ["greeted=second"]
 
 
-# -- errors -----------------------------------------------------------------------------------------------------
+# -- errors --------------------------------------------------------------------------------------------------
 
 
 def _assert_reported_once(result, task_id: str, needle: str) -> None:
@@ -568,7 +571,10 @@ def test_ruby_exception_fails_with_class_message_and_user_backtrace(run_dag, pro
         (
             RbOperator,
             {"method": "Cls.nope", "require": "lib/wf"},
-            "Cls has no method 'nope' (neither a public instance method nor a method of the class itself) (NoMethodError)",
+            (
+                "Cls has no method 'nope' (neither a public instance method nor a method of the class "
+                "itself) (NoMethodError)"
+            ),
         ),
         (
             RbOperator,

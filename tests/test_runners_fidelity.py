@@ -397,8 +397,8 @@ BAD_SCRIPT_TASKS = {
         PyOperator,
         {},
         (
-            "give method= with what to call, e.g. 'tasks.my_workflow.step1', or script= with the text of a Python "
-            "script"
+            "give method= with what to call, e.g. 'tasks.my_workflow.step1', or script= with the text of a "
+            "Python script"
         ),
     ),
     "neither_rb": (
@@ -442,7 +442,8 @@ def test_script_must_write_output_json_and_its_exit_code_counts(script_run):
     assert _command_output(script_run, "no_output") == ["forgot output.json"]
     assert script_run.error_text("no_output") == (
         "Task script_form.no_output: output.json does not exist although the Python command exited 0; the "
-        "script did not write it (a script= must write output.json, the path in its second argument, as in Digdag)"
+        "script did not write it (a script= must write output.json, the path in its second argument, as in "
+        "Digdag)"
     )
     assert script_run.error_text("exits_4") == (
         "Task script_form.exits_4: Ruby command failed with code 4\n"
@@ -459,7 +460,7 @@ def test_method_and_script_are_mutually_exclusive_with_clear_errors(script_run, 
     assert _command_output(script_run, task_id) == []  # nothing ran
 
 
-# -- on Docker ---------------------------------------------------------------------------------------------------
+# -- on Docker -----------------------------------------------------------------------------------------------
 
 SYMLINK_TO_DEV_ZERO_PY = """\
 import os
@@ -513,7 +514,8 @@ def test_on_docker_output_json_symlink_is_refused_and_script_and_constants_work(
             docker("rm", "--force", name, check=False)
     assert left == []
     assert result.error_text("hostile") == (
-        f"Task {dag_prefix}.hostile: output.json is a symbolic link (Too many levels of symbolic links): refused"
+        f"Task {dag_prefix}.hostile: output.json is a symbolic link (Too many levels of symbolic links): "
+        "refused"
     )
     for task_id in ("py_script", "rb_script", "constants"):
         assert result.task_states[task_id] == "success", result.error_text(task_id)

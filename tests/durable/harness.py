@@ -34,7 +34,10 @@ PROJECT_FILES = {
             digdag.env.store(finished=True, lines=5)
         """
     ),
-    "tasks/slow.sh": "#!/bin/sh\nfor i in 1 2 3; do echo slow-line $i; done\nsleep ${SLOW_PAUSE:-12}\nfor i in 4 5; do echo slow-line $i; done\n",
+    "tasks/slow.sh": (
+        "#!/bin/sh\nfor i in 1 2 3; do echo slow-line $i; done\nsleep ${SLOW_PAUSE:-12}\n"
+        "for i in 4 5; do echo slow-line $i; done\n"
+    ),
 }
 
 

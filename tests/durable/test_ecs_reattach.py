@@ -97,7 +97,8 @@ def test_retry_reattaches_to_the_ecs_task(
 def test_a_retry_on_another_executor_stops_the_earlier_ecs_task_first(
     ecs_emulator, ecs_worker_env, durable_home, tmp_path
 ):
-    """Review M10: the first try's ECS task must not run on unseen while the retry runs the command locally."""
+    """Review M10: the first try's ECS task must not run on unseen while the retry runs the command
+    locally."""
     dag_id = f"durable_ecs_then_local_{uuid.uuid4().hex[:6]}"
     env = ecs_worker_env(dag_id, SLOW_PAUSE="60")
     logical_date = datetime(2026, 3, 5, tzinfo=UTC).isoformat()

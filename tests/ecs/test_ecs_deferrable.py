@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import ecs_world, make_dag, remaining_objects  # noqa: F401 - fixture
+from tests.ecs.test_ecs_roundtrip import ecs_world_fixture, make_dag, remaining_objects  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.ecs
 

@@ -12,10 +12,10 @@ import pytest
 
 from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile, TaskSettings
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import (  # noqa: F401 - ecs_world is a fixture
+from tests.ecs.test_ecs_roundtrip import (  # noqa: F401 - ecs_world_fixture is a fixture
     BUCKET,
     CLUSTER,
-    ecs_world,
+    ecs_world_fixture,
     make_dag,
     register_task_definition,
     remaining_objects,
@@ -184,7 +184,8 @@ class FlakySecretsBackend:
 def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewhere(
     ecs_world, run_dag, monkeypatch, tmp_path
 ):
-    """Review H3: before the fix the task ran on Docker or locally when the ECS connection could not be read."""
+    """Review H3: before the fix the task ran on Docker or locally when the ECS connection could not be
+    read."""
     from airflow.sdk.execution_time import supervisor
 
     from airflow_cmdexec_provider.operators import ShOperator

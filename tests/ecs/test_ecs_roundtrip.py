@@ -19,8 +19,8 @@ CLUSTER = "cmdexec-test"
 LOG_GROUP = "/cmdexec/tasks"
 
 
-@pytest.fixture
-def ecs_world(airflow_db, ecs_emulator, ecs_aws_env, monkeypatch, tmp_path):
+@pytest.fixture(name="ecs_world")  # imported by other modules as ecs_world_fixture
+def ecs_world_fixture(airflow_db, ecs_emulator, ecs_aws_env, monkeypatch, tmp_path):
     """A cluster, a bucket, a log group, a task definition tagged with the test image, and the two
     Airflow connections (as AIRFLOW_CONN_* environment variables) that make ECS the executor."""
     s3 = ecs_emulator.boto3_client("s3")

@@ -14,7 +14,7 @@ import pytest
 from airflow_cmdexec_provider.backends.base import TaskSettings
 from tests import scale_helpers
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import ecs_world, remaining_objects  # noqa: F401 - ecs_world is a fixture
+from tests.ecs.test_ecs_roundtrip import ecs_world_fixture, remaining_objects  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.ecs
 

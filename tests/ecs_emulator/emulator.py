@@ -594,7 +594,10 @@ class EcsEmulator:
             task.platform_family = "Linux"
         container = task.containers[0]
         container.task_arn = task.task_arn
-        container.container_arn = f"arn:aws:ecs:{self.region}:{self.account_id}:container/{task.cluster_name}/{task.id}/{uuid.uuid4()}"
+        container.container_arn = (
+            f"arn:aws:ecs:{self.region}:{self.account_id}:container/"
+            f"{task.cluster_name}/{task.id}/{uuid.uuid4()}"
+        )
         container.last_status = "PENDING"
         container.exitCode = None
         container.health_status = "UNKNOWN"

@@ -128,8 +128,8 @@ class KubeWorld:
         ]
 
 
-@pytest.fixture
-def kube_world(
+@pytest.fixture(name="kube_world")  # imported by the test modules as kube_world_fixture
+def kube_world_fixture(
     airflow_db, k8s_emulator, k8s_kubeconfig, moto_endpoint, monkeypatch, tmp_path
 ) -> Iterator[KubeWorld]:
     bucket = f"{BUCKET_PREFIX}-{uuid.uuid4().hex[:8]}"

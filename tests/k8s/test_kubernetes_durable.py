@@ -18,10 +18,10 @@ from types import SimpleNamespace
 import pendulum
 import pytest
 
-from tests.durable.conftest import durable_home, read_xcom, worker_env  # noqa: F401 - fixtures
+from tests.durable.conftest import durable_home_fixture, read_xcom, worker_env_fixture  # noqa: F401 - fixtures
 from tests.durable.harness import Worker, task_log_lines
 from tests.k8s.conftest import TEST_IMAGE
-from tests.k8s.kube_world import kube_world, make_dag, moto_endpoint  # noqa: F401 - fixtures
+from tests.k8s.kube_world import kube_world_fixture, make_dag, moto_endpoint  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.k8s
 
@@ -188,8 +188,8 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
 
     assert "RETRY STATE: 2 success" in output, output[-5000:]
     assert (
-        f"Re-attached to the kubernetes command started by an earlier try of this task (pod {pod['metadata']['name']})"
-        in output
+        "Re-attached to the kubernetes command started by an earlier try of this task (pod "
+        f"{pod['metadata']['name']})" in output
     )
     assert task_log_lines(first.output()) == ["1", "2", "3"]
     assert task_log_lines(output) == ["4", "5"]  # the rest of the log, nothing repeated
@@ -201,7 +201,8 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
 
 
 def test_a_try_that_died_while_starting_takes_over_its_pod_and_claim(kube_world, tmp_path):
-    """submit(earlier=<handle saved with starting>) finds the pod and claim that try created: no second pod."""
+    """submit(earlier=<handle saved with starting>) finds the pod and claim that try created: no second
+    pod."""
     from airflow_cmdexec_provider.backends.base import TaskSettings
     from airflow_cmdexec_provider.backends.kubernetes import KubernetesBackend
 

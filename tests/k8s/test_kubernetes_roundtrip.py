@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from tests.k8s.conftest import TEST_IMAGE
-from tests.k8s.kube_world import kube_world, make_dag, moto_endpoint  # noqa: F401 - fixtures
+from tests.k8s.kube_world import kube_world_fixture, make_dag, moto_endpoint  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.k8s
 

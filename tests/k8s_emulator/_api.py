@@ -108,8 +108,8 @@ def _method_not_allowed(method: str, what: str) -> ApiError:
     return ApiError(
         405,
         "MethodNotAllowed",
-        f"the server does not allow this method on the requested resource ({method} {what} is not supported by "
-        f"the Kubernetes emulator, see {EMULATOR_DOC})",
+        f"the server does not allow this method on the requested resource ({method} {what} is not supported "
+        f"by the Kubernetes emulator, see {EMULATOR_DOC})",
     )
 
 

@@ -590,7 +590,8 @@ class Node:
         pv = self.store.get("persistentvolumes", "", pv_name) if pv_name else None
         if pv is None:
             raise MountError(
-                f'MountVolume.SetUp failed for volume "{volume["name"]}" : persistentvolumeclaim "{claim_name}" is not bound'
+                f'MountVolume.SetUp failed for volume "{volume["name"]}" : persistentvolumeclaim '
+                f'"{claim_name}" is not bound'
             )
         if pv["spec"].get("hostPath"):
             self._check_host_path(
@@ -715,12 +716,13 @@ class Node:
             user = str(uid) if uid is not None else image_user.split(":", 1)[0]
             if not user.isdigit() and user:
                 raise ConfigError(
-                    f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root"
+                    f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user "
+                    "is non-root"
                 )
             if not user or int(user) == 0:
                 raise ConfigError(
-                    f'container has runAsNonRoot and image will run as root (pod: "{run.name}_{run.namespace}({run.uid})", '
-                    f"container: {container['name']})"
+                    "container has runAsNonRoot and image will run as root (pod: "
+                    f'"{run.name}_{run.namespace}({run.uid})", container: {container["name"]})'
                 )
         if uid is None and gid is None:
             return None

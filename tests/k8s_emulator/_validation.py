@@ -556,7 +556,8 @@ def _check_env(container: dict[str, Any], path: str, errors: list[FieldError]) -
                 invalid(
                     f"{vpath}.name",
                     name,
-                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
+                    "a valid environment variable name must consist only of printable ASCII characters other "
+                    "than '='",
                 )
             )
         source = var.get("valueFrom")
