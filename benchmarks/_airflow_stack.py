@@ -17,6 +17,7 @@ server), so only the three services write to it (``airflow standalone`` does the
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -178,10 +179,8 @@ class AirflowStack:
             if proc is None:
                 continue
             _signal_group(proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(proc.pid, signal.SIGKILL)  # also the group's stragglers (workers, task processes)
             proc.wait()
 
@@ -346,7 +345,5 @@ def _die_with_parent() -> None:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -145,6 +145,7 @@ class Contenders:
         t0 = time.perf_counter()
         proc = subprocess.run(
             [self.docker_cli, "run", "--rm", self.image, "/bin/sh", "-c", SCRIPT],
+            check=False,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -300,7 +301,7 @@ def tar_and_docker_cp(docker_cli: str, image: str, project: Path) -> float:
         subprocess.run(f"tar cf - -C {project} . | {docker_cli} cp - {name}:/tmp", shell=True, check=True)
         return time.perf_counter() - t0
     finally:
-        subprocess.run([docker_cli, "rm", "--force", name], capture_output=True)
+        subprocess.run([docker_cli, "rm", "--force", name], check=False, capture_output=True)
 
 
 def copy(args: argparse.Namespace) -> int:
@@ -323,6 +324,7 @@ def copy(args: argparse.Namespace) -> int:
                 io_dir.mkdir()
                 proc = subprocess.run(
                     [sys.executable, "-c", COPY_CHILD, str(projects[kind]), str(io_dir), args.image],
+                    check=False,
                     capture_output=True,
                     text=True,
                     env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -466,6 +468,7 @@ def watch(args: argparse.Namespace) -> int:
                     str(args.containers),
                     script,
                 ],
+                check=False,
                 stdout=subprocess.PIPE,
                 text=True,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -497,7 +500,10 @@ def _docker_cli(image: str) -> str:
     docker_cli = shutil.which("docker")
     if docker_cli is None:
         raise SystemExit("docker CLI not found")
-    if subprocess.run([docker_cli, "image", "inspect", image], capture_output=True).returncode != 0:
+    if (
+        subprocess.run([docker_cli, "image", "inspect", image], check=False, capture_output=True).returncode
+        != 0
+    ):
         raise SystemExit(f"image {image} is not on this Docker host (scripts/build-test-image.sh)")
     return docker_cli
 

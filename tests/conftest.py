@@ -65,6 +65,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # folder inside Airflow's own test tree.
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 
+import contextlib
+
 import pytest  # noqa: E402
 
 TEST_BUNDLE = "cmdexec-tests"
@@ -85,7 +87,12 @@ def migrate_airflow_db() -> None:
         if _db_ready:
             return
         proc = subprocess.run(
-            [AIRFLOW_CLI, "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+            [AIRFLOW_CLI, "db", "migrate"],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=300,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
@@ -157,10 +164,8 @@ class _Recorder:
         message = str(event_dict.get("event", ""))
         args = event_dict.get("positional_args")
         if args:  # not formatted yet by an earlier processor
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 message = message % tuple(args)
-            except (TypeError, ValueError):
-                pass
         exc_info = event_dict.get("exc_info")
         if exc_info:
             if exc_info is True:

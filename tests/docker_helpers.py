@@ -8,6 +8,7 @@ dag-id prefix (``DAG_PREFIX``), and the leftover checks look at (and remove) onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -52,6 +53,7 @@ def _docker_problem() -> str | None:
     try:
         proc = subprocess.run(
             [cli, "image", "inspect", "--format", "{{.Id}}", IMAGE],
+            check=False,
             capture_output=True,
             text=True,
             timeout=60,
@@ -86,7 +88,9 @@ def require_docker() -> None:
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([docker_cli() or "docker", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [docker_cli() or "docker", *args], check=False, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
@@ -448,10 +452,8 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def recording_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineRecorder]:

@@ -558,15 +558,17 @@ def test_sibling_tasks_with_a_long_common_prefix_get_containers_of_their_own(run
     from airflow.sdk import TaskGroup
 
     project = make_project(tmp_path / "p")
-    with DAG(
-        dag_id=f"{DAG_PREFIX}_siblings",
-        schedule=None,
-        start_date=datetime(2026, 1, 1),
-        default_args={"project_dir": str(project), "retries": 0, "docker": {"image": IMAGE}},
-    ) as dag:
-        with TaskGroup("extract_group_with_a_long_name"):
-            for suffix in "ab":
-                ShOperator(task_id=f"load_table_{suffix}", command=f"echo loaded {suffix}")
+    with (
+        DAG(
+            dag_id=f"{DAG_PREFIX}_siblings",
+            schedule=None,
+            start_date=datetime(2026, 1, 1),
+            default_args={"project_dir": str(project), "retries": 0, "docker": {"image": IMAGE}},
+        ) as dag,
+        TaskGroup("extract_group_with_a_long_name"),
+    ):
+        for suffix in "ab":
+            ShOperator(task_id=f"load_table_{suffix}", command=f"echo loaded {suffix}")
     result = run_dag(dag)
     task_ids = [f"extract_group_with_a_long_name.load_table_{suffix}" for suffix in "ab"]
     assert result.task_states == dict.fromkeys(task_ids, "success"), result.errors

@@ -21,6 +21,7 @@ def durable_home_fixture() -> Path:
     env = {**os.environ, **_airflow_env(home)}
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=False,
         env=env,
         capture_output=True,
         text=True,

@@ -9,6 +9,7 @@ on request, and (DescribeTasks) given the ``MISSING`` failures real ECS returns.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -90,10 +91,8 @@ class TrackingWSGIServer(ThreadedWSGIServer):
         with self._conn_lock:
             items = list(self._conns.items())
         for _, sock in items:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         alive = []
         for t, _ in items:
             t.join(timeout)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -319,10 +320,8 @@ class EcsEmulator:
                     log.warning("ECS emulator: %d HTTP connection threads did not end", len(alive))
             _moto_patch.uninstall(self)
             for client in self._clients.values():
-                try:
+                with contextlib.suppress(Exception):
                     client.close()
-                except Exception:
-                    pass
             self._clients.clear()
             if self._docker is not None:
                 self._docker.close()
@@ -931,10 +930,8 @@ class EcsEmulator:
         )
         api._raise_for_status(res)
         if follow:
-            try:
+            with contextlib.suppress(Exception):
                 api._disable_socket_timeout(api._get_raw_response_socket(res))
-            except Exception:
-                pass
         return res
 
     @staticmethod
@@ -1170,10 +1167,8 @@ class EcsEmulator:
             return
         try:
             for cid in self.containers(include_stopped=True):
-                try:
+                with contextlib.suppress(docker.errors.NotFound):
                     self._docker.api.remove_container(cid, force=True, v=True)
-                except docker.errors.NotFound:
-                    pass
         except Exception as exc:
             log.warning("ECS emulator: removing containers failed: %s", exc)
 
@@ -1185,7 +1180,5 @@ class EcsEmulator:
             labels = c.get("Labels") or {}
             pid = labels.get(LABEL_PID, "")
             if labels.get(LABEL_HOST) == host and pid.isdigit() and not _pid_alive(int(pid)):
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     self._docker.api.remove_container(c["Id"], force=True, v=True)
-                except docker.errors.APIError:
-                    pass

@@ -3,6 +3,7 @@ answers with Content-Length and streamed answers (watch, log follow) with chunke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -187,7 +188,5 @@ class Server(ThreadingHTTPServer):
         with self._conn_lock:
             connections = list(self._connections)
         for sock in connections:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass

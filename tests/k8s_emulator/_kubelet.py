@@ -11,6 +11,7 @@ volumes are removed before the object disappears.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import math
 import os
@@ -986,10 +987,8 @@ class Node:
         self._publish(run)
 
     def _kill(self, docker_id: str) -> None:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             self.api.kill(docker_id)
-        except docker.errors.APIError:
-            pass
 
     def _remove(self, run: PodRun) -> None:
         """The pod's end on the node: containers, volumes and files removed, then the object."""
