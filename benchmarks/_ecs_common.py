@@ -121,10 +121,19 @@ def print_table(headers: list[str], rows: list[list[Any]], title: str | None = N
     if title:
         print(f"\n{title}")
     line = "  ".join("-" * w for w in widths)
-    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells[0], widths))))
+    print(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells[0], widths, strict=True))
+        )
+    )
     print(line)
     for row in cells[1:]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 def _cell(value: Any) -> str:

@@ -162,7 +162,7 @@ def summarise(samples: list[float]) -> dict[str, float]:
         "mean_s": statistics.fmean(ordered),
         "min_s": ordered[0],
         "max_s": ordered[-1],
-        "p90_s": ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))],
+        "p90_s": ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))],
         "stdev_s": statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
     }
 

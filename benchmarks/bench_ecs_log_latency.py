@@ -362,7 +362,7 @@ def main() -> None:
                     lat = list(res["latency"].values())
                     samples[name]["latency"] += lat
                     samples[name]["pipeline"] += list(res["pipeline"].values())
-                    runs[name].append({k: v for k, v in res.items()})
+                    runs[name].append(dict(res))
                     print(
                         f"  round {r + 1} {name:<20} {len(lat)}/{expected} probe lines, median latency "
                         f"{common.median(lat):5.2f} s, max {max(lat) if lat else float('nan'):5.2f} s, "

@@ -98,7 +98,9 @@ def check_task_logs(home: AirflowHome, dag: str, run_id: str, tasks: list[str], 
         want = [expected_line(task_id, n) for n in range(1, lines + 1)]
         if got == want:
             continue
-        first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+        first = next(
+            (i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w), min(len(got), len(want))
+        )
         problems.append(
             f"{task_id}: {len(got)} lines logged, {lines} printed; first difference at line {first + 1}: "
             f"got {got[first] if first < len(got) else '<nothing>'!r}, "

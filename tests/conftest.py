@@ -34,6 +34,7 @@ Fixtures (use them by name; nothing here is autouse):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -65,8 +66,6 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # folder inside Airflow's own test tree.
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 
-import contextlib
-
 import pytest  # noqa: E402
 
 TEST_BUNDLE = "cmdexec-tests"
@@ -77,14 +76,13 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 _db_lock = threading.Lock()
-_db_ready = False
+_db_ready = threading.Event()
 
 
 def migrate_airflow_db() -> None:
     """Create the session's SQLite metadata DB (once; later calls return at once)."""
-    global _db_ready
     with _db_lock:
-        if _db_ready:
+        if _db_ready.is_set():
             return
         proc = subprocess.run(
             [AIRFLOW_CLI, "db", "migrate"],
@@ -96,7 +94,7 @@ def migrate_airflow_db() -> None:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
-        _db_ready = True
+        _db_ready.set()
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,8 @@ def test_bad_ecs_value_names_digdag_key_and_field(extra: dict, digdag: str, fiel
     with pytest.raises(CmdExecConfigError) as info:
         load_ecs(ecs_conn(extra, password=SECRET, login="AKIA"))
     message = str(info.value)
-    assert f"'{field}'" in message and f"Digdag {digdag}" in message, message
+    assert f"'{field}'" in message, message
+    assert f"Digdag {digdag}" in message, message
     assert "cmdexec_ecs_default" in message
     assert SECRET not in message
 

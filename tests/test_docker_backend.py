@@ -274,7 +274,8 @@ def test_kill_before_the_container_starts_prevents_it_api(project: Project, reco
     docker_backend.kill()
     recorder.release()
     error = run.join_error(timeout=120)
-    assert isinstance(error, BackendError) and "was killed before its container started" in str(error), error
+    assert isinstance(error, BackendError), error
+    assert "was killed before its container started" in str(error), error
     assert recorder.calls(r"/start$") == []
     assert "ran" not in run.sink.lines
     assert inspect_container(run.name) is None
@@ -295,7 +296,8 @@ def test_kill_before_the_container_starts_prevents_it_cli(project: Project, tmp_
     docker_backend.kill()
     go.touch()
     error = run.join_error(timeout=120)
-    assert isinstance(error, BackendError) and "was killed before its container started" in str(error), error
+    assert isinstance(error, BackendError), error
+    assert "was killed before its container started" in str(error), error
     assert not any(cli_command(c) == "start" for c in wrapper_calls(calls))
     assert "ran" not in run.sink.lines
     assert inspect_container(run.name) is None
@@ -411,7 +413,8 @@ def test_starting_handle_of_a_started_container_is_taken_over(project: Project, 
     wait_for(lambda: "first" in sink.lines, 60, "the log of the earlier container")
     docker("exec", handle["container"], "touch", "/tmp/go")
     resumed.join(120)
-    assert results and results[0].exit_code == 0, sink.text
+    assert results, sink.text
+    assert results[0].exit_code == 0, sink.text
     taking_over = f"Taking over container {handle['container']}, which an earlier try of this task started"
     assert any(line.startswith(taking_over) for line in sink.lines), sink.text
     assert sink.lines[-2:] == ["first", "second"]
@@ -824,7 +827,7 @@ def test_unreachable_daemon_is_an_error(
 ) -> None:
     require_docker()
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
-    with pytest.raises(BackendError, match="the Docker daemon is not reachable .*/nonexistent.sock"):
+    with pytest.raises(BackendError, match=r"the Docker daemon is not reachable .*/nonexistent\.sock"):
         backend(transport).run(project.sh_request("true", labels=unique_labels("nodaemon")), Sink())
 
 
@@ -1124,7 +1127,8 @@ def test_workspace_archive_keeps_modes_makes_folders_writable_and_refuses_escapi
     assert members[f"{root}/a/in"].issym()
     assert members[f"{root}/a/in"].linkname == "b/run.sh"
     for folder in (root, f"{root}/a", f"{root}/a/b", str(proj.io_dir).lstrip("/")):
-        assert members[folder].isdir() and members[folder].mode == 0o777, folder
+        assert members[folder].isdir(), folder
+        assert members[folder].mode == 0o777, folder
     assert f"{str(proj.io_dir).lstrip('/')}/runner.sh" in members
     (proj.root / "escape").symlink_to("/etc")
     with pytest.raises(CmdExecConfigError, match="outside the project"):

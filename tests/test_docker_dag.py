@@ -248,7 +248,8 @@ def test_same_dag_same_xcoms_on_local_and_docker(run_dag, tmp_path: Path) -> Non
             line[len(prefix) :].split()[0] for line in local.log_lines(task_id) if line.startswith(prefix)
         ]
         assert docker_pids == ["1"], (task_id, in_docker.log(task_id))
-        assert len(local_pids) == 1 and local_pids[0] != "1", (task_id, local.log(task_id))
+        assert len(local_pids) == 1, (task_id, local.log(task_id))
+        assert local_pids[0] != "1", (task_id, local.log(task_id))
     # sh> got the params and stores as environment variables, a multi-line one intact.
     for result in (local, in_docker):
         report = result.log_lines("report")
@@ -490,7 +491,8 @@ def test_on_kill_stops_and_removes_the_container(run_dag, tmp_path: Path) -> Non
     finally:
         thread.join(60)
         signal.signal(signal.SIGTERM, original)
-    assert sent and sent[-1] == "SIGTERM", sent
+    assert sent, sent
+    assert sent[-1] == "SIGTERM", sent
     assert f'"{LABEL_PREFIX}task_id":"sleepy"' in sent[0]
     assert f'"{LABEL_PREFIX}dag_id":"{dag_id}"' in sent[0]
     assert f'"{LABEL_PREFIX}try_number":"1"' in sent[0]
@@ -577,5 +579,5 @@ def test_sibling_tasks_with_a_long_common_prefix_get_containers_of_their_own(run
     ]
     assert len(started[0]) == len(started[1]) == 1
     assert started[0] != started[1]
-    for task_id, suffix in zip(task_ids, "ab"):
+    for task_id, suffix in zip(task_ids, "ab", strict=True):
         assert f"loaded {suffix}" in result.log_lines(task_id)

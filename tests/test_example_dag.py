@@ -116,4 +116,5 @@ def test_the_package_imports_in_a_fresh_interpreter():
         env=os.environ.copy(),
         timeout=120,
     )
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("imported"), proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("imported"), proc.stderr[-3000:]

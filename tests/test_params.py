@@ -92,7 +92,7 @@ def test_runtime_params_logical_date_wins_over_run_after():
 
 def test_runtime_params_without_any_date_is_a_clear_error():
     context = _context(logical_date=None, run_after=None)
-    with pytest.raises(CmdExecConfigError, match="neither logical_date nor dag_run.run_after"):
+    with pytest.raises(CmdExecConfigError, match=r"neither logical_date nor dag_run\.run_after"):
         runtime_params(context)
 
 

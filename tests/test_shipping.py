@@ -237,7 +237,7 @@ def test_s3_storage_error_names_the_object_and_the_cause(s3, tmp_path):
     with (
         pytest.raises(
             BackendError,
-            match="upload of s3://cmdexec-ship-no-such-bucket/t/input.tar.gz failed: NoSuchBucket",
+            match=r"upload of s3://cmdexec-ship-no-such-bucket/t/input\.tar\.gz failed: NoSuchBucket",
         ),
         s3.upload_stream("t/input.tar.gz") as upload,
     ):

@@ -132,7 +132,7 @@ def test_pack_refuses_a_symlink_leaving_the_project(tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
     os.symlink(outside, project / "tasks" / "escape.txt")
-    with pytest.raises(CmdExecConfigError, match="escape.txt.*outside the project"):
+    with pytest.raises(CmdExecConfigError, match=r"escape\.txt.*outside the project"):
         pack(project, io_dir, tmp_path / "in.tar.gz")
 
 

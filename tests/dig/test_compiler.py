@@ -139,7 +139,7 @@ def test_call_inlines_the_file_with_its_folder_as_workdir():
 
 def test_for_each_unrolls_in_digdag_order_with_digdag_names():
     dag = dag_of(PROJECTS / "constructs", "foreach")
-    groups = [g for g in dag.task_group.get_child_by_label("each").children]
+    groups = list(dag.task_group.get_child_by_label("each").children)
     assert groups == [
         "each.for-0_fruit_0_apple_1_count_0_1_2_verbose_0_true",
         "each.for-0_fruit_0_apple_1_count_1_2_2_verbose_0_true",

@@ -98,7 +98,7 @@ class Worker:
         code = code.replace("DAG_FILE", repr(str(HERE / "dags" / "worker_dag.py"))).replace(
             "LOGICAL_DATE", repr(logical_date)
         )
-        self.log_file = open(log_path, "wb")
+        self.log_file = open(log_path, "wb")  # noqa: SIM115 - the worker writes to it until it exits
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code],
             cwd=ROOT,

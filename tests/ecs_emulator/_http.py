@@ -79,7 +79,7 @@ class TrackingWSGIServer(ThreadedWSGIServer):
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
             self.finish_request(request, client_address)
-        except Exception:
+        except Exception:  # noqa: BLE001 - as socketserver does: reported, and the server goes on
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)

@@ -28,7 +28,6 @@ _lock = threading.RLock()
 _active: list[EcsEmulator] = []
 _orig: dict[str, Any] = {}
 _MISSING = object()
-_saved_transition: Any = _MISSING
 
 TASK_MODEL = "ecs::task"
 NEVER = {"progression": "manual", "times": 2**62}
@@ -112,7 +111,6 @@ def _list_tasks(
 
 
 def install(emu: EcsEmulator) -> None:
-    global _saved_transition
     from moto.ecs.models import EC2ContainerServiceBackend as Backend
     from moto.moto_api import state_manager
 
@@ -124,14 +122,13 @@ def install(emu: EcsEmulator) -> None:
             Backend.run_task = _run_task  # type: ignore[method-assign]
             Backend.stop_task = _stop_task  # type: ignore[method-assign]
             Backend.list_tasks = _list_tasks  # type: ignore[method-assign]
-            _saved_transition = state_manager._transitions.get(TASK_MODEL, _MISSING)
+            _orig["transition"] = state_manager._transitions.get(TASK_MODEL, _MISSING)
         # (re)assert on every install: a test may have changed it in between
         state_manager.set_transition(model_name=TASK_MODEL, transition=dict(NEVER))
         _active.append(emu)
 
 
 def uninstall(emu: EcsEmulator) -> None:
-    global _saved_transition
     from moto.ecs.models import EC2ContainerServiceBackend as Backend
     from moto.moto_api import state_manager
 
@@ -144,11 +141,11 @@ def uninstall(emu: EcsEmulator) -> None:
         Backend.run_task = _orig.pop("run_task")  # type: ignore[method-assign]
         Backend.stop_task = _orig.pop("stop_task")  # type: ignore[method-assign]
         Backend.list_tasks = _orig.pop("list_tasks")  # type: ignore[method-assign]
-        if _saved_transition is _MISSING:
+        saved_transition = _orig.pop("transition")
+        if saved_transition is _MISSING:
             state_manager.unset_transition(TASK_MODEL)
         else:
-            state_manager.set_transition(model_name=TASK_MODEL, transition=_saved_transition)
-        _saved_transition = _MISSING
+            state_manager.set_transition(model_name=TASK_MODEL, transition=saved_transition)
 
 
 def reassert_transition() -> None:

@@ -892,7 +892,7 @@ class EcsEmulator:
                 return int(self._docker.api.wait(et.container_id, timeout=30)["StatusCode"])
             except docker.errors.NotFound:
                 return None
-            except Exception as exc:  # read timeout: still running (log stream ended early?)
+            except Exception as exc:  # noqa: BLE001 - read timeout: still running (log stream ended early?)
                 log.debug("waiting for %s: %s", et.container_id, exc)
                 if et.aborted:
                     failures_after_abort += 1
@@ -962,7 +962,7 @@ class EcsEmulator:
                 et.log_response = res
                 for frame in self._frames(res):
                     q.put(frame)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged: the task's end is read from Docker anyway
                 if not et.aborted:
                     log.warning("ECS emulator: reading logs of %s failed: %s", et.task_arn, exc)
             finally:
@@ -1052,7 +1052,7 @@ class EcsEmulator:
                     feed(stream_type, data[left:])
             finally:
                 res.close()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - best effort: the lines read so far are delivered
             log.debug("ECS emulator: final log read of %s: %s", et.task_arn, exc)
         ts = max(int(time.time() * 1000), last_ts)
         for rest in buffers.values():
@@ -1169,7 +1169,7 @@ class EcsEmulator:
             for cid in self.containers(include_stopped=True):
                 with contextlib.suppress(docker.errors.NotFound):
                     self._docker.api.remove_container(cid, force=True, v=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shutting down: logged, the rest of the cleanup goes on
             log.warning("ECS emulator: removing containers failed: %s", exc)
 
     def _sweep_abandoned_containers(self) -> None:

@@ -87,8 +87,9 @@ def wait_gone(api: client.CoreV1Api, name: str, timeout: float = 60, namespace: 
     try:
         pod = api.read_namespaced_pod(name, namespace)
     except ApiException as exc:
-        assert exc.status == 404
-        return
+        if exc.status == 404:
+            return  # already gone
+        raise
     for event in w.stream(
         api.list_namespaced_pod,
         namespace,
@@ -127,7 +128,8 @@ def container_state(pod: client.V1Pod, name: str = "main") -> client.V1Container
 
 def docker_id(pod: client.V1Pod, name: str = "main") -> str:
     status = next(s for s in pod.status.container_statuses if s.name == name)
-    assert status.container_id and status.container_id.startswith("docker://"), status
+    assert status.container_id, status
+    assert status.container_id.startswith("docker://"), status
     return status.container_id.removeprefix("docker://")
 
 
@@ -290,7 +292,8 @@ def test_memory_limit_oom_kills_and_limits_are_enforced(k8s_core_api: client.Cor
         assert (oom.exit_code, oom.reason) == (137, "OOMKilled")
         assert container_state(pod, "limits").terminated.reason == "Completed"
         enforced = log_text(api, "oom", container="limits").split()
-        assert "50000" in enforced and str(64 << 20) in enforced, enforced  # 0.5 CPU of 100 ms; 64 MiB
+        assert "50000" in enforced, enforced  # 0.5 CPU of 100 ms
+        assert str(64 << 20) in enforced, enforced  # 64 MiB
         assert "survived" not in log_text(api, "oom", container="main")
     finally:
         delete_and_wait(api, "oom")

@@ -155,7 +155,7 @@ def test_on_kill_of_a_running_task_deletes_the_pod(kube_world):
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     emulator = kube_world.emulator
-    emulator.wait_for(lambda: emulator.pods(), timeout=60, what="the task's pod")
+    emulator.wait_for(emulator.pods, timeout=60, what="the task's pod")
     _running(emulator, emulator.pods()[0]["metadata"]["name"])
     op.on_kill()
     thread.join(60)

@@ -153,8 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("k8s emulator http: " + format, *args)
+    def log_message(self, message_format: str, *args: Any) -> None:
+        log.debug("k8s emulator http: %s", message_format % args)
 
 
 class Server(ThreadingHTTPServer):

@@ -6,4 +6,4 @@ class Helper:
         print([label, datetime.fromisoformat(time).isoformat()])
 
     def describe(self, size, color):
-        print("a %s %s thing" % (size, color))
+        print(f"a {size} {color} thing")
