@@ -51,9 +51,12 @@ def moto_url() -> Iterator[str]:
     try:
         import boto3
 
-        kwargs = dict(
-            endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-        )
+        kwargs = {
+            "endpoint_url": url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "x",
+            "aws_secret_access_key": "x",
+        }
         boto3.client("ecs", **kwargs).create_cluster(clusterName=CLUSTER)
         boto3.client("s3", **kwargs).create_bucket(Bucket=BUCKET)
         yield url
@@ -222,8 +225,8 @@ def test_unreachable_docker_daemon_fails(home: CmdexecHome) -> None:
 
 def test_invalid_connection_fails_before_the_task_runs(home: CmdexecHome) -> None:
     broken = (
-        '{"conn_type": "cmdexec_ecs", "login": "AKIABROKEN", "password": "%s", '
-        '"extra": {"cluster_name": "c", "max_retries": "many"}}' % ECS_SECRET
+        '{{"conn_type": "cmdexec_ecs", "login": "AKIABROKEN", "password": "{}", '
+        '"extra": {{"cluster_name": "c", "max_retries": "many"}}}}'.format(ECS_SECRET)
     )
     result = home.run(
         "check",
@@ -243,8 +246,8 @@ def test_invalid_connection_fails_before_the_task_runs(home: CmdexecHome) -> Non
 def test_gcs_storage_problem_is_reported_without_the_credentials(home: CmdexecHome) -> None:
     gcs_secret = "not-json-gcs-Secret-99cc"
     storage = (
-        '{"conn_type": "cmdexec_storage", "password": "%s", '
-        '"extra": {"type": "gcs", "bucket": "g-bucket"}}' % gcs_secret
+        '{{"conn_type": "cmdexec_storage", "password": "{}", '
+        '"extra": {{"type": "gcs", "bucket": "g-bucket"}}}}'.format(gcs_secret)
     )
     result = home.run(
         "check",

@@ -264,7 +264,9 @@ def test_unknown_and_unsupported_keys_are_warnings(home: CmdexecHome) -> None:
     warnings = [row for row in result.stderr.splitlines() if row.startswith("warning: ")]
     assert len(warnings) == 7, result
     joined = "\n".join(warnings)
-    assert "agent.command_executor.kubernetes.k8s.no_such_key: unknown Kubernetes command executor key" in joined
+    assert (
+        "agent.command_executor.kubernetes.k8s.no_such_key: unknown Kubernetes command executor key" in joined
+    )
     assert "agent.command_executor.ecs.digdag-test.no_such_key: unknown command executor key" in joined
     assert (
         "temporal_storage.gcs.bucket: ignored, agent.command_executor.ecs.temporal_storage.type is s3"
@@ -472,8 +474,10 @@ def test_kubernetes_keys_import_show_and_round_trip(home: CmdexecHome) -> None:
     result = home.run("import-digdag-config", path)
     assert result.returncode == 0, result
     assert "create Variable 'cmdexec_executor_type': 'kubernetes'" in result.stdout
-    assert "create Connection 'cmdexec_kubernetes_default' (kubernetes): cmdexec_cluster_name='k8s', " \
-           "namespace='batch', kube_config=***" in result.stdout
+    assert (
+        "create Connection 'cmdexec_kubernetes_default' (kubernetes): cmdexec_cluster_name='k8s', "
+        "namespace='batch', kube_config=***" in result.stdout
+    )
     assert "create Connection 'cmdexec_kubernetes_other' (kubernetes)" in result.stdout
     assert "create Connection 'cmdexec_storage_kubernetes_in' (cmdexec_storage)" in result.stdout
     assert "create Connection 'cmdexec_storage_kubernetes_out' (cmdexec_storage)" in result.stdout
@@ -486,12 +490,18 @@ def test_kubernetes_keys_import_show_and_round_trip(home: CmdexecHome) -> None:
     kube_config = json.loads(extra["kube_config"])
     assert kube_config["current-context"] == "k8s"
     assert kube_config["clusters"][0]["cluster"] == {
-        "server": "https://k8s.example:6443", "certificate-authority-data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"}
+        "server": "https://k8s.example:6443",
+        "certificate-authority-data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t",
+    }
     assert kube_config["users"][0]["user"] == {"token": "k8s-Token-0005"}
     assert {k: v for k, v in extra.items() if k != "kube_config"} == {
-        "cmdexec_cluster_name": "k8s", "namespace": "batch", "cmdexec_default_pod_ttl": 600,
-        "cmdexec_poll_interval": 5, "cmdexec_storage_in_conn_id": "cmdexec_storage_kubernetes_in",
-        "cmdexec_storage_out_conn_id": "cmdexec_storage_kubernetes_out"}
+        "cmdexec_cluster_name": "k8s",
+        "namespace": "batch",
+        "cmdexec_default_pod_ttl": 600,
+        "cmdexec_poll_interval": 5,
+        "cmdexec_storage_in_conn_id": "cmdexec_storage_kubernetes_in",
+        "cmdexec_storage_out_conn_id": "cmdexec_storage_kubernetes_out",
+    }
     other = connection(home, "cmdexec_kubernetes_other")["extra"]
     assert other["kube_config_path"] == "/etc/airflow/other.kubeconfig" and "kube_config" not in other
     assert other["cmdexec_default_pod_ttl"] == 600  # global keys: every cluster
@@ -504,30 +514,47 @@ def test_kubernetes_keys_import_show_and_round_trip(home: CmdexecHome) -> None:
     rotated = KUBERNETES_EXAMPLE.replace("k8s-Token-0005", "k8s-Token-0006").replace("600s", "1h")
     update = home.run("import-digdag-config", home.write("rotated.properties", rotated))
     assert update.returncode == 0, update
-    assert "update Connection 'cmdexec_kubernetes_default' (kubernetes): cmdexec_default_pod_ttl: 600 -> 3600, " \
-           "kube_config: *** -> ***" in update.stdout
+    assert (
+        "update Connection 'cmdexec_kubernetes_default' (kubernetes): cmdexec_default_pod_ttl: 600 -> 3600, "
+        "kube_config: *** -> ***" in update.stdout
+    )
     assert_no_secrets(update)
-    assert json.loads(connection(home, "cmdexec_kubernetes_default")["extra"]["kube_config"])["users"][0]["user"] \
-        == {"token": "k8s-Token-0006"}
+    assert json.loads(connection(home, "cmdexec_kubernetes_default")["extra"]["kube_config"])["users"][0][
+        "user"
+    ] == {"token": "k8s-Token-0006"}
     assert show(home)["agent.command_executor.kubernetes.default_pod_ttl"] == "3600s"
 
 
 @pytest.mark.parametrize(
     ("lines", "expected"),
     [
-        ("agent.command_executor.kubernetes.name = k8s\nagent.command_executor.kubernetes.k8s.master = https://k\n",
-         "agent.command_executor.kubernetes.k8s.certs_ca_data, agent.command_executor.kubernetes.k8s.oauth_token "
-         "missing"),
-        ("agent.command_executor.kubernetes.name = k8s\n"
-         "agent.command_executor.kubernetes.k8s.use_kube_config = true\n",
-         "use_kube_config is true but agent.command_executor.kubernetes.k8s.kube_config_path is not set"),
-        ("agent.command_executor.kubernetes.name = k8s\n"
-         "agent.command_executor.kubernetes.k8s.use_kube_config = true\n"
-         "agent.command_executor.kubernetes.k8s.kube_config_path = /k\n"
-         "agent.command_executor.kubernetes.default_pod_ttl = soon\n",
-         "'extra.cmdexec_default_pod_ttl' (Digdag default_pod_ttl) must be a duration"),
-        ("agent.command_executor.kubernetes.config_storage.in.s3.bucket = b\n",
-         "agent.command_executor.kubernetes.config_storage.in.type is missing"),
+        (
+            "agent.command_executor.kubernetes.name = k8s\nagent.command_executor.kubernetes.k8s.master = https://k\n",
+            (
+                "agent.command_executor.kubernetes.k8s.certs_ca_data, agent.command_executor.kubernetes.k8s.oauth_token "
+                "missing"
+            ),
+        ),
+        (
+            (
+                "agent.command_executor.kubernetes.name = k8s\n"
+                "agent.command_executor.kubernetes.k8s.use_kube_config = true\n"
+            ),
+            "use_kube_config is true but agent.command_executor.kubernetes.k8s.kube_config_path is not set",
+        ),
+        (
+            (
+                "agent.command_executor.kubernetes.name = k8s\n"
+                "agent.command_executor.kubernetes.k8s.use_kube_config = true\n"
+                "agent.command_executor.kubernetes.k8s.kube_config_path = /k\n"
+                "agent.command_executor.kubernetes.default_pod_ttl = soon\n"
+            ),
+            "'extra.cmdexec_default_pod_ttl' (Digdag default_pod_ttl) must be a duration",
+        ),
+        (
+            "agent.command_executor.kubernetes.config_storage.in.s3.bucket = b\n",
+            "agent.command_executor.kubernetes.config_storage.in.type is missing",
+        ),
     ],
     ids=["partial-access", "no-path", "bad-ttl", "storage-without-type"],
 )
@@ -540,20 +567,37 @@ def test_kubernetes_errors_name_the_key(home: CmdexecHome, lines: str, expected:
 
 
 def test_show_config_of_a_kube_config_that_digdag_cannot_express(home: CmdexecHome) -> None:
-    kube_config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-                   "clusters": [{"name": "c", "cluster": {"server": "https://k"}}],
-                   "users": [{"name": "u", "user": {"client-certificate-data": "x", "client-key-data": "k8s-Token-0005"}}],
-                   "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}]}
+    kube_config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://k"}}],
+        "users": [
+            {"name": "u", "user": {"client-certificate-data": "x", "client-key-data": "k8s-Token-0005"}}
+        ],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
+    }
     add = subprocess.run(
-        [str(VENV_BIN / "airflow"), "connections", "add", "cmdexec_kubernetes_default", "--conn-json",
-         json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kube_config)}})],
-        env=home.env(), capture_output=True, text=True, timeout=300,
+        [
+            str(VENV_BIN / "airflow"),
+            "connections",
+            "add",
+            "cmdexec_kubernetes_default",
+            "--conn-json",
+            json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kube_config)}}),
+        ],
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert add.returncode == 0, add.stderr
     result = home.run("show-config")
     assert result.returncode == 0, result
     assert "agent.command_executor.kubernetes.name = default" in result.stdout
-    assert "# extra kube_config: context 'c' is more than Digdag's master, certs_ca_data and oauth_token" \
+    assert (
+        "# extra kube_config: context 'c' is more than Digdag's master, certs_ca_data and oauth_token"
         in result.stdout
+    )
     assert "agent.command_executor.kubernetes.default.namespace = ns" in result.stdout
     assert_no_secrets(result)

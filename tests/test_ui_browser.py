@@ -78,9 +78,9 @@ STORAGE_TYPED = {
 LOAD_SCRIPT = """
 import dataclasses, json
 from airflow_cmdexec_provider import config
-ecs, storage = config.ecs_setup({}, {"image": %r}, %r)
-print("CONFIG=" + json.dumps({"ecs": dataclasses.asdict(ecs), "storage": dataclasses.asdict(storage)}))
-""" % (IMAGE, TASK_LABEL)
+ecs, storage = config.ecs_setup({{}}, {{"image": {!r}}}, {!r})
+print("CONFIG=" + json.dumps({{"ecs": dataclasses.asdict(ecs), "storage": dataclasses.asdict(storage)}}))
+""".format(IMAGE, TASK_LABEL)
 
 
 def _expected() -> dict:
@@ -288,8 +288,10 @@ def test_test_buttons_show_the_result_of_our_checks(
             "ui_ecs_reachable",
             {"conn_type": "cmdexec_ecs", "login": "AKIAUITEST", "password": UI_SECRET, "extra": ecs_fields},
             True,
-            f"ECS cluster '{UI_CLUSTER}' is ACTIVE in {REGION} (0 running tasks); ECS and CloudWatch Logs "
-            "accept the credentials from Login/Password.",
+            (
+                f"ECS cluster '{UI_CLUSTER}' is ACTIVE in {REGION} (0 running tasks); ECS and CloudWatch Logs "
+                "accept the credentials from Login/Password."
+            ),
             "ecs-test-ok.png",
         ),
         (
@@ -312,8 +314,10 @@ def test_test_buttons_show_the_result_of_our_checks(
                 "extra": {"type": "gcs", "bucket": UI_GCS_BUCKET, "endpoint": gcs.url},
             },
             True,
-            f"gs://{UI_GCS_BUCKET} is reachable: a test object under cmdexec/ was written, read back "
-            "through presigned GET and PUT URLs and deleted.",
+            (
+                f"gs://{UI_GCS_BUCKET} is reachable: a test object under cmdexec/ was written, read back "
+                "through presigned GET and PUT URLs and deleted."
+            ),
             "storage-test-ok.png",
         ),
         (
@@ -322,7 +326,12 @@ def test_test_buttons_show_the_result_of_our_checks(
                 "conn_type": "cmdexec_storage",
                 "login": "AKIAUITEST",
                 "password": UI_SECRET,
-                "extra": {"type": "s3", "bucket": "no-such-ui-bucket", "region": REGION, "endpoint": moto.url},
+                "extra": {
+                    "type": "s3",
+                    "bucket": "no-such-ui-bucket",
+                    "region": REGION,
+                    "endpoint": moto.url,
+                },
             },
             False,
             "s3://no-such-ui-bucket does not exist: fix extra 'bucket'",

@@ -34,8 +34,17 @@ from airflow_cmdexec_provider.cli.properties import format_property, parse_prope
 from airflow_cmdexec_provider.cli.show import _digdag_text, show_config
 
 __all__ = [
-    "CliError", "_digdag_text", "_docs_with_table", "check", "docs_table", "docs_table_command",
-    "format_property", "import_digdag_config", "main", "parse_properties", "show_config",
+    "CliError",
+    "_digdag_text",
+    "_docs_with_table",
+    "check",
+    "docs_table",
+    "docs_table_command",
+    "format_property",
+    "import_digdag_config",
+    "main",
+    "parse_properties",
+    "show_config",
 ]
 
 
@@ -109,7 +118,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     except CliError as exc:
         output.err(f"error: {exc}")
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - one masked line instead of a traceback with values
+    except Exception as exc:  # one masked line instead of a traceback with values
         from airflow_cmdexec_provider.exceptions import CmdExecError
 
         if os.environ.get("AIRFLOW_CMDEXEC_DEBUG"):

@@ -138,8 +138,10 @@ def check(
 
     backend, attempts, selected, failure = _selection(executor, docker, ecs or None)
     if not forced and docker is None and not ecs:
-        output.out("  no docker, ecs or kubernetes params: only the local executor can run this task "
-                   "(no Variable or Connection is read for it)")
+        output.out(
+            "  no docker, ecs or kubernetes params: only the local executor can run this task "
+            "(no Variable or Connection is read for it)"
+        )
     for name, what in attempts:
         if what != "selected":
             output.out(f"  {name}: skipped, {what}")
@@ -162,7 +164,9 @@ def check(
 
             try:
                 ecs_config = config.load_ecs_config(ecs_conn_id or config.ECS_CONN_ID, TASK_LABEL)
-                storage_config = config.load_storage_config(storage_conn_id or config.STORAGE_CONN_ID, TASK_LABEL)
+                storage_config = config.load_storage_config(
+                    storage_conn_id or config.STORAGE_CONN_ID, TASK_LABEL
+                )
             except BackendNotConfigured as exc:
                 verdicts[name] = [Verdict("ecs", "NOT CONFIGURED", str(exc))]
             except CmdExecConfigError as exc:
@@ -191,5 +195,3 @@ def check(
         return EXIT_OK
     output.out(f"Verdict: FAIL: a task with these params runs on {selected}, but {selected} is unreachable")
     return EXIT_ERROR
-
-

@@ -203,8 +203,14 @@ def plan_import(props: Sequence[Prop]) -> ImportPlan:
 
     # -- temporal storage ---------------------------------------------------------------------------
     if storage_props:
-        _plan_storage(plan, storage_props, config, CmdExecConfigError, config.STORAGE_CONN_ID,
-                      digdag_keys.DIGDAG_STORAGE_PREFIX)
+        _plan_storage(
+            plan,
+            storage_props,
+            config,
+            CmdExecConfigError,
+            config.STORAGE_CONN_ID,
+            digdag_keys.DIGDAG_STORAGE_PREFIX,
+        )
 
     # -- Kubernetes clusters and their config storage -------------------------------------------------
     if kubernetes_props:
@@ -266,7 +272,11 @@ def _set_value(
 
 
 def _plan_storage(
-    plan: ImportPlan, storage_props: dict[str, Prop], config: Any, error_class: type[Exception], conn_id: str,
+    plan: ImportPlan,
+    storage_props: dict[str, Prop],
+    config: Any,
+    error_class: type[Exception],
+    conn_id: str,
     prefix: str,
 ) -> None:
     """One temporal storage connection from the keys under ``prefix`` (ECS temporal_storage., or
@@ -332,18 +342,28 @@ def _plan_kubernetes(
             cluster, key = rest.rsplit(".", 1)
             clusters.setdefault(cluster, {})[key] = prop
         else:
-            plan.warnings.append(f"line {prop.line}: {prop.key}: unknown Kubernetes command executor key; ignored")
+            plan.warnings.append(
+                f"line {prop.line}: {prop.key}: unknown Kubernetes command executor key; ignored"
+            )
 
     storage_ids: dict[str, str] = {}
     for direction, keys in storages.items():
         if keys:
             storage_ids[direction] = digdag_keys.KUBERNETES_STORAGE_CONN_IDS[direction]
-            _plan_storage(plan, keys, config, error_class, storage_ids[direction],
-                          f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.")
+            _plan_storage(
+                plan,
+                keys,
+                config,
+                error_class,
+                storage_ids[direction],
+                f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.",
+            )
     if len(storage_ids) == 1:
         missing = ({"in", "out"} - set(storage_ids)).pop()
-        plan.warnings.append(f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{missing}.* is not set: that archive goes "
-                             f"through {config.STORAGE_CONN_ID!r}")
+        plan.warnings.append(
+            f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{missing}.* is not set: that archive goes "
+            f"through {config.STORAGE_CONN_ID!r}"
+        )
 
     if default_name is not None and not default_name:
         plan.errors.append(f"{prefix}name is empty: give the Kubernetes cluster name")
@@ -351,14 +371,22 @@ def _plan_kubernetes(
     names = set(clusters) | ({default_name} if default_name else set())
     if not names:
         if global_values:
-            plan.warnings.append(f"{', '.join(p.key for p, _ in global_values)}: no Kubernetes cluster in the file "
-                                 f"({prefix}name); ignored")
+            plan.warnings.append(
+                f"{', '.join(p.key for p, _ in global_values)}: no Kubernetes cluster in the file "
+                f"({prefix}name); ignored"
+            )
         return
     for name in sorted(names, key=lambda n: (n != default_name, n)):
-        conn_id = config.KUBERNETES_CONN_ID if name == default_name else f"{digdag_keys.KUBERNETES_CONN_ID_PREFIX}{name}"
+        conn_id = (
+            config.KUBERNETES_CONN_ID
+            if name == default_name
+            else f"{digdag_keys.KUBERNETES_CONN_ID_PREFIX}{name}"
+        )
         if not CONN_ID_RE.match(conn_id):
-            plan.errors.append(f"{prefix}{name}.*: the cluster name {name!r} cannot be part of an Airflow "
-                               f"connection id ({conn_id!r})")
+            plan.errors.append(
+                f"{prefix}{name}.*: the cluster name {name!r} cannot be part of an Airflow "
+                f"connection id ({conn_id!r})"
+            )
             continue
         desired = DesiredConnection(
             conn_id=conn_id,
@@ -367,19 +395,26 @@ def _plan_kubernetes(
             description=f"Kubernetes cluster {name} (Digdag {prefix}{name}.*)",
         )
         desired.values["extra.cmdexec_cluster_name"] = name
-        desired.keys["extra.cmdexec_cluster_name"] = f"{prefix}name" if name == default_name else f"{prefix}{name}.*"
+        desired.keys["extra.cmdexec_cluster_name"] = (
+            f"{prefix}name" if name == default_name else f"{prefix}{name}.*"
+        )
         _plan_cluster_access(plan, desired, name, clusters.get(name, {}), config, error_class)
         for prop, spec in global_values:
             _set_value(plan, desired, spec, prop, config, error_class)
         for direction, storage_id in storage_ids.items():
             desired.values[f"extra.cmdexec_storage_{direction}_conn_id"] = storage_id
             desired.keys[f"extra.cmdexec_storage_{direction}_conn_id"] = (
-                f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.*")
+                f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.*"
+            )
         plan.connections[conn_id] = desired
 
 
 def _plan_cluster_access(
-    plan: ImportPlan, desired: DesiredConnection, name: str, keys: dict[str, Prop], config: Any,
+    plan: ImportPlan,
+    desired: DesiredConnection,
+    name: str,
+    keys: dict[str, Prop],
+    config: Any,
     error_class: type[Exception],
 ) -> None:
     """Digdag's two ways to reach a cluster (KubernetesClientConfig): master + certs_ca_data +
@@ -391,8 +426,12 @@ def _plan_cluster_access(
     use_kube_config = False
     if "use_kube_config" in keys:
         try:
-            use_kube_config = config.convert_field(specs["use_kube_config"], keys["use_kube_config"].value,
-                                                   keys["use_kube_config"].key, desired.conn_id)
+            use_kube_config = config.convert_field(
+                specs["use_kube_config"],
+                keys["use_kube_config"].value,
+                keys["use_kube_config"].key,
+                desired.conn_id,
+            )
         except error_class as exc:
             plan.errors.append(str(exc))
             return
@@ -406,18 +445,31 @@ def _plan_cluster_access(
             plan.warnings.append(f"line {keys[key].line}: {keys[key].key}: ignored, use_kube_config is true")
         return
     if "kube_config_path" in keys:
-        plan.warnings.append(f"line {keys['kube_config_path'].line}: {keys['kube_config_path'].key}: ignored, "
-                             f"{prefix}use_kube_config is not true (as in Digdag)")
+        plan.warnings.append(
+            f"line {keys['kube_config_path'].line}: {keys['kube_config_path'].key}: ignored, "
+            f"{prefix}use_kube_config is not true (as in Digdag)"
+        )
     if len(direct) < 3:
         missing = ", ".join(prefix + k for k in ("master", "certs_ca_data", "oauth_token") if k not in keys)
-        plan.errors.append(f"{prefix}*: {missing} missing; Digdag reaches a cluster with master, certs_ca_data and "
-                           "oauth_token, or with use_kube_config = true and kube_config_path")
+        plan.errors.append(
+            f"{prefix}*: {missing} missing; Digdag reaches a cluster with master, certs_ca_data and "
+            "oauth_token, or with use_kube_config = true and kube_config_path"
+        )
         return
     token = keys["oauth_token"].value.strip()
     kube_config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": name,
-        "clusters": [{"name": name, "cluster": {"server": keys["master"].value.strip(),
-                                                "certificate-authority-data": keys["certs_ca_data"].value.strip()}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": name,
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "server": keys["master"].value.strip(),
+                    "certificate-authority-data": keys["certs_ca_data"].value.strip(),
+                },
+            }
+        ],
         "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
     }
@@ -637,5 +689,3 @@ def _write_connection(
         existing._password = None
         existing.is_encrypted = False
     existing.extra = extra
-
-

@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+import contextlib
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -136,10 +137,8 @@ class AirflowApiServer:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=30)
 
     def __enter__(self) -> AirflowApiServer:
