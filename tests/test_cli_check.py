@@ -196,7 +196,14 @@ def test_endpoints_from_the_connections(home: CmdexecHome, moto_url: str) -> Non
     result = home.run("check", "--image", IMAGE, AWS_ENDPOINT_URL="")
     assert result.returncode == 0, result
     assert "OK" in backend_line(result, "ecs") and "OK" in backend_line(result, "storage")
-    # and without any endpoint, the real AWS is not reachable from here
+    # and without any endpoint, the real AWS is not reachable from here. A re-import leaves the fields
+    # the file does not set as they are (review L18), so the connections are removed first.
+    for conn_id in ("cmdexec_ecs_default", "cmdexec_storage_default"):
+        delete = subprocess.run(
+            [str(VENV_BIN / "airflow"), "connections", "delete", conn_id],
+            env=home.env(), capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert delete.returncode == 0, delete.stderr
     assert home.run("import-digdag-config", home.write("plain.properties", CONFIG)).returncode == 0
     unreachable = home.run("check", "--image", IMAGE, AWS_ENDPOINT_URL="http://127.0.0.1:9")
     assert unreachable.returncode == 1, unreachable
@@ -206,9 +213,16 @@ def test_endpoints_from_the_connections(home: CmdexecHome, moto_url: str) -> Non
 
 def test_half_configured_ecs_falls_back(home: CmdexecHome) -> None:
     broken = CONFIG.replace(f"agent.command_executor.ecs.{CLUSTER}.secret_access_key = {ECS_SECRET}\n", "")
+    # A re-import keeps the stored secret the file does not set (review L18): start without the connection.
+    drop = subprocess.run(
+        [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_ecs_default"],
+        env=home.env(), capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert drop.returncode == 0, drop.stderr
     result = home.run("import-digdag-config", home.write("broken.properties", broken))
     assert result.returncode == 1  # the importer refuses half a key pair...
     assert "give both the access key id (Login) and the secret access key (Password)" in result.stderr
+    assert home.run("import-digdag-config", home.write("full.properties", CONFIG)).returncode == 0
     # without temporal storage ECS is "not configured": the task falls back to Docker
     delete = subprocess.run(
         [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_storage_default"],

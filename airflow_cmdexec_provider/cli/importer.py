@@ -433,6 +433,9 @@ def _normalize_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if v is not None}
 
 
+ALWAYS_SECRET_EXTRAS = frozenset({"kube_config"})
+
+
 def _show(value: Any, secret: bool) -> str:
     if secret:
         return MASK
@@ -486,7 +489,8 @@ def _connection_change(desired: DesiredConnection, existing: Any) -> tuple[Chang
     old_extra = _normalize_extra(current_extra)
     for name in sorted(set(old_extra) | set(new["extra"])):
         if old_extra.get(name) != new["extra"].get(name):
-            secret = f"extra.{name}" in desired.secret_fields
+            # A kube config holds the cluster's token whether the file sets it or the update removes it.
+            secret = f"extra.{name}" in desired.secret_fields or name in ALWAYS_SECRET_EXTRAS
             old_text = _show(old_extra[name], secret) if name in old_extra else "(unset)"
             new_text = _show(new["extra"][name], secret) if name in new["extra"] else "(unset)"
             details.append(f"{name}: {old_text} -> {new_text}")
