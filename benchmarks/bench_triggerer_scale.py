@@ -70,8 +70,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ecs_common as common
 import itertools
+
+import _ecs_common as common
 
 ROOT = common.ROOT
 BUCKET = "cmdexec-bench-tscale"
@@ -99,7 +100,8 @@ def script(task: str, lines: int, gate_url: str) -> str:
         f"curl -sf -m {GATE_TIMEOUT} --retry 10 --retry-connrefused {gate_url} >/dev/null "
         f"|| {{ echo 'scale {task} could not pass the gate'; exit 97; }}\n"
         'pause=$(mktemp -u) && mkfifo "$pause" && exec 3<>"$pause" && rm "$pause" || exit 98\n'
-        f'for ((i = 1; i <= {lines}; i++)); do echo "scale {task} line $i at $EPOCHREALTIME"; read -t 1 -u 3; done\n'
+        f"for ((i = 1; i <= {lines}; i++)); do "
+        f'echo "scale {task} line $i at $EPOCHREALTIME"; read -t 1 -u 3; done\n'
         "exit 0\n"
     )
 
@@ -258,7 +260,7 @@ def triggerer_main(spec_file: str, result_file: str) -> None:
             async for event in trigger.run():  # to its end, as the triggerer does
                 if outcome["event"] is None:
                     outcome["event"], outcome["event_at"] = event.payload, time.time()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of a trigger is a result to report
             outcome["error"] = f"{type(exc).__name__}: {exc}"
         outcome["ended"] = time.time()
         return outcome
@@ -665,7 +667,8 @@ def lines_by_task(result: dict[str, Any]) -> dict[str, list[tuple[float, int, fl
 
 
 def problems(result: dict[str, Any], lines: int, success: str) -> list[str]:
-    """Every trigger that did not end with exit 0, and every task whose lines are not 1..lines once in order."""
+    """Every trigger that did not end with exit 0, and every task whose lines are not 1..lines once in
+    order."""
     found = lines_by_task(result)
     wrong = []
     for outcome in result["outcomes"]:
@@ -734,7 +737,8 @@ def report(
     printing_s = ours["ended"] - ours["gate_at"]
     cpu_printing = ours["cpu_total_s"] - ours["cpu_at_gate"]
     print(
-        f"\nTriggerer scale: {args.tasks} Docker + {args.tasks} ECS deferred commands, {args.seconds} lines each "
+        f"\nTriggerer scale: {args.tasks} Docker + {args.tasks} ECS deferred commands, "
+        f"{args.seconds} lines each "
         f"(load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; started in "
         f"{ours['submit_s']:.0f} s)"
     )
@@ -837,14 +841,16 @@ def report(
     )
     if peer:
         print(
-            f"peer: {peer['lines_complete']} of {args.tasks} tasks with every line once and in order; exit codes "
+            f"peer: {peer['lines_complete']} of {args.tasks} tasks with every line once and in order; "
+            "exit codes "
             f"{peer['exit_codes']}; {peer['children_spawned']} processes spawned"
         )
     rounds = ours["rounds"]
     print(
         f"\nECS rounds (ours): {rounds['calls']} DescribeTasks calls ({rounds['failed_calls']} failed), "
         f"{rounds['median_gap_s']:.1f} s between two (median), {rounds['longest_gap_s']:.1f} s at most; "
-        f"{rounds['warnings_logged']} throttling warnings logged; ECS requests the emulator saw: {ours['ecs_http']}"
+        f"{rounds['warnings_logged']} throttling warnings logged; "
+        f"ECS requests the emulator saw: {ours['ecs_http']}"
     )
     common.print_table(
         ["API answer time (s)", "calls", "median", "max"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 from test_cli_support import (
@@ -330,7 +331,8 @@ def test_default_config_other_clusters_gcs_and_executor_type(home: CmdexecHome) 
     assert "Nothing to change" in again.stdout, again
 
 
-def test_update_clears_keys_removed_from_the_file_and_keeps_foreign_extras(home: CmdexecHome) -> None:
+def test_update_changes_what_the_file_sets_and_keeps_the_rest(home: CmdexecHome) -> None:
+    """A key removed from the file is left as it is (and said so), like extras of no Digdag key."""
     add = subprocess.run(
         [
             str(VENV_BIN / "airflow"),
@@ -356,6 +358,7 @@ def test_update_clears_keys_removed_from_the_file_and_keeps_foreign_extras(home:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert add.returncode == 0, add.stderr
     first = home.run("import-digdag-config", home.write("a.properties", DOCS_EXAMPLE))
@@ -379,16 +382,148 @@ def test_update_clears_keys_removed_from_the_file_and_keeps_foreign_extras(home:
     dry = home.run("import-digdag-config", path, "--dry-run")
     assert (
         "would update Connection 'cmdexec_ecs_default' (cmdexec_ecs): password: *** -> ***, "
-        'max_retries: 3 -> 5, subnets: ["subnet-NNNNN"] -> (unset)' in dry.stdout
+        "max_retries: 3 -> 5\n"
+        "  would leave alone (the file does not set them): subnets\n"
+        "unchanged Connection 'cmdexec_storage_default' (cmdexec_storage)\n"
+        "  would leave alone (the file does not set them): team_note\n" in dry.stdout
     ), dry
     assert show(home) == masked(properties(DOCS_EXAMPLE))
     result = home.run("import-digdag-config", path)
     assert result.returncode == 0, result
+    assert "  left alone (the file does not set them): subnets" in result.stdout
     assert "Imported: 0 created, 1 updated, 1 unchanged" in result.stdout
     assert_no_secrets(first, dry, result)
-    assert show(home) == masked(properties(changed))
+    with_subnets = changed + "agent.command_executor.ecs.digdag-test.subnets = subnet-NNNNN\n"
+    assert show(home) == masked(properties(with_subnets))
     assert connection(home, "cmdexec_ecs_default")["password"] == "s3cr3t-ecs-Key-0001"
     assert connection(home, "cmdexec_storage_default")["extra"]["team_note"] == "kept"
+
+
+EDIT_CONNECTION = """
+import json, sys
+from sqlalchemy import select
+from airflow.models import Connection
+from airflow.utils.session import create_session
+fields = json.loads(sys.argv[2])
+with create_session() as session:
+    conn = session.scalar(select(Connection).where(Connection.conn_id == sys.argv[1]))
+    conn.extra = json.dumps({**conn.extra_dejson, **fields.pop("extra", {})})
+    for name, value in fields.items():
+        setattr(conn, name, value)
+"""
+
+
+def edit_connection(home: CmdexecHome, conn_id: str, **fields) -> None:
+    """Change fields of a stored connection, as the UI's Edit Connection form does."""
+    proc = subprocess.run(
+        [sys.executable, "-c", EDIT_CONNECTION, conn_id, json.dumps(fields)],
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+UI_SECRET = "ui-set-Secret-0007"
+PLAIN_FILE = """\
+agent.command_executor.ecs.name = plain
+agent.command_executor.ecs.plain.region = eu-west-1
+agent.command_executor.ecs.temporal_storage.type = s3
+agent.command_executor.ecs.temporal_storage.s3.bucket = plain-bucket
+"""
+
+
+def test_reimport_keeps_what_was_set_in_the_ui(home: CmdexecHome) -> None:
+    """Review L18: Login/Password and extras such as aws_conn_id set in the UI survive a re-import."""
+    assert home.run("import-digdag-config", home.write("a.properties", PLAIN_FILE)).returncode == 0
+    edit_connection(
+        home,
+        "cmdexec_ecs_default",
+        login="AKIAUISET",
+        password=UI_SECRET,
+        extra={"aws_conn_id": "team_aws", "subnets": ["subnet-ui"]},
+    )
+    edit_connection(
+        home,
+        "cmdexec_storage_default",
+        login="AKIAUISTORAGE",
+        password=UI_SECRET,
+        extra={"aws_conn_id": "team_aws"},
+    )
+
+    moved = home.write("b.properties", PLAIN_FILE.replace("eu-west-1", "us-east-1"))
+    dry = home.run("import-digdag-config", moved, "--dry-run")
+    assert dry.returncode == 0, dry
+    assert (
+        "would update Connection 'cmdexec_ecs_default' (cmdexec_ecs): region: 'eu-west-1' -> 'us-east-1'\n"
+        "  would leave alone (the file does not set them): login, password, aws_conn_id, subnets\n"
+        "unchanged Connection 'cmdexec_storage_default' (cmdexec_storage)\n"
+        "  would leave alone (the file does not set them): login, password, aws_conn_id\n" in dry.stdout
+    ), dry
+    result = home.run("import-digdag-config", moved)
+    assert result.returncode == 0, result
+    assert "Imported: 0 created, 1 updated, 1 unchanged" in result.stdout
+    assert_no_secrets(dry, result)
+    assert UI_SECRET not in dry.output + result.output
+
+    ecs = connection(home, "cmdexec_ecs_default")
+    assert (ecs["login"], ecs["password"]) == ("AKIAUISET", UI_SECRET)
+    assert ecs["extra"] == {
+        "cluster_name": "plain",
+        "region": "us-east-1",
+        "aws_conn_id": "team_aws",
+        "subnets": ["subnet-ui"],
+    }
+    storage = connection(home, "cmdexec_storage_default")
+    assert (storage["login"], storage["password"]) == ("AKIAUISTORAGE", UI_SECRET)
+    assert storage["extra"] == {"type": "s3", "bucket": "plain-bucket", "aws_conn_id": "team_aws"}
+
+
+def test_a_field_the_file_sets_replaces_its_alternatives(home: CmdexecHome) -> None:
+    """Of launch_type / capacity_provider_name, and of the ways to reach a cluster, a connection
+    holds one: the one in the file wins, so the re-imported connection is one a task can load."""
+    first = home.run("import-digdag-config", home.write("a.properties", KUBERNETES_EXAMPLE + PLAIN_FILE))
+    assert first.returncode == 0, first
+    edit_connection(home, "cmdexec_ecs_default", extra={"capacity_provider_name": "spot"})
+    switched = (
+        KUBERNETES_EXAMPLE.replace("k8s.master = https://k8s.example:6443", "k8s.use_kube_config = true")
+        .replace(
+            "k8s.certs_ca_data = LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "k8s.kube_config_path = /etc/k.yaml"
+        )
+        .replace("agent.command_executor.kubernetes.k8s.oauth_token = k8s-Token-0005\n", "")
+        + PLAIN_FILE
+        + "agent.command_executor.ecs.plain.launch_type = FARGATE\n"
+    )
+    result = home.run("import-digdag-config", home.write("b.properties", switched))
+    assert result.returncode == 0, result
+    assert (
+        "update Connection 'cmdexec_kubernetes_default' (kubernetes): kube_config: *** -> (unset), "
+        "kube_config_path: (unset) -> '/etc/k.yaml'" in result.stdout
+    ), result
+    assert (
+        "update Connection 'cmdexec_ecs_default' (cmdexec_ecs): capacity_provider_name: 'spot' -> (unset), "
+        "launch_type: (unset) -> 'FARGATE'" in result.stdout
+    ), result
+    assert_no_secrets(result)
+    assert "kube_config" not in connection(home, "cmdexec_kubernetes_default")["extra"]
+    assert "capacity_provider_name" not in connection(home, "cmdexec_ecs_default")["extra"]
+
+
+def test_the_connection_as_it_would_be_stored_is_validated(home: CmdexecHome) -> None:
+    """What the file sets plus what it keeps must load as a task loads it, or nothing is written."""
+    assert home.run("import-digdag-config", home.write("a.properties", PLAIN_FILE)).returncode == 0
+    edit_connection(home, "cmdexec_ecs_default", extra={"poll_interval": 0})
+    moved = PLAIN_FILE.replace("eu-west-1", "us-east-1")
+    bad = home.run("import-digdag-config", home.write("b.properties", moved))
+    assert bad.returncode == 1, bad
+    assert (
+        "error: ECS connection 'cmdexec_ecs_default': extra 'poll_interval' must be at least 1 second, got 0 "
+        "(kept from the stored connection: poll_interval)" in bad.stderr
+    ), bad
+    assert "nothing was written" in bad.stderr
+    assert connection(home, "cmdexec_ecs_default")["extra"]["region"] == "eu-west-1"
 
 
 def test_show_config_on_an_empty_home(home: CmdexecHome) -> None:
@@ -425,6 +560,7 @@ def test_show_config_reports_a_broken_connection(home: CmdexecHome) -> None:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert add.returncode == 0, add.stderr
     result = home.run("show-config")
@@ -439,7 +575,8 @@ def test_show_config_reports_a_broken_connection(home: CmdexecHome) -> None:
 def test_missing_file_and_unmigrated_db(tmp_path) -> None:
     home = CmdexecHome(tmp_path / "fresh")  # no DB at all
     missing = home.run("import-digdag-config", str(tmp_path / "nope.properties"))
-    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    assert missing.returncode == 1
+    assert "cannot read" in missing.stderr
     result = home.run("import-digdag-config", home.write("a.properties", DOCS_EXAMPLE))
     assert result.returncode == 1, result
     assert "airflow db migrate" in result.stderr
@@ -485,7 +622,9 @@ def test_kubernetes_keys_import_show_and_round_trip(home: CmdexecHome) -> None:
     assert_no_secrets(result)
 
     default = connection(home, "cmdexec_kubernetes_default")
-    assert default["conn_type"] == "kubernetes" and default["login"] is None and default["password"] is None
+    assert default["conn_type"] == "kubernetes"
+    assert default["login"] is None
+    assert default["password"] is None
     extra = default["extra"]
     kube_config = json.loads(extra["kube_config"])
     assert kube_config["current-context"] == "k8s"
@@ -503,7 +642,8 @@ def test_kubernetes_keys_import_show_and_round_trip(home: CmdexecHome) -> None:
         "cmdexec_storage_out_conn_id": "cmdexec_storage_kubernetes_out",
     }
     other = connection(home, "cmdexec_kubernetes_other")["extra"]
-    assert other["kube_config_path"] == "/etc/airflow/other.kubeconfig" and "kube_config" not in other
+    assert other["kube_config_path"] == "/etc/airflow/other.kubeconfig"
+    assert "kube_config" not in other
     assert other["cmdexec_default_pod_ttl"] == 600  # global keys: every cluster
     assert connection(home, "cmdexec_storage_kubernetes_out")["password"] == "s3cr3t-other-Key-0004"
 
@@ -529,9 +669,13 @@ def test_kubernetes_keys_import_show_and_round_trip(home: CmdexecHome) -> None:
     ("lines", "expected"),
     [
         (
-            "agent.command_executor.kubernetes.name = k8s\nagent.command_executor.kubernetes.k8s.master = https://k\n",
             (
-                "agent.command_executor.kubernetes.k8s.certs_ca_data, agent.command_executor.kubernetes.k8s.oauth_token "
+                "agent.command_executor.kubernetes.name = k8s\n"
+                "agent.command_executor.kubernetes.k8s.master = https://k\n"
+            ),
+            (
+                "agent.command_executor.kubernetes.k8s.certs_ca_data, "
+                "agent.command_executor.kubernetes.k8s.oauth_token "
                 "missing"
             ),
         ),
@@ -590,6 +734,7 @@ def test_show_config_of_a_kube_config_that_digdag_cannot_express(home: CmdexecHo
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert add.returncode == 0, add.stderr
     result = home.run("show-config")

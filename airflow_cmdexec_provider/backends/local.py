@@ -86,7 +86,7 @@ class LocalBackend(CommandBackend):
                     ready = selector.select(timeout=0.2)
                     exit_code = proc.poll()
                     if exit_code is not None:
-                        # What the command wrote stays in the pipe; the pipe reaches EOF once the group is gone.
+                        # What the command wrote stays in the pipe, which reaches EOF once the group is gone.
                         self._stop(proc, wait=True)
                     elif not ready:
                         continue
