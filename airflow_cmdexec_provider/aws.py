@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
 
 
 def boto_session(
-    *, access_key_id: str | None, secret_access_key: str | None, aws_conn_id: str | None, region: str | None,
+    *,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    aws_conn_id: str | None,
+    region: str | None,
     client_type: str,
 ) -> Any:
-    """Credentials in Digdag's order: static keys, else an Airflow ``aws`` connection, else the default chain."""
+    """Credentials in Digdag's order: static keys, else an Airflow ``aws`` connection, else the
+    default chain."""
     import boto3
 
     if access_key_id and secret_access_key:
-        return boto3.session.Session(aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-                                     region_name=region)
+        return boto3.session.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
+        )
     if aws_conn_id:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
@@ -28,7 +37,8 @@ def boto_session(
 
 
 def error_code(exc: BaseException) -> str | None:
-    return (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+    code: str | None = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+    return code
 
 
 def aws_message(exc: BaseException) -> str:
@@ -48,13 +58,14 @@ def credentials_expiry(session: Any) -> float | None:
     """
     try:
         credentials = session.get_credentials()
-    except Exception:  # no credentials at all: boto3 reports that when it signs
+    except Exception:  # noqa: BLE001 - no credentials at all: boto3 reports that when it signs
         return None
     if credentials is None or not getattr(credentials, "token", None):
         return None
     expiry = getattr(credentials, "_expiry_time", None)
     if expiry is None:
         return 3600.0  # a session token without a known expiry: assume STS's default hour
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return max((expiry - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    remaining: float = (expiry - datetime.now(UTC)).total_seconds()
+    return max(remaining, 0.0)

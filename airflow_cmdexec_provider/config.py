@@ -11,18 +11,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The connection ids, fields and limits are also read as config.<NAME>: `X as X` re-exports them.
 from airflow_cmdexec_provider.digdag_keys import (
-    ECS_CONN_ID,
-    ECS_CONN_TYPE,
-    ECS_FIELDS,
-    KUBERNETES_CONN_ID,
-    KUBERNETES_CONN_TYPE,
-    KUBERNETES_FIELDS,
-    MAX_PRESIGN_SECONDS,
-    STORAGE_CONN_ID,
-    STORAGE_CONN_TYPE,
-    STORAGE_FIELDS,
-    STORAGE_TYPES,
+    ECS_CONN_ID as ECS_CONN_ID,
+    ECS_CONN_TYPE as ECS_CONN_TYPE,
+    ECS_FIELDS as ECS_FIELDS,
+    KUBERNETES_CONN_ID as KUBERNETES_CONN_ID,
+    KUBERNETES_CONN_TYPE as KUBERNETES_CONN_TYPE,
+    KUBERNETES_FIELDS as KUBERNETES_FIELDS,
+    MAX_PRESIGN_SECONDS as MAX_PRESIGN_SECONDS,
+    STORAGE_CONN_ID as STORAGE_CONN_ID,
+    STORAGE_CONN_TYPE as STORAGE_CONN_TYPE,
+    STORAGE_FIELDS as STORAGE_FIELDS,
+    STORAGE_TYPES as STORAGE_TYPES,
     FieldSpec,
 )
 from airflow_cmdexec_provider.exceptions import BackendNotConfigured, CmdExecConfigError
@@ -41,7 +42,16 @@ def executor_type() -> str | None:
 def _as_bool(value: Any, key: str, where: str) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+    if isinstance(value, str) and value.strip().lower() in (
+        "true",
+        "yes",
+        "on",
+        "1",
+        "false",
+        "no",
+        "off",
+        "0",
+    ):
         return value.strip().lower() in ("true", "yes", "on", "1")
     raise CmdExecConfigError(f"{where}: {key} must be true or false, got {value!r}")
 
@@ -51,7 +61,7 @@ def _as_str_list(value: Any, key: str, where: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise CmdExecConfigError(
-            f"{where}: {key} must be a list of strings (as in Digdag, e.g. [\"-m\", \"1G\"]), got {value!r}"
+            f'{where}: {key} must be a list of strings (as in Digdag, e.g. ["-m", "1G"]), got {value!r}'
         )
     if not all(isinstance(v, str) for v in value):
         raise CmdExecConfigError(f"{where}: every item of {key} must be a string, got {value!r}")
@@ -92,8 +102,16 @@ class DockerConfig:
         return self.cli or "docker"
 
 
-DOCKER_KEYS = {"image", "docker", "run_options", "pull_always", "selinux", "build", "build_options",
-               "docker_conn_id"}
+DOCKER_KEYS = {
+    "image",
+    "docker",
+    "run_options",
+    "pull_always",
+    "selinux",
+    "build",
+    "build_options",
+    "docker_conn_id",
+}
 
 
 def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerConfig:
@@ -102,15 +120,20 @@ def docker_config(docker: Mapping[str, Any] | None, task_label: str) -> DockerCo
         raise BackendNotConfigured("the task has no docker params (docker={'image': ...})")
     where = f"Task {task_label}: docker"
     if not isinstance(docker, Mapping):
-        raise CmdExecConfigError(f"{where} must be a dict of Digdag docker.* keys, got {type(docker).__name__}")
+        raise CmdExecConfigError(
+            f"{where} must be a dict of Digdag docker.* keys, got {type(docker).__name__}"
+        )
     image = docker.get("image")
     if not image or not isinstance(image, str):
         raise CmdExecConfigError(
-            f"{where}.image is required but not set: give the image to run, e.g. docker={{'image': 'python:3.12'}}"
+            f"{where}.image is required but not set: give the image to run, "
+            "e.g. docker={'image': 'python:3.12'}"
         )
     unknown = set(docker) - DOCKER_KEYS
     if unknown:
-        raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(DOCKER_KEYS)}")
+        raise CmdExecConfigError(
+            f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(DOCKER_KEYS)}"
+        )
     cli = docker.get("docker")
     if cli is not None and (not isinstance(cli, str) or not cli):
         raise CmdExecConfigError(f"{where}.docker must be the path of the docker CLI, got {cli!r}")
@@ -138,7 +161,9 @@ def _registry_login(conn_id: str, task_label: str) -> RegistryLogin:
     """Read registry credentials from a ``docker`` connection (apache-airflow-providers-docker's form)."""
     conn = get_connection(conn_id)
     if conn is None:
-        raise CmdExecConfigError(f"Task {task_label}: docker.docker_conn_id {conn_id!r} is not an Airflow connection")
+        raise CmdExecConfigError(
+            f"Task {task_label}: docker.docker_conn_id {conn_id!r} is not an Airflow connection"
+        )
     if not conn.login:
         raise CmdExecConfigError(f"Task {task_label}: Docker connection {conn_id!r} has no Username (login)")
     server = f"{conn.host}:{conn.port}" if conn.host and conn.port else conn.host
@@ -176,7 +201,8 @@ def _convert(spec: FieldSpec, value: Any, where: str) -> Any:
         seconds = parse_duration(value)
         if seconds is None:
             raise CmdExecConfigError(
-                f"{label} must be a duration: seconds, or Digdag's form such as 90s, 30m, 1h or 1d 2h, got {value!r}"
+                f"{label} must be a duration: seconds, or Digdag's form such as 90s, 30m, 1h or 1d 2h, "
+                f"got {value!r}"
             )
         return seconds
     raise AssertionError(spec.kind)
@@ -262,14 +288,18 @@ class EcsConfig:
             )
         if self.poll_interval < 1:
             # 0 would be a busy loop against the ECS and Logs APIs and in the triggerer (review L6)
-            raise CmdExecConfigError(f"{where}: extra 'poll_interval' must be at least 1 second, got {self.poll_interval}")
+            raise CmdExecConfigError(
+                f"{where}: extra 'poll_interval' must be at least 1 second, got {self.poll_interval}"
+            )
         if self.launch_type and self.capacity_provider_name:
             raise CmdExecConfigError(
-                f"{where}: set either extra 'launch_type' or 'capacity_provider_name', not both (AWS rejects the pair)"
+                f"{where}: set either extra 'launch_type' or 'capacity_provider_name', not both "
+                "(AWS rejects the pair)"
             )
         if bool(self.access_key_id) != bool(self.secret_access_key):
             raise CmdExecConfigError(
-                f"{where}: give both the access key id (Login) and the secret access key (Password), or neither"
+                f"{where}: give both the access key id (Login) and the secret access key (Password), "
+                "or neither"
             )
 
 
@@ -307,7 +337,8 @@ class StorageConfig:
             value = getattr(self, name)
             if value is not None and not 1 <= value <= MAX_PRESIGN_SECONDS:
                 raise CmdExecConfigError(
-                    f"{where}: extra {name!r} must be between 1 and {MAX_PRESIGN_SECONDS} seconds, got {value}"
+                    f"{where}: extra {name!r} must be between 1 and {MAX_PRESIGN_SECONDS} seconds, "
+                    f"got {value}"
                 )
 
     @property
@@ -355,7 +386,7 @@ def _lookup(kind: str, key: str) -> Any | None:
                 value = backend.get_connection(conn_id=key)
             else:
                 value = backend.get_variable(key=key)
-        except Exception as exc:  # a secrets backend failed: we cannot tell whether the key exists
+        except Exception as exc:  # noqa: BLE001 - a secrets backend failed: we cannot tell whether the key exists
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
         if value is not None:
@@ -418,23 +449,30 @@ def _lookup_outside_task(kind: str, key: str) -> Any | None:
     return conn
 
 
-def ecs_config_from_connection(conn: Any, conn_id: str, overrides: Mapping[str, Any], task_label: str,
-                               task_definition_arn: str | None, image: str | None) -> EcsConfig:
+def ecs_config_from_connection(
+    conn: Any,
+    conn_id: str,
+    overrides: Mapping[str, Any],
+    task_label: str,
+    task_definition_arn: str | None,
+    image: str | None,
+) -> EcsConfig:
     """Build an EcsConfig from a ``cmdexec_ecs`` Connection plus the task's overrides."""
     where = f"Task {task_label}: ECS connection {conn_id!r}"
     values = _read_fields(conn, ECS_FIELDS, where)
     by_name = {spec.extra_name or spec.airflow_field: spec for spec in ECS_FIELDS}
     kwargs: dict[str, Any] = {}
     for airflow_field, value in values.items():
-        name = airflow_field[len("extra."):] if airflow_field.startswith("extra.") else airflow_field
+        name = airflow_field[len("extra.") :] if airflow_field.startswith("extra.") else airflow_field
         kwargs[name] = value
     for key, raw in overrides.items():
         spec = by_name.get(key)
         kwargs[key] = _convert(spec, raw, f"Task {task_label}: ecs") if spec is not None else raw
     kwargs["access_key_id"] = kwargs.pop("login", None)
     kwargs["secret_access_key"] = kwargs.pop("password", None)
-    return EcsConfig(conn_id=conn_id, task_label=task_label, task_definition_arn=task_definition_arn,
-                     image=image, **kwargs)
+    return EcsConfig(
+        conn_id=conn_id, task_label=task_label, task_definition_arn=task_definition_arn, image=image, **kwargs
+    )
 
 
 def storage_config_from_connection(conn: Any, conn_id: str, task_label: str) -> StorageConfig:
@@ -442,7 +480,9 @@ def storage_config_from_connection(conn: Any, conn_id: str, task_label: str) -> 
     where = f"Task {task_label}: temporal storage connection {conn_id!r}"
     extra = conn.extra_dejson if conn.extra else {}
     if not extra.get("type"):
-        raise CmdExecConfigError(f"{where}: extra 'type' (Digdag temporal_storage.type) is required: s3 or gcs")
+        raise CmdExecConfigError(
+            f"{where}: extra 'type' (Digdag temporal_storage.type) is required: s3 or gcs"
+        )
     values = _read_fields(conn, STORAGE_FIELDS, where)
     return StorageConfig(
         conn_id=conn_id,
@@ -494,9 +534,10 @@ def ecs_setup(
     if conn is None:
         if required:
             raise CmdExecConfigError(
-                f"{where}: the ECS cluster connection {conn_id!r} does not exist, and this task names its ECS "
-                "setup (ecs.task_definition_arn, conn_id or storage_conn_id), so it does not run anywhere else; "
-                f"create the connection (type {ECS_CONN_TYPE!r}) or remove the task's ecs params"
+                f"{where}: the ECS cluster connection {conn_id!r} does not exist, and this task names its "
+                "ECS setup (ecs.task_definition_arn, conn_id or storage_conn_id), so it does not run "
+                f"anywhere else; create the connection (type {ECS_CONN_TYPE!r}) or remove the task's "
+                "ecs params"
             )
         raise BackendNotConfigured(f"no ECS cluster connection {conn_id!r}")
     storage_conn = get_connection(storage_conn_id)
@@ -546,7 +587,8 @@ _KUBERNETES_EXTRAS = {spec.extra_name: spec for spec in KUBERNETES_FIELDS if spe
 
 
 def _cncf_extra(extra: Mapping[str, Any], name: str) -> Any:
-    """An extra of a cncf ``kubernetes`` connection, also under its pre-2.3 name ``extra__kubernetes__<name>``."""
+    """An extra of a cncf ``kubernetes`` connection, also under its pre-2.3 name
+    ``extra__kubernetes__<name>``."""
     value = extra.get(name)
     if value in (None, ""):
         value = extra.get(f"extra__kubernetes__{name}")
@@ -563,8 +605,10 @@ def kube_config_content(value: Any, where: str) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise CmdExecConfigError(f"{where} extra 'kube_config' is not JSON or YAML: {exc}") from None
     if not isinstance(value, Mapping):
-        raise CmdExecConfigError(f"{where} extra 'kube_config' must be a kube config (a mapping with clusters, "
-                                 f"users and contexts), got {type(value).__name__}")
+        raise CmdExecConfigError(
+            f"{where} extra 'kube_config' must be a kube config (a mapping with clusters, "
+            f"users and contexts), got {type(value).__name__}"
+        )
     _mask_kube_config(value)
     return dict(value)
 
@@ -581,8 +625,14 @@ def _mask_kube_config(kube_config: Mapping[str, Any]) -> None:
 
 
 def kubernetes_config_from_connection(
-    conn: Any, conn_id: str, task_label: str, *, image: str = "", namespace: str | None = None,
-    pod: Mapping[str, Any] | None = None, persistent_volume: Mapping[str, Any] | None = None,
+    conn: Any,
+    conn_id: str,
+    task_label: str,
+    *,
+    image: str = "",
+    namespace: str | None = None,
+    pod: Mapping[str, Any] | None = None,
+    persistent_volume: Mapping[str, Any] | None = None,
     persistent_volume_claim: Mapping[str, Any] | None = None,
 ) -> KubernetesConfig:
     """Build a KubernetesConfig from a cncf ``kubernetes`` Connection plus the task's params."""
@@ -594,15 +644,20 @@ def kubernetes_config_from_connection(
         )
     extra = conn.extra_dejson if conn.extra else {}
     access = {name: _cncf_extra(extra, name) for name in ("in_cluster", "kube_config_path", "kube_config")}
-    in_cluster = access["in_cluster"] is not None and _as_bool(access["in_cluster"], "extra 'in_cluster'", where)
+    in_cluster = access["in_cluster"] is not None and _as_bool(
+        access["in_cluster"], "extra 'in_cluster'", where
+    )
     chosen = [name for name, value in access.items() if value and (name != "in_cluster" or in_cluster)]
     if len(chosen) > 1:
         raise CmdExecConfigError(
             f"{where}: extras {' and '.join(repr(c) for c in chosen)} exclude each other; keep one "
             "(Digdag: master/certs_ca_data/oauth_token, or use_kube_config with kube_config_path)"
         )
-    ours = {name: _convert(spec, extra.get(name), where) for name, spec in _KUBERNETES_EXTRAS.items()
-            if name.startswith("cmdexec_")}
+    ours = {
+        name: _convert(spec, extra.get(name), where)
+        for name, spec in _KUBERNETES_EXTRAS.items()
+        if name.startswith("cmdexec_")
+    }
     flags = {}
     for name in ("disable_verify_ssl", "disable_tcp_keepalive"):
         raw = _cncf_extra(extra, name)
@@ -629,7 +684,8 @@ def kubernetes_config_from_connection(
 def kubernetes_setup(
     kubernetes: Mapping[str, Any] | None, docker: Mapping[str, Any] | None, task_label: str
 ) -> tuple[KubernetesConfig, StorageConfig, StorageConfig]:
-    """Load the Kubernetes cluster and its input/output temporal storage for a task (Digdag config_storage.in/out).
+    """Load the Kubernetes cluster and its input/output temporal storage for a task (Digdag
+    config_storage.in/out).
 
     ``BackendNotConfigured`` (fall back to Docker/local) only when configuration is ABSENT: no cluster
     connection, no default storage connection, or a task without an image (``docker.image`` or
@@ -638,18 +694,23 @@ def kubernetes_setup(
     """
     where = f"Task {task_label}: kubernetes"
     if kubernetes is not None and not isinstance(kubernetes, Mapping):
-        raise CmdExecConfigError(f"{where} must be a dict ({', '.join(KUBERNETES_TASK_KEYS)}), "
-                                 f"got {type(kubernetes).__name__}")
+        raise CmdExecConfigError(
+            f"{where} must be a dict ({', '.join(KUBERNETES_TASK_KEYS)}), got {type(kubernetes).__name__}"
+        )
     params = dict(kubernetes or {})
     unknown = set(params) - set(KUBERNETES_TASK_KEYS)
     if unknown:
-        raise CmdExecConfigError(f"{where}: unknown keys {sorted(unknown)}; use {', '.join(KUBERNETES_TASK_KEYS)}")
+        raise CmdExecConfigError(
+            f"{where}: unknown keys {sorted(unknown)}; use {', '.join(KUBERNETES_TASK_KEYS)}"
+        )
     for key in ("conn_id", "namespace"):
         if key in params and (not isinstance(params[key], str) or not params[key]):
             raise CmdExecConfigError(f"{where}.{key} must be a non-empty string, got {params[key]!r}")
     for key in ("Pod", "PersistentVolume", "PersistentVolumeClaim"):
         if params.get(key) is not None and not isinstance(params[key], Mapping):
-            raise CmdExecConfigError(f"{where}.{key} must be a dict (as in a Kubernetes manifest), got {params[key]!r}")
+            raise CmdExecConfigError(
+                f"{where}.{key} must be a dict (as in a Kubernetes manifest), got {params[key]!r}"
+            )
     for key in ("PersistentVolume", "PersistentVolumeClaim"):
         if params.get(key) is not None:
             _check_manifest(params[key], f"{where}.{key}")
@@ -659,7 +720,9 @@ def kubernetes_setup(
     image = pod.get("image") or ((docker or {}).get("image") if isinstance(docker, Mapping) else None)
     if not image or not isinstance(image, str):
         if required:
-            raise CmdExecConfigError(f"{where}: set docker.image (or kubernetes.Pod.image): the image of the pod")
+            raise CmdExecConfigError(
+                f"{where}: set docker.image (or kubernetes.Pod.image): the image of the pod"
+            )
         raise BackendNotConfigured("the task has no docker.image (nor kubernetes.Pod.image)")
     conn_id = params.get("conn_id") or KUBERNETES_CONN_ID
     conn = get_connection(conn_id)
@@ -667,13 +730,20 @@ def kubernetes_setup(
         if required:
             raise CmdExecConfigError(
                 f"{where}: the Kubernetes connection {conn_id!r} does not exist, and this task names its "
-                "Kubernetes setup (kubernetes.conn_id or namespace), so it does not run anywhere else; create the "
-                f"connection (type {KUBERNETES_CONN_TYPE!r}) or remove the task's kubernetes params"
+                "Kubernetes setup (kubernetes.conn_id or namespace), so it does not run anywhere else; "
+                f"create the connection (type {KUBERNETES_CONN_TYPE!r}) or remove the task's "
+                "kubernetes params"
             )
         raise BackendNotConfigured(f"no Kubernetes cluster connection {conn_id!r}")
     k8s = kubernetes_config_from_connection(
-        conn, conn_id, task_label, image=image, namespace=params.get("namespace"), pod=pod,
-        persistent_volume=params.get("PersistentVolume"), persistent_volume_claim=params.get("PersistentVolumeClaim"),
+        conn,
+        conn_id,
+        task_label,
+        image=image,
+        namespace=params.get("namespace"),
+        pod=pod,
+        persistent_volume=params.get("PersistentVolume"),
+        persistent_volume_claim=params.get("PersistentVolumeClaim"),
     )
     extra = conn.extra_dejson if conn.extra else {}
     storages = []
@@ -684,9 +754,9 @@ def kubernetes_setup(
         if storage_conn is None:
             if required or extra.get(name):
                 raise CmdExecConfigError(
-                    f"{where}: the temporal storage connection {storage_conn_id!r} (extra {name!r} of the Kubernetes "
-                    f"connection {conn_id!r}, Digdag config_storage.{direction}) does not exist; create it (type "
-                    f"{STORAGE_CONN_TYPE!r})"
+                    f"{where}: the temporal storage connection {storage_conn_id!r} (extra {name!r} of the "
+                    f"Kubernetes connection {conn_id!r}, Digdag config_storage.{direction}) does not exist; "
+                    f"create it (type {STORAGE_CONN_TYPE!r})"
                 )
             raise BackendNotConfigured(f"no temporal storage connection {storage_conn_id!r}")
         storages.append(storage_config_from_connection(storage_conn, storage_conn_id, task_label))
@@ -694,8 +764,13 @@ def kubernetes_setup(
 
 
 def _check_manifest(manifest: Mapping[str, Any], where: str) -> None:
-    """A PersistentVolume(Claim) the task declares: it needs its name (the pod's volumes refer to it) and a spec."""
-    name = (manifest.get("metadata") or {}).get("name") if isinstance(manifest.get("metadata"), Mapping) else None
+    """A PersistentVolume(Claim) the task declares: it needs its name (the pod's volumes refer to it)
+    and a spec."""
+    name = (
+        (manifest.get("metadata") or {}).get("name")
+        if isinstance(manifest.get("metadata"), Mapping)
+        else None
+    )
     if not isinstance(name, str) or not name:
         raise CmdExecConfigError(f"{where} needs metadata.name (the name the pod's volumes refer to)")
     if not isinstance(manifest.get("spec"), Mapping):
@@ -738,7 +813,8 @@ def convert_field(spec: FieldSpec, value: Any, key: str, conn_id: str) -> Any:
             raise
         # _convert's bool message repeats the location; say it once.
         raise CmdExecConfigError(
-            f"{where} field {spec.airflow_field!r} (Digdag {spec.digdag_key}) must be true or false, got {value!r}"
+            f"{where} field {spec.airflow_field!r} (Digdag {spec.digdag_key}) must be true or false, "
+            f"got {value!r}"
         ) from None
 
 

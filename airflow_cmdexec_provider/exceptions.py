@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk.exceptions import AirflowException
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class CmdExecError(AirflowException):
@@ -32,7 +37,7 @@ class CommandNotFound(CmdExecError):
         self.program = program
         self.where = where
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Self], tuple[str, str]]:
         return (type(self), (self.program, self.where))
 
 
@@ -43,5 +48,5 @@ class CommandFailed(CmdExecError):
         super().__init__(message)
         self.exit_code = exit_code
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Self], tuple[str, int]]:
         return (type(self), (str(self), self.exit_code))

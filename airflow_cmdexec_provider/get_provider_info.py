@@ -94,15 +94,17 @@ def legacy_ui_field_behaviour(conn_type: str) -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
-    from airflow_cmdexec_provider import __version__
-    from airflow_cmdexec_provider import digdag_keys as config
+    from airflow_cmdexec_provider import __version__, digdag_keys as config
 
     return {
         "package-name": "airflow-cmdexec-provider",
         "name": "Command Executor (Digdag sh>/py>/rb>)",
-        "description": "Run shell, Python and Ruby tasks on the worker, in Docker, on AWS ECS or in Kubernetes "
-        "pods, chosen by configuration, with Digdag's Command Executor semantics. The Kubernetes executor uses "
-        "the 'kubernetes' connection type of apache-airflow-providers-cncf-kubernetes (extra [kubernetes]).",
+        "description": (
+            "Run shell, Python and Ruby tasks on the worker, in Docker, on AWS ECS or in Kubernetes "
+            "pods, chosen by configuration, with Digdag's Command Executor semantics. The Kubernetes "
+            "executor uses the 'kubernetes' connection type of apache-airflow-providers-cncf-kubernetes "
+            "(extra [kubernetes])."
+        ),
         "versions": [__version__],
         "operators": [
             {

@@ -36,15 +36,64 @@ ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z_0-9]*")
 # never exported from params, dag_run.conf or stored values: whoever may trigger a DAG (or whatever
 # runs in a container and stores a value) must not choose them (review H2). Only a task's explicit
 # ``env=`` may set them.
-STARTUP_ENV_NAMES = frozenset({
-    "BASH_ENV", "ENV", "PATH", "IFS", "CDPATH", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "GLOBIGNORE",
-    "HOME", "SHELL", "TMPDIR", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "PYTHONPATH", "LUA_INIT", "TCLLIBPATH", "GCONV_PATH",
-    "HOSTALIASES", "LOCPATH", "NLSPATH", "RESOLV_HOST_CONF", "SSL_CERT_FILE", "SSL_CERT_DIR",
-    "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "GODEBUG", "MALLOC_CHECK_", "OPENSSL_CONF", "OPENSSL_ENGINES",
-})
-STARTUP_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL5", "PERL_", "GIT_", "BASH_FUNC_", "DOCKER_", "BUILDKIT_",
-                        "BUILDX_", "GEM_", "BUNDLE_", "MALLOC_", "GLIBC_", "XDG_")
+STARTUP_ENV_NAMES = frozenset(
+    {
+        "BASH_ENV",
+        "ENV",
+        "PATH",
+        "IFS",
+        "CDPATH",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "GLOBIGNORE",
+        "HOME",
+        "SHELL",
+        "TMPDIR",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "CLASSPATH",
+        "PYTHONPATH",
+        "LUA_INIT",
+        "TCLLIBPATH",
+        "GCONV_PATH",
+        "HOSTALIASES",
+        "LOCPATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "CURL_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        "GODEBUG",
+        "MALLOC_CHECK_",
+        "OPENSSL_CONF",
+        "OPENSSL_ENGINES",
+    }
+)
+STARTUP_ENV_PREFIXES = (
+    "LD_",
+    "DYLD_",
+    "PYTHON",
+    "PERL5",
+    "PERL_",
+    "GIT_",
+    "BASH_FUNC_",
+    "DOCKER_",
+    "BUILDKIT_",
+    "BUILDX_",
+    "GEM_",
+    "BUNDLE_",
+    "MALLOC_",
+    "GLIBC_",
+    "XDG_",
+)
 # curl and many libraries also read the lower-case proxy names.
 _PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"})
 
@@ -54,18 +103,22 @@ def is_startup_env_name(name: str) -> bool:
 
     Environment names are case-sensitive: ``path`` (a common Digdag param) is not ``PATH``.
     """
-    return (name in STARTUP_ENV_NAMES or name.startswith(STARTUP_ENV_PREFIXES) or name.endswith("_PROXY")
-            or name in _PROXY_NAMES)
+    return (
+        name in STARTUP_ENV_NAMES
+        or name.startswith(STARTUP_ENV_PREFIXES)
+        or name.endswith("_PROXY")
+        or name in _PROXY_NAMES
+    )
 
 
 # -- runtime params -----------------------------------------------------------------------------
 def _session_time(context: Mapping[str, Any]) -> datetime:
     """Return the run's logical date, or its ``run_after`` for manual runs that have none."""
-    logical_date = context.get("logical_date")
+    logical_date: datetime | None = context.get("logical_date")
     if logical_date is not None:
         return logical_date
     dag_run = context.get("dag_run")
-    run_after = getattr(dag_run, "run_after", None)
+    run_after: datetime | None = getattr(dag_run, "run_after", None)
     if run_after is None:
         raise CmdExecConfigError("the Airflow context has neither logical_date nor dag_run.run_after")
     return run_after
@@ -124,9 +177,9 @@ def runtime_params(context: Mapping[str, Any], project: str = "") -> dict[str, A
     session = _session_time(context)
     ti = context.get("ti")
     dag = context.get("dag")
-    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", "")
-    task_id = getattr(ti, "task_id", "")
-    run_id = context.get("run_id") or getattr(ti, "run_id", "")
+    dag_id: str = getattr(ti, "dag_id", "") or getattr(dag, "dag_id", "")
+    task_id: str = getattr(ti, "task_id", "")
+    run_id: str = context.get("run_id", "") or getattr(ti, "run_id", "")
     dag_run = context.get("dag_run")
     clear_number = getattr(dag_run, "clear_number", 0) or 0
     params: dict[str, Any] = {
@@ -228,9 +281,11 @@ def resolve_params(
     builtins = {k: v for k, v in runtime.items() if v is not None}
     overwritten = sorted(k for k in builtins if k in params and params[k] != builtins[k])
     if overwritten:
-        warn(f"Task {task_label}: {', '.join(overwritten)} {'is a' if len(overwritten) == 1 else 'are'} built-in "
-             "Digdag param(s) and cannot be overwritten by DAG params, dag_run.conf, exports or stored values; "
-             "the built-in value is used")
+        warn(
+            f"Task {task_label}: {', '.join(overwritten)} {'is a' if len(overwritten) == 1 else 'are'} "
+            "built-in Digdag param(s) and cannot be overwritten by DAG params, dag_run.conf, exports or "
+            "stored values; the built-in value is used"
+        )
     params = deep_merge(params, builtins)
     params = deep_merge(params, local)
     _check_json(params, task_label)
@@ -264,7 +319,9 @@ def env_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def env_from_params(params: Mapping[str, Any], skipped: Callable[[list[str]], None] | None = None) -> dict[str, str]:
+def env_from_params(
+    params: Mapping[str, Any], skipped: Callable[[list[str]], None] | None = None
+) -> dict[str, str]:
     """Return the sh> environment: every param whose key is a valid variable name (Digdag §8.2),
     except names that change how a process starts (``is_startup_env_name``), which are reported."""
     env: dict[str, str] = {}

@@ -77,7 +77,8 @@ def group_chain(task: Any) -> tuple[str, ...]:
 
 
 def group_exports(task: Any) -> list[dict[str, Any]]:
-    """Each enclosing TaskGroup's ``default_args["params"]`` (a Digdag scope's ``_export``), outermost first."""
+    """Each enclosing TaskGroup's ``default_args["params"]`` (a Digdag scope's ``_export``),
+    outermost first."""
     exports: list[dict[str, Any]] = []
     group = getattr(task, "task_group", None)
     while group is not None and getattr(group, "group_id", None) is not None:
@@ -129,7 +130,7 @@ def stores_by_scope(task: Any, log: Mapping[str, Mapping[str, Any]]) -> list[lis
 
 def _common_depth(a: Sequence[str], b: Sequence[str]) -> int:
     depth = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the common prefix of two chains of any lengths
         if x != y:
             break
         depth += 1

@@ -37,7 +37,7 @@ def private_tempdir(kind: str) -> Iterator[Path]:
 
 def sweep() -> list[str]:
     """Remove the ``cmdexec-*`` folders of processes that died; return their names."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(tempfile.gettempdir()))
     except OSError:

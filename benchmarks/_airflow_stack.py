@@ -17,6 +17,7 @@ server), so only the three services write to it (``airflow standalone`` does the
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -71,9 +72,16 @@ class AirflowHome:
     def airflow(self, *args: str, timeout: float = 300, log: Path | None = None) -> str:
         """Run an ``airflow`` command on this home; return its output, or raise with its tail."""
         with open(log or os.devnull, "w") as sink:
-            proc = subprocess.run([AIRFLOW_CLI, *args], env=self.env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, timeout=timeout, cwd=self.path,
-                                  check=False)
+            proc = subprocess.run(
+                [AIRFLOW_CLI, *args],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                cwd=self.path,
+                check=False,
+            )
             sink.write(proc.stdout)
         if proc.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
@@ -88,8 +96,13 @@ class AirflowHome:
             return db.execute(sql, params).fetchall()
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> Path:
-        return self.path / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / (
-            f"attempt={try_number}.log"
+        return (
+            self.path
+            / "logs"
+            / f"dag_id={dag_id}"
+            / f"run_id={run_id}"
+            / f"task_id={task_id}"
+            / (f"attempt={try_number}.log")
         )
 
     def remove(self) -> None:
@@ -142,8 +155,13 @@ class AirflowStack:
         for service in self.SERVICES:
             with open(self.home.path / f"{service}.log", "wb") as out:
                 self.procs[service] = subprocess.Popen(
-                    [AIRFLOW_CLI, service], env=self.home.env, cwd=self.home.path, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    [AIRFLOW_CLI, service],
+                    env=self.home.env,
+                    cwd=self.home.path,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                     preexec_fn=_die_with_parent,  # noqa: PLW1509 - one thread here; prctl is async-signal-safe
                 )
         deadline = time.monotonic() + timeout
@@ -161,10 +179,8 @@ class AirflowStack:
             if proc is None:
                 continue
             _signal_group(proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(proc.pid, signal.SIGKILL)  # also the group's stragglers (workers, task processes)
             proc.wait()
 
@@ -195,42 +211,58 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         while True:
             marks = ",".join("?" * len(dag_ids))
-            found = {row[0] for row in self.home.query(f"SELECT dag_id FROM dag WHERE dag_id IN ({marks})", *dag_ids)}
+            found = {
+                row[0]
+                for row in self.home.query(f"SELECT dag_id FROM dag WHERE dag_id IN ({marks})", *dag_ids)
+            }
             if found == set(dag_ids):
                 return
             self._check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"DAGs {sorted(set(dag_ids) - found)} not parsed after {timeout:.0f} s:\n"
-                                   f"{self.tails()}")
+                raise TimeoutError(
+                    f"DAGs {sorted(set(dag_ids) - found)} not parsed after {timeout:.0f} s:\n{self.tails()}"
+                )
             time.sleep(1)
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any] | None = None) -> None:
-        """Start a run through the REST API (an ``airflow dags trigger`` would cost a CLI start, ~10 s here)."""
+        """Start a run through the REST API (an ``airflow dags trigger`` would cost a CLI start, ~10 s
+        here)."""
         import urllib.request
 
         body = json.dumps({"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}).encode()
-        request = urllib.request.Request(f"{self.api_url}/api/v2/dags/{dag_id}/dagRuns", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.api_url}/api/v2/dags/{dag_id}/dagRuns",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             if response.status != 200:
-                raise RuntimeError(f"triggering {dag_id} failed: {response.status} {response.read()[:2000]!r}")
+                raise RuntimeError(
+                    f"triggering {dag_id} failed: {response.status} {response.read()[:2000]!r}"
+                )
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         """Wait until the run ended and every worker is idle again (its task processes reaped)."""
         deadline = time.monotonic() + timeout
         while True:
-            rows = self.home.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
+            rows = self.home.query(
+                "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id
+            )
             state = rows[0][0] if rows else None
             if state in ("success", "failed") and self.workers_idle():
                 return state
             self._check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run {dag_id}/{run_id} still {state} after {timeout:.0f} s:\n{self.tails()}")
+                raise TimeoutError(
+                    f"run {dag_id}/{run_id} still {state} after {timeout:.0f} s:\n{self.tails()}"
+                )
             time.sleep(0.5)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        rows = self.home.query("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
-                               dag_id, run_id)
+        rows = self.home.query(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", dag_id, run_id
+        )
         return dict(rows)
 
     def failure_report(self, dag_id: str, run_id: str, chars: int = 3000) -> str:
@@ -313,7 +345,5 @@ def _die_with_parent() -> None:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -71,10 +71,14 @@ def boto3_client(service: str, endpoint_url: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY,
-                                    region_name=REGION)
-    return session.client(service, endpoint_url=endpoint_url,
-                          config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}))
+    session = boto3.session.Session(
+        aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY, region_name=REGION
+    )
+    return session.client(
+        service,
+        endpoint_url=endpoint_url,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+    )
 
 
 # -- memory ----------------------------------------------------------------------------------------
@@ -117,10 +121,19 @@ def print_table(headers: list[str], rows: list[list[Any]], title: str | None = N
     if title:
         print(f"\n{title}")
     line = "  ".join("-" * w for w in widths)
-    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells[0], widths))))
+    print(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells[0], widths, strict=True))
+        )
+    )
     print(line)
     for row in cells[1:]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 def _cell(value: Any) -> str:
@@ -134,8 +147,12 @@ def _cell(value: Any) -> str:
 def write_json(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
-            "loadavg_at_end": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": os.getloadavg(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     path.write_text(json.dumps(_no_nan({"meta": meta, **data}), indent=2, default=str) + "\n")
     return path
 
@@ -155,8 +172,9 @@ def _no_nan(value: Any) -> Any:
 class ServerProcess:
     """moto (``kind="moto"``) or the ECS emulator (``kind="emulator"``) in a child process."""
 
-    def __init__(self, kind: str = "moto", aws_list_task_definitions: bool = False,
-                 startup_timeout: float = 90) -> None:
+    def __init__(
+        self, kind: str = "moto", aws_list_task_definitions: bool = False, startup_timeout: float = 90
+    ) -> None:
         self.kind = kind
         self.aws_list_task_definitions = aws_list_task_definitions
         self.startup_timeout = startup_timeout
@@ -173,7 +191,8 @@ class ServerProcess:
         ready: dict[str, Any] = {}
 
         def read_first_line() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
+            assert self.proc is not None
+            assert self.proc.stdout is not None
             line = self.proc.stdout.readline()
             if line:
                 ready.update(json.loads(line))
@@ -235,10 +254,14 @@ def _patch_list_task_definitions() -> None:
         max_results = max(1, min(100, int(self._get_param("maxResults") or 100)))
         token = self._get_param("nextToken")
         start = int(base64.b64decode(token).decode()) if token else 0
-        tds = [td for revisions in self.ecs_backend.task_definitions.values() for td in revisions.values()
-               if td.status == status and (family is None or td.family == family)]
+        tds = [
+            td
+            for revisions in self.ecs_backend.task_definitions.values()
+            for td in revisions.values()
+            if td.status == status and (family is None or td.family == family)
+        ]
         tds.sort(key=lambda td: (td.family, int(td.revision)), reverse=descending)
-        result: dict[str, Any] = {"taskDefinitionArns": [td.arn for td in tds[start:start + max_results]]}
+        result: dict[str, Any] = {"taskDefinitionArns": [td.arn for td in tds[start : start + max_results]]}
         if start + max_results < len(tds):
             result["nextToken"] = base64.b64encode(str(start + max_results).encode()).decode()
         return ActionResult(result)
@@ -275,12 +298,17 @@ def _serve(kind: str, aws_list_task_definitions: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run moto or the ECS emulator until stdin closes")
     serve.add_argument("--kind", choices=["moto", "emulator"], default="moto")
-    serve.add_argument("--aws-list-task-definitions", action="store_true",
-                       help="make ListTaskDefinitions sort and page as AWS does")
+    serve.add_argument(
+        "--aws-list-task-definitions",
+        action="store_true",
+        help="make ListTaskDefinitions sort and page as AWS does",
+    )
     args = parser.parse_args()
     if args.command == "serve":
         _serve(args.kind, args.aws_list_task_definitions)

@@ -60,8 +60,9 @@ class _Recorder:
                 elapsed = time.perf_counter() - started
                 recorder.local.depth = depth
                 if recorder.task is not None:
-                    recorder.records.append({"task": recorder.task, "fn": name, "depth": depth, "start": wall,
-                                             "s": elapsed})
+                    recorder.records.append(
+                        {"task": recorder.task, "fn": name, "depth": depth, "start": wall, "s": elapsed}
+                    )
                 if top:
                     recorder.flush()
                     recorder.task = None

@@ -145,6 +145,7 @@ class Contenders:
         t0 = time.perf_counter()
         proc = subprocess.run(
             [self.docker_cli, "run", "--rm", self.image, "/bin/sh", "-c", SCRIPT],
+            check=False,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -161,7 +162,7 @@ def summarise(samples: list[float]) -> dict[str, float]:
         "mean_s": statistics.fmean(ordered),
         "min_s": ordered[0],
         "max_s": ordered[-1],
-        "p90_s": ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))],
+        "p90_s": ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))],
         "stdev_s": statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
     }
 
@@ -200,22 +201,42 @@ def duration(args: argparse.Namespace) -> int:
         "docker_operator_vs_raw_docker_run": dop / raw,
     }
     targets = {
-        "sh_operator_within_1.10x_of_raw_docker_run": ratios["sh_operator_vs_raw_docker_run"] <= TARGET_VS_RAW,
+        "sh_operator_within_1.10x_of_raw_docker_run": ratios["sh_operator_vs_raw_docker_run"]
+        <= TARGET_VS_RAW,
         "sh_operator_no_slower_than_docker_operator": ratios["sh_operator_vs_docker_operator"]
         <= TARGET_VS_DOCKER_OPERATOR,
     }
-    _write(args.output, {"benchmark": "docker-duration", "command": SCRIPT, "image": args.image, "runs": args.runs,
-                         "warmup": args.warmup, "interleaved": True, "stats": stats, "samples_s": samples,
-                         "ratios": ratios, "targets": targets})
+    _write(
+        args.output,
+        {
+            "benchmark": "docker-duration",
+            "command": SCRIPT,
+            "image": args.image,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "interleaved": True,
+            "stats": stats,
+            "samples_s": samples,
+            "ratios": ratios,
+            "targets": targets,
+        },
+    )
     print(f"\n{'contender':<22}{'median':>10}{'p90':>10}{'min':>10}{'max':>10}")
     for name in names:
         st = stats[name]
-        print(f"{name:<22}" + "".join(f"{st[k] * 1000:>8.0f}ms" for k in ("median_s", "p90_s", "min_s", "max_s")))
-    print(f"\nShOperator / raw docker run   = {ratios['sh_operator_vs_raw_docker_run']:.3f}  "
-          f"(target <= {TARGET_VS_RAW}: "
-          f"{'met' if targets['sh_operator_within_1.10x_of_raw_docker_run'] else 'MISSED'})")
-    print(f"ShOperator / DockerOperator   = {ratios['sh_operator_vs_docker_operator']:.3f}  (target <= 1.0: "
-          f"{'met' if targets['sh_operator_no_slower_than_docker_operator'] else 'MISSED'})")
+        print(
+            f"{name:<22}"
+            + "".join(f"{st[k] * 1000:>8.0f}ms" for k in ("median_s", "p90_s", "min_s", "max_s"))
+        )
+    print(
+        f"\nShOperator / raw docker run   = {ratios['sh_operator_vs_raw_docker_run']:.3f}  "
+        f"(target <= {TARGET_VS_RAW}: "
+        f"{'met' if targets['sh_operator_within_1.10x_of_raw_docker_run'] else 'MISSED'})"
+    )
+    print(
+        f"ShOperator / DockerOperator   = {ratios['sh_operator_vs_docker_operator']:.3f}  (target <= 1.0: "
+        f"{'met' if targets['sh_operator_no_slower_than_docker_operator'] else 'MISSED'})"
+    )
     print(f"DockerOperator / raw          = {ratios['docker_operator_vs_raw_docker_run']:.3f}")
     return 0
 
@@ -280,7 +301,7 @@ def tar_and_docker_cp(docker_cli: str, image: str, project: Path) -> float:
         subprocess.run(f"tar cf - -C {project} . | {docker_cli} cp - {name}:/tmp", shell=True, check=True)
         return time.perf_counter() - t0
     finally:
-        subprocess.run([docker_cli, "rm", "--force", name], capture_output=True)
+        subprocess.run([docker_cli, "rm", "--force", name], check=False, capture_output=True)
 
 
 def copy(args: argparse.Namespace) -> int:
@@ -293,14 +314,21 @@ def copy(args: argparse.Namespace) -> int:
         projects["empty"].mkdir()
         t0 = time.perf_counter()
         make_project(projects["big"], args.files, args.mb)
-        print(f"made a project of {args.files} files, {args.mb} MB in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)
+        print(
+            f"made a project of {args.files} files, {args.mb} MB in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
         for i in range(args.runs):
             for kind in ("empty", "big"):
                 io_dir = Path(tmp) / f"io-{kind}-{i}"
                 io_dir.mkdir()
-                proc = subprocess.run([sys.executable, "-c", COPY_CHILD, str(projects[kind]), str(io_dir), args.image],
-                                      capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                proc = subprocess.run(
+                    [sys.executable, "-c", COPY_CHILD, str(projects[kind]), str(io_dir), args.image],
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
                 if proc.returncode != 0:
                     raise RuntimeError(proc.stderr[-3000:])
                 results[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -308,24 +336,43 @@ def copy(args: argparse.Namespace) -> int:
             baseline.append(tar_and_docker_cp(docker_cli, args.image, projects["big"]))
             print(f"run {i + 1} tar | docker cp: {baseline[-1]:.2f} s", file=sys.stderr)
     keys = ("task_s", "copy_in_s", "copy_in_cpu_s", "peak_rss_mb")
-    summary = {kind: {key: statistics.median(r[key] for r in runs) for key in keys} for kind, runs in results.items()}
+    summary = {
+        kind: {key: statistics.median(r[key] for r in runs) for key in keys} for kind, runs in results.items()
+    }
     floor = statistics.median(baseline)
-    _write(args.output, {"benchmark": "docker-copy", "files": args.files, "megabytes": args.mb, "runs": args.runs,
-                         "medians": summary, "tar_docker_cp_s": floor, "samples": results,
-                         "tar_docker_cp_samples_s": baseline, "load_average_start": load})
-    print(f"\nproject of {args.files} files, {args.mb} MB (medians of {args.runs} runs, each in a fresh process; "
-          f"load average {load[0]:.1f} at the start)")
+    _write(
+        args.output,
+        {
+            "benchmark": "docker-copy",
+            "files": args.files,
+            "megabytes": args.mb,
+            "runs": args.runs,
+            "medians": summary,
+            "tar_docker_cp_s": floor,
+            "samples": results,
+            "tar_docker_cp_samples_s": baseline,
+            "load_average_start": load,
+        },
+    )
+    print(
+        f"\nproject of {args.files} files, {args.mb} MB (medians of {args.runs} runs, each in a fresh "
+        f"process; load average {load[0]:.1f} at the start)"
+    )
     print(f"{'':<14}{'task':>10}{'copy in':>10}{'its CPU':>10}{'peak RSS':>12}")
     for kind, row in summary.items():
-        print(f"{kind:<14}{row['task_s']:>9.2f}s{row['copy_in_s']:>9.2f}s{row['copy_in_cpu_s']:>9.2f}s"
-              f"{row['peak_rss_mb']:>10.0f}MB")
+        print(
+            f"{kind:<14}{row['task_s']:>9.2f}s{row['copy_in_s']:>9.2f}s{row['copy_in_cpu_s']:>9.2f}s"
+            f"{row['peak_rss_mb']:>10.0f}MB"
+        )
     print(f"tar | docker cp of the same project: {floor:.2f} s")
-    print(f"the copy costs {summary['big']['task_s'] - summary['empty']['task_s']:.2f} s per task and "
-          f"{summary['big']['peak_rss_mb'] - summary['empty']['peak_rss_mb']:.0f} MB of worker memory")
+    print(
+        f"the copy costs {summary['big']['task_s'] - summary['empty']['task_s']:.2f} s per task and "
+        f"{summary['big']['peak_rss_mb'] - summary['empty']['peak_rss_mb']:.0f} MB of worker memory"
+    )
     return 0
 
 
-# -- watch: many deferred tasks in one triggerer --------------------------------------------------------------
+# -- watch: many deferred tasks in one triggerer -------------------------------------------------------------
 WATCH_CHILD = """
 import asyncio, json, logging, resource, statistics, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -402,29 +449,50 @@ def watch(args: argparse.Namespace) -> int:
     _docker_cli(args.image)
     params = {"docker": "docker"} if args.cli else {}
     lines = max(1, int(args.seconds / args.interval))
-    script = (f"i=0\nwhile [ $i -lt {lines} ]; do i=$((i + 1)); echo \"tick $(date +%s.%N)\"; sleep {args.interval}; "
-              "done\n")
+    script = (
+        f'i=0\nwhile [ $i -lt {lines} ]; do i=$((i + 1)); echo "tick $(date +%s.%N)"; sleep {args.interval}; '
+        "done\n"
+    )
     with tempfile.TemporaryDirectory(prefix="cmdexec-bench-watch-") as tmp:
         work = Path(tmp) / f"bench_{os.getpid()}"
         work.mkdir()
         try:
-            proc = subprocess.run([sys.executable, "-c", WATCH_CHILD, str(work), args.image, json.dumps(params),
-                                   str(args.containers), script], stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    WATCH_CHILD,
+                    str(work),
+                    args.image,
+                    json.dumps(params),
+                    str(args.containers),
+                    script,
+                ],
+                check=False,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
             if proc.returncode != 0:
                 raise SystemExit(f"the watching process failed ({proc.returncode})")
             report = json.loads(proc.stdout.strip().splitlines()[-1])
         finally:
-            handles = json.loads((work / "handles.json").read_text()) if (work / "handles.json").exists() else []
+            handles = (
+                json.loads((work / "handles.json").read_text()) if (work / "handles.json").exists() else []
+            )
             backend = DockerBackend(docker_config({"image": args.image}, "bench.watch"))
             for handle in handles:  # the containers ended: the watch saw them to the end
                 backend.discard({**handle, "ended": True}, lambda line: None)
-    report.update(containers=args.containers, interval_s=args.interval, transport="cli" if args.cli else "api")
+    report.update(
+        containers=args.containers, interval_s=args.interval, transport="cli" if args.cli else "api"
+    )
     _write(args.output, {"benchmark": "docker-watch", **report})
     print(json.dumps(report, indent=2))
     met = report["cores"] < 0.5 and report["latency_p90_s"] < 2.0
-    print(f"\n{args.containers} deferred tasks: {report['cores']:.3f} cores, line latency p90 "
-          f"{report['latency_p90_s']:.2f} s (targets < 0.5 core, < 2 s: {'met' if met else 'MISSED'})")
+    print(
+        f"\n{args.containers} deferred tasks: {report['cores']:.3f} cores, line latency p90 "
+        f"{report['latency_p90_s']:.2f} s (targets < 0.5 core, < 2 s: {'met' if met else 'MISSED'})"
+    )
     return 0
 
 
@@ -432,13 +500,18 @@ def _docker_cli(image: str) -> str:
     docker_cli = shutil.which("docker")
     if docker_cli is None:
         raise SystemExit("docker CLI not found")
-    if subprocess.run([docker_cli, "image", "inspect", image], capture_output=True).returncode != 0:
+    if (
+        subprocess.run([docker_cli, "image", "inspect", image], check=False, capture_output=True).returncode
+        != 0
+    ):
         raise SystemExit(f"image {image} is not on this Docker host (scripts/build-test-image.sh)")
     return docker_cli
 
 
 def _write(path: Path, report: dict[str, Any]) -> None:
-    report.update(python=platform.python_version(), host=platform.platform(), load_average_end=os.getloadavg())
+    report.update(
+        python=platform.python_version(), host=platform.platform(), load_average_end=os.getloadavg()
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written {path}", file=sys.stderr)
@@ -459,9 +532,13 @@ def main() -> int:
     copying.add_argument("--output", type=Path, default=RESULTS.with_name("docker-copy.json"))
     following = commands.add_parser("watch", help="many deferred tasks followed by one triggerer process")
     following.add_argument("--containers", type=int, default=200)
-    following.add_argument("--seconds", type=float, default=60, help="how long each container prints (default 60)")
+    following.add_argument(
+        "--seconds", type=float, default=60, help="how long each container prints (default 60)"
+    )
     following.add_argument("--interval", type=float, default=2, help="seconds between a container's lines")
-    following.add_argument("--cli", action="store_true", help="through the docker CLI (docker logs -f per container)")
+    following.add_argument(
+        "--cli", action="store_true", help="through the docker CLI (docker logs -f per container)"
+    )
     following.add_argument("--output", type=Path, default=RESULTS.with_name("docker-watch.json"))
     args = parser.parse_args()
     if args.command is None:

@@ -54,7 +54,7 @@ from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ecs_common as common  # noqa: E402
+import _ecs_common as common
 
 BUCKET = "cmdexec-bench-latency"
 CLUSTER = "cmdexec-bench"
@@ -70,10 +70,12 @@ def probe_script(duration: float, every: float) -> str:
     against a poll of the same period, which would make every line wait the same time."""
     count = max(1, int(duration / every))
     base_ms = max(0, int((every - 0.5) * 1000))
-    return (f"RANDOM=42; for i in $(seq 1 {count}); do "
-            f'echo "LATENCY-PROBE $i $(date +%s.%N)"; '
-            f"d=$(( {base_ms} + RANDOM % 1000 )); sleep $(( d / 1000 )).$(printf %03d $(( d % 1000 ))); "
-            f"done; echo done")
+    return (
+        f"RANDOM=42; for i in $(seq 1 {count}); do "
+        f'echo "LATENCY-PROBE $i $(date +%s.%N)"; '
+        f"d=$(( {base_ms} + RANDOM % 1000 )); sleep $(( d / 1000 )).$(printf %03d $(( d % 1000 ))); "
+        f"done; echo done"
+    )
 
 
 def setup(endpoint_url: str, image: str) -> str:
@@ -82,12 +84,22 @@ def setup(endpoint_url: str, image: str) -> str:
     ecs = common.boto3_client("ecs", endpoint_url)
     ecs.create_cluster(clusterName=CLUSTER)
     container = {
-        "name": CONTAINER, "image": image, "memory": 256, "essential": True,
-        "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": LOG_GROUP, "awslogs-region": common.REGION, "awslogs-stream-prefix": STREAM_PREFIX}},
+        "name": CONTAINER,
+        "image": image,
+        "memory": 256,
+        "essential": True,
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": LOG_GROUP,
+                "awslogs-region": common.REGION,
+                "awslogs-stream-prefix": STREAM_PREFIX,
+            },
+        },
     }
     return ecs.register_task_definition(
-        family="cmdexec-bench-latency", containerDefinitions=[container],
+        family="cmdexec-bench-latency",
+        containerDefinitions=[container],
         tags=[{"key": "digdag.docker.image", "value": image}],
     )["taskDefinition"]["taskDefinitionArn"]
 
@@ -143,21 +155,40 @@ def run_ours(endpoint_url: str, td_arn: str, script: str, poll: float, tmp: Path
     from airflow_cmdexec_provider.backends.ecs import EcsBackend
     from airflow_cmdexec_provider.config import EcsConfig, StorageConfig
 
-    config = EcsConfig(conn_id="bench_ecs", cluster_name=CLUSTER, region=common.REGION,
-                       access_key_id=common.DUMMY_KEY, secret_access_key=common.DUMMY_KEY,
-                       endpoint_url=endpoint_url, task_definition_arn=td_arn, poll_interval=poll,
-                       task_label="bench_latency.ours")
-    storage = StorageConfig(conn_id="bench_storage", type="s3", bucket=BUCKET, endpoint=endpoint_url,
-                            path_style_access=True, region=common.REGION,
-                            access_key_id=common.DUMMY_KEY, secret=common.DUMMY_KEY)
+    config = EcsConfig(
+        conn_id="bench_ecs",
+        cluster_name=CLUSTER,
+        region=common.REGION,
+        access_key_id=common.DUMMY_KEY,
+        secret_access_key=common.DUMMY_KEY,
+        endpoint_url=endpoint_url,
+        task_definition_arn=td_arn,
+        poll_interval=poll,
+        task_label="bench_latency.ours",
+    )
+    storage = StorageConfig(
+        conn_id="bench_storage",
+        type="s3",
+        bucket=BUCKET,
+        endpoint=endpoint_url,
+        path_style_access=True,
+        region=common.REGION,
+        access_key_id=common.DUMMY_KEY,
+        secret=common.DUMMY_KEY,
+    )
     backend = EcsBackend(config, storage, poll_interval=poll)
     work = Path(tempfile.mkdtemp(prefix="ours-", dir=tmp))
     (work / "project").mkdir()
     (work / "project" / "README").write_text("latency probe\n")
     (work / "io").mkdir()
-    request = CommandRequest(task_label="bench_latency.ours", project_dir=work / "project", workdir="",
-                             io_dir=work / "io", command=("bash", "-c", script),
-                             labels={"dag_id": "bench_latency", "task_id": "ours", "run_id": str(time.time())})
+    request = CommandRequest(
+        task_label="bench_latency.ours",
+        project_dir=work / "project",
+        workdir="",
+        io_dir=work / "io",
+        command=("bash", "-c", script),
+        labels={"dag_id": "bench_latency", "task_id": "ours", "run_id": str(time.time())},
+    )
     arrivals: list[tuple[float, str]] = []
     before = log_streams(endpoint_url)
     t0 = time.time()
@@ -167,8 +198,12 @@ def run_ours(endpoint_url: str, td_arn: str, script: str, poll: float, tmp: Path
     if result.exit_code != 0:
         raise RuntimeError(f"our ECS task failed: {result}")
     stream = new_stream(endpoint_url, before)
-    return {"latency": latencies(arrivals), "pipeline": pipeline_latencies(endpoint_url, stream),
-            "wall_s": wall, "api_calls": dict(backend.api_calls)}
+    return {
+        "latency": latencies(arrivals),
+        "pipeline": pipeline_latencies(endpoint_url, stream),
+        "wall_s": wall,
+        "api_calls": dict(backend.api_calls),
+    }
 
 
 # -- the peer --------------------------------------------------------------------------------------
@@ -189,7 +224,15 @@ class RecordingLogger:
             self.original.log(level, msg, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        levels = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40, "critical": 50}
+        levels = {
+            "debug": 10,
+            "info": 20,
+            "warning": 30,
+            "warn": 30,
+            "error": 40,
+            "exception": 40,
+            "critical": 50,
+        }
         if name in levels:
             return lambda msg, *args, **kwargs: self.log(levels[name], msg, *args, **kwargs)
         return getattr(self.original, name)
@@ -220,40 +263,63 @@ def run_peer(endpoint_url: str, td_arn: str, script: str, forward: bool) -> dict
             object.__setattr__(op, attr, recorder)
     if op.log is not recorder:
         raise RuntimeError("cannot put a recording logger in place of EcsRunTaskOperator.log")
-    ti = SimpleNamespace(dag_id="bench_latency", task_id=op.task_id, run_id="bench", map_index=-1, try_number=1,
-                         xcom_push=lambda **_: None)
+    ti = SimpleNamespace(
+        dag_id="bench_latency",
+        task_id=op.task_id,
+        run_id="bench",
+        map_index=-1,
+        try_number=1,
+        xcom_push=lambda **_: None,
+    )
     before = log_streams(endpoint_url)
     t0 = time.time()
     op.execute({"ti": ti, "task_instance": ti})
     wall = time.time() - t0
     stream = new_stream(endpoint_url, before)
     fetched = [(t, m) for t, m in recorder.records if PROBE.search(m) and m.startswith("[")]
-    return {"latency": latencies(fetched), "pipeline": pipeline_latencies(endpoint_url, stream), "wall_s": wall,
-            "fetch_interval_s": op.awslogs_fetch_interval.total_seconds(), "waiter_delay_s": op.waiter_delay}
+    return {
+        "latency": latencies(fetched),
+        "pipeline": pipeline_latencies(endpoint_url, stream),
+        "wall_s": wall,
+        "fetch_interval_s": op.awslogs_fetch_interval.total_seconds(),
+        "waiter_delay_s": op.waiter_delay,
+    }
 
 
 # -- report ----------------------------------------------------------------------------------------
 def stats(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "median": common.median(values), "p90": common.percentile(values, 90),
-            "max": max(values) if values else float("nan"), "min": min(values) if values else float("nan")}
+    return {
+        "n": len(values),
+        "median": common.median(values),
+        "p90": common.percentile(values, 90),
+        "max": max(values) if values else float("nan"),
+        "min": min(values) if values else float("nan"),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=40, help="seconds the container prints for (default 40)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--duration", type=float, default=40, help="seconds the container prints for (default 40)"
+    )
     parser.add_argument("--every", type=float, default=2, help="seconds between printed lines (default 2)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each contender (default 1)")
     parser.add_argument("--poll-intervals", default="2,1", help="our poll_interval values (default 2,1)")
     parser.add_argument("--skip-peer", action="store_true", help="do not run EcsRunTaskOperator")
-    parser.add_argument("--forward-peer-log", action="store_true",
-                        help="also print what EcsRunTaskOperator logs (through its own logger)")
+    parser.add_argument(
+        "--forward-peer-log",
+        action="store_true",
+        help="also print what EcsRunTaskOperator logs (through its own logger)",
+    )
     parser.add_argument("--image", default=os.environ.get("CMDEXEC_TEST_IMAGE", "cmdexec-test:bookworm"))
     args = parser.parse_args()
 
     common.airflow_env()
-    import airflow_cmdexec_provider.backends.ecs  # noqa: F401  (import Airflow before any clock runs)
-
     import logging
+
+    import airflow_cmdexec_provider.backends.ecs  # noqa: F401  (import Airflow before any clock runs)
 
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ...": noise here
 
@@ -269,10 +335,12 @@ def main() -> None:
         with common.ServerProcess("emulator") as server:
             os.environ.update(common.aws_env(server.endpoint_url))  # how the peer finds the emulator
             td_arn = setup(server.endpoint_url, args.image)
-            print(f"ECS emulator on {server.endpoint_url} (child process {server.pid}); probe: one line every "
-                  f"{args.every:g} s for {args.duration:g} s")
+            print(
+                f"ECS emulator on {server.endpoint_url} (child process {server.pid}); probe: one line every "
+                f"{args.every:g} s for {args.duration:g} s"
+            )
             for r in range(args.rounds):
-                order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+                order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
                 for name in order:
                     if name == "EcsRunTaskOperator" and peer_error:
                         continue
@@ -280,7 +348,9 @@ def main() -> None:
                         if name == "EcsRunTaskOperator":
                             res = run_peer(server.endpoint_url, td_arn, script, args.forward_peer_log)
                         else:
-                            res = run_ours(server.endpoint_url, td_arn, script, float(name.split("=")[1][:-1]), tmp)
+                            res = run_ours(
+                                server.endpoint_url, td_arn, script, float(name.split("=")[1][:-1]), tmp
+                            )
                     except Exception as exc:
                         if name != "EcsRunTaskOperator":
                             raise
@@ -292,10 +362,13 @@ def main() -> None:
                     lat = list(res["latency"].values())
                     samples[name]["latency"] += lat
                     samples[name]["pipeline"] += list(res["pipeline"].values())
-                    runs[name].append({k: v for k, v in res.items()})
-                    print(f"  round {r + 1} {name:<20} {len(lat)}/{expected} probe lines, median latency "
-                          f"{common.median(lat):5.2f} s, max {max(lat) if lat else float('nan'):5.2f} s, "
-                          f"run {res['wall_s']:.1f} s", flush=True)
+                    runs[name].append(dict(res))
+                    print(
+                        f"  round {r + 1} {name:<20} {len(lat)}/{expected} probe lines, median latency "
+                        f"{common.median(lat):5.2f} s, max {max(lat) if lat else float('nan'):5.2f} s, "
+                        f"run {res['wall_s']:.1f} s",
+                        flush=True,
+                    )
                     if len(lat) != expected:
                         print(f"  WARNING: {name} delivered {len(lat)} of {expected} probe lines")
     finally:
@@ -306,8 +379,11 @@ def main() -> None:
                 os.environ[k] = v
         shutil.rmtree(tmp, ignore_errors=True)
 
-    summary = {c: {"latency": stats(samples[c]["latency"]), "pipeline": stats(samples[c]["pipeline"])}
-               for c in contenders if samples[c]["latency"]}
+    summary = {
+        c: {"latency": stats(samples[c]["latency"]), "pipeline": stats(samples[c]["pipeline"])}
+        for c in contenders
+        if samples[c]["latency"]
+    }
     rows = []
     for c, s in summary.items():
         lat, pipe = s["latency"], s["pipeline"]
@@ -315,11 +391,14 @@ def main() -> None:
     fetch = 30.0
     if "EcsRunTaskOperator" not in summary:
         rows.append(["EcsRunTaskOperator (theory)", "-", fetch / 2, fetch * 0.9, fetch, "-"])
-    common.print_table(["contender", "lines", "median s", "p90 s", "max s", "event stamp med s"],
-                       rows, title="Log latency: container line -> Airflow-side logger (s). Event stamp = the "
-                                   "CloudWatch event's timestamp - printed time (the log driver stamps a line when it "
-                                   "reads it;\nthe emulator makes it readable <= 0.2 s later; the same for all): "
-                                   "the rest of the latency is waiting for the next fetch")
+    common.print_table(
+        ["contender", "lines", "median s", "p90 s", "max s", "event stamp med s"],
+        rows,
+        title="Log latency: container line -> Airflow-side logger (s). Event stamp = the "
+        "CloudWatch event's timestamp - printed time (the log driver stamps a line when it "
+        "reads it;\nthe emulator makes it readable <= 0.2 s later; the same for all): "
+        "the rest of the latency is waiting for the next fetch",
+    )
     ratios: dict[str, Any] = {}
     peer = summary.get("EcsRunTaskOperator")
     for c in contenders:
@@ -327,16 +406,26 @@ def main() -> None:
             base = peer["latency"] if peer else {"median": fetch / 2, "p90": fetch * 0.9, "max": fetch}
             ratios[c] = {k: common.ratio(base[k], summary[c]["latency"][k]) for k in ("median", "p90", "max")}
             label = "EcsRunTaskOperator" if peer else "EcsRunTaskOperator THEORY (F=30 s)"
-            print(f"{label} / {c}: median {ratios[c]['median']:.1f}x, p90 {ratios[c]['p90']:.1f}x, "
-                  f"max {ratios[c]['max']:.1f}x")
-    print("Theory for a fetch interval F: a line waits F/2 on average and at most F (+ the pipeline); "
-          "F=30 s -> 15 s / 30 s; ours F=poll_interval (+ one DescribeTasks and one GetLogEvents per poll)")
+            print(
+                f"{label} / {c}: median {ratios[c]['median']:.1f}x, p90 {ratios[c]['p90']:.1f}x, "
+                f"max {ratios[c]['max']:.1f}x"
+            )
+    print(
+        "Theory for a fetch interval F: a line waits F/2 on average and at most F (+ the pipeline); "
+        "F=30 s -> 15 s / 30 s; ours F=poll_interval (+ one DescribeTasks and one GetLogEvents per poll)"
+    )
     if peer_error:
         print(f"EcsRunTaskOperator did not run: {peer_error}")
-    path = common.write_json("ecs_log_latency", {
-        "args": vars(args), "summary": summary, "ratios_peer_over_ours": ratios, "peer_error": peer_error,
-        "runs": runs,
-    })
+    path = common.write_json(
+        "ecs_log_latency",
+        {
+            "args": vars(args),
+            "summary": summary,
+            "ratios_peer_over_ours": ratios,
+            "peer_error": peer_error,
+            "runs": runs,
+        },
+    )
     print(f"\nWrote {path.relative_to(common.ROOT)}")
 
 

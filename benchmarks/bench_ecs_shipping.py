@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ecs_common as common  # noqa: E402
+import _ecs_common as common
 
 BUCKET = "cmdexec-bench-shipping"
 MB = 1_000_000
@@ -71,8 +71,10 @@ FLAT_TOLERANCE_MB = 5.0  # "flat": growth at the largest size within this of gro
 AB_DISK_FACTOR = 3.0
 CONTENDERS = ("ours", "ours, 1 gzip thread", "tar czf | curl -T")
 # The container's download, as ecs_script.container_script does it: the URL reaches curl on stdin.
-CONTAINER_LEG = ('printf \'url = "%s"\\n\' "$GET_URL" | curl --config - --retry 8 --retry-connrefused --fail -sS '
-                 '-o input.tar.gz && tar -xzf input.tar.gz && rm -f input.tar.gz')
+CONTAINER_LEG = (
+    'printf \'url = "%s"\\n\' "$GET_URL" | curl --config - --retry 8 --retry-connrefused --fail -sS '
+    "-o input.tar.gz && tar -xzf input.tar.gz && rm -f input.tar.gz"
+)
 
 
 # -- the project -----------------------------------------------------------------------------------
@@ -88,7 +90,9 @@ def _corpus(rng: random.Random, size: int = 4_000_000) -> bytes:
     return "\n".join(lines).encode()
 
 
-def generate_project(dest: Path, size_bytes: int, files: int, seed: int, large_fraction: float = 0.1) -> dict[str, int]:
+def generate_project(
+    dest: Path, size_bytes: int, files: int, seed: int, large_fraction: float = 0.1
+) -> dict[str, int]:
     """Write a deterministic project of ``files`` files and ``size_bytes`` bytes; return its totals."""
     rng = random.Random(seed)
     corpus = _corpus(rng)
@@ -103,7 +107,7 @@ def generate_project(dest: Path, size_bytes: int, files: int, seed: int, large_f
     def text(n: int) -> bytes:
         if n <= len(corpus):
             start = rng.randrange(0, len(corpus) - n + 1)
-            return corpus[start:start + n]
+            return corpus[start : start + n]
         return (corpus * (n // len(corpus) + 1))[:n]
 
     for i, n in enumerate(sizes):
@@ -148,9 +152,16 @@ def make_storage(endpoint_url: str) -> Any:
     from airflow_cmdexec_provider.config import StorageConfig
     from airflow_cmdexec_provider.storage.s3 import S3TemporalStorage
 
-    config = StorageConfig(conn_id="bench_storage", type="s3", bucket=BUCKET, endpoint=endpoint_url,
-                           path_style_access=True, region=common.REGION,
-                           access_key_id=common.DUMMY_KEY, secret=common.DUMMY_KEY)
+    config = StorageConfig(
+        conn_id="bench_storage",
+        type="s3",
+        bucket=BUCKET,
+        endpoint=endpoint_url,
+        path_style_access=True,
+        region=common.REGION,
+        access_key_id=common.DUMMY_KEY,
+        secret=common.DUMMY_KEY,
+    )
     return S3TemporalStorage(config)
 
 
@@ -159,7 +170,9 @@ def cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ship_ours(project: Path, io_dir: Path, storage: Any, key: str, gzip_threads: int | None = None) -> dict[str, Any]:
+def ship_ours(
+    project: Path, io_dir: Path, storage: Any, key: str, gzip_threads: int | None = None
+) -> dict[str, Any]:
     """pack_to -> upload_stream, as EcsBackend._ship; ``gzip_threads`` overrides the thread count."""
     from airflow_cmdexec_provider.runner import workdir
 
@@ -180,8 +193,17 @@ def ship_ours(project: Path, io_dir: Path, storage: Any, key: str, gzip_threads:
 def ship_baseline(project: Path, storage: Any, key: str) -> dict[str, Any]:
     env = {**os.environ, "PUT_URL": storage.presigned_put(key, 3600), "SRC": str(project)}
     cpu0, t0 = cpu_seconds(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run(["bash", "-o", "pipefail", "-c", 'tar czf - -C "$SRC" . | curl -sS --fail -T - "$PUT_URL" >/dev/null'],
-                   env=env, check=True)
+    subprocess.run(
+        [
+            "bash",
+            "-o",
+            "pipefail",
+            "-c",
+            'tar czf - -C "$SRC" . | curl -sS --fail -T - "$PUT_URL" >/dev/null',
+        ],
+        env=env,
+        check=True,
+    )
     seconds = time.perf_counter() - t0
     cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
     size = storage.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
@@ -225,14 +247,21 @@ def run_ab(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) ->
         if fits < 10:
             print(f"A/B: SKIPPED, {free / MB:.0f} MB free in {tmp}: not even a 10 MB project fits")
             return None
-        print(f"A/B: only {free / MB:.0f} MB free in {tmp}: the {args.size_mb:g} MB project is SHRUNK to {fits} MB")
+        print(
+            f"A/B: only {free / MB:.0f} MB free in {tmp}: the {args.size_mb:g} MB project is SHRUNK to "
+            f"{fits} MB"
+        )
         size = fits * MB
-    files = args.files if size == int(args.size_mb * MB) else max(1, int(args.files * size / (args.size_mb * MB)))
+    files = (
+        args.files if size == int(args.size_mb * MB) else max(1, int(args.files * size / (args.size_mb * MB)))
+    )
     project = tmp / "project"
     t0 = time.perf_counter()
     expected = generate_project(project, size, files, args.seed)
-    print(f"A/B: generated the project: {expected['files']} files, {expected['bytes'] / MB:.0f} MB "
-          f"in {time.perf_counter() - t0:.1f} s; ours gzips with {compress_threads()} threads here")
+    print(
+        f"A/B: generated the project: {expected['files']} files, {expected['bytes'] / MB:.0f} MB "
+        f"in {time.perf_counter() - t0:.1f} s; ours gzips with {compress_threads()} threads here"
+    )
     storage = make_storage(server.endpoint_url)
     warm = tmp / "warm"
     generate_project(warm, 1 * MB, 50, seed=1)
@@ -243,7 +272,7 @@ def run_ab(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) ->
     shutil.rmtree(warm)
     samples: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
     for r in range(args.rounds):
-        order = CONTENDERS[r % 3:] + CONTENDERS[:r % 3]
+        order = CONTENDERS[r % 3 :] + CONTENDERS[: r % 3]
         for contender in order:
             work = tmp / f"work-{r}"
             work.mkdir()
@@ -252,28 +281,52 @@ def run_ab(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) ->
             if result.pop("unpacked") != expected:
                 raise RuntimeError(f"{contender} round {r + 1}: the unpacked tree differs from the project")
             samples[contender].append(result)
-            print(f"  round {r + 1}/{args.rounds} {contender:<20} ship {result['seconds']:6.2f} s "
-                  f"(cpu {result['cpu_seconds']:5.1f} s), container leg {result['container_seconds']:5.2f} s, "
-                  f"archive {result['archive_bytes'] / MB:.1f} MB, load {result['loadavg']:.1f}", flush=True)
+            print(
+                f"  round {r + 1}/{args.rounds} {contender:<20} ship {result['seconds']:6.2f} s "
+                f"(cpu {result['cpu_seconds']:5.1f} s), container leg {result['container_seconds']:5.2f} s, "
+                f"archive {result['archive_bytes'] / MB:.1f} MB, load {result['loadavg']:.1f}",
+                flush=True,
+            )
     shutil.rmtree(project)
 
     def med(contender: str, field: str) -> float:
         return common.median([s[field] for s in samples[contender]])
 
     base = CONTENDERS[-1]
-    rows = [[c, med(c, "seconds"), common.ratio(med(c, "seconds"), med(base, "seconds")), med(c, "cpu_seconds"),
-             med(c, "archive_bytes") / MB, med(c, "container_seconds")] for c in CONTENDERS]
-    common.print_table(["contender", "ship s (median)", "vs tar|curl", "cpu s", "archive MB", "container leg s"],
-                       rows, title=f"Shipping {expected['bytes'] / MB:.0f} MB in {expected['files']} files: pack + "
-                                   f"upload until the object exists, {args.rounds} interleaved rounds each")
+    rows = [
+        [
+            c,
+            med(c, "seconds"),
+            common.ratio(med(c, "seconds"), med(base, "seconds")),
+            med(c, "cpu_seconds"),
+            med(c, "archive_bytes") / MB,
+            med(c, "container_seconds"),
+        ]
+        for c in CONTENDERS
+    ]
+    common.print_table(
+        ["contender", "ship s (median)", "vs tar|curl", "cpu s", "archive MB", "container leg s"],
+        rows,
+        title=f"Shipping {expected['bytes'] / MB:.0f} MB in {expected['files']} files: pack + "
+        f"upload until the object exists, {args.rounds} interleaved rounds each",
+    )
     ratio = common.ratio(med("ours", "seconds"), med(base, "seconds"))
-    print(f"ours / tar czf | curl -T = {ratio:.2f}x: {'MEETS' if ratio <= TARGET_RATIO else 'MISSES'} the "
-          f"{TARGET_RATIO:.2f}x target; 1 gzip thread: "
-          f"{common.ratio(med('ours, 1 gzip thread', 'seconds'), med(base, 'seconds')):.2f}x")
-    return {"project": expected, "gzip_threads": compress_threads(), "ratio": ratio, "target": TARGET_RATIO,
-            "medians": {c: {f: med(c, f) for f in ("seconds", "cpu_seconds", "archive_bytes", "container_seconds")}
-                        for c in CONTENDERS},
-            "samples": samples}
+    print(
+        f"ours / tar czf | curl -T = {ratio:.2f}x: {'MEETS' if ratio <= TARGET_RATIO else 'MISSES'} the "
+        f"{TARGET_RATIO:.2f}x target; 1 gzip thread: "
+        f"{common.ratio(med('ours, 1 gzip thread', 'seconds'), med(base, 'seconds')):.2f}x"
+    )
+    return {
+        "project": expected,
+        "gzip_threads": compress_threads(),
+        "ratio": ratio,
+        "target": TARGET_RATIO,
+        "medians": {
+            c: {f: med(c, f) for f in ("seconds", "cpu_seconds", "archive_bytes", "container_seconds")}
+            for c in CONTENDERS
+        },
+        "samples": samples,
+    }
 
 
 # -- part 2: RSS growth ----------------------------------------------------------------------------
@@ -291,9 +344,21 @@ def run_rss(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) -
         work = tmp / f"rss-work-{size_mb:g}"
         work.mkdir()
         proc = subprocess.run(
-            [common.PYTHON, str(Path(__file__).resolve()), "_rss-worker", "--project", str(project),
-             "--work", str(work), "--endpoint", server.endpoint_url],
-            capture_output=True, text=True, cwd=common.ROOT, check=False,
+            [
+                common.PYTHON,
+                str(Path(__file__).resolve()),
+                "_rss-worker",
+                "--project",
+                str(project),
+                "--work",
+                str(work),
+                "--endpoint",
+                server.endpoint_url,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=common.ROOT,
+            check=False,
         )
         shutil.rmtree(project)
         shutil.rmtree(work)
@@ -301,26 +366,47 @@ def run_rss(args: argparse.Namespace, server: common.ServerProcess, tmp: Path) -
             raise RuntimeError(f"the RSS worker failed for {size_mb:g} MB:\n{proc.stderr[-3000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         if result["listed_entries"] != expected["files"] + 1:  # + io/input.json
-            raise RuntimeError(f"RSS worker {size_mb:g} MB: {result['listed_entries']} entries in the archive, "
-                               f"expected {expected['files'] + 1}")
+            raise RuntimeError(
+                f"RSS worker {size_mb:g} MB: {result['listed_entries']} entries in the archive, "
+                f"expected {expected['files'] + 1}"
+            )
         result.update(size_mb=size_mb, files=files)
         results.append(result)
-        print(f"  {size_mb:5g} MB, {files:6d} files: RSS {result['rss_before_mb']:.1f} MB before shipping, peak "
-              f"{result['peak_rss_mb']:.1f} MB -> growth {result['growth_mb']:+.1f} MB "
-              f"({result['parts']} parts, {result['seconds']:.1f} s)", flush=True)
+        print(
+            f"  {size_mb:5g} MB, {files:6d} files: RSS {result['rss_before_mb']:.1f} MB before shipping, "
+            f"peak {result['peak_rss_mb']:.1f} MB -> growth {result['growth_mb']:+.1f} MB ({result['parts']} "
+            f"parts, {result['seconds']:.1f} s)",
+            flush=True,
+        )
     if not results:
         return None
-    rows = [[f"{r['size_mb']:g}", r["files"], r["archive_bytes"] / MB, r["parts"], r["rss_before_mb"],
-             r["peak_rss_mb"], r["growth_mb"], r["seconds"]] for r in results]
-    common.print_table(["project MB", "files", "archive MB", "S3 parts", "RSS before", "peak", "GROWTH", "ship s"],
-                       rows, title="Worker RSS (MB): a fresh task-like process per size; before = its VmRSS after "
-                                   "imports and S3 client, peak = VmHWM while shipping")
+    rows = [
+        [
+            f"{r['size_mb']:g}",
+            r["files"],
+            r["archive_bytes"] / MB,
+            r["parts"],
+            r["rss_before_mb"],
+            r["peak_rss_mb"],
+            r["growth_mb"],
+            r["seconds"],
+        ]
+        for r in results
+    ]
+    common.print_table(
+        ["project MB", "files", "archive MB", "S3 parts", "RSS before", "peak", "GROWTH", "ship s"],
+        rows,
+        title="Worker RSS (MB): a fresh task-like process per size; before = its VmRSS after "
+        "imports and S3 client, peak = VmHWM while shipping",
+    )
     growths = [r["growth_mb"] for r in results]
     spread = growths[-1] - growths[1] if len(growths) > 2 else growths[-1] - growths[0]
     flat = spread <= FLAT_TOLERANCE_MB
-    print(f"growth {min(growths):.1f} .. {max(growths):.1f} MB; {results[-1]['size_mb']:g} MB vs "
-          f"{results[min(1, len(results) - 1)]['size_mb']:g} MB: {spread:+.1f} MB -> "
-          f"{'FLAT' if flat else 'NOT FLAT'} (tolerance {FLAT_TOLERANCE_MB:g} MB)")
+    print(
+        f"growth {min(growths):.1f} .. {max(growths):.1f} MB; {results[-1]['size_mb']:g} MB vs "
+        f"{results[min(1, len(results) - 1)]['size_mb']:g} MB: {spread:+.1f} MB -> "
+        f"{'FLAT' if flat else 'NOT FLAT'} (tolerance {FLAT_TOLERANCE_MB:g} MB)"
+    )
     return {"results": results, "max_growth_mb": max(growths), "spread_mb": spread, "flat": flat}
 
 
@@ -351,15 +437,30 @@ def rss_worker(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - t0
     peak = common.peak_rss_mb()
     env = {**os.environ, "GET_URL": storage.presigned_get(key, 3600)}
-    listing = subprocess.run(["bash", "-o", "pipefail", "-c", 'curl -sS --fail "$GET_URL" | tar -tzf - | wc -l'],
-                             env=env, check=True, capture_output=True, text=True)
+    listing = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", 'curl -sS --fail "$GET_URL" | tar -tzf - | wc -l'],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     size = storage.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
     storage.delete([key])
     if size != packed.size:
         raise SystemExit(f"the object has {size} bytes, pack_to wrote {packed.size}")
-    print(json.dumps({"rss_before_mb": before, "peak_rss_mb": peak, "growth_mb": peak - before,
-                      "seconds": seconds, "archive_bytes": packed.size, "parts": len(parts) or 1,
-                      "listed_entries": int(listing.stdout.strip())}))
+    print(
+        json.dumps(
+            {
+                "rss_before_mb": before,
+                "peak_rss_mb": peak,
+                "growth_mb": peak - before,
+                "seconds": seconds,
+                "archive_bytes": packed.size,
+                "parts": len(parts) or 1,
+                "listed_entries": int(listing.stdout.strip()),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -371,16 +472,27 @@ def main() -> None:
         worker.add_argument("--endpoint", required=True)
         rss_worker(worker.parse_args())
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of each contender (default 3)")
     parser.add_argument("--size-mb", type=float, default=200, help="A/B project size in MB (default 200)")
     parser.add_argument("--files", type=int, default=20000, help="A/B project files (default 20000)")
-    parser.add_argument("--rss-sizes", default="10,100,1000",
-                        help="project sizes in MB for the RSS series (default 10,100,1000)")
-    parser.add_argument("--files-per-mb", type=float, default=100,
-                        help="files per MB in the RSS series (default 100: 100,000 files at 1 GB)")
+    parser.add_argument(
+        "--rss-sizes",
+        default="10,100,1000",
+        help="project sizes in MB for the RSS series (default 10,100,1000)",
+    )
+    parser.add_argument(
+        "--files-per-mb",
+        type=float,
+        default=100,
+        help="files per MB in the RSS series (default 100: 100,000 files at 1 GB)",
+    )
     parser.add_argument("--seed", type=int, default=20260101, help="seed of the generated projects")
-    parser.add_argument("--tmpdir", default=None, help="where projects and archives go (default: the system temp dir)")
+    parser.add_argument(
+        "--tmpdir", default=None, help="where projects and archives go (default: the system temp dir)"
+    )
     parser.add_argument("--skip-ab", action="store_true", help="skip the timing against tar czf | curl -T")
     parser.add_argument("--skip-rss", action="store_true", help="skip the RSS series")
     args = parser.parse_args()

@@ -70,6 +70,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import itertools
+
 import _ecs_common as common
 
 ROOT = common.ROOT
@@ -94,11 +96,14 @@ def script(task: str, lines: int, gate_url: str) -> str:
 
     Only bash builtins in the loop (``read -t 1`` on a pipe nobody writes is the pause): 2N commands
     forking ``date`` and ``sleep`` every second would load this machine more than everything measured."""
-    return (f"curl -sf -m {GATE_TIMEOUT} --retry 10 --retry-connrefused {gate_url} >/dev/null "
-            f"|| {{ echo 'scale {task} could not pass the gate'; exit 97; }}\n"
-            "pause=$(mktemp -u) && mkfifo \"$pause\" && exec 3<>\"$pause\" && rm \"$pause\" || exit 98\n"
-            f"for ((i = 1; i <= {lines}; i++)); do echo \"scale {task} line $i at $EPOCHREALTIME\"; read -t 1 -u 3; done\n"
-            "exit 0\n")
+    return (
+        f"curl -sf -m {GATE_TIMEOUT} --retry 10 --retry-connrefused {gate_url} >/dev/null "
+        f"|| {{ echo 'scale {task} could not pass the gate'; exit 97; }}\n"
+        'pause=$(mktemp -u) && mkfifo "$pause" && exec 3<>"$pause" && rm "$pause" || exit 98\n'
+        f"for ((i = 1; i <= {lines}; i++)); do "
+        f'echo "scale {task} line $i at $EPOCHREALTIME"; read -t 1 -u 3; done\n'
+        "exit 0\n"
+    )
 
 
 class Gate:
@@ -208,7 +213,9 @@ class ApiCounter:
 
         async def counted_request(session: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
             text = str(url)
-            if not text.startswith("http://docker/"):  # the Engine API on the socket; aiobotocore is counted above
+            if not text.startswith(
+                "http://docker/"
+            ):  # the Engine API on the socket; aiobotocore is counted above
                 return await request(session, method, url, *args, **kwargs)
             start, ok = time.time(), False
             try:
@@ -253,7 +260,7 @@ def triggerer_main(spec_file: str, result_file: str) -> None:
             async for event in trigger.run():  # to its end, as the triggerer does
                 if outcome["event"] is None:
                     outcome["event"], outcome["event_at"] = event.payload, time.time()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of a trigger is a result to report
             outcome["error"] = f"{type(exc).__name__}: {exc}"
         outcome["ended"] = time.time()
         return outcome
@@ -268,16 +275,28 @@ def triggerer_main(spec_file: str, result_file: str) -> None:
     outcomes = asyncio.run(main())
     end_usage, end = resource.getrusage(resource.RUSAGE_SELF), time.time()
     cpu = (end_usage.ru_utime - usage.ru_utime) + (end_usage.ru_stime - usage.ru_stime)
-    Path(result_file).write_text(json.dumps({
-        "started": start, "ended": end, "cpu_s": cpu, "cpu_total_s": end_usage.ru_utime + end_usage.ru_stime,
-        "outcomes": outcomes, "lines": records,
-        "calls": counter.calls}, default=str))
+    Path(result_file).write_text(
+        json.dumps(
+            {
+                "started": start,
+                "ended": end,
+                "cpu_s": cpu,
+                "cpu_total_s": end_usage.ru_utime + end_usage.ru_stime,
+                "outcomes": outcomes,
+                "lines": records,
+                "calls": counter.calls,
+            },
+            default=str,
+        )
+    )
 
 
 class Triggerer:
     """The triggerer process, seen from outside: started, told it may go, sampled for children."""
 
-    def __init__(self, name: str, triggers: list[dict[str, Any]], work: Path, extra_path: Path | None = None) -> None:
+    def __init__(
+        self, name: str, triggers: list[dict[str, Any]], work: Path, extra_path: Path | None = None
+    ) -> None:
         import psutil
 
         self.name = name
@@ -285,8 +304,13 @@ class Triggerer:
         spec.write_text(json.dumps({"triggers": triggers}))
         path = [str(extra_path)] if extra_path else []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
-        self.proc = subprocess.Popen([sys.executable, __file__, "_triggerer", str(spec), str(self.result_file)],
-                                     stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "_triggerer", str(spec), str(self.result_file)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         self.process = psutil.Process(self.proc.pid)
         self.children: set[int] = set()
         self.max_threads = 0
@@ -341,20 +365,41 @@ def set_up_ecs(emulator: Any, image: str, poll_interval: float | None) -> str:
     emulator.boto3_client("logs").create_log_group(logGroupName=LOG_GROUP)
     ecs = emulator.boto3_client("ecs")
     ecs.create_cluster(clusterName=CLUSTER)
-    container = {"name": CONTAINER, "image": image, "memory": 256, "essential": True,
-                 "logConfiguration": {"logDriver": "awslogs", "options": {
-                     "awslogs-group": LOG_GROUP, "awslogs-region": common.REGION,
-                     "awslogs-stream-prefix": STREAM_PREFIX}}}
-    td_arn = ecs.register_task_definition(family="cmdexec-bench-tscale", containerDefinitions=[container],
-                                          tags=[{"key": "digdag.docker.image", "value": image}])
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "memory": 256,
+        "essential": True,
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": LOG_GROUP,
+                "awslogs-region": common.REGION,
+                "awslogs-stream-prefix": STREAM_PREFIX,
+            },
+        },
+    }
+    td_arn = ecs.register_task_definition(
+        family="cmdexec-bench-tscale",
+        containerDefinitions=[container],
+        tags=[{"key": "digdag.docker.image", "value": image}],
+    )
     extra: dict[str, Any] = {"cluster_name": CLUSTER, "region": common.REGION}
     if poll_interval is not None:
         extra["poll_interval"] = poll_interval
     os.environ.update(emulator.aws_env)
     os.environ["AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT"] = json.dumps({"conn_type": "cmdexec_ecs", "extra": extra})
-    os.environ["AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT"] = json.dumps({
-        "conn_type": "cmdexec_storage",
-        "extra": {"type": "s3", "bucket": BUCKET, "endpoint": emulator.endpoint_url, "path_style_access": True}})
+    os.environ["AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT"] = json.dumps(
+        {
+            "conn_type": "cmdexec_storage",
+            "extra": {
+                "type": "s3",
+                "bucket": BUCKET,
+                "endpoint": emulator.endpoint_url,
+                "path_style_access": True,
+            },
+        }
+    )
     return td_arn["taskDefinition"]["taskDefinitionArn"]
 
 
@@ -381,10 +426,23 @@ def requests(work: Path, prefix: str, count: int, lines: int, gate_url: str, dag
         io_dir.mkdir(parents=True)
         project.mkdir()
         (io_dir / "runner.sh").write_text(script(task, lines, gate_url))
-        made.append(CommandRequest(task_label=f"bench.{task}", project_dir=project, workdir="", io_dir=io_dir,
-                                   command=("/bin/bash", IoFile("runner.sh")), needs_outputs=False,
-                                   labels={"dag_id": dag_id, "task_id": task, "run_id": "tscale", "try_number": "1",
-                                           "map_index": "-1"}))
+        made.append(
+            CommandRequest(
+                task_label=f"bench.{task}",
+                project_dir=project,
+                workdir="",
+                io_dir=io_dir,
+                command=("/bin/bash", IoFile("runner.sh")),
+                needs_outputs=False,
+                labels={
+                    "dag_id": dag_id,
+                    "task_id": task,
+                    "run_id": "tscale",
+                    "try_number": "1",
+                    "map_index": "-1",
+                },
+            )
+        )
     return made
 
 
@@ -394,15 +452,28 @@ def ensure_peer_site(refresh: bool) -> Path:
     if marker.exists() and not refresh:
         return PEER_SITE
     print(f"installing {', '.join(PEER_PACKAGES)} for the peer into {PEER_SITE} ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--upgrade", "--target", str(PEER_SITE),
-                    *PEER_PACKAGES], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--upgrade",
+            "--target",
+            str(PEER_SITE),
+            *PEER_PACKAGES,
+        ],
+        check=True,
+    )
     marker.write_text("")
     return PEER_SITE
 
 
 # -- the phases ------------------------------------------------------------------------------------
-def run_ours(args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, dag_id: str,
-             cleanups: list[Any]) -> dict[str, Any]:
+def run_ours(
+    args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, dag_id: str, cleanups: list[Any]
+) -> dict[str, Any]:
     from airflow_cmdexec_provider.backends.base import TaskSettings
     from airflow_cmdexec_provider.backends.docker import DockerBackend
     from airflow_cmdexec_provider.backends.ecs import EcsBackend, MemoryCache
@@ -425,18 +496,31 @@ def run_ours(args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, da
     cleanups.extend(lambda kind=kind: discard_all(followed[kind]) for kind in followed)
     t0 = time.time()
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(submit_all, (lambda: DockerBackend.from_settings(docker_settings), ecs_backend),
-                      (docker_settings, ecs_settings),
-                      (docker_requests, ecs_requests), followed.values()))
+        list(
+            pool.map(
+                submit_all,
+                (lambda: DockerBackend.from_settings(docker_settings), ecs_backend),
+                (docker_settings, ecs_settings),
+                (docker_requests, ecs_requests),
+                followed.values(),
+            )
+        )
     submit_s = time.time() - t0
     print(f"started them in {submit_s:.0f} s", file=sys.stderr)
-    triggers = [{"name": f.name, **serialized(CommandTrigger(executor=kind, handle=f.handle, settings=f.settings,
-                                                               deadline=None))}
-                for kind, items in followed.items() for f in items]
+    triggers = [
+        {
+            "name": f.name,
+            **serialized(CommandTrigger(executor=kind, handle=f.handle, settings=f.settings, deadline=None)),
+        }
+        for kind, items in followed.items()
+        for f in items
+    ]
     requests_before = len(emulator.ecs_requests)
     result = watch("ours", triggers, gate, key, work, args, emulator if args.throttle else None)
     events = {o["name"]: o["event"] for o in result["outcomes"] if o["event"] and "handle" in o["event"]}
-    for f in followed["docker"] + followed["ecs"]:  # as the triggers left them (a container that ended is not stopped)
+    for f in (
+        followed["docker"] + followed["ecs"]
+    ):  # as the triggers left them (a container that ended is not stopped)
         f.handle = events.get(f.name, {}).get("handle", f.handle)
     ecs_http = Counter((r["operation"], r["result"]) for r in emulator.ecs_requests[requests_before:])
     result.update(submit_s=submit_s, ecs_http={f"{op} {res}": n for (op, res), n in ecs_http.items()})
@@ -474,16 +558,28 @@ def run_peer(args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, td
     key = gate.new()
     ecs = emulator.boto3_client("ecs")
     # What a user who wants the container's log in the task log writes; everything else its default.
-    operator = EcsRunTaskOperator(task_id="peer", task_definition=td_arn, cluster=CLUSTER, overrides={},
-                                  awslogs_group=LOG_GROUP, awslogs_stream_prefix=STREAM_PREFIX,
-                                  container_name=CONTAINER, region_name=common.REGION, aws_conn_id=None,
-                                  deferrable=True)
+    operator = EcsRunTaskOperator(
+        task_id="peer",
+        task_definition=td_arn,
+        cluster=CLUSTER,
+        overrides={},
+        awslogs_group=LOG_GROUP,
+        awslogs_stream_prefix=STREAM_PREFIX,
+        container_name=CONTAINER,
+        region_name=common.REGION,
+        aws_conn_id=None,
+        deferrable=True,
+    )
 
     def start(i: int) -> str:
         task = f"p{i:03d}"
         command = ["/bin/bash", "-c", script(task, args.seconds, gate.url("127.0.0.1", key))]
-        response = ecs.run_task(cluster=CLUSTER, taskDefinition=td_arn, startedBy=operator.owner,
-                                overrides={"containerOverrides": [{"name": CONTAINER, "command": command}]})
+        response = ecs.run_task(
+            cluster=CLUSTER,
+            taskDefinition=td_arn,
+            startedBy=operator.owner,
+            overrides={"containerOverrides": [{"name": CONTAINER, "command": command}]},
+        )
         if response.get("failures") or not response.get("tasks"):
             raise SystemExit(f"RunTask of the peer's task {task} failed: {response.get('failures')}")
         return response["tasks"][0]["taskArn"]
@@ -495,24 +591,44 @@ def run_peer(args: argparse.Namespace, emulator: Any, gate: Gate, work: Path, td
     for i, arn in enumerate(arns):
         operator.arn = arn  # what the operator knows when it defers: its stream name comes from it
         # The kwargs EcsRunTaskOperator.execute gives TaskDoneTrigger when it defers.
-        triggers.append({
-            "name": f"p{i:03d}", "classpath": "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger",
-            "kwargs": {"cluster": CLUSTER, "task_arn": arn, "waiter_delay": operator.waiter_delay,
-                       "waiter_max_attempts": operator.waiter_max_attempts, "aws_conn_id": operator.aws_conn_id,
-                       "region_name": operator.region_name, "log_region_name": operator.resolve_awslogs_region(),
-                       "log_group": operator.awslogs_group, "log_stream": operator._get_logs_stream_name(),
-                       "verify": operator.verify, "botocore_config": operator.botocore_config}})
+        triggers.append(
+            {
+                "name": f"p{i:03d}",
+                "classpath": "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger",
+                "kwargs": {
+                    "cluster": CLUSTER,
+                    "task_arn": arn,
+                    "waiter_delay": operator.waiter_delay,
+                    "waiter_max_attempts": operator.waiter_max_attempts,
+                    "aws_conn_id": operator.aws_conn_id,
+                    "region_name": operator.region_name,
+                    "log_region_name": operator.resolve_awslogs_region(),
+                    "log_group": operator.awslogs_group,
+                    "log_stream": operator._get_logs_stream_name(),
+                    "verify": operator.verify,
+                    "botocore_config": operator.botocore_config,
+                },
+            }
+        )
     result = watch("peer", triggers, gate, key, work, args, None, site)
     exit_codes: Counter[Any] = Counter()
     for i in range(0, len(arns), 100):
-        for task in ecs.describe_tasks(cluster=CLUSTER, tasks=arns[i:i + 100])["tasks"]:
+        for task in ecs.describe_tasks(cluster=CLUSTER, tasks=arns[i : i + 100])["tasks"]:
             exit_codes[task["containers"][0].get("exitCode")] += 1
     result.update(exit_codes={str(k): v for k, v in exit_codes.items()}, waiter_delay=operator.waiter_delay)
     return result
 
 
-def watch(name: str, triggers: list[dict[str, Any]], gate: Gate, key: str, work: Path, args: argparse.Namespace,
-          throttle_on: Any, extra_path: Path | None = None) -> dict[str, Any]:
+def watch(
+    name: str,
+    triggers: list[dict[str, Any]],
+    gate: Gate,
+    key: str,
+    work: Path,
+    args: argparse.Namespace,
+    throttle_on: Any,
+    extra_path: Path | None = None,
+) -> dict[str, Any]:
     """Run the triggerer process over ``triggers``; open the gate once they all run; its results."""
     triggerer = Triggerer(name, triggers, work, extra_path)
     try:
@@ -551,7 +667,8 @@ def lines_by_task(result: dict[str, Any]) -> dict[str, list[tuple[float, int, fl
 
 
 def problems(result: dict[str, Any], lines: int, success: str) -> list[str]:
-    """Every trigger that did not end with exit 0, and every task whose lines are not 1..lines once in order."""
+    """Every trigger that did not end with exit 0, and every task whose lines are not 1..lines once in
+    order."""
     found = lines_by_task(result)
     wrong = []
     for outcome in result["outcomes"]:
@@ -566,10 +683,18 @@ def problems(result: dict[str, Any], lines: int, success: str) -> list[str]:
 
 
 def latency(result: dict[str, Any], prefix: str) -> dict[str, float]:
-    values = [logged - printed for name, items in lines_by_task(result).items() if name.startswith(prefix)
-              for logged, _, printed in items]
-    return {"n": len(values), "median": common.median(values), "p90": common.percentile(values, 90),
-            "max": max(values) if values else float("nan")}
+    values = [
+        logged - printed
+        for name, items in lines_by_task(result).items()
+        if name.startswith(prefix)
+        for logged, _, printed in items
+    ]
+    return {
+        "n": len(values),
+        "median": common.median(values),
+        "p90": common.percentile(values, 90),
+        "max": max(values) if values else float("nan"),
+    }
 
 
 def task_minutes(result: dict[str, Any], prefix: str = "") -> float:
@@ -590,79 +715,159 @@ def call_seconds(result: dict[str, Any], service: str, operation: str) -> dict[s
 
 def round_gaps(result: dict[str, Any]) -> dict[str, Any]:
     """How the DescribeTasks rounds went: calls, failed calls, the longest gap between two starts."""
-    starts = sorted((t, ok) for t, service, op, _, ok in result["calls"] if service == "ecs" and op == "DescribeTasks")
-    gaps = [b[0] - a[0] for a, b in zip(starts, starts[1:])]
+    starts = sorted(
+        (t, ok) for t, service, op, _, ok in result["calls"] if service == "ecs" and op == "DescribeTasks"
+    )
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(starts)]
     warnings = sum(THROTTLED_WARNING in message for _, message in result["lines"])
-    return {"calls": len(starts), "failed_calls": sum(not ok for _, ok in starts),
-            "median_gap_s": common.median(gaps), "longest_gap_s": max(gaps) if gaps else float("nan"),
-            "warnings_logged": warnings}
+    return {
+        "calls": len(starts),
+        "failed_calls": sum(not ok for _, ok in starts),
+        "median_gap_s": common.median(gaps),
+        "longest_gap_s": max(gaps) if gaps else float("nan"),
+        "warnings_logged": warnings,
+    }
 
 
-def report(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] | None, load: list[float]) -> None:
+def report(
+    args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] | None, load: list[float]
+) -> None:
     ours_minutes = {"docker": task_minutes(ours, "d"), "ecs": task_minutes(ours, "e")}
     watch_s = ours["ended"] - ours["started"]
     printing_s = ours["ended"] - ours["gate_at"]
     cpu_printing = ours["cpu_total_s"] - ours["cpu_at_gate"]
-    print(f"\nTriggerer scale: {args.tasks} Docker + {args.tasks} ECS deferred commands, {args.seconds} lines each "
-          f"(load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; started in "
-          f"{ours['submit_s']:.0f} s)")
+    print(
+        f"\nTriggerer scale: {args.tasks} Docker + {args.tasks} ECS deferred commands, "
+        f"{args.seconds} lines each "
+        f"(load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; started in "
+        f"{ours['submit_s']:.0f} s)"
+    )
     common.print_table(
         ["figure", "value", "target", "met"],
-        [["triggerer CPU over the watch (cores)", ours["cpu_s"] / watch_s, f"< {TARGET_CORES}",
-          "yes" if ours["cpu_s"] / watch_s < TARGET_CORES else "NO"],
-         ["  while the commands print (cores)", cpu_printing / printing_s, f"< {TARGET_CORES}",
-          "yes" if cpu_printing / printing_s < TARGET_CORES else "NO"],
-         ["  CPU s / watch s", f"{ours['cpu_s']:.1f} / {watch_s:.0f}", "", ""],
-         *[[f"line latency {kind}: median / p90 / max (s)",
-            f"{lat['median']:.3f} / {lat['p90']:.3f} / {lat['max']:.2f}", f"p90 < {TARGET_P90_S}",
-            "yes" if lat["p90"] < TARGET_P90_S else "NO"]
-           for kind, lat in (("Docker", ours["latency"]["docker"]), ("ECS", ours["latency"]["ecs"]))],
-         ["processes spawned by the triggerer", ours["children_spawned"], "0",
-          "yes" if ours["children_spawned"] == 0 else "NO"],
-         ["threads of the triggerer (max)", ours["max_threads"], "", ""],
-         ["every command exit 0, every line once and in order", "yes", "yes", "yes"]],
-        title="ours")
+        [
+            [
+                "triggerer CPU over the watch (cores)",
+                ours["cpu_s"] / watch_s,
+                f"< {TARGET_CORES}",
+                "yes" if ours["cpu_s"] / watch_s < TARGET_CORES else "NO",
+            ],
+            [
+                "  while the commands print (cores)",
+                cpu_printing / printing_s,
+                f"< {TARGET_CORES}",
+                "yes" if cpu_printing / printing_s < TARGET_CORES else "NO",
+            ],
+            ["  CPU s / watch s", f"{ours['cpu_s']:.1f} / {watch_s:.0f}", "", ""],
+            *[
+                [
+                    f"line latency {kind}: median / p90 / max (s)",
+                    f"{lat['median']:.3f} / {lat['p90']:.3f} / {lat['max']:.2f}",
+                    f"p90 < {TARGET_P90_S}",
+                    "yes" if lat["p90"] < TARGET_P90_S else "NO",
+                ]
+                for kind, lat in (("Docker", ours["latency"]["docker"]), ("ECS", ours["latency"]["ecs"]))
+            ],
+            [
+                "processes spawned by the triggerer",
+                ours["children_spawned"],
+                "0",
+                "yes" if ours["children_spawned"] == 0 else "NO",
+            ],
+            ["threads of the triggerer (max)", ours["max_threads"], "", ""],
+            ["every command exit 0, every line once and in order", "yes", "yes", "yes"],
+        ],
+        title="ours",
+    )
     docker_rates = calls_per_task_minute(ours, ("docker",), "d")
-    common.print_table(["Docker Engine API request", "per task-minute", "count"],
-                       [[op, rate, round(rate * ours_minutes["docker"])] for op, rate in docker_rates.items()]
-                       + [["total", sum(docker_rates.values()), round(sum(docker_rates.values()) * ours_minutes["docker"])]],
-                       title=f"Docker: {ours_minutes['docker']:.1f} task-minutes")
+    common.print_table(
+        ["Docker Engine API request", "per task-minute", "count"],
+        [[op, rate, round(rate * ours_minutes["docker"])] for op, rate in docker_rates.items()]
+        + [["total", sum(docker_rates.values()), round(sum(docker_rates.values()) * ours_minutes["docker"])]],
+        title=f"Docker: {ours_minutes['docker']:.1f} task-minutes",
+    )
     ours_rates = calls_per_task_minute(ours, ("ecs", "logs"), "e")
     peer_rates = calls_per_task_minute(peer, ("ecs", "logs"), "p") if peer else {}
     operations = sorted(set(ours_rates) | set(peer_rates))
-    rows = [[op, ours_rates.get(op, 0.0), peer_rates.get(op, 0.0) if peer else "-",
-             _ratio(peer_rates.get(op, 0.0), ours_rates.get(op, 0.0)) if peer else "-"] for op in operations]
+    rows = [
+        [
+            op,
+            ours_rates.get(op, 0.0),
+            peer_rates.get(op, 0.0) if peer else "-",
+            _ratio(peer_rates.get(op, 0.0), ours_rates.get(op, 0.0)) if peer else "-",
+        ]
+        for op in operations
+    ]
     ours_total, peer_total = sum(ours_rates.values()), sum(peer_rates.values())
-    rows.append(["total ECS + Logs", ours_total, peer_total if peer else "-",
-                 _ratio(peer_total, ours_total) if peer else "-"])
+    rows.append(
+        [
+            "total ECS + Logs",
+            ours_total,
+            peer_total if peer else "-",
+            _ratio(peer_total, ours_total) if peer else "-",
+        ]
+    )
     if peer:
         peer_watch = peer["ended"] - peer["started"]
-        rows.append(["triggerer CPU s per task-minute", ours["cpu_s"] / (ours_minutes["docker"] + ours_minutes["ecs"]),
-                     peer["cpu_s"] / task_minutes(peer), _ratio(peer["cpu_s"] / task_minutes(peer),
-                                                                ours["cpu_s"] / sum(ours_minutes.values()))])
-        rows.append(["triggerer CPU (cores over the watch)", ours["cpu_s"] / watch_s, peer["cpu_s"] / peer_watch, "-"])
-        rows.append(["line latency median / p90 (s)", f"{ours['latency']['ecs']['median']:.2f} / "
-                     f"{ours['latency']['ecs']['p90']:.2f}", f"{peer['latency']['median']:.2f} / "
-                     f"{peer['latency']['p90']:.2f}", "-"])
-    common.print_table(["ECS API calls per task-minute", "ours", "EcsRunTaskOperator", "peer / ours"], rows,
-                       title=f"ECS: ours {ours_minutes['ecs']:.1f} task-minutes (with {args.tasks} Docker tasks in the "
-                             f"same loop)" + (f", peer {task_minutes(peer):.1f} task-minutes (TaskDoneTrigger, "
-                                              f"waiter_delay {peer['waiter_delay']} s, logs on)" if peer else ""))
+        rows.append(
+            [
+                "triggerer CPU s per task-minute",
+                ours["cpu_s"] / (ours_minutes["docker"] + ours_minutes["ecs"]),
+                peer["cpu_s"] / task_minutes(peer),
+                _ratio(peer["cpu_s"] / task_minutes(peer), ours["cpu_s"] / sum(ours_minutes.values())),
+            ]
+        )
+        rows.append(
+            ["triggerer CPU (cores over the watch)", ours["cpu_s"] / watch_s, peer["cpu_s"] / peer_watch, "-"]
+        )
+        rows.append(
+            [
+                "line latency median / p90 (s)",
+                f"{ours['latency']['ecs']['median']:.2f} / {ours['latency']['ecs']['p90']:.2f}",
+                f"{peer['latency']['median']:.2f} / {peer['latency']['p90']:.2f}",
+                "-",
+            ]
+        )
+    common.print_table(
+        ["ECS API calls per task-minute", "ours", "EcsRunTaskOperator", "peer / ours"],
+        rows,
+        title=f"ECS: ours {ours_minutes['ecs']:.1f} task-minutes (with {args.tasks} Docker tasks in the "
+        f"same loop)"
+        + (
+            f", peer {task_minutes(peer):.1f} task-minutes (TaskDoneTrigger, "
+            f"waiter_delay {peer['waiter_delay']} s, logs on)"
+            if peer
+            else ""
+        ),
+    )
     if peer:
-        print(f"peer: {peer['lines_complete']} of {args.tasks} tasks with every line once and in order; exit codes "
-              f"{peer['exit_codes']}; {peer['children_spawned']} processes spawned")
+        print(
+            f"peer: {peer['lines_complete']} of {args.tasks} tasks with every line once and in order; "
+            "exit codes "
+            f"{peer['exit_codes']}; {peer['children_spawned']} processes spawned"
+        )
     rounds = ours["rounds"]
-    print(f"\nECS rounds (ours): {rounds['calls']} DescribeTasks calls ({rounds['failed_calls']} failed), "
-          f"{rounds['median_gap_s']:.1f} s between two (median), {rounds['longest_gap_s']:.1f} s at most; "
-          f"{rounds['warnings_logged']} throttling warnings logged; ECS requests the emulator saw: {ours['ecs_http']}")
+    print(
+        f"\nECS rounds (ours): {rounds['calls']} DescribeTasks calls ({rounds['failed_calls']} failed), "
+        f"{rounds['median_gap_s']:.1f} s between two (median), {rounds['longest_gap_s']:.1f} s at most; "
+        f"{rounds['warnings_logged']} throttling warnings logged; "
+        f"ECS requests the emulator saw: {ours['ecs_http']}"
+    )
     common.print_table(
         ["API answer time (s)", "calls", "median", "max"],
-        [[f"{who} {service} {op}", t["n"], t["median"], t["max"]]
-         for who, result, service, op in (("ours", ours, "ecs", "DescribeTasks"), ("ours", ours, "logs", "FilterLogEvents"),
-                                          ("peer", peer, "ecs", "DescribeTasks"), ("peer", peer, "logs", "GetLogEvents"))
-         if result for t in [call_seconds(result, service, op)]],
+        [
+            [f"{who} {service} {op}", t["n"], t["median"], t["max"]]
+            for who, result, service, op in (
+                ("ours", ours, "ecs", "DescribeTasks"),
+                ("ours", ours, "logs", "FilterLogEvents"),
+                ("peer", peer, "ecs", "DescribeTasks"),
+                ("peer", peer, "logs", "GetLogEvents"),
+            )
+            if result
+            for t in [call_seconds(result, service, op)]
+        ],
         title=f"the emulator's process used {ours['emulator_cores']:.2f} cores while our commands printed"
-              + (f", {peer['emulator_cores']:.2f} while the peer's did" if peer else ""))
+        + (f", {peer['emulator_cores']:.2f} while the peer's did" if peer else ""),
+    )
 
 
 def _ratio(a: float, b: float) -> Any:
@@ -679,12 +884,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=200, help="deferred commands per backend (default 200)")
     parser.add_argument("--seconds", type=int, default=60, help="lines each command prints, one a second")
-    parser.add_argument("--throttle", type=int, default=0, metavar="N",
-                        help="throttle the next N DescribeTasks requests once our commands print")
+    parser.add_argument(
+        "--throttle",
+        type=int,
+        default=0,
+        metavar="N",
+        help="throttle the next N DescribeTasks requests once our commands print",
+    )
     parser.add_argument("--skip-peer", action="store_true", help="do not run the TaskDoneTrigger peer")
-    parser.add_argument("--poll-interval", type=float, default=None,
-                        help="the ECS connection's poll_interval (default: the connection's default)")
-    parser.add_argument("--settle", type=float, default=15, help="seconds between the triggers' start and the gate")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        help="the ECS connection's poll_interval (default: the connection's default)",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=15, help="seconds between the triggers' start and the gate"
+    )
     parser.add_argument("--refresh-peer-env", action="store_true", help="reinstall the peer's aiobotocore")
     parser.add_argument("--image", default=os.environ.get("CMDEXEC_TEST_IMAGE", "cmdexec-test:bookworm"))
     args = parser.parse_args()
@@ -716,9 +932,17 @@ def main() -> int:
             left = leftovers(emulator, dag_id)
         evaluate(ours, peer, args)
         report(args, ours, peer, load)
-        path = common.write_json("triggerer_scale", {
-            "tasks": args.tasks, "seconds": args.seconds, "throttle": args.throttle, "loadavg_at_start": load,
-            "ours": summary(ours), "peer": summary(peer) if peer else None})
+        path = common.write_json(
+            "triggerer_scale",
+            {
+                "tasks": args.tasks,
+                "seconds": args.seconds,
+                "throttle": args.throttle,
+                "loadavg_at_start": load,
+                "ours": summary(ours),
+                "peer": summary(peer) if peer else None,
+            },
+        )
         print(f"\nwritten {path}", file=sys.stderr)
     if left:
         raise SystemExit(f"left behind: {left}")
@@ -731,11 +955,15 @@ def evaluate(ours: dict[str, Any], peer: dict[str, Any] | None, args: argparse.N
     ours["latency"] = {"docker": latency(ours, "d"), "ecs": latency(ours, "e")}
     ours["problems"] = problems(ours, args.seconds, "finished")
     ours["rounds"] = round_gaps(ours)
-    ours["rates"] = {"docker": calls_per_task_minute(ours, ("docker",), "d"),
-                     "ecs": calls_per_task_minute(ours, ("ecs", "logs"), "e")}
+    ours["rates"] = {
+        "docker": calls_per_task_minute(ours, ("docker",), "d"),
+        "ecs": calls_per_task_minute(ours, ("ecs", "logs"), "e"),
+    }
     if peer:
         peer["latency"] = latency(peer, "p")
-        peer["lines_complete"] = args.tasks - len({p.split(":")[0] for p in problems(peer, args.seconds, "success")})
+        peer["lines_complete"] = args.tasks - len(
+            {p.split(":")[0] for p in problems(peer, args.seconds, "success")}
+        )
         peer["rates"] = calls_per_task_minute(peer, ("ecs", "logs"), "p")
 
 
@@ -757,7 +985,9 @@ def leftovers(emulator: Any, dag_id: str) -> list[str]:
         emulator.wait_all_stopped(timeout=120)
     except TimeoutError as exc:  # the emulator kills them when it stops; still a failed run
         return [str(exc)]
-    objects = [o["Key"] for o in emulator.boto3_client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    objects = [
+        o["Key"] for o in emulator.boto3_client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    ]
     return [c.name for c in containers] + emulator.containers(include_stopped=True) + objects
 
 

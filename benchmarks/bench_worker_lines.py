@@ -98,7 +98,9 @@ def check_task_logs(home: AirflowHome, dag: str, run_id: str, tasks: list[str], 
         want = [expected_line(task_id, n) for n in range(1, lines + 1)]
         if got == want:
             continue
-        first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+        first = next(
+            (i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w), min(len(got), len(want))
+        )
         problems.append(
             f"{task_id}: {len(got)} lines logged, {lines} printed; first difference at line {first + 1}: "
             f"got {got[first] if first < len(got) else '<nothing>'!r}, "
@@ -122,17 +124,26 @@ def run_dag(stack: AirflowStack, dag: str, tasks: list[str], lines: int, tag: st
     problems = check_task_logs(stack.home, dag, run_id, tasks, lines)
     if problems:
         raise RuntimeError(f"run {dag}/{run_id}: lines lost or damaged:\n" + "\n".join(problems))
-    return {"run_id": run_id, "lines_per_task": lines, "worker_cpu_s": round(supervisor + task_processes, 2),
-            "supervisor_cpu_s": round(supervisor, 2), "task_processes_cpu_s": round(task_processes, 2),
-            "wall_s": round(wall, 1)}
+    return {
+        "run_id": run_id,
+        "lines_per_task": lines,
+        "worker_cpu_s": round(supervisor + task_processes, 2),
+        "supervisor_cpu_s": round(supervisor, 2),
+        "task_processes_cpu_s": round(task_processes, 2),
+        "wall_s": round(wall, 1),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=16, help="parallel tasks per DAG, = parallelism (default 16)")
+    parser.add_argument(
+        "--tasks", type=int, default=16, help="parallel tasks per DAG, = parallelism (default 16)"
+    )
     parser.add_argument("--lines", type=int, default=100_000, help="lines per task (default 100,000)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each DAG, alternating (default 1)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the 0-line runs (fixed cost per task)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the 0-line runs (fixed cost per task)"
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per DAG run (default 1800)")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -146,21 +157,29 @@ def main() -> int:
         home.migrate()
         with AirflowStack(home, parallelism=args.tasks) as stack:
             stack.wait_parsed([dag_id(operator) for operator in OPERATORS])
-            print(f"bench_worker_lines: {args.tasks} tasks x {args.lines:,} lines, {len(stack.worker_pids())} "
-                  f"LocalExecutor workers, home {home.path}", file=sys.stderr)
+            print(
+                f"bench_worker_lines: {args.tasks} tasks x {args.lines:,} lines, {len(stack.worker_pids())} "
+                f"LocalExecutor workers, home {home.path}",
+                file=sys.stderr,
+            )
             for round_no in range(args.rounds):
                 order = list(OPERATORS) if round_no % 2 == 0 else list(reversed(OPERATORS))
                 for operator in order:
                     result = run_dag(stack, dag_id(operator), tasks, args.lines, f"r{round_no}", args.timeout)
                     runs[operator].append(result)
-                    print(f"  {OPERATORS[operator]:<13} {args.lines:>9,} lines/task: worker CPU "
-                          f"{result['worker_cpu_s']:.1f} s, wall {result['wall_s']:.0f} s, all lines in order",
-                          file=sys.stderr)
+                    print(
+                        f"  {OPERATORS[operator]:<13} {args.lines:>9,} lines/task: worker CPU "
+                        f"{result['worker_cpu_s']:.1f} s, wall {result['wall_s']:.0f} s, all lines in order",
+                        file=sys.stderr,
+                    )
                     if not args.no_baseline:
                         result = run_dag(stack, dag_id(operator), tasks, 0, f"r{round_no}", args.timeout)
                         baseline[operator].append(result)
-                        print(f"  {OPERATORS[operator]:<13} {0:>9} lines/task: worker CPU "
-                              f"{result['worker_cpu_s']:.1f} s", file=sys.stderr)
+                        print(
+                            f"  {OPERATORS[operator]:<13} {0:>9} lines/task: worker CPU "
+                            f"{result['worker_cpu_s']:.1f} s",
+                            file=sys.stderr,
+                        )
     finally:
         home.remove()
 
@@ -175,25 +194,39 @@ def main() -> int:
             "supervisor_s_per_million_lines": round(best["supervisor_cpu_s"] / million_lines, 2),
             "task_processes_s_per_million_lines": round(best["task_processes_cpu_s"] / million_lines, 2),
             "fixed_cpu_s_per_task": round(fixed / args.tasks, 2) if fixed is not None else None,
-            "net_cpu_s_per_million_lines": (round((best["worker_cpu_s"] - fixed) / million_lines, 2)
-                                            if fixed is not None else None),
+            "net_cpu_s_per_million_lines": (
+                round((best["worker_cpu_s"] - fixed) / million_lines, 2) if fixed is not None else None
+            ),
         }
     ratio = round(summary["sh"]["cpu_s_per_million_lines"] / summary["bash"]["cpu_s_per_million_lines"], 2)
-    net_ratio = (round(summary["sh"]["net_cpu_s_per_million_lines"] / summary["bash"]["net_cpu_s_per_million_lines"],
-                       2) if not args.no_baseline else None)
+    net_ratio = (
+        round(
+            summary["sh"]["net_cpu_s_per_million_lines"] / summary["bash"]["net_cpu_s_per_million_lines"], 2
+        )
+        if not args.no_baseline
+        else None
+    )
 
-    print(f"\nworker CPU, {args.tasks} tasks x {args.lines:,} lines (every line checked: complete, in order); "
-          "CPU seconds per million lines")
-    print(f"  {'operator':<14}{'CPU s':>8}{'per M lines':>13}{'supervisor':>12}{'task procs':>12}{'net':>8}"
-          f"{'fixed s/task':>14}")
+    print(
+        f"\nworker CPU, {args.tasks} tasks x {args.lines:,} lines (every line checked: complete, in order); "
+        "CPU seconds per million lines"
+    )
+    print(
+        f"  {'operator':<14}{'CPU s':>8}{'per M lines':>13}{'supervisor':>12}{'task procs':>12}{'net':>8}"
+        f"{'fixed s/task':>14}"
+    )
     for operator, s in summary.items():
         net = s["net_cpu_s_per_million_lines"]
         fixed = s["fixed_cpu_s_per_task"]
-        print(f"  {OPERATORS[operator]:<14}{s['worker_cpu_s']:>8.1f}{s['cpu_s_per_million_lines']:>13.2f}"
-              f"{s['supervisor_s_per_million_lines']:>12.2f}{s['task_processes_s_per_million_lines']:>12.2f}"
-              f"{'-' if net is None else f'{net:.2f}':>8}{'-' if fixed is None else f'{fixed:.2f}':>14}")
-    print(f"  ShOperator / BashOperator: {ratio:.2f}x per million lines" +
-          (f", {net_ratio:.2f}x net of the fixed cost" if net_ratio is not None else ""))
+        print(
+            f"  {OPERATORS[operator]:<14}{s['worker_cpu_s']:>8.1f}{s['cpu_s_per_million_lines']:>13.2f}"
+            f"{s['supervisor_s_per_million_lines']:>12.2f}{s['task_processes_s_per_million_lines']:>12.2f}"
+            f"{'-' if net is None else f'{net:.2f}':>8}{'-' if fixed is None else f'{fixed:.2f}':>14}"
+        )
+    print(
+        f"  ShOperator / BashOperator: {ratio:.2f}x per million lines"
+        + (f", {net_ratio:.2f}x net of the fixed cost" if net_ratio is not None else "")
+    )
 
     result = {
         "benchmark": "worker_lines",
@@ -201,8 +234,12 @@ def main() -> int:
         "tasks": args.tasks,
         "lines_per_task": args.lines,
         "parallelism": args.tasks,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "loadavg": os.getloadavg()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg": os.getloadavg(),
+        },
         "runs": runs,
         "baseline_runs": baseline,
         "summary": summary,

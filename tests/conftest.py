@@ -34,6 +34,7 @@ Fixtures (use them by name; nothing here is autouse):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -75,21 +76,25 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 _db_lock = threading.Lock()
-_db_ready = False
+_db_ready = threading.Event()
 
 
 def migrate_airflow_db() -> None:
     """Create the session's SQLite metadata DB (once; later calls return at once)."""
-    global _db_ready
     with _db_lock:
-        if _db_ready:
+        if _db_ready.is_set():
             return
         proc = subprocess.run(
-            [AIRFLOW_CLI, "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+            [AIRFLOW_CLI, "db", "migrate"],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=300,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
-        _db_ready = True
+        _db_ready.set()
 
 
 @pytest.fixture(scope="session")
@@ -157,10 +162,8 @@ class _Recorder:
         message = str(event_dict.get("event", ""))
         args = event_dict.get("positional_args")
         if args:  # not formatted yet by an earlier processor
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 message = message % tuple(args)
-            except (TypeError, ValueError):
-                pass
         exc_info = event_dict.get("exc_info")
         if exc_info:
             if exc_info is True:
@@ -199,10 +202,9 @@ def _register_dag(dag: Any) -> None:
 
 
 def _read_xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     xcoms: dict[tuple[str, str], Any] = {}
     with create_session() as session:
@@ -218,9 +220,8 @@ def _read_xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
 
 
 def _run_dag(dag: Any, **test_kwargs: Any) -> DagRunResult:
-    import structlog
-
     import airflow.sdk.definitions.dag as sdk_dag
+    import structlog
 
     migrate_airflow_db()
     _register_dag(dag)
@@ -256,7 +257,9 @@ def _run_dag(dag: Any, **test_kwargs: Any) -> DagRunResult:
     task_states: dict[str, str | None] = {}
     for ti in dag_run.get_task_instances():
         key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-        task_states[key] = None if ti.state is None else str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+        task_states[key] = (
+            None if ti.state is None else str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+        )
     state = dag_run.state
     return DagRunResult(
         dag_id=dag.dag_id,
@@ -290,7 +293,9 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if _require_all() and (report.skipped or hasattr(report, "wasxfail")):
         report.outcome = "failed"
-        report.longrepr = f"skipped or xfailed, but scripts/test.sh requires every test to run: {report.longrepr}"
+        report.longrepr = (
+            f"skipped or xfailed, but scripts/test.sh requires every test to run: {report.longrepr}"
+        )
         if hasattr(report, "wasxfail"):
             del report.wasxfail  # else pytest would not count the failure (and exit 0)
 
@@ -302,7 +307,9 @@ def pytest_make_collect_report(collector):
     report = outcome.get_result()
     if _require_all() and report.skipped:
         report.outcome = "failed"
-        report.longrepr = f"skipped at collection, but scripts/test.sh requires every test to run: {report.longrepr}"
+        report.longrepr = (
+            f"skipped at collection, but scripts/test.sh requires every test to run: {report.longrepr}"
+        )
 
 
 # Tests that share a heavy session fixture (an emulator, a deployment, a browser server, a migrated
@@ -321,10 +328,13 @@ XDIST_GROUPS = {
 def pytest_collection_modifyitems(config, items):
     """Group tests for pytest-xdist; under scripts/test.sh (CI) no test may be deselected:
     -m/-k/--deselect would drop tests silently."""
-    if _require_all() and (config.getoption("markexpr") or config.getoption("keyword")
-                           or config.getoption("deselect")):
-        raise pytest.UsageError("scripts/test.sh runs every test: do not pass -m, -k or --deselect "
-                                "(run pytest directly for a subset)")
+    if _require_all() and (
+        config.getoption("markexpr") or config.getoption("keyword") or config.getoption("deselect")
+    ):
+        raise pytest.UsageError(
+            "scripts/test.sh runs every test: do not pass -m, -k or --deselect "
+            "(run pytest directly for a subset)"
+        )
     for item in items:
         path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
         for prefix, group in XDIST_GROUPS.items():

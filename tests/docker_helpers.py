@@ -8,6 +8,7 @@ dag-id prefix (``DAG_PREFIX``), and the leftover checks look at (and remove) onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -52,6 +53,7 @@ def _docker_problem() -> str | None:
     try:
         proc = subprocess.run(
             [cli, "image", "inspect", "--format", "{{.Id}}", IMAGE],
+            check=False,
             capture_output=True,
             text=True,
             timeout=60,
@@ -79,12 +81,16 @@ def require_docker() -> None:
     """Docker tests need the engine and the test image: fail with how to get them (never skip)."""
     problem = docker_problem()
     if problem:
-        pytest.fail(f"{problem} (run scripts/ensure-docker.sh and scripts/build-test-image.sh, "
-                    "or use scripts/test.sh, which does)")
+        pytest.fail(
+            f"{problem} (run scripts/ensure-docker.sh and scripts/build-test-image.sh, "
+            "or use scripts/test.sh, which does)"
+        )
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([docker_cli() or "docker", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [docker_cli() or "docker", *args], check=False, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
@@ -157,8 +163,9 @@ def unique_labels(test: str, try_number: int = 1, task_id: str = "task") -> dict
     }
 
 
-def write_wrapper(path: Path, log: Path, hold_on: str | None = None, go: Path | None = None,
-                  extra: str = "") -> Path:
+def write_wrapper(
+    path: Path, log: Path, hold_on: str | None = None, go: Path | None = None, extra: str = ""
+) -> Path:
     """A docker CLI wrapper: appends its argv (one JSON list per line) to ``log``, runs docker, then
     appends ``["<done>", command, exit code]``.
 
@@ -166,7 +173,11 @@ def write_wrapper(path: Path, log: Path, hold_on: str | None = None, go: Path | 
     exists before it runs. ``extra``: shell lines run first (``$cmd`` is the docker command).
     """
     real = docker_cli()
-    hold = f'if [ "$cmd" = "{hold_on}" ]; then while [ ! -e \'{go}\' ]; do sleep 0.05; done; fi\n' if hold_on else ""
+    hold = (
+        f'if [ "$cmd" = "{hold_on}" ]; then while [ ! -e \'{go}\' ]; do sleep 0.05; done; fi\n'
+        if hold_on
+        else ""
+    )
     path.write_text(
         "#!/bin/sh\n"
         f"python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' \"$@\" >> '{log}'\n"
@@ -174,7 +185,7 @@ def write_wrapper(path: Path, log: Path, hold_on: str | None = None, go: Path | 
         f"{extra}{hold}"
         f"'{real}' \"$@\"\n"
         "rc=$?\n"
-        f"echo \"[\\\"<done>\\\", \\\"$cmd\\\", $rc]\" >> '{log}'\n"
+        f'echo "[\\"<done>\\", \\"$cmd\\", $rc]" >> \'{log}\'\n'
         "exit $rc\n"
     )
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -372,7 +383,9 @@ class EngineRecorder:
 
     def calls(self, pattern: str = "") -> list[str]:
         """``METHOD path`` of the recorded requests matching ``pattern`` (a regex), in order."""
-        return [f"{r.method} {r.path}" for r in list(self.requests) if re.search(pattern, f"{r.method} {r.path}")]
+        return [
+            f"{r.method} {r.path}" for r in list(self.requests) if re.search(pattern, f"{r.method} {r.path}")
+        ]
 
     def close(self) -> None:
         self._release.set()
@@ -404,7 +417,9 @@ class EngineRecorder:
                     head += line
                 request_line, *header_lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = request_line.split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)
+                }
                 self.requests.append(ApiRequest(method, path, headers))
                 if self._hold is not None and self._hold.search(f"{method} {path}"):
                     self.held.set()
@@ -437,14 +452,13 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def recording_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineRecorder]:
-    """For a ``recorder`` fixture: an ``EngineRecorder`` that the backends built in the test use (``DOCKER_HOST``)."""
+    """For a ``recorder`` fixture: an ``EngineRecorder`` that the backends built in the test use
+    (``DOCKER_HOST``)."""
     proxy = EngineRecorder()
     monkeypatch.setenv("DOCKER_HOST", proxy.host)
     yield proxy

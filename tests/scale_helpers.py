@@ -20,7 +20,9 @@ from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile, Remot
 from airflow_cmdexec_provider.triggers.command import CommandTrigger
 
 # Each line carries its task, its number and the time the command printed it (for the latency).
-LINE_SCRIPT = 'for i in $(seq 1 {lines}); do echo "scale {task} line $i at $(date +%s.%N)"; sleep {pause}; done\n'
+LINE_SCRIPT = (
+    'for i in $(seq 1 {lines}); do echo "scale {task} line $i at $(date +%s.%N)"; sleep {pause}; done\n'
+)
 
 
 @dataclass
@@ -42,20 +44,27 @@ class RecordingTrigger(CommandTrigger):
         self.sink.append((time.time(), line))
 
 
-def request(tmp_path: Path, task: str, lines: int, pause: float, dag_id: str = "scale",
-            run_id: str = "scale-run") -> CommandRequest:
+def request(
+    tmp_path: Path, task: str, lines: int, pause: float, dag_id: str = "scale", run_id: str = "scale-run"
+) -> CommandRequest:
     io_dir = tmp_path / task / "io"
     io_dir.mkdir(parents=True)
     (io_dir / "runner.sh").write_text(LINE_SCRIPT.format(lines=lines, task=task, pause=pause))
     project = tmp_path / task / "project"
     project.mkdir()
-    return CommandRequest(task_label=f"scale.{task}", project_dir=project, workdir="", io_dir=io_dir,
-                          command=("/bin/sh", IoFile("runner.sh")),
-                          labels={"dag_id": dag_id, "task_id": task, "run_id": run_id, "try_number": "1",
-                                  "map_index": "-1"})
+    return CommandRequest(
+        task_label=f"scale.{task}",
+        project_dir=project,
+        workdir="",
+        io_dir=io_dir,
+        command=("/bin/sh", IoFile("runner.sh")),
+        labels={"dag_id": dag_id, "task_id": task, "run_id": run_id, "try_number": "1", "map_index": "-1"},
+    )
 
 
-def submit_all(make_backend, settings: TaskSettings, requests: list[CommandRequest], workers: int = 8) -> list[Followed]:
+def submit_all(
+    make_backend, settings: TaskSettings, requests: list[CommandRequest], workers: int = 8
+) -> list[Followed]:
     """Start every command (in a few threads, as several workers would), each with its own backend."""
 
     def start(req: CommandRequest) -> Followed:
@@ -68,7 +77,9 @@ def submit_all(make_backend, settings: TaskSettings, requests: list[CommandReque
 
 
 async def _follow(followed: Followed, executor: str) -> None:
-    trigger = RecordingTrigger(executor=executor, handle=followed.handle, settings=followed.settings, deadline=None)
+    trigger = RecordingTrigger(
+        executor=executor, handle=followed.handle, settings=followed.settings, deadline=None
+    )
     trigger.sink = followed.lines
     async for event in trigger.run():
         followed.event = event.payload

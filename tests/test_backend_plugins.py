@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from pathlib import Path
 
 import pendulum
 import pytest
@@ -61,7 +60,8 @@ def installed_plugin(tmp_path, monkeypatch):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cmdexec-marked\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
-        "[airflow_cmdexec_provider.backends]\nmarked = cmdexec_marked:MarkedBackend\n")
+        "[airflow_cmdexec_provider.backends]\nmarked = cmdexec_marked:MarkedBackend\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     registry._plugins.cache_clear()
     yield
@@ -78,10 +78,19 @@ def _dag(dag_id: str):
 def test_a_plugin_backend_registered_by_entry_point_runs_tasks(installed_plugin, run_dag, tmp_path):
     assert "marked" in registry.known_names()
     with _dag("plugin_backend") as dag:
-        ShOperator(task_id="forced", project_dir=str(tmp_path), command='echo "marker=$PLUGIN_MARKER"',
-                   executor="marked", executor_options={"marked": {"marker": "forced"}})
-        ShOperator(task_id="not_configured", project_dir=str(tmp_path), command='echo "marker=${PLUGIN_MARKER:-}"',
-                   executor="marked")
+        ShOperator(
+            task_id="forced",
+            project_dir=str(tmp_path),
+            command='echo "marker=$PLUGIN_MARKER"',
+            executor="marked",
+            executor_options={"marked": {"marker": "forced"}},
+        )
+        ShOperator(
+            task_id="not_configured",
+            project_dir=str(tmp_path),
+            command='echo "marker=${PLUGIN_MARKER:-}"',
+            executor="marked",
+        )
     result = run_dag(dag)
     assert result.task_states["forced"] == "success", result.error_text("forced")
     assert "marker=forced" in result.log_lines("forced")
@@ -89,16 +98,27 @@ def test_a_plugin_backend_registered_by_entry_point_runs_tasks(installed_plugin,
     assert "executor 'marked' was forced but is not configured" in result.error_text("not_configured")
 
 
-def test_a_plugin_executor_type_falls_back_along_its_own_chain(installed_plugin, run_dag, tmp_path, monkeypatch):
+def test_a_plugin_executor_type_falls_back_along_its_own_chain(
+    installed_plugin, run_dag, tmp_path, monkeypatch
+):
     monkeypatch.setenv("AIRFLOW_VAR_CMDEXEC_EXECUTOR_TYPE", "marked")
     with _dag("plugin_chain") as dag:
-        ShOperator(task_id="on_plugin", project_dir=str(tmp_path), command='echo "marker=$PLUGIN_MARKER"',
-                   executor_options={"marked": {"marker": "chain"}})
-        ShOperator(task_id="fell_back", project_dir=str(tmp_path), command="echo local-ran",
-                   executor_options={"other": {}})
+        ShOperator(
+            task_id="on_plugin",
+            project_dir=str(tmp_path),
+            command='echo "marker=$PLUGIN_MARKER"',
+            executor_options={"marked": {"marker": "chain"}},
+        )
+        ShOperator(
+            task_id="fell_back",
+            project_dir=str(tmp_path),
+            command="echo local-ran",
+            executor_options={"other": {}},
+        )
     result = run_dag(dag)
     assert result.state == "success", result.errors
     assert "marker=chain" in result.log_lines("on_plugin")
     assert "local-ran" in result.log_lines("fell_back")
     selection = [line for line in result.log_lines("fell_back") if "runs on the" in line]
-    assert selection and "local executor (executor type 'marked'; skipped marked:" in selection[0]
+    assert selection
+    assert "local executor (executor type 'marked'; skipped marked:" in selection[0]

@@ -2,21 +2,26 @@
 
 ECS and S3 are a real moto server (``ThreadedMotoServer`` on a free loopback port) reached through
 the standard mechanisms (``AWS_ENDPOINT_URL``, or the connections' endpoint extras); Docker is the
-machine's Docker daemon, pinged through the docker CLI.
+machine's Docker daemon, pinged through the docker CLI; Kubernetes is the project's API emulator
+(``tests/k8s_emulator``), reached through the kube config of the ``kubernetes`` connection.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_cli_support import ROOT, VENV_BIN, CmdexecHome, migrated_template
 
 CLUSTER = "cmdexec-check"
 BUCKET = "cmdexec-check-bucket"
+OUT_BUCKET = "cmdexec-check-out-bucket"
+IMAGE = "python:3.12"  # the task definition registered in moto is tagged with it
 ECS_SECRET = "check-ecs-Secret-77aa"
 STORAGE_SECRET = "check-storage-Secret-88bb"
 
@@ -51,11 +56,22 @@ def moto_url() -> Iterator[str]:
     try:
         import boto3
 
-        kwargs = dict(
-            endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        kwargs = {
+            "endpoint_url": url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "x",
+            "aws_secret_access_key": "x",
+        }
+        ecs = boto3.client("ecs", **kwargs)
+        ecs.create_cluster(clusterName=CLUSTER)
+        ecs.register_task_definition(
+            family="cmdexec-check-runner",
+            containerDefinitions=[{"name": "runner", "image": IMAGE, "memory": 128}],
+            tags=[{"key": "digdag.docker.image", "value": IMAGE}],
         )
-        boto3.client("ecs", **kwargs).create_cluster(clusterName=CLUSTER)
-        boto3.client("s3", **kwargs).create_bucket(Bucket=BUCKET)
+        s3 = boto3.client("s3", **kwargs)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=OUT_BUCKET)
         yield url
     finally:
         server.stop()
@@ -79,7 +95,7 @@ def home(tmp_path: Path, configured_template: Path, moto_url: str) -> CmdexecHom
 @pytest.fixture(scope="module")
 def docker_daemon() -> None:
     """The machine's Docker daemon (scripts/ensure-docker.sh starts it when it is not running)."""
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False).returncode != 0:
         subprocess.run([str(ROOT / "scripts" / "ensure-docker.sh")], check=True, timeout=900)
 
 
@@ -92,8 +108,11 @@ def backend_line(result, name: str) -> str:
     return next(line for line in result.stdout.splitlines() if line.strip().startswith(name + " "))
 
 
+TASK_DEFINITION_ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/cmdexec-check-runner:1"
+
+
 def test_ecs_selected_and_reachable_through_aws_endpoint_url(home: CmdexecHome) -> None:
-    result = home.run("check", "--image", "python:3.12")
+    result = home.run("check", "--image", IMAGE)
     assert result.returncode == 0, result
     assert (
         "Executor type: ecs (Variable cmdexec_executor_type is not set: Digdag's default); "
@@ -101,17 +120,44 @@ def test_ecs_selected_and_reachable_through_aws_endpoint_url(home: CmdexecHome) 
     )
     assert "Selected: ecs" in result.stdout
     assert f"(selected) cluster '{CLUSTER}' is ACTIVE in us-east-1" in backend_line(result, "ecs")
-    assert "OK" in backend_line(result, "storage") and f"s3://{BUCKET} is reachable" in result.stdout
-    assert "Verdict: OK: a task with these params runs on ecs, and ecs is reachable" in result.stdout
+    assert "OK" in backend_line(result, "storage")
+    assert f"s3://{BUCKET} is reachable" in result.stdout
+    # the task definition a task with this image runs, found by the backend's own lookup (review L17)
+    assert backend_line(result, "task-def").split()[1:3] == ["OK", TASK_DEFINITION_ARN], result
+    assert f"the newest ACTIVE one tagged digdag.docker.image='{IMAGE}'" in backend_line(result, "task-def")
+    assert (
+        f"Verdict: OK: a task with these params runs on ecs with task definition {TASK_DEFINITION_ARN}, "
+        "and ecs and storage are reachable" in result.stdout
+    )
+    assert_no_secrets(result)
+
+
+def test_an_image_without_a_tagged_task_definition_fails(home: CmdexecHome) -> None:
+    """Review L17: the first failure most users hit is found by check, not by the first task."""
+    result = home.run("check", "--image", "untagged/image:1")
+    assert result.returncode == 1, result
+    assert "Selected: ecs" in result.stdout
+    assert "OK" in backend_line(result, "ecs")
+    assert "OK" in backend_line(result, "storage")
+    assert "NOT FOUND" in backend_line(result, "task-def")
+    assert (
+        "Verdict: FAIL: a task with these params runs on ecs, but task-def is not found: no ACTIVE ECS task "
+        "definition is tagged digdag.docker.image='untagged/image:1'; register one with that tag, or set "
+        "ecs.task_definition_arn, or run this task with executor='docker'" in result.stdout
+    ), result
     assert_no_secrets(result)
 
 
 def test_task_definition_arn_selects_ecs_too(home: CmdexecHome) -> None:
-    result = home.run(
-        "check", "--task-definition-arn", "arn:aws:ecs:us-east-1:123456789012:task-definition/t:1"
-    )
+    result = home.run("check", "--task-definition-arn", TASK_DEFINITION_ARN)
     assert result.returncode == 0, result
     assert "Selected: ecs" in result.stdout
+    line = backend_line(result, "task-def")
+    assert f"OK             {TASK_DEFINITION_ARN} (ecs.task_definition_arn)" in line, result
+    missing = TASK_DEFINITION_ARN.replace("runner:1", "runner:9")
+    unknown = home.run("check", "--task-definition-arn", missing)
+    assert unknown.returncode == 1, unknown
+    assert f"but task-def is not found: ecs.task_definition_arn '{missing}' cannot be used" in unknown.stdout
 
 
 def test_without_params_the_task_runs_locally_and_ecs_is_still_checked(home: CmdexecHome) -> None:
@@ -128,7 +174,7 @@ def test_unreachable_cluster_fails(home: CmdexecHome) -> None:
         f"ecs.{CLUSTER}.", "ecs.no-such-cluster."
     )
     assert home.run("import-digdag-config", home.write("other.properties", other)).returncode == 0
-    result = home.run("check", "--image", "python:3.12")
+    result = home.run("check", "--image", IMAGE)
     assert result.returncode == 1, result
     assert "UNREACHABLE" in backend_line(result, "ecs")
     assert "cluster 'no-such-cluster' not found" in result.stdout
@@ -139,9 +185,10 @@ def test_unreachable_cluster_fails(home: CmdexecHome) -> None:
 def test_missing_bucket_fails(home: CmdexecHome) -> None:
     other = CONFIG.replace(f"s3.bucket = {BUCKET}", "s3.bucket = no-such-bucket")
     assert home.run("import-digdag-config", home.write("other.properties", other)).returncode == 0
-    result = home.run("check", "--image", "python:3.12")
+    result = home.run("check", "--image", IMAGE)
     assert result.returncode == 1, result
-    assert "UNREACHABLE" in backend_line(result, "storage") and "s3://no-such-bucket" in result.stdout
+    assert "UNREACHABLE" in backend_line(result, "storage")
+    assert "s3://no-such-bucket" in result.stdout
     assert_no_secrets(result)
 
 
@@ -152,12 +199,24 @@ def test_endpoints_from_the_connections(home: CmdexecHome, moto_url: str) -> Non
         f"agent.command_executor.ecs.temporal_storage.s3.endpoint = {moto_url}\n"
     )
     assert home.run("import-digdag-config", home.write("endpoints.properties", config)).returncode == 0
-    result = home.run("check", "--image", "python:3.12", AWS_ENDPOINT_URL="")
+    result = home.run("check", "--image", IMAGE, AWS_ENDPOINT_URL="")
     assert result.returncode == 0, result
-    assert "OK" in backend_line(result, "ecs") and "OK" in backend_line(result, "storage")
-    # and without any endpoint, the real AWS is not reachable from here
+    assert "OK" in backend_line(result, "ecs")
+    assert "OK" in backend_line(result, "storage")
+    # and without any endpoint, the real AWS is not reachable from here. A re-import leaves the fields
+    # the file does not set as they are (review L18), so the connections are removed first.
+    for conn_id in ("cmdexec_ecs_default", "cmdexec_storage_default"):
+        delete = subprocess.run(
+            [str(VENV_BIN / "airflow"), "connections", "delete", conn_id],
+            env=home.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert delete.returncode == 0, delete.stderr
     assert home.run("import-digdag-config", home.write("plain.properties", CONFIG)).returncode == 0
-    unreachable = home.run("check", "--image", "python:3.12", AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    unreachable = home.run("check", "--image", IMAGE, AWS_ENDPOINT_URL="http://127.0.0.1:9")
     assert unreachable.returncode == 1, unreachable
     assert_no_secrets(result)
     assert_no_secrets(unreachable)
@@ -165,9 +224,20 @@ def test_endpoints_from_the_connections(home: CmdexecHome, moto_url: str) -> Non
 
 def test_half_configured_ecs_falls_back(home: CmdexecHome) -> None:
     broken = CONFIG.replace(f"agent.command_executor.ecs.{CLUSTER}.secret_access_key = {ECS_SECRET}\n", "")
+    # A re-import keeps the stored secret the file does not set (review L18): start without the connection.
+    drop = subprocess.run(
+        [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_ecs_default"],
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert drop.returncode == 0, drop.stderr
     result = home.run("import-digdag-config", home.write("broken.properties", broken))
     assert result.returncode == 1  # the importer refuses half a key pair...
     assert "give both the access key id (Login) and the secret access key (Password)" in result.stderr
+    assert home.run("import-digdag-config", home.write("full.properties", CONFIG)).returncode == 0
     # without temporal storage ECS is "not configured": the task falls back to Docker
     delete = subprocess.run(
         [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_storage_default"],
@@ -175,9 +245,10 @@ def test_half_configured_ecs_falls_back(home: CmdexecHome) -> None:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert delete.returncode == 0, delete.stderr
-    no_storage = home.run("check", "--image", "python:3.12")
+    no_storage = home.run("check", "--image", IMAGE)
     assert no_storage.returncode == 0, no_storage  # ECS not configured: falls back to Docker
     assert (
         "ecs: skipped, not configured: no temporal storage connection 'cmdexec_storage_default'"
@@ -191,14 +262,15 @@ def test_forced_executor_that_is_not_configured(home: CmdexecHome) -> None:
     assert result.returncode == 1, result
     assert "executor 'docker' was forced but is not configured" in result.stdout
     unknown = home.run("check", "--executor", "lambda")
-    assert unknown.returncode == 1 and "unknown executor 'lambda'" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "unknown executor 'lambda'" in unknown.stderr
 
 
 @pytest.mark.docker
 def test_docker_selected_by_the_variable_and_reachable(home: CmdexecHome, docker_daemon: None) -> None:
     typed = CONFIG + "agent.command_executor.type = docker\n"
     assert home.run("import-digdag-config", home.write("docker.properties", typed)).returncode == 0
-    result = home.run("check", "--image", "python:3.12")
+    result = home.run("check", "--image", IMAGE)
     assert result.returncode == 0, result
     assert (
         "Executor type: docker (Variable cmdexec_executor_type = 'docker'); chain: docker -> local"
@@ -210,9 +282,7 @@ def test_docker_selected_by_the_variable_and_reachable(home: CmdexecHome, docker
 
 
 def test_unreachable_docker_daemon_fails(home: CmdexecHome) -> None:
-    result = home.run(
-        "check", "--image", "python:3.12", "--executor", "docker", DOCKER_HOST="tcp://127.0.0.1:9"
-    )
+    result = home.run("check", "--image", IMAGE, "--executor", "docker", DOCKER_HOST="tcp://127.0.0.1:9")
     assert result.returncode == 1, result
     assert "UNREACHABLE" in backend_line(result, "docker")
     assert (
@@ -222,13 +292,13 @@ def test_unreachable_docker_daemon_fails(home: CmdexecHome) -> None:
 
 def test_invalid_connection_fails_before_the_task_runs(home: CmdexecHome) -> None:
     broken = (
-        '{"conn_type": "cmdexec_ecs", "login": "AKIABROKEN", "password": "%s", '
-        '"extra": {"cluster_name": "c", "max_retries": "many"}}' % ECS_SECRET
+        f'{{"conn_type": "cmdexec_ecs", "login": "AKIABROKEN", "password": "{ECS_SECRET}", '
+        '"extra": {"cluster_name": "c", "max_retries": "many"}}'
     )
     result = home.run(
         "check",
         "--image",
-        "python:3.12",
+        IMAGE,
         "--ecs-conn-id",
         "cmdexec_ecs_broken",
         AIRFLOW_CONN_CMDEXEC_ECS_BROKEN=broken,
@@ -243,20 +313,22 @@ def test_invalid_connection_fails_before_the_task_runs(home: CmdexecHome) -> Non
 def test_gcs_storage_problem_is_reported_without_the_credentials(home: CmdexecHome) -> None:
     gcs_secret = "not-json-gcs-Secret-99cc"
     storage = (
-        '{"conn_type": "cmdexec_storage", "password": "%s", '
-        '"extra": {"type": "gcs", "bucket": "g-bucket"}}' % gcs_secret
+        f'{{"conn_type": "cmdexec_storage", "password": "{gcs_secret}", '
+        '"extra": {"type": "gcs", "bucket": "g-bucket"}}'
     )
     result = home.run(
         "check",
         "--image",
-        "python:3.12",
+        IMAGE,
         "--storage-conn-id",
         "cmdexec_storage_gcs",
         AIRFLOW_CONN_CMDEXEC_STORAGE_GCS=storage,
     )
     assert result.returncode == 1, result
     line = backend_line(result, "storage")
-    assert "UNREACHABLE" in line and "gs://g-bucket" in line and "not valid JSON" in line, result
+    assert "UNREACHABLE" in line, result
+    assert "gs://g-bucket" in line, result
+    assert "not valid JSON" in line, result
     assert gcs_secret not in result.output
 
 
@@ -274,7 +346,7 @@ def test_cluster_credentials_from_the_shared_aws_connection(home: CmdexecHome) -
     imported = home.run("import-digdag-config", home.write("shared.properties", shared))
     assert imported.returncode == 0, imported
     assert "aws_conn_id: (unset) -> 'cmdexec_aws_default'" in imported.stdout, imported
-    result = home.run("check", "--image", "python:3.12")
+    result = home.run("check", "--image", IMAGE)
     assert result.returncode == 0, result
     assert "OK" in backend_line(result, "ecs")
     assert_no_secrets(imported)
@@ -286,8 +358,162 @@ def test_cluster_credentials_from_the_shared_aws_connection(home: CmdexecHome) -
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert delete.returncode == 0, delete.stderr
-    no_keys = home.run("check", "--image", "python:3.12")
+    no_keys = home.run("check", "--image", IMAGE)
     assert no_keys.returncode == 1, no_keys
     assert "UNREACHABLE" in backend_line(no_keys, "ecs")
+
+
+# -- Kubernetes -------------------------------------------------------------------------------------
+OUT_SECRET = "check-out-storage-Secret-55dd"
+WRONG_TOKEN = "check-wrong-Token-66ee"
+
+
+@pytest.fixture(scope="module")
+def kube_emulator() -> Iterator[Any]:
+    """The project's Kubernetes API emulator (no pod is created by a check: only the API answers)."""
+    from tests.k8s_emulator import KubeEmulator
+
+    with KubeEmulator() as emulator:
+        yield emulator
+
+
+def kubernetes_env(emulator: Any, moto_url: str, kube_extra: dict[str, Any]) -> dict[str, str]:
+    """Kubernetes is the executor type; its cluster connection (``kube_extra``: how it reaches the
+    cluster) sends the output archive to a second storage connection, the input one to the default."""
+    extra = {
+        "cmdexec_poll_interval": 1,
+        "cmdexec_storage_out_conn_id": "cmdexec_storage_check_out",
+        **kube_extra,
+    }
+    out_storage = {
+        "conn_type": "cmdexec_storage",
+        "login": "AKIACHECKOUT",
+        "password": OUT_SECRET,
+        "extra": {"type": "s3", "bucket": OUT_BUCKET, "endpoint": moto_url, "path_style_access": True},
+    }
+    return {
+        "AIRFLOW_VAR_CMDEXEC_EXECUTOR_TYPE": "kubernetes",
+        "AIRFLOW_CONN_CMDEXEC_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes", "extra": extra}),
+        "AIRFLOW_CONN_CMDEXEC_STORAGE_CHECK_OUT": json.dumps(out_storage),
+    }
+
+
+def assert_no_kubernetes_secrets(result, emulator: Any) -> None:
+    assert_no_secrets(result)
+    for secret in (emulator.token, WRONG_TOKEN, OUT_SECRET):
+        assert secret not in result.output, result
+
+
+def probes(emulator: Any) -> list[str]:
+    """The API calls the emulator answered, as ``METHOD path``."""
+    return [f"{r.method} {r.path}" for r in emulator.requests]
+
+
+def test_kubernetes_selected_and_reachable(home: CmdexecHome, kube_emulator: Any, moto_url: str) -> None:
+    """The kube config's content in extra 'kube_config' (its token masked); two storage connections."""
+    kube_config = json.dumps(kube_emulator.kubeconfig())
+    env = kubernetes_env(kube_emulator, moto_url, {"kube_config": kube_config})
+    result = home.run("check", "--image", IMAGE, **env)
+    assert result.returncode == 0, result
+    assert (
+        "Executor type: kubernetes (Variable cmdexec_executor_type = 'kubernetes'); "
+        "chain: kubernetes -> docker -> local" in result.stdout
+    )
+    assert "Selected: kubernetes" in result.stdout
+    assert (
+        f"OK             (selected) the API server at {kube_emulator.url} accepts the credentials of "
+        "the kube config of extra 'kube_config'; namespace 'default' exists and its pods can be listed"
+        in backend_line(result, "kubernetes")
+    ), result
+    storage_in, storage_out = backend_line(result, "storage-in"), backend_line(result, "storage-out")
+    assert f"connection 'cmdexec_storage_default': s3://{BUCKET} is reachable" in storage_in
+    assert f"connection 'cmdexec_storage_check_out': s3://{OUT_BUCKET} is reachable" in storage_out
+    assert (
+        "Verdict: OK: a task with these params runs on kubernetes in namespace 'default', and kubernetes, "
+        "storage-in and storage-out are reachable" in result.stdout
+    ), result
+    called = set(probes(kube_emulator))
+    assert {"GET /api/v1/namespaces/default/pods", "GET /api/v1/namespaces/default"} <= called
+    assert_no_kubernetes_secrets(result, kube_emulator)
+
+
+def test_unreachable_api_server(home: CmdexecHome, kube_emulator: Any, moto_url: str) -> None:
+    kube_config = kube_emulator.kubeconfig()
+    kube_config["clusters"][0]["cluster"]["server"] = "http://127.0.0.1:9"
+    env = kubernetes_env(kube_emulator, moto_url, {"kube_config": json.dumps(kube_config)})
+    result = home.run("check", "--image", IMAGE, **env)
+    assert result.returncode == 1, result
+    line = backend_line(result, "kubernetes")
+    assert "UNREACHABLE" in line, result
+    assert "the API server at http://127.0.0.1:9 does not answer (" in line, result
+    assert line.endswith("): fix the server in the kube config of extra 'kube_config'"), result
+    assert (
+        "Verdict: FAIL: a task with these params runs on kubernetes, but kubernetes is unreachable: "
+        in result.stdout
+    )
+    assert_no_kubernetes_secrets(result, kube_emulator)
+
+
+def test_wrong_token(home: CmdexecHome, kube_emulator: Any, moto_url: str, tmp_path: Path) -> None:
+    """A kube config file (extra 'kube_config_path') whose token the API server does not accept."""
+    path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", token=WRONG_TOKEN)
+    env = kubernetes_env(kube_emulator, moto_url, {"kube_config_path": str(path)})
+    result = home.run("check", "--image", IMAGE, **env)
+    assert result.returncode == 1, result
+    assert (
+        f"UNREACHABLE    (selected) the API server at {kube_emulator.url} rejected the credentials of "
+        f"the kube config of extra 'kube_config_path' ({path}) (401 Unauthorized): fix the user's token there"
+        in backend_line(result, "kubernetes")
+    ), result
+    assert "runs on kubernetes, but kubernetes is unreachable" in result.stdout
+    assert_no_kubernetes_secrets(result, kube_emulator)
+
+
+def test_missing_namespace(home: CmdexecHome, kube_emulator: Any, moto_url: str, tmp_path: Path) -> None:
+    path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    from_flag = home.run(
+        "check",
+        "--image",
+        IMAGE,
+        "--namespace",
+        "no-such-ns",
+        **kubernetes_env(kube_emulator, moto_url, {"kube_config_path": str(path)}),
+    )
+    assert from_flag.returncode == 1, from_flag
+    assert "Task params: docker.image='python:3.12', kubernetes.namespace='no-such-ns'" in from_flag.stdout
+    assert (
+        f"Verdict: FAIL: a task with these params runs on kubernetes, but kubernetes is invalid: namespace "
+        f"'no-such-ns' does not exist at {kube_emulator.url}: fix --namespace (the task's "
+        "kubernetes.namespace), or create the namespace" in from_flag.stdout
+    ), from_flag
+    from_connection = home.run(
+        "check",
+        "--image",
+        IMAGE,
+        **kubernetes_env(kube_emulator, moto_url, {"kube_config_path": str(path), "namespace": "batch"}),
+    )
+    assert from_connection.returncode == 1, from_connection
+    assert (
+        "namespace 'batch' does not exist at "
+        f"{kube_emulator.url}: fix extra 'namespace' of connection 'cmdexec_kubernetes_default'"
+        in backend_line(from_connection, "kubernetes")
+    ), from_connection
+    # a task that names a cluster connection that does not exist never runs elsewhere
+    other = home.run(
+        "check",
+        "--image",
+        IMAGE,
+        "--kubernetes-conn-id",
+        "cmdexec_kubernetes_nope",
+        **kubernetes_env(kube_emulator, moto_url, {"kube_config_path": str(path)}),
+    )
+    assert other.returncode == 1, other
+    assert (
+        "Verdict: FAIL: a task with these params fails before it runs: kubernetes: the Kubernetes connection "
+        "'cmdexec_kubernetes_nope' does not exist" in other.stdout
+    ), other
+    assert_no_kubernetes_secrets(from_flag, kube_emulator)
+    assert_no_kubernetes_secrets(from_connection, kube_emulator)

@@ -93,6 +93,7 @@ class CmdexecHome:
     def migrate(self) -> None:
         proc = subprocess.run(
             [str(VENV_BIN / "airflow"), "db", "migrate"],
+            check=False,
             env=self.env(),
             capture_output=True,
             text=True,
@@ -103,7 +104,13 @@ class CmdexecHome:
 
     def run(self, *args: str, **env: str) -> Result:
         proc = subprocess.run(
-            [CLI, *args], env=self.env(**env), capture_output=True, text=True, timeout=300, cwd=self.path
+            [CLI, *args],
+            check=False,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=self.path,
         )
         return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
@@ -130,6 +137,7 @@ def read_connection(home: CmdexecHome, conn_id: str) -> dict | None:
     """A connection as stored in the home's metadata DB (password decrypted), or None."""
     proc = subprocess.run(
         [sys.executable, "-c", READ_CONNECTION, conn_id],
+        check=False,
         env=home.env(),
         capture_output=True,
         text=True,

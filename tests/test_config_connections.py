@@ -4,7 +4,7 @@
   name the Digdag key and the Airflow field, secrets never in messages or reprs;
 - provider info: ``connection-types`` with ``conn-fields`` generated from the FieldSpec tables and
   ``ui-field-behaviour``, as Airflow 3.3's ProvidersManager and the UI's hook_meta API read them;
-- ``config._get_connection`` / ``config.executor_type``: the Task SDK inside a task, airflow.models
+- ``config.get_connection`` / ``config.executor_type``: the Task SDK inside a task, airflow.models
   (secrets backends + metadata DB) elsewhere; both paths for real.
 """
 
@@ -106,7 +106,8 @@ def test_storage_connection_values_are_typed() -> None:
     assert cfg.endpoint_url == "https://s3.amazonaws.com"
     assert cfg.path_style_access is True
     assert cfg.direct_upload_expiration == 3600
-    assert cfg.secret == SECRET and SECRET not in repr(cfg)
+    assert cfg.secret == SECRET
+    assert SECRET not in repr(cfg)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,8 @@ def test_bad_ecs_value_names_digdag_key_and_field(extra: dict, digdag: str, fiel
     with pytest.raises(CmdExecConfigError) as info:
         load_ecs(ecs_conn(extra, password=SECRET, login="AKIA"))
     message = str(info.value)
-    assert f"'{field}'" in message and f"Digdag {digdag}" in message, message
+    assert f"'{field}'" in message, message
+    assert f"Digdag {digdag}" in message, message
     assert "cmdexec_ecs_default" in message
     assert SECRET not in message
 
@@ -149,7 +151,8 @@ def test_inconsistent_ecs_connection(extra: dict, expected: str) -> None:
 def test_half_a_key_pair_is_an_error_without_the_secret() -> None:
     with pytest.raises(CmdExecConfigError) as info:
         load_ecs(ecs_conn(password=SECRET))
-    assert "Login" in str(info.value) and "Password" in str(info.value)
+    assert "Login" in str(info.value)
+    assert "Password" in str(info.value)
     assert SECRET not in str(info.value)
 
 
@@ -235,7 +238,8 @@ def test_ui_hook_meta_serves_our_forms() -> None:
     assert ecs.hook_name == "Command Executor: ECS cluster"
     assert ecs.standard_fields.login.title == "AWS access key id"
     assert ecs.standard_fields.password.title == "AWS secret access key"
-    assert ecs.standard_fields.host.hidden and ecs.standard_fields.port.hidden
+    assert ecs.standard_fields.host.hidden
+    assert ecs.standard_fields.port.hidden
     assert ecs.extra_fields["launch_type"]["schema"]["enum"] == list(digdag_keys.LAUNCH_TYPES)
     assert ecs.extra_fields["assign_public_ip"]["schema"]["type"] == ["boolean", "null"]
     assert ecs.extra_fields["assign_public_ip"]["value"] is True
@@ -251,6 +255,7 @@ def test_airflow_cli_knows_the_provider_and_both_connection_types() -> None:
     env = {k: v for k, v in os.environ.items() if k != "_AIRFLOW_PROCESS_CONTEXT"}
     providers = subprocess.run(
         [str(VENV_BIN / "airflow"), "providers", "list", "--output", "json"],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -260,6 +265,7 @@ def test_airflow_cli_knows_the_provider_and_both_connection_types() -> None:
     assert "airflow-cmdexec-provider" in providers.stdout
     hooks = subprocess.run(
         [str(VENV_BIN / "airflow"), "providers", "hooks", "--output", "json"],
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -327,8 +333,7 @@ class _Recorder:
 
 
 def test_lookup_outside_a_task_uses_airflow_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.models import Connection as ConnectionModel
-    from airflow.models import Variable as VariableModel
+    from airflow.models import Connection as ConnectionModel, Variable as VariableModel
     from airflow.sdk.execution_time import task_runner
 
     monkeypatch.delattr(task_runner, "SUPERVISOR_COMMS", raising=False)
@@ -381,7 +386,9 @@ def test_lookup_inside_a_task_tells_absent_from_unreadable(monkeypatch: pytest.M
     answers.append(ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": "k"}))
     assert config.executor_type() is None
     answers.append(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 503}))
-    with pytest.raises(config.ConfigLookupError, match=r"connection 'x' could not be read .*API_SERVER_ERROR"):
+    with pytest.raises(
+        config.ConfigLookupError, match=r"connection 'x' could not be read .*API_SERVER_ERROR"
+    ):
         config.get_connection("x")
     answers.append(ErrorResponse(error=ErrorType.PERMISSION_DENIED, detail={}))
     with pytest.raises(config.ConfigLookupError, match="PERMISSION_DENIED"):
@@ -415,8 +422,7 @@ def test_lookup_outside_a_task_reads_the_metadata_db(airflow_db: str) -> None:
 
 def test_lookup_inside_a_task_goes_through_the_supervisor(run_dag: Any) -> None:
     """A real task (dag.test's in-process supervisor): the Task SDK path reads the same DB."""
-    from airflow.models import Connection as ConnectionModel
-    from airflow.models import Variable as VariableModel
+    from airflow.models import Connection as ConnectionModel, Variable as VariableModel
     from airflow.sdk import DAG, task
     from airflow.utils.session import create_session
 
@@ -435,7 +441,7 @@ def test_lookup_inside_a_task_goes_through_the_supervisor(run_dag: Any) -> None:
     with DAG(
         dag_id=f"cmdexec_config_paths_{uuid.uuid4().hex[:6]}",
         schedule=None,
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     ) as dag:
 
         @task

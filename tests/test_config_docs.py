@@ -35,7 +35,8 @@ def test_docs_table_lists_every_key_with_its_home() -> None:
     assert "`cmdexec_aws_default`" in rows["agent.command_executor.ecs.__default_config__.access_key_id"]
     for spec in config.KUBERNETES_FIELDS:
         row = rows[digdag_keys.digdag_key(spec)]
-        assert f"`{config.KUBERNETES_CONN_ID}`" in row and "(conn type `kubernetes`)" in row
+        assert f"`{config.KUBERNETES_CONN_ID}`" in row
+        assert "(conn type `kubernetes`)" in row
         assert f"extra `{spec.extra_name}`" in row, row
         assert ("(secret)" in row) == spec.secret
     for direction in ("in", "out"):
@@ -47,10 +48,16 @@ def test_docs_table_lists_every_key_with_its_home() -> None:
 def test_docs_table_check_command() -> None:
     cmd = Path(sys.executable).parent / "airflow-cmdexec"
     proc = subprocess.run(
-        [str(cmd), "docs-table", "--check", str(DOCS)], capture_output=True, text=True, timeout=300
+        [str(cmd), "docs-table", "--check", str(DOCS)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    printed = subprocess.run([str(cmd), "docs-table"], capture_output=True, text=True, timeout=300)
+    printed = subprocess.run(
+        [str(cmd), "docs-table"], check=False, capture_output=True, text=True, timeout=300
+    )
     assert printed.stdout == cli.docs_table()
 
 
@@ -62,4 +69,5 @@ def test_readme_differences_table_is_up_to_date() -> None:
     assert cli._docs_with_table(text) == text, (
         "README.md is out of date: run airflow-cmdexec docs-table --write README.md"
     )
-    assert "| 4, 54 |" in text and "*(deliberate)*" in text
+    assert "| 4, 54 |" in text
+    assert "*(deliberate)*" in text

@@ -59,14 +59,18 @@ def gcs() -> Iterator[GcsEmulator]:
         emulator.stop()
 
 
-def ecs_test(aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra) -> tuple[bool, str]:
+def ecs_test(
+    aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra
+) -> tuple[bool, str]:
     fields = {"cluster_name": CLUSTER, "region": REGION, "endpoint_url": aws.url, **extra}
     ok, message = connection_test("cmdexec_ecs", login=login, password=password, extra=fields)
     assert SECRET not in message
     return ok, message
 
 
-def s3_test(aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra) -> tuple[bool, str]:
+def s3_test(
+    aws: MotoServer, login: str = "AKIACONNTEST", password: str = SECRET, **extra
+) -> tuple[bool, str]:
     fields = {"type": "s3", "bucket": BUCKET, "region": REGION, "endpoint": aws.url, **extra}
     ok, message = connection_test("cmdexec_storage", login=login, password=password, extra=fields)
     assert SECRET not in message
@@ -110,8 +114,10 @@ def test_inactive_cluster_fails(aws: MotoServer) -> None:
     aws.client("ecs").delete_cluster(cluster=CLUSTER)
     assert ecs_test(aws) == (
         False,
-        f"ECS cluster '{CLUSTER}' in {REGION} is INACTIVE, not ACTIVE: fix extra 'cluster_name' "
-        "or re-create the cluster",
+        (
+            f"ECS cluster '{CLUSTER}' in {REGION} is INACTIVE, not ACTIVE: fix extra 'cluster_name' "
+            "or re-create the cluster"
+        ),
     )
 
 
@@ -138,15 +144,19 @@ def test_credentials_from_the_aws_connection(aws: MotoServer, monkeypatch: pytes
     with aws.enforce_credentials():
         ok, message = ecs_test(aws, login=None, password=None, aws_conn_id="cmdexec_test_aws")
     assert ok, message
-    assert "accept the credentials from the AWS connection 'cmdexec_test_aws' (extra 'aws_conn_id')" in message
+    assert (
+        "accept the credentials from the AWS connection 'cmdexec_test_aws' (extra 'aws_conn_id')" in message
+    )
     assert secret not in message
 
 
 def test_unknown_aws_connection_is_named(aws: MotoServer, airflow_db: None) -> None:
     assert ecs_test(aws, login=None, password=None, aws_conn_id="no_such_aws_conn") == (
         False,
-        "Extra 'aws_conn_id' names 'no_such_aws_conn', which is not an Airflow connection: "
-        "fix extra 'aws_conn_id'",
+        (
+            "Extra 'aws_conn_id' names 'no_such_aws_conn', which is not an Airflow connection: "
+            "fix extra 'aws_conn_id'"
+        ),
     )
 
 
@@ -157,9 +167,7 @@ def test_no_credentials_at_all(aws: MotoServer) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("field", "label"), [("subnets", "Subnets"), ("security_groups", "Security groups")]
-)
+@pytest.mark.parametrize(("field", "label"), [("subnets", "Subnets"), ("security_groups", "Security groups")])
 def test_missing_subnet_or_security_group_is_named(aws: MotoServer, field: str, label: str) -> None:
     ec2 = aws.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
@@ -239,16 +247,23 @@ def test_presigned_read_back_failure_is_reported_and_cleaned_up(aws: MotoServer)
     deny_get = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"}
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{BUCKET}/*",
+            }
         ],
     }
     aws.client("s3").put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(deny_get))
     ok, message = s3_test(aws)
     assert (ok, message) == (
         False,
-        f"s3://{BUCKET}: could not read the test object back through its presigned GET URL "
-        "(HTTP 403 FORBIDDEN): check the bucket policy and extras 'endpoint' and 'region', "
-        "which the URL is signed for",
+        (
+            f"s3://{BUCKET}: could not read the test object back through its presigned GET URL "
+            "(HTTP 403 FORBIDDEN): check the bucket policy and extras 'endpoint' and 'region', "
+            "which the URL is signed for"
+        ),
     )
     assert bucket_keys(aws) == []
 
@@ -259,7 +274,10 @@ def test_rejected_s3_credentials(aws: MotoServer) -> None:
         rejected = s3_test(aws, login="AKIAUNKNOWNKEY000000")
     assert rejected == (
         False,
-        f"s3://{BUCKET}: the storage rejected the credentials from Login/Password (InvalidAccessKeyId): fix them",
+        (
+            f"s3://{BUCKET}: the storage rejected the credentials from Login/Password (InvalidAccessKeyId): "
+            "fix them"
+        ),
     )
     assert bucket_keys(aws) == []
 
@@ -308,8 +326,10 @@ def test_missing_gcs_bucket(gcs: GcsEmulator) -> None:
 def test_gcs_credentials_that_are_not_json(gcs: GcsEmulator) -> None:
     assert gcs_test(gcs, password="not-json-" + SECRET) == (
         False,
-        f"gs://{GCS_BUCKET}: the password must hold the service account JSON (Digdag "
-        "gcs.credentials.json.content); it is not valid JSON",
+        (
+            f"gs://{GCS_BUCKET}: the password must hold the service account JSON (Digdag "
+            "gcs.credentials.json.content); it is not valid JSON"
+        ),
     )
 
 
@@ -321,8 +341,10 @@ def test_gcs_without_any_credentials(gcs: GcsEmulator, monkeypatch: pytest.Monke
     fields = {"type": "gcs", "bucket": GCS_BUCKET, "endpoint": gcs.url}
     assert connection_test("cmdexec_storage", extra=fields) == (
         False,
-        f"gs://{GCS_BUCKET}: no credentials were found in Application Default Credentials "
-        "(or set Password to a service-account JSON)",
+        (
+            f"gs://{GCS_BUCKET}: no credentials were found in Application Default Credentials "
+            "(or set Password to a service-account JSON)"
+        ),
     )
 
 

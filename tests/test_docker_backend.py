@@ -9,9 +9,8 @@ in front of the real daemon), the CLI through a wrapper script that records its 
 
 from __future__ import annotations
 
-import dataclasses
-
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -29,21 +28,6 @@ from pathlib import Path
 
 import airflow.sdk  # noqa: F401  # first: importing the provider's config before airflow is a circular import
 import pytest
-
-from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile
-from airflow_cmdexec_provider.backends.docker import (
-    LABEL_PREFIX,
-    MAX_OUTPUT_ENTRIES,
-    _LogCursor,
-    build_tag,
-    container_name,
-    extract_outputs,
-    workspace_archive,
-)
-from airflow_cmdexec_provider.backends.docker_transports import ENV_FILE_MAX_LINE, cli_env
-from airflow_cmdexec_provider.config import docker_config
-from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
-
 from docker_helpers import (
     DAG_PREFIX,
     IMAGE,
@@ -69,6 +53,20 @@ from docker_helpers import (
     wrapper_done,
     write_wrapper,
 )
+
+from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile
+from airflow_cmdexec_provider.backends.docker import (
+    LABEL_PREFIX,
+    MAX_OUTPUT_ENTRIES,
+    _LogCursor,
+    build_tag,
+    container_name,
+    extract_outputs,
+    workspace_archive,
+)
+from airflow_cmdexec_provider.backends.docker_transports import ENV_FILE_MAX_LINE, cli_env
+from airflow_cmdexec_provider.config import docker_config
+from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
 
 TESTS = Path(__file__).resolve().parent
 
@@ -103,7 +101,9 @@ def _labels_of(labels: dict[str, str]) -> list[str]:
 # -- where and how the command runs -----------------------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_command_runs_in_its_own_container_on_a_copy_of_the_project(project: Project, transport: dict) -> None:
+def test_command_runs_in_its_own_container_on_a_copy_of_the_project(
+    project: Project, transport: dict
+) -> None:
     """The container gets a copy of the project (what ECS ships: no dot-paths, no .digdagignore'd
     paths, modes and in-project links kept) at the same paths, runs in the workdir, and whatever it
     does to the project stays in the container (review H6); its IO dir comes back."""
@@ -130,17 +130,23 @@ def test_command_runs_in_its_own_container_on_a_copy_of_the_project(project: Pro
         f"echo result > {project.io_dir}/result.txt\n"
     )
     sink = Sink()
-    result = backend(transport).run(project.sh_request(script, labels=unique_labels("inside"), workdir="sub"), sink)
+    result = backend(transport).run(
+        project.sh_request(script, labels=unique_labels("inside"), workdir="sub"), sink
+    )
     assert result.exit_code == 0, sink.text
     assert f"pwd={project.root / 'sub'}" in sink.lines
     assert "pid=1" in sink.lines  # PID 1 of its own PID namespace: a container
-    assert sink.lines.count("from the host") == 2 and "tool ran" in sink.lines
-    assert "dot=absent" in sink.lines and "ignored=absent" in sink.lines
-    assert "private=written" in sink.lines and not Path(private).exists()
+    assert sink.lines.count("from the host") == 2
+    assert "tool ran" in sink.lines
+    assert "dot=absent" in sink.lines
+    assert "ignored=absent" in sink.lines
+    assert "private=written" in sink.lines
+    assert not Path(private).exists()
     assert "project=changed" in sink.lines
     # The worker's project is untouched; the IO dir came back.
     assert (project.root / "sub" / "data.txt").read_text() == "from the host\n"
-    assert tool.exists() and not (project.root / "sub" / "written.txt").exists()
+    assert tool.exists()
+    assert not (project.root / "sub" / "written.txt").exists()
     assert (project.io_dir / "result.txt").read_text() == "result\n"
 
 
@@ -149,26 +155,41 @@ def test_command_runs_in_its_own_container_on_a_copy_of_the_project(project: Pro
 def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recorder) -> None:
     """The per-task cost on the Engine API: no inspect before the create, one log stream while it
     runs, the state once, the rest of the log (Docker may end a follow early), the IO dir, gone."""
-    assert backend().run(project.sh_request("echo hello", labels=unique_labels("calls")), Sink()).exit_code == 0
+    assert (
+        backend().run(project.sh_request("echo hello", labels=unique_labels("calls")), Sink()).exit_code == 0
+    )
 
-    def short(call: str) -> str:  # "GET /v1.41/containers/cmdexec-.../logs?...&follow=1" -> ".../C/logs?follow=1"
+    def short(
+        call: str,
+    ) -> str:  # "GET /v1.41/containers/cmdexec-.../logs?...&follow=1" -> ".../C/logs?follow=1"
         path, _, query = call.partition("?")
-        path = re.sub(r"/containers/cmdexec-[\w.-]+", "/containers/C", re.sub(r"^(\w+) /v[\d.]+/", r"\1 /", path))
+        path = re.sub(
+            r"/containers/cmdexec-[\w.-]+", "/containers/C", re.sub(r"^(\w+) /v[\d.]+/", r"\1 /", path)
+        )
         follow = re.search(r"follow=(\d)", query)
         return f"{path}?follow={follow[1]}" if path.endswith("/logs") else path
 
     assert [short(call) for call in recorder.calls()] == [
-        "GET /version", "POST /containers/create", "PUT /containers/C/archive", "POST /containers/C/start",
-        "GET /containers/C/logs?follow=1", "GET /containers/C/json", "GET /containers/C/logs?follow=0",
-        "GET /containers/C/archive", "DELETE /containers/C",
+        "GET /version",
+        "POST /containers/create",
+        "PUT /containers/C/archive",
+        "POST /containers/C/start",
+        "GET /containers/C/logs?follow=1",
+        "GET /containers/C/json",
+        "GET /containers/C/logs?follow=0",
+        "GET /containers/C/archive",
+        "DELETE /containers/C",
     ]
 
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_a_command_whose_io_dir_is_not_needed_is_not_copied_out(project: Project, recorder) -> None:
-    """sh> reports only its exit code: its IO dir stays in the container (a copy costs the daemon a process)."""
-    request = dataclasses.replace(project.sh_request("echo hello", labels=unique_labels("noout")), needs_outputs=False)
+    """sh> reports only its exit code: its IO dir stays in the container (a copy costs the daemon a
+    process)."""
+    request = dataclasses.replace(
+        project.sh_request("echo hello", labels=unique_labels("noout")), needs_outputs=False
+    )
     assert backend().run(request, Sink()).exit_code == 0
     calls = recorder.calls()
     assert any(c.startswith("PUT ") and c.split("?")[0].endswith("/archive") for c in calls)
@@ -180,10 +201,11 @@ def test_a_command_whose_io_dir_is_not_needed_is_not_copied_out(project: Project
 def test_an_image_user_that_is_not_root_can_write_the_workspace(project: Project) -> None:
     (project.root / "sub").mkdir()
     (project.root / "sub" / "in.txt").write_text("x\n")
-    script = f'id -u\necho fresh > new.txt && cat new.txt\necho out > {project.io_dir}/out.txt\n'
+    script = f"id -u\necho fresh > new.txt && cat new.txt\necho out > {project.io_dir}/out.txt\n"
     sink = Sink()
     result = backend(run_options=["--user", "65534:65534"]).run(
-        project.sh_request(script, labels=unique_labels("nonroot"), workdir="sub"), sink)
+        project.sh_request(script, labels=unique_labels("nonroot"), workdir="sub"), sink
+    )
     assert result.exit_code == 0, sink.text
     assert sink.lines[-2:] == ["65534", "fresh"]
     assert (project.io_dir / "out.txt").read_text() == "out\n"
@@ -227,7 +249,8 @@ def test_name_labels_and_kill_while_running(project: Project, transport: dict) -
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_kill_sends_term_first(project: Project) -> None:
-    """kill() is docker stop: the command gets TERM (and can clean up) before any KILL (which would give 137)."""
+    """kill() is docker stop: the command gets TERM (and can clean up) before any KILL (which would
+    give 137)."""
     docker_backend = backend(stop_grace=60)
     script = "trap 'echo got TERM; exit 42' TERM\necho ready\nsleep 300 &\nwait\n"
     run = BackgroundRun(docker_backend, project.sh_request(script, labels=unique_labels("term"))).start()
@@ -244,12 +267,15 @@ def test_kill_before_the_container_starts_prevents_it_api(project: Project, reco
     """A kill while the workspace is copied in (the copy is held by the proxy) means no start at all."""
     recorder.hold(r"^PUT .*/archive")
     docker_backend = backend()
-    run = BackgroundRun(docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))).start()
+    run = BackgroundRun(
+        docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))
+    ).start()
     assert recorder.held.wait(120), "the copy into the container never came"
     docker_backend.kill()
     recorder.release()
     error = run.join_error(timeout=120)
-    assert isinstance(error, BackendError) and "was killed before its container started" in str(error), error
+    assert isinstance(error, BackendError), error
+    assert "was killed before its container started" in str(error), error
     assert recorder.calls(r"/start$") == []
     assert "ran" not in run.sink.lines
     assert inspect_container(run.name) is None
@@ -261,12 +287,17 @@ def test_kill_before_the_container_starts_prevents_it_cli(project: Project, tmp_
     calls, go = tmp_path / "calls.log", tmp_path / "go"
     cli = write_wrapper(tmp_path / "held-docker", calls, hold_on="cp", go=go)
     docker_backend = backend(docker=str(cli))
-    run = BackgroundRun(docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))).start()
-    wait_for(lambda: any(cli_command(c) == "cp" for c in wrapper_calls(calls)), 120, "the copy into the container")
+    run = BackgroundRun(
+        docker_backend, project.sh_request("echo ran\n", labels=unique_labels("early"))
+    ).start()
+    wait_for(
+        lambda: any(cli_command(c) == "cp" for c in wrapper_calls(calls)), 120, "the copy into the container"
+    )
     docker_backend.kill()
     go.touch()
     error = run.join_error(timeout=120)
-    assert isinstance(error, BackendError) and "was killed before its container started" in str(error), error
+    assert isinstance(error, BackendError), error
+    assert "was killed before its container started" in str(error), error
     assert not any(cli_command(c) == "start" for c in wrapper_calls(calls))
     assert "ran" not in run.sink.lines
     assert inspect_container(run.name) is None
@@ -294,7 +325,9 @@ def test_a_container_whose_labels_name_another_task_is_never_removed(project: Pr
     name = container_name(labels)
     docker("create", "--name", name, *_labels_of({**labels, "task_id": "another_task"}), IMAGE, "true")
     try:
-        with pytest.raises(BackendError, match=f"the container name {name} is taken by a container of another task"):
+        with pytest.raises(
+            BackendError, match=f"the container name {name} is taken by a container of another task"
+        ):
             backend().run(project.sh_request("echo never", labels=labels), Sink())
         assert inspect_container(name) is not None
     finally:
@@ -313,11 +346,15 @@ def test_the_next_try_removes_what_an_earlier_try_left_and_nothing_else(project:
     docker("create", "--name", other_run, *_labels_of({**first, "run_id": "another-run"}), IMAGE, "true")
     try:
         sink = Sink()
-        result = backend().run(project.sh_request("echo second try", labels={**first, "try_number": "2"}), sink)
-        assert result.exit_code == 0 and sink.lines[-1] == "second try"
+        result = backend().run(
+            project.sh_request("echo second try", labels={**first, "try_number": "2"}), sink
+        )
+        assert result.exit_code == 0
+        assert sink.lines[-1] == "second try"
         assert f"Removing container {earlier}, left by try 1 of this task" in sink.lines
         assert inspect_container(earlier) is None
-        assert inspect_container(sibling) is not None and inspect_container(other_run) is not None
+        assert inspect_container(sibling) is not None
+        assert inspect_container(other_run) is not None
     finally:
         docker("rm", "--force", earlier, sibling, other_run, check=False)
 
@@ -333,8 +370,12 @@ def test_starting_handle_of_a_container_that_was_not_started_makes_a_new_one(pro
     sink = Sink()
     second = {**first, "try_number": "2"}
     result = backend().resume(starting, project.sh_request("echo second try", labels=second), sink)
-    assert result is not None and result.exit_code == 0
-    assert f"Removing container {earlier}, which an earlier try of this task created but did not start" in sink.lines
+    assert result is not None
+    assert result.exit_code == 0
+    assert (
+        f"Removing container {earlier}, which an earlier try of this task created but did not start"
+        in sink.lines
+    )
     assert f"Started container {container_name(second)}" in sink.lines
     assert sink.lines[-1] == "second try"
     assert inspect_container(earlier) is None
@@ -346,23 +387,34 @@ def test_starting_handle_of_a_started_container_is_taken_over(project: Project, 
     """A try that died after start but before saving its full handle: the next one follows that
     container (its log, its result, its outputs) and creates none."""
     first = unique_labels("adopt", try_number=1)
-    script = ("echo first\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho second\n"
-              f"echo out > {project.io_dir}/out.txt\n")
+    script = (
+        "echo first\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho second\n"
+        f"echo out > {project.io_dir}/out.txt\n"
+    )
     handle = backend().submit(project.sh_request(script, labels=first), Sink())
     wait_for(lambda: docker("logs", handle["container"]).stdout.strip() == "first", 60, "the first line")
     creates = len(recorder.calls(r"^POST .*/containers/create"))
     later_io = project.io_dir.parent / "later-io"
     later_io.mkdir()
-    request = CommandRequest(task_label="d.t", project_dir=project.root, workdir="", io_dir=later_io,
-                             command=("/bin/sh", IoFile("runner.sh")), labels={**first, "try_number": "2"})
+    request = CommandRequest(
+        task_label="d.t",
+        project_dir=project.root,
+        workdir="",
+        io_dir=later_io,
+        command=("/bin/sh", IoFile("runner.sh")),
+        labels={**first, "try_number": "2"},
+    )
     sink, results = Sink(), []
     resumed = threading.Thread(
-        target=lambda: results.append(backend().resume({**handle, "starting": True}, request, sink)), daemon=True)
+        target=lambda: results.append(backend().resume({**handle, "starting": True}, request, sink)),
+        daemon=True,
+    )
     resumed.start()
     wait_for(lambda: "first" in sink.lines, 60, "the log of the earlier container")
     docker("exec", handle["container"], "touch", "/tmp/go")
     resumed.join(120)
-    assert results and results[0].exit_code == 0, sink.text
+    assert results, sink.text
+    assert results[0].exit_code == 0, sink.text
     taking_over = f"Taking over container {handle['container']}, which an earlier try of this task started"
     assert any(line.startswith(taking_over) for line in sink.lines), sink.text
     assert sink.lines[-2:] == ["first", "second"]
@@ -382,7 +434,8 @@ def test_a_handle_of_a_container_that_is_gone_does_not_wedge_the_next_try(projec
     assert docker_backend.exists(handle) is False
     assert docker_backend.resume(handle, request, sink) is None
     assert any("no longer exists: running the command again" in line for line in sink.lines)
-    assert docker_backend.run(request, sink).exit_code == 0 and sink.lines[-1] == "again"
+    assert docker_backend.run(request, sink).exit_code == 0
+    assert sink.lines[-1] == "again"
 
 
 # -- side by side (review H1) ---------------------------------------------------------------------------
@@ -396,13 +449,23 @@ def test_sibling_tasks_whose_ids_share_a_long_prefix_run_side_by_side(tmp_path: 
     for suffix in ("a", "b"):
         (tmp_path / suffix).mkdir()
         proj = Project.create(tmp_path / suffix)
-        labels = {"dag_id": f"{DAG_PREFIX}_h1", "task_id": f"extract_group_with_a_long_name.load_table_{suffix}",
-                  "run_id": run_id, "try_number": "1", "map_index": "-1"}
-        script = f"echo I am {suffix}\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho {suffix} > {proj.io_dir}/who\n"
+        labels = {
+            "dag_id": f"{DAG_PREFIX}_h1",
+            "task_id": f"extract_group_with_a_long_name.load_table_{suffix}",
+            "run_id": run_id,
+            "try_number": "1",
+            "map_index": "-1",
+        }
+        script = (
+            f"echo I am {suffix}\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n"
+            f"echo {suffix} > {proj.io_dir}/who\n"
+        )
         runs.append((BackgroundRun(backend(), proj.sh_request(script, labels=labels)).start(), proj, suffix))
     assert runs[0][0].name != runs[1][0].name
     for run, _, suffix in runs:
-        wait_for(lambda run=run, suffix=suffix: f"I am {suffix}" in run.sink.lines, 120, f"task {suffix} to run")
+        wait_for(
+            lambda run=run, suffix=suffix: f"I am {suffix}" in run.sink.lines, 120, f"task {suffix} to run"
+        )
     for run, _, _ in runs:  # both run at the same time now
         assert wait_running(run.name)
         docker("exec", run.name, "touch", "/tmp/go")
@@ -415,13 +478,15 @@ def test_sibling_tasks_whose_ids_share_a_long_prefix_run_side_by_side(tmp_path: 
 # -- exit codes ---------------------------------------------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-@pytest.mark.parametrize(("kind", "code"), [("api", 0), ("api", 3), ("api", 125), ("api", 127), ("cli", 125),
-                                            ("cli", 127)])
+@pytest.mark.parametrize(
+    ("kind", "code"), [("api", 0), ("api", 3), ("api", 125), ("api", 127), ("cli", 125), ("cli", 127)]
+)
 def test_exit_code_propagates(project: Project, kind: str, code: int) -> None:
     """The container's exit code is the result, also 125-127 (ordinary codes of user commands)."""
     sink = Sink()
     result = backend(TRANSPORTS[kind]).run(
-        project.sh_request(f"echo bye\nexit {code}\n", labels=unique_labels(f"exit{code}")), sink)
+        project.sh_request(f"echo bye\nexit {code}\n", labels=unique_labels(f"exit{code}")), sink
+    )
     assert result.exit_code == code
     assert result.reason is None
     assert sink.lines[-1] == "bye"
@@ -437,7 +502,8 @@ def test_oom_kill_is_reported(project: Project) -> None:
     )
     result = backend(run_options=["-m", "64m", "--memory-swap", "64m"]).run(request, sink)
     assert result.exit_code == 137, sink.text
-    assert result.reason and "OOMKilled" in result.reason
+    assert result.reason
+    assert "OOMKilled" in result.reason
 
 
 # -- logs ---------------------------------------------------------------------------------------------
@@ -446,9 +512,13 @@ def test_oom_kill_is_reported(project: Project) -> None:
 def test_logs_reach_the_task_log_while_the_container_runs(project: Project, transport: dict) -> None:
     """The first lines are in the task log while the container still waits; a long line (which Docker
     splits into 16 KiB pieces) arrives whole, and so does a last line without a line break."""
-    script = ("echo first\necho to-stderr >&2\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n"
-              "python3 -c \"print('x' * 40000)\"\necho second\nprintf 'no line break'\n")
-    run = BackgroundRun(backend(transport), project.sh_request(script, labels=unique_labels("stream"))).start()
+    script = (
+        "echo first\necho to-stderr >&2\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n"
+        "python3 -c \"print('x' * 40000)\"\necho second\nprintf 'no line break'\n"
+    )
+    run = BackgroundRun(
+        backend(transport), project.sh_request(script, labels=unique_labels("stream"))
+    ).start()
     wait_for(lambda: {"first", "to-stderr"} <= set(run.sink.lines), 60, "the first lines")
     assert inspect_container(run.name)["State"]["Running"]
     assert "second" not in run.sink.lines
@@ -465,8 +535,14 @@ def test_log_position_survives_timestamps_out_of_order() -> None:
     """Docker stamps stdout and stderr apart, so its log is not in timestamp order. A re-read from the
     saved position (the daemon returns the entries since the anchor second, in log order) shows
     exactly the lines not shown before."""
-    log = [_entry("10.500000000", "a"), _entry("10.200000000", "b"), _entry("11.100000000", "c"),
-           _entry("12.000000001", "d"), _entry("11.900000000", "e"), _entry("13.000000000", "f")]
+    log = [
+        _entry("10.500000000", "a"),
+        _entry("10.200000000", "b"),
+        _entry("11.100000000", "c"),
+        _entry("12.000000001", "d"),
+        _entry("11.900000000", "e"),
+        _entry("13.000000000", "f"),
+    ]
 
     def since(anchor: int | None) -> list[bytes]:  # what the daemon returns: entries stamped at or after
         return [e for e in log if anchor is None or int(e[17:19]) >= anchor % 60]
@@ -513,7 +589,9 @@ def test_env_reaches_the_container_intact_and_the_worker_env_does_not(
     dump = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
     sink = Sink()
     result = backend(transport).run(
-        project.sh_request(f'exec python3 -c "{dump}" {out}\n', labels=unique_labels("env"), env=ENV_CASES), sink)
+        project.sh_request(f'exec python3 -c "{dump}" {out}\n', labels=unique_labels("env"), env=ENV_CASES),
+        sink,
+    )
     assert result.exit_code == 0, sink.text
     seen = json.loads(out.read_text())
     for key, value in ENV_CASES.items():
@@ -528,15 +606,26 @@ def test_env_reaches_the_container_intact_and_the_worker_env_does_not(
 def test_a_value_only_the_cli_environment_can_carry_may_not_change_the_cli(project: Project) -> None:
     """On the CLI, a multi-line or over-long value travels in the CLI's own environment: a name that
     would change the CLI is refused (review M14) before any container exists. The API takes it."""
-    for env in ({"DOCKER_HOST": "a\nb"}, {"LD_PRELOAD": "/x.so " + " " * (ENV_FILE_MAX_LINE + 10)},
-                {"SSL_CERT_FILE": "a\nb"}, {"http_proxy": "a\nb"}):
+    for env in (
+        {"DOCKER_HOST": "a\nb"},
+        {"LD_PRELOAD": "/x.so " + " " * (ENV_FILE_MAX_LINE + 10)},
+        {"SSL_CERT_FILE": "a\nb"},
+        {"http_proxy": "a\nb"},
+    ):
         (name,) = env
         with pytest.raises(CmdExecConfigError, match=f"env var '{name}' has a multi-line or very long value"):
-            backend(docker="docker").run(project.sh_request("true", labels=unique_labels("clienv"), env=env), Sink())
+            backend(docker="docker").run(
+                project.sh_request("true", labels=unique_labels("clienv"), env=env), Sink()
+            )
     sink = Sink()
-    result = backend().run(project.sh_request('printf "%s|" "$DOCKER_HOST"', labels=unique_labels("apienv"),
-                                              env={"DOCKER_HOST": "a\nb"}), sink)
-    assert result.exit_code == 0 and sink.lines[-2:] == ["a", "b|"]
+    result = backend().run(
+        project.sh_request(
+            'printf "%s|" "$DOCKER_HOST"', labels=unique_labels("apienv"), env={"DOCKER_HOST": "a\nb"}
+        ),
+        sink,
+    )
+    assert result.exit_code == 0
+    assert sink.lines[-2:] == ["a", "b|"]
 
 
 def test_cli_env_measures_the_line_limit_in_bytes() -> None:
@@ -559,8 +648,12 @@ def test_env_values_never_appear_on_a_command_line(project: Project, transport: 
     calls = tmp_path / "calls.log"
     params = {"docker": str(write_wrapper(tmp_path / "docker-wrapper", calls))} if transport else {}
     docker_backend = backend(params, stop_grace=1)
-    script = f'test "$SECRET_TOKEN" = "{secret}" && echo token-ok\necho ready\nexec sh -c "sleep 300" {marker}\n'
-    run = BackgroundRun(docker_backend, project.sh_request(script, labels=unique_labels("secret"), env=env)).start()
+    script = (
+        f'test "$SECRET_TOKEN" = "{secret}" && echo token-ok\necho ready\nexec sh -c "sleep 300" {marker}\n'
+    )
+    run = BackgroundRun(
+        docker_backend, project.sh_request(script, labels=unique_labels("secret"), env=env)
+    ).start()
     try:
         wait_for(lambda: "ready" in run.sink.lines, 60, "the script to start")
         assert "token-ok" in run.sink.lines
@@ -573,10 +666,12 @@ def test_env_values_never_appear_on_a_command_line(project: Project, transport: 
         run.join(timeout=120)
     for argv in wrapper_calls(calls):
         joined = "\x00".join(argv)
-        assert secret not in joined and secret_line not in joined
+        assert secret not in joined
+        assert secret_line not in joined
     if transport:
         (create,) = [c for c in wrapper_calls(calls) if cli_command(c) == "create"]
-        assert "--env-file" in create and create[create.index("-e") + 1] == "SECRET_MULTI"
+        assert "--env-file" in create
+        assert create[create.index("-e") + 1] == "SECRET_MULTI"
 
 
 WORKER = """
@@ -593,21 +688,31 @@ backend(docker={cli!r}).run(request, Sink())
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_the_env_file_is_gone_after_create_even_when_the_worker_is_killed(project: Project, tmp_path: Path) -> None:
+def test_the_env_file_is_gone_after_create_even_when_the_worker_is_killed(
+    project: Project, tmp_path: Path
+) -> None:
     """SIGKILL the worker while docker create runs: the shell around the CLI removes the private
     dir (env file included) as soon as the CLI returned."""
     calls, go = tmp_path / "calls.log", tmp_path / "go"
     cli = write_wrapper(tmp_path / "held-docker", calls, hold_on="create", go=go)
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     labels = unique_labels("killed")
-    code = WORKER.format(tests=str(TESTS), root=str(TESTS.parent), root_dir=str(project.root),
-                         io_dir=str(project.io_dir), labels=labels, secret=secret, cli=str(cli))
+    code = WORKER.format(
+        tests=str(TESTS),
+        root=str(TESTS.parent),
+        root_dir=str(project.root),
+        io_dir=str(project.io_dir),
+        labels=labels,
+        secret=secret,
+        cli=str(cli),
+    )
     worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: any(cli_command(c) == "create" for c in wrapper_calls(calls)), 300, "docker create")
         (private,) = private_dirs(worker.pid)
         env_file = private / "env"
-        assert env_file.stat().st_mode & 0o777 == 0o600 and private.stat().st_mode & 0o777 == 0o700
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        assert private.stat().st_mode & 0o777 == 0o700
         assert f"SECRET={secret}" in env_file.read_text(encoding="utf-8")
         worker.send_signal(signal.SIGKILL)
         worker.wait(60)
@@ -641,7 +746,8 @@ def test_private_dirs_of_killed_workers_are_removed_by_a_later_task(project: Pro
         request = project.sh_request("true", labels=unique_labels("sweep"))
         assert backend(docker="docker").run(request, Sink()).exit_code == 0
         assert not old_dead.exists()
-        assert young_dead.exists() and old_alive.exists()
+        assert young_dead.exists()
+        assert old_alive.exists()
     finally:
         for path in (old_dead, young_dead, old_alive):
             subprocess.run(["rm", "-rf", str(path)], check=False)
@@ -657,7 +763,8 @@ def test_docker_cli_path_and_run_options(project: Project, tmp_path: Path) -> No
     sink = Sink()
     labels = unique_labels("cli")
     result = backend(docker=str(cli), run_options=["--hostname", "via-wrapper"]).run(
-        project.sh_request("hostname", labels=labels, workdir="sub"), sink)
+        project.sh_request("hostname", labels=labels, workdir="sub"), sink
+    )
     assert result.exit_code == 0
     assert sink.lines[-1] == "via-wrapper"
     assert f"runs in Docker through the docker CLI {cli} (docker.docker is set)" in sink.lines[0]
@@ -678,7 +785,8 @@ def test_relative_paths_in_run_options_resolve_in_the_working_dir(project: Proje
     (project.root / "sub" / "extra.env").write_text("EXTRA=from the relative env file\n")
     sink = Sink()
     result = backend(run_options=["--env-file", "extra.env"]).run(
-        project.sh_request('echo "$EXTRA"', labels=unique_labels("relative"), workdir="sub"), sink)
+        project.sh_request('echo "$EXTRA"', labels=unique_labels("relative"), workdir="sub"), sink
+    )
     assert result.exit_code == 0, sink.text
     assert sink.lines[-1] == "from the relative env file"
 
@@ -686,7 +794,9 @@ def test_relative_paths_in_run_options_resolve_in_the_working_dir(project: Proje
 def test_cli_not_found_is_a_config_error(project: Project) -> None:
     missing = r"docker CLI '/nonexistent/bin/docker' was not found \(key docker\.docker\)"
     with pytest.raises(CmdExecConfigError, match=missing):
-        backend(docker="/nonexistent/bin/docker").run(project.sh_request("true", labels=unique_labels("nocli")), Sink())
+        backend(docker="/nonexistent/bin/docker").run(
+            project.sh_request("true", labels=unique_labels("nocli")), Sink()
+        )
 
 
 @pytest.mark.docker
@@ -694,7 +804,9 @@ def test_cli_not_found_is_a_config_error(project: Project) -> None:
 def test_pull_always_fails_clearly_without_a_registry(project: Project, transport: dict) -> None:
     """pull_always pulls even a local image; with no registry reachable that is an error naming the image."""
     with pytest.raises(BackendError, match=f"pulling the image {IMAGE} failed \\(docker.pull_always\\)"):
-        backend(transport, pull_always=True).run(project.sh_request("true", labels=unique_labels("pull")), Sink())
+        backend(transport, pull_always=True).run(
+            project.sh_request("true", labels=unique_labels("pull")), Sink()
+        )
 
 
 @pytest.mark.docker
@@ -702,16 +814,20 @@ def test_pull_always_fails_clearly_without_a_registry(project: Project, transpor
 def test_missing_image_is_an_error_naming_it(project: Project, transport: dict) -> None:
     image = f"cmdexec-no-such-image:{uuid.uuid4().hex[:8]}"
     sink = Sink()
-    with pytest.raises(BackendError, match=f"the image {image} is not on this Docker host and could not be pulled"):
+    with pytest.raises(
+        BackendError, match=f"the image {image} is not on this Docker host and could not be pulled"
+    ):
         backend(transport, image=image).run(project.sh_request("true", labels=unique_labels("noimage")), sink)
     assert any(line.startswith(f"Unable to find image '{image}' locally") for line in sink.lines), sink.text
 
 
 @pytest.mark.docker
-def test_unreachable_daemon_is_an_error(project: Project, transport: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_daemon_is_an_error(
+    project: Project, transport: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     require_docker()
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
-    with pytest.raises(BackendError, match="the Docker daemon is not reachable .*/nonexistent.sock"):
+    with pytest.raises(BackendError, match=r"the Docker daemon is not reachable .*/nonexistent\.sock"):
         backend(transport).run(project.sh_request("true", labels=unique_labels("nodaemon")), Sink())
 
 
@@ -719,9 +835,14 @@ def test_unreachable_daemon_is_an_error(project: Project, transport: dict, monke
 @pytest.mark.usefixtures("no_leftovers")
 def test_missing_program_in_image_is_command_not_found(project: Project, transport: dict) -> None:
     for program in ("python9", "/usr/bin/python9"):
-        request = CommandRequest(task_label="dockertest.noprog", project_dir=project.root, workdir="",
-                                 io_dir=project.io_dir, command=(program, IoFile("runner.py")),
-                                 labels=unique_labels("noprog"))
+        request = CommandRequest(
+            task_label="dockertest.noprog",
+            project_dir=project.root,
+            workdir="",
+            io_dir=project.io_dir,
+            command=(program, IoFile("runner.py")),
+            labels=unique_labels("noprog"),
+        )
         with pytest.raises(CommandNotFound) as info:
             backend(transport).run(request, Sink())
         assert info.value.program == program
@@ -743,7 +864,9 @@ def test_a_mount_error_is_not_reported_as_a_missing_program(project: Project) ->
 @pytest.mark.usefixtures("no_leftovers")
 def test_a_link_leaving_the_project_fails_the_task_and_leaves_nothing(project: Project) -> None:
     (project.root / "passwd").symlink_to("/etc/passwd")
-    with pytest.raises(CmdExecConfigError, match=r"Task dockertest\.task: project file 'passwd' is a symbolic link"):
+    with pytest.raises(
+        CmdExecConfigError, match=r"Task dockertest\.task: project file 'passwd' is a symbolic link"
+    ):
         backend().run(project.sh_request("true", labels=unique_labels("badlink")), Sink())
 
 
@@ -754,8 +877,18 @@ REGISTRY = "registry.invalid:5000"
 @pytest.fixture
 def registry_connection(monkeypatch: pytest.MonkeyPatch) -> str:
     password = f"pw-{uuid.uuid4().hex}"
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY", json.dumps(
-        {"conn_type": "docker", "host": "registry.invalid", "port": 5000, "login": "robot", "password": password}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY",
+        json.dumps(
+            {
+                "conn_type": "docker",
+                "host": "registry.invalid",
+                "port": 5000,
+                "login": "robot",
+                "password": password,
+            }
+        ),
+    )
     return password
 
 
@@ -766,8 +899,11 @@ def test_registry_login_goes_with_the_pull_api(project: Project, recorder, regis
     sink = Sink()
     with pytest.raises(BackendError, match=f"the image {image} is not on this Docker host"):
         backend(image=image, docker_conn_id="cmdexec_test_registry").run(
-            project.sh_request("true", labels=unique_labels("registry")), sink)
-    (pull,) = [r for r in recorder.requests if r.method == "POST" and r.path.split("?")[0].endswith("/images/create")]
+            project.sh_request("true", labels=unique_labels("registry")), sink
+        )
+    (pull,) = [
+        r for r in recorder.requests if r.method == "POST" and r.path.split("?")[0].endswith("/images/create")
+    ]
     auth = json.loads(base64.urlsafe_b64decode(pull.headers["x-registry-auth"] + "=="))
     assert auth == {"username": "robot", "password": registry_connection, "serveraddress": REGISTRY}
     assert registry_connection not in sink.text
@@ -775,18 +911,23 @@ def test_registry_login_goes_with_the_pull_api(project: Project, recorder, regis
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_registry_login_goes_to_every_cli_call_that_may_pull(project: Project, tmp_path: Path,
-                                                             registry_connection: str) -> None:
+def test_registry_login_goes_to_every_cli_call_that_may_pull(
+    project: Project, tmp_path: Path, registry_connection: str
+) -> None:
     calls, configs = tmp_path / "calls.log", tmp_path / "configs.log"
-    copy_config = f'if [ "$1" = "--config" ]; then cat "$2/config.json" >> \'{configs}\'; echo >> \'{configs}\'; fi\n'
+    copy_config = (
+        f'if [ "$1" = "--config" ]; then cat "$2/config.json" >> \'{configs}\'; echo >> \'{configs}\'; fi\n'
+    )
     cli = write_wrapper(tmp_path / "docker-wrapper", calls, extra=copy_config)
     image = f"{REGISTRY}/cmdexec/private:{uuid.uuid4().hex[:8]}"
     with pytest.raises(BackendError, match=f"pulling the image {image} failed"):
         backend(image=image, docker=str(cli), pull_always=True, docker_conn_id="cmdexec_test_registry").run(
-            project.sh_request("true", labels=unique_labels("registry")), Sink())
+            project.sh_request("true", labels=unique_labels("registry")), Sink()
+        )
     with pytest.raises(BackendError, match=f"the image {image} is not on this Docker host"):
         backend(image=image, docker=str(cli), docker_conn_id="cmdexec_test_registry").run(
-            project.sh_request("true", labels=unique_labels("registry")), Sink())
+            project.sh_request("true", labels=unique_labels("registry")), Sink()
+        )
     assert [cli_command(c) for c in wrapper_calls(calls) if c[0] == "--config"] == ["pull", "create"]
     expected = base64.b64encode(f"robot:{registry_connection}".encode()).decode()
     for line in configs.read_text().splitlines():
@@ -797,14 +938,23 @@ def test_registry_login_goes_to_every_cli_call_that_may_pull(project: Project, t
 # -- build --------------------------------------------------------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
-def test_build_makes_a_project_tagged_image_and_reuses_it(project: Project, tmp_path: Path, transport: dict) -> None:
+def test_build_makes_a_project_tagged_image_and_reuses_it(
+    project: Project, tmp_path: Path, transport: dict
+) -> None:
     token = uuid.uuid4().hex
-    params = {"build": [f"echo {token} > /cmdexec-build-token",
-                        "echo line-a >> /cmdexec-build-lines\necho line-b >> /cmdexec-build-lines"], **transport}
+    params = {
+        "build": [
+            f"echo {token} > /cmdexec-build-token",
+            "echo line-a >> /cmdexec-build-lines\necho line-b >> /cmdexec-build-lines",
+        ],
+        **transport,
+    }
     calls = tmp_path / "calls.log"
     if transport:  # build_options need the CLI; they are passed verbatim
-        params.update(docker=str(write_wrapper(tmp_path / "docker-wrapper", calls)),
-                      build_options=["--label", f"io.github.cmdexec.test-build={token}"])
+        params.update(
+            docker=str(write_wrapper(tmp_path / "docker-wrapper", calls)),
+            build_options=["--label", f"io.github.cmdexec.test-build={token}"],
+        )
     tag = build_tag(docker_config({"image": IMAGE, **params}, "t"), project.root)
     script = "cat /cmdexec-build-token /cmdexec-build-lines"
     try:
@@ -815,7 +965,8 @@ def test_build_makes_a_project_tagged_image_and_reuses_it(project: Project, tmp_
         assert first.lines[-3:] == [token, "line-a", "line-b"]
         if transport:
             (build,) = [c for c in wrapper_calls(calls) if cli_command(c) == "build"]
-            assert build[1:3] == ["--label", f"io.github.cmdexec.test-build={token}"] and "--pull" not in build
+            assert build[1:3] == ["--label", f"io.github.cmdexec.test-build={token}"]
+            assert "--pull" not in build
         second = Sink()
         result = backend(params).run(project.sh_request(script, labels=unique_labels("build")), second)
         assert result.exit_code == 0, second.text
@@ -829,12 +980,14 @@ def test_build_makes_a_project_tagged_image_and_reuses_it(project: Project, tmp_
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_pull_always_makes_the_build_pull_its_base(project: Project, tmp_path: Path, recorder) -> None:
-    """review L12: with pull_always a moved base tag is picked up (here no registry has the base: it fails)."""
+    """review L12: with pull_always a moved base tag is picked up (here no registry has the base: it
+    fails)."""
     calls = tmp_path / "calls.log"
     for params in ({}, {"docker": str(write_wrapper(tmp_path / "docker-wrapper", calls))}):
         with pytest.raises(BackendError, match="docker build failed"):
             backend(params, build=["true"], pull_always=True).run(
-                project.sh_request("true", labels=unique_labels("buildpull")), Sink())
+                project.sh_request("true", labels=unique_labels("buildpull")), Sink()
+            )
     assert [r for r in recorder.calls(r"^POST .*/build") if "pull=True" in r]
     (build,) = [c for c in wrapper_calls(calls) if cli_command(c) == "build"]
     assert "--pull" in build
@@ -858,31 +1011,47 @@ def test_failed_build_is_an_error(project: Project, transport: dict) -> None:
 def test_container_name_is_unique_per_try_and_deterministic() -> None:
     labels = {"dag_id": "d", "task_id": "t", "run_id": "manual__1", "try_number": "1", "map_index": "-1"}
     assert container_name(labels) == container_name(dict(labels))
-    others = [{**labels, "try_number": "2"}, {**labels, "run_id": "manual__2"}, {**labels, "map_index": "0"},
-              {**labels, "task_id": "u"}, {**labels, "dag_id": "e"}]
+    others = [
+        {**labels, "try_number": "2"},
+        {**labels, "run_id": "manual__2"},
+        {**labels, "map_index": "0"},
+        {**labels, "task_id": "u"},
+        {**labels, "dag_id": "e"},
+    ]
     assert len({container_name(labels), *(container_name(o) for o in others)}) == 1 + len(others)
 
 
 def test_container_names_of_tasks_sharing_a_long_prefix_differ() -> None:
     """review H1: the old names kept 24 characters of each id and hashed only the run."""
-    base = {"dag_id": "a_dag_with_a_rather_long_name_indeed", "run_id": "scheduled__2026-01-01T00:00:00+00:00",
-            "try_number": "1", "map_index": "-1"}
-    names = {container_name({**base, "task_id": f"extract_group_with_a_long_name.load_table_{s}"}) for s in "ab"}
+    base = {
+        "dag_id": "a_dag_with_a_rather_long_name_indeed",
+        "run_id": "scheduled__2026-01-01T00:00:00+00:00",
+        "try_number": "1",
+        "map_index": "-1",
+    }
+    names = {
+        container_name({**base, "task_id": f"extract_group_with_a_long_name.load_table_{s}"}) for s in "ab"
+    }
     assert len(names) == 2
     weird = container_name({**base, "dag_id": "a b/c" * 40, "task_id": "ü" * 300})
-    assert all(ch.isalnum() or ch in "_.-" for ch in weird) and len(weird) < 128
+    assert all(ch.isalnum() or ch in "_.-" for ch in weird)
+    assert len(weird) < 128
 
 
 def test_build_tag_depends_on_the_project_image_build_lines_and_options() -> None:
     base = docker_config({"image": "img:1", "build": ["apt-get install x"]}, "t")
-    assert build_tag(base, Path("/p")) == build_tag(docker_config({"image": "img:1", "build": ["apt-get install x"]},
-                                                                  "t"), Path("/p"))
+    assert build_tag(base, Path("/p")) == build_tag(
+        docker_config({"image": "img:1", "build": ["apt-get install x"]}, "t"), Path("/p")
+    )
     assert build_tag(base, Path("/p")).startswith("cmdexec-build-")
-    variants = [build_tag(base, Path("/q"))] + [build_tag(docker_config(v, "t"), Path("/p")) for v in (
-        {"image": "img:2", "build": ["apt-get install x"]},
-        {"image": "img:1", "build": ["apt-get install y"]},
-        {"image": "img:1", "build": ["apt-get install x"], "build_options": ["--build-arg", "V=2"]},
-    )]
+    variants = [build_tag(base, Path("/q"))] + [
+        build_tag(docker_config(v, "t"), Path("/p"))
+        for v in (
+            {"image": "img:2", "build": ["apt-get install x"]},
+            {"image": "img:1", "build": ["apt-get install y"]},
+            {"image": "img:1", "build": ["apt-get install x"], "build_options": ["--build-arg", "V=2"]},
+        )
+    ]
     assert len({build_tag(base, Path("/p")), *variants}) == 5
 
 
@@ -903,9 +1072,18 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = "
 def test_outputs_are_extracted_and_unsafe_entries_refused(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.mkdir()
-    extract_outputs(_tar_of((_info("io", tarfile.DIRTYPE), b""), (_info("io/output.json", size=2), b"{}"),
-                            (_info("io/link", tarfile.SYMTYPE, link="output.json"), b"")), good, "io", "Task t")
-    assert (good / "output.json").read_text() == "{}" and os.readlink(good / "link") == "output.json"
+    extract_outputs(
+        _tar_of(
+            (_info("io", tarfile.DIRTYPE), b""),
+            (_info("io/output.json", size=2), b"{}"),
+            (_info("io/link", tarfile.SYMTYPE, link="output.json"), b""),
+        ),
+        good,
+        "io",
+        "Task t",
+    )
+    assert (good / "output.json").read_text() == "{}"
+    assert os.readlink(good / "link") == "output.json"
     unsafe = [
         (_info("/etc/evil", size=1), b"x"),
         (_info("io/../../evil", size=1), b"x"),
@@ -922,14 +1100,20 @@ def test_outputs_are_extracted_and_unsafe_entries_refused(tmp_path: Path) -> Non
     dest = tmp_path / "through-a-link"
     dest.mkdir()
     with pytest.raises(BackendError, match="refused"):  # a link to outside, then a file written through it
-        extract_outputs(_tar_of((_info("io/l", tarfile.SYMTYPE, link="/tmp"), b""),
-                                (_info("io/l/x", size=1), b"x")), dest, "io", "Task t")
+        extract_outputs(
+            _tar_of((_info("io/l", tarfile.SYMTYPE, link="/tmp"), b""), (_info("io/l/x", size=1), b"x")),
+            dest,
+            "io",
+            "Task t",
+        )
     many = [(_info(f"io/f{i}", size=0), b"") for i in range(MAX_OUTPUT_ENTRIES + 1)]
     with pytest.raises(BackendError, match="more than"):
         extract_outputs(_tar_of(*many), tmp_path / "many", "io", "Task t")
 
 
-def test_workspace_archive_keeps_modes_makes_folders_writable_and_refuses_escaping_links(tmp_path: Path) -> None:
+def test_workspace_archive_keeps_modes_makes_folders_writable_and_refuses_escaping_links(
+    tmp_path: Path,
+) -> None:
     proj = Project.create(tmp_path)
     (proj.root / "a" / "b").mkdir(parents=True)
     (proj.root / "a" / "b" / "run.sh").write_text("echo\n")
@@ -940,9 +1124,11 @@ def test_workspace_archive_keeps_modes_makes_folders_writable_and_refuses_escapi
         members = {m.name: m for m in tar.getmembers()}
     root = str(proj.root).lstrip("/")
     assert members[f"{root}/a/b/run.sh"].mode == 0o750
-    assert members[f"{root}/a/in"].issym() and members[f"{root}/a/in"].linkname == "b/run.sh"
+    assert members[f"{root}/a/in"].issym()
+    assert members[f"{root}/a/in"].linkname == "b/run.sh"
     for folder in (root, f"{root}/a", f"{root}/a/b", str(proj.io_dir).lstrip("/")):
-        assert members[folder].isdir() and members[folder].mode == 0o777, folder
+        assert members[folder].isdir(), folder
+        assert members[folder].mode == 0o777, folder
     assert f"{str(proj.io_dir).lstrip('/')}/runner.sh" in members
     (proj.root / "escape").symlink_to("/etc")
     with pytest.raises(CmdExecConfigError, match="outside the project"):
@@ -967,8 +1153,11 @@ def test_docker_config_errors(params: dict, match: str) -> None:
 
 def test_docker_config_tells_an_unset_cli_path_from_a_set_one() -> None:
     config = docker_config({"image": "img:1", "build": "echo one"}, "d.t")
-    assert config.cli is None and config.docker == "docker"
-    assert config.run_options == () and config.build_options == ()
-    assert config.pull_always is False and config.selinux is False
+    assert config.cli is None
+    assert config.docker == "docker"
+    assert config.run_options == ()
+    assert config.build_options == ()
+    assert config.pull_always is False
+    assert config.selinux is False
     assert config.build == ("echo one",)
     assert docker_config({"image": "img:1", "docker": "docker"}, "d.t").cli == "docker"

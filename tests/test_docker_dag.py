@@ -20,15 +20,12 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import airflow.sdk  # noqa: F401  # first: importing the provider's config before airflow is a circular import
 import pytest
 from airflow.sdk import DAG
-
-from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
-
 from docker_helpers import (
     DAG_PREFIX,
     IMAGE,
@@ -39,7 +36,9 @@ from docker_helpers import (
     wait_for,
 )
 
-LOGICAL_DATE = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
+
+LOGICAL_DATE = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 ECS_CONNS = ("cmdexec_ecs_default", "cmdexec_storage_default")
 EXECUTOR_VARIABLE = "cmdexec_executor_type"
 
@@ -249,12 +248,15 @@ def test_same_dag_same_xcoms_on_local_and_docker(run_dag, tmp_path: Path) -> Non
             line[len(prefix) :].split()[0] for line in local.log_lines(task_id) if line.startswith(prefix)
         ]
         assert docker_pids == ["1"], (task_id, in_docker.log(task_id))
-        assert len(local_pids) == 1 and local_pids[0] != "1", (task_id, local.log(task_id))
+        assert len(local_pids) == 1, (task_id, local.log(task_id))
+        assert local_pids[0] != "1", (task_id, local.log(task_id))
     # sh> got the params and stores as environment variables, a multi-line one intact.
     for result in (local, in_docker):
         report = result.log_lines("report")
         assert "total=10 doubled=20 shout=H\u00c9LLO \u2713" in report
-        assert "multi=[line one" in report and "line two" in report and "  three  ]" in report
+        assert "multi=[line one" in report
+        assert "line two" in report
+        assert "  three  ]" in report
 
     # Selection: one line per task saying which executor and why.
     for task_id in TASKS:
@@ -316,8 +318,11 @@ def test_failures_are_reported_and_leave_no_container(run_dag, tmp_path: Path) -
     assert "command failed with code 3" in result.error_text("sh_exit")
     assert "about to fail" in result.log_lines("sh_exit")
     assert "Error messages from python: py> failed on purpose (ValueError)" in result.error_text("py_raise")
-    assert "Ruby command failed with code 1: rb> failed on purpose (ArgumentError)" in result.error_text("rb_raise")
-    assert "code 137" in result.error_text("oom") and "OOMKilled" in result.error_text("oom")
+    assert "Ruby command failed with code 1: rb> failed on purpose (ArgumentError)" in result.error_text(
+        "rb_raise"
+    )
+    assert "code 137" in result.error_text("oom")
+    assert "OOMKilled" in result.error_text("oom")
 
 
 def _marker_dag(dag_id: str, project: Path, **docker_keys) -> DAG:
@@ -382,7 +387,10 @@ def test_config_and_backend_errors_never_fall_back_to_local(run_dag, tmp_path: P
 
     errors = {task_id: result.error_text(task_id) for task_id in result.task_states}
     assert "docker.image is required but not set" in errors["empty_docker"]
-    assert "the image cmdexec-no-such-image:never is not on this Docker host and could not be pulled" in errors["missing_image"]
+    assert (
+        "the image cmdexec-no-such-image:never is not on this Docker host and could not be pulled"
+        in errors["missing_image"]
+    )
     assert "docker CLI '/nonexistent/bin/docker' was not found (key docker.docker)" in errors["missing_cli"]
     assert f"pulling the image {IMAGE} failed (docker.pull_always)" in errors["pull_always"]
     assert f"shell program '/bin/zsh9' was not found in the image {IMAGE}" in errors["missing_shell"]
@@ -483,12 +491,12 @@ def test_on_kill_stops_and_removes_the_container(run_dag, tmp_path: Path) -> Non
     finally:
         thread.join(60)
         signal.signal(signal.SIGTERM, original)
-    assert sent and sent[-1] == "SIGTERM", sent
-    assert f'"{LABEL_PREFIX}task_id":"sleepy"' in sent[0] and f'"{LABEL_PREFIX}dag_id":"{dag_id}"' in sent[0]
-    assert (
-        f'"{LABEL_PREFIX}try_number":"1"' in sent[0]
-        and f'"{LABEL_PREFIX}run_id":"{result.run_id}"' in sent[0]
-    )
+    assert sent, sent
+    assert sent[-1] == "SIGTERM", sent
+    assert f'"{LABEL_PREFIX}task_id":"sleepy"' in sent[0]
+    assert f'"{LABEL_PREFIX}dag_id":"{dag_id}"' in sent[0]
+    assert f'"{LABEL_PREFIX}try_number":"1"' in sent[0]
+    assert f'"{LABEL_PREFIX}run_id":"{result.run_id}"' in sent[0]
     assert result.task_states == {"sleepy": "failed"}
     # TERM first: the command could clean up.
     assert "got TERM" in result.log_lines("sleepy"), result.error_text("sleepy")
@@ -514,8 +522,10 @@ from airflow_cmdexec_provider.operators import ShOperator
 
 with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1),
          default_args={{"docker": {{"image": {image!r}}}, "retries": 0}}) as dag:
-    ShOperator(task_id="tamper", command="echo hacked >> tamper_dag.py && rm other_dag.py && echo x > planted.py && "
-                                         "echo tampered")
+    ShOperator(
+        task_id="tamper",
+        command="echo hacked >> tamper_dag.py && rm other_dag.py && echo x > planted.py && echo tampered",
+    )
 """
 
 
@@ -550,15 +560,24 @@ def test_sibling_tasks_with_a_long_common_prefix_get_containers_of_their_own(run
     from airflow.sdk import TaskGroup
 
     project = make_project(tmp_path / "p")
-    with DAG(dag_id=f"{DAG_PREFIX}_siblings", schedule=None, start_date=datetime(2026, 1, 1),
-             default_args={"project_dir": str(project), "retries": 0, "docker": {"image": IMAGE}}) as dag:
-        with TaskGroup("extract_group_with_a_long_name"):
-            for suffix in "ab":
-                ShOperator(task_id=f"load_table_{suffix}", command=f"echo loaded {suffix}")
+    with (
+        DAG(
+            dag_id=f"{DAG_PREFIX}_siblings",
+            schedule=None,
+            start_date=datetime(2026, 1, 1),
+            default_args={"project_dir": str(project), "retries": 0, "docker": {"image": IMAGE}},
+        ) as dag,
+        TaskGroup("extract_group_with_a_long_name"),
+    ):
+        for suffix in "ab":
+            ShOperator(task_id=f"load_table_{suffix}", command=f"echo loaded {suffix}")
     result = run_dag(dag)
     task_ids = [f"extract_group_with_a_long_name.load_table_{suffix}" for suffix in "ab"]
     assert result.task_states == dict.fromkeys(task_ids, "success"), result.errors
-    started = [[line for line in result.log_lines(t) if line.startswith("Started container ")] for t in task_ids]
-    assert len(started[0]) == len(started[1]) == 1 and started[0] != started[1]
-    for task_id, suffix in zip(task_ids, "ab"):
+    started = [
+        [line for line in result.log_lines(t) if line.startswith("Started container ")] for t in task_ids
+    ]
+    assert len(started[0]) == len(started[1]) == 1
+    assert started[0] != started[1]
+    for task_id, suffix in zip(task_ids, "ab", strict=True):
         assert f"loaded {suffix}" in result.log_lines(task_id)

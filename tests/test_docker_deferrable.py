@@ -16,7 +16,6 @@ from pathlib import Path
 
 import airflow.sdk  # noqa: F401  # first: importing the provider's config before airflow is a circular import
 import pytest
-
 from docker_helpers import (
     DAG_PREFIX,
     IMAGE,
@@ -66,9 +65,18 @@ def project(tmp_path: Path) -> Path:
 def _dag(dag_id: str, project: Path, **docker: object):
     from airflow.sdk import DAG
 
-    return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), params={"greeting": "deferred"},
-               default_args={"project_dir": str(project), "docker": {"image": IMAGE, **docker}, "deferrable": True,
-                             "retries": 0})
+    return DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        params={"greeting": "deferred"},
+        default_args={
+            "project_dir": str(project),
+            "docker": {"image": IMAGE, **docker},
+            "deferrable": True,
+            "retries": 0,
+        },
+    )
 
 
 @pytest.mark.usefixtures("no_leftovers")
@@ -87,7 +95,8 @@ def test_deferrable_docker_run_streams_logs_and_collects_outputs(project, run_da
     log = result.log("step")
     assert "Started container" in log
     assert log.index("first deferred") < log.index("second")  # both lines, in order, once
-    assert log.count("first deferred") == 1 and log.count("second") == 1
+    assert log.count("first deferred") == 1
+    assert log.count("second") == 1
     assert result.xcom("step") == {"done": "deferred"}
     assert "stored: deferred" in result.log("after")
     assert managed_containers(dag_id) == []
@@ -132,8 +141,11 @@ def test_deferrable_docker_timeout_stops_and_removes_the_container(project, run_
 
     dag_id = f"{DAG_PREFIX}_deferrable_timeout"
     with _dag(dag_id, project) as dag:
-        ShOperator(task_id="slow", command="trap 'exit 143' TERM\necho going to sleep\nsleep 300 &\nwait",
-                   execution_timeout=timedelta(seconds=15))
+        ShOperator(
+            task_id="slow",
+            command="trap 'exit 143' TERM\necho going to sleep\nsleep 300 &\nwait",
+            execution_timeout=timedelta(seconds=15),
+        )
     result = run_dag(dag)
 
     assert result.task_states["slow"] == "failed"
@@ -165,8 +177,18 @@ REGISTRY = "registry.invalid:5000"
 @pytest.fixture
 def registry_connection(monkeypatch: pytest.MonkeyPatch) -> str:
     password = f"pw-{uuid.uuid4().hex}"
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY", json.dumps(
-        {"conn_type": "docker", "host": "registry.invalid", "port": 5000, "login": "robot", "password": password}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_TEST_REGISTRY",
+        json.dumps(
+            {
+                "conn_type": "docker",
+                "host": "registry.invalid",
+                "port": 5000,
+                "login": "robot",
+                "password": password,
+            }
+        ),
+    )
     return password
 
 
@@ -185,7 +207,9 @@ def test_registry_login_is_used_on_the_deferrable_path_api(project, run_dag, rec
     image = f"{REGISTRY}/cmdexec/private:{uuid.uuid4().hex[:8]}"
     result = run_dag(_registry_dag(f"{DAG_PREFIX}_registry_api", project, image))
     assert result.task_states == {"private": "failed"}
-    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text("private")
+    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text(
+        "private"
+    )
     (pull,) = [r for r in recorder.requests if r.method == "POST" and "/images/create" in r.path]
     auth = json.loads(base64.urlsafe_b64decode(pull.headers["x-registry-auth"] + "=="))
     assert auth == {"username": "robot", "password": registry_connection, "serveraddress": REGISTRY}
@@ -200,7 +224,9 @@ def test_registry_login_is_used_on_the_deferrable_path_cli(project, run_dag, tmp
     image = f"{REGISTRY}/cmdexec/private:{uuid.uuid4().hex[:8]}"
     result = run_dag(_registry_dag(f"{DAG_PREFIX}_registry_cli", project, image, docker=str(cli)))
     assert result.task_states == {"private": "failed"}
-    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text("private")
+    assert f"the image {image} is not on this Docker host and could not be pulled" in result.error_text(
+        "private"
+    )
     (create,) = [c for c in wrapper_calls(calls) if cli_command(c) == "create"]
     assert create[0] == "--config"
     expected = base64.b64encode(f"robot:{registry_connection}".encode()).decode()

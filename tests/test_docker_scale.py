@@ -50,7 +50,8 @@ def test_one_event_loop_follows_many_deferred_docker_commands(tmp_path):
         assert spawned - children_before == set()  # the Engine API is followed in the event loop itself
 
         for f in followed:
-            assert f.event is not None and f.event["status"] == "finished", (f.name, f.event)
+            assert f.event is not None, f.name
+            assert f.event["status"] == "finished", (f.name, f.event)
             assert f.event["exit_code"] == 0, (f.name, f.event, f.lines[-5:])
             assert scale_helpers.command_lines(f) == list(range(1, LINES + 1)), (f.name, f.lines)
     finally:

@@ -29,9 +29,13 @@ def test_example_dag_parses_without_import_errors(airflow_db):
     assert "cmdexec_example" in dagbag.dag_ids
     dag = dagbag.get_dag("cmdexec_example")
     types = {task.task_id: type(task) for task in dag.tasks}
-    assert types["prepare"] is ShOperator and types["report"] is ShOperator
-    assert types["compute"] is PyOperator and types["enrich"] is RbOperator
-    assert [t.task_id for t in dag.get_task("prepare").get_flat_relatives(upstream=False)]  # a chain, not islands
+    assert types["prepare"] is ShOperator
+    assert types["report"] is ShOperator
+    assert types["compute"] is PyOperator
+    assert types["enrich"] is RbOperator
+    assert [
+        t.task_id for t in dag.get_task("prepare").get_flat_relatives(upstream=False)
+    ]  # a chain, not islands
     # the Digdag-style files the tasks use are in the project (the DAG file's folder)
     for name in ("tasks/my_workflow.py", "tasks/my_workflow.rb", "tasks/report.sh"):
         assert (EXAMPLE_DAGS / name).is_file(), name
@@ -43,7 +47,12 @@ def test_airflow_dags_test_cli_runs_the_example(airflow_db):
     env = os.environ.copy()  # the session's AIRFLOW_HOME, SQLite DB and dags folder (example_dags)
     proc = subprocess.run(
         [AIRFLOW_CLI, "dags", "test", "cmdexec_example"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=str(EXAMPLE_DAGS.parent),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=str(EXAMPLE_DAGS.parent),
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
@@ -56,8 +65,10 @@ def test_airflow_dags_test_cli_runs_the_example(airflow_db):
         "numbers=[1,2,3] total=6 doubled=12",
         "message=hello, 3 numbers",
         "shout=HELLO, 3 NUMBERS",
-        "stored values seen by a plain Airflow task: "
-        "doubled=12, message=hello, 3 numbers, numbers=[1, 2, 3], shout=HELLO, 3 NUMBERS, total=6",
+        (
+            "stored values seen by a plain Airflow task: "
+            "doubled=12, message=hello, 3 numbers, numbers=[1, 2, 3], shout=HELLO, 3 NUMBERS, total=6"
+        ),
     ]
     for line in expected_lines:
         assert line in output, f"{line!r} missing from the output:\n{output[-5000:]}"
@@ -97,6 +108,13 @@ def test_the_package_imports_in_a_fresh_interpreter():
         "airflow_cmdexec_provider.operators",
     ]
     code = "; ".join(f"import {m}" for m in modules) + "; print('imported')"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("imported"), proc.stderr[-3000:]
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("imported"), proc.stderr[-3000:]

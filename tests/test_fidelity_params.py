@@ -69,9 +69,7 @@ def show_best(best_path):
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fidelity")
     (root / "tasks.py").write_text(TASKS_PY)
-    (root / "wf.rb").write_text(
-        "def show_rb\n  puts \"RB ruby=#{Digdag.env.params['ruby_marker']}\"\nend\n"
-    )
+    (root / "wf.rb").write_text("def show_rb\n  puts \"RB ruby=#{Digdag.env.params['ruby_marker']}\"\nend\n")
     return root
 
 
@@ -84,7 +82,9 @@ def _dag(dag_id: str, **kwargs):
 
 def _store(task_id: str, project: Path, values: dict, **kwargs) -> PyOperator:
     params = {**kwargs.pop("params", {}), "to_store": json.dumps(values)}
-    return PyOperator(task_id=task_id, project_dir=str(project), method="tasks.store", params=params, **kwargs)
+    return PyOperator(
+        task_id=task_id, project_dir=str(project), method="tasks.store", params=params, **kwargs
+    )
 
 
 def _show(task_id: str, project: Path, keys: list[str], **kwargs) -> PyOperator:
@@ -95,7 +95,7 @@ def _show(task_id: str, project: Path, keys: list[str], **kwargs) -> PyOperator:
 def _shown(result, task_id: str) -> dict:
     lines = [line for line in result.log_lines(task_id) if line.startswith("SHOW ")]
     assert lines, result.log(task_id)
-    return json.loads(lines[-1][len("SHOW "):])
+    return json.loads(lines[-1][len("SHOW ") :])
 
 
 # -- stored values -----------------------------------------------------------------------------------------
@@ -136,14 +136,20 @@ def test_parallel_siblings_merge_in_definition_order_the_later_one_winning(run_d
 def test_stores_of_a_mapped_task_reach_downstream_in_map_index_order(run_dag, project):
     """Review M3: before the fix the stores of .expand()ed command tasks vanished."""
     with _dag("fidelity_mapped") as dag:
-        mapped = PyOperator.partial(task_id="mapped", project_dir=str(project), method="tasks.store_from_env").expand(
-            env=[{"INDEX": "0"}, {"INDEX": "1"}, {"INDEX": "2"}]
-        )
+        mapped = PyOperator.partial(
+            task_id="mapped", project_dir=str(project), method="tasks.store_from_env"
+        ).expand(env=[{"INDEX": "0"}, {"INDEX": "1"}, {"INDEX": "2"}])
         after = _show("after", project, ["last", "seen_0", "seen_1", "seen_2", "order"])
         mapped >> after
     result = run_dag(dag)
     assert result.state == "success", result.errors
-    assert _shown(result, "after") == {"last": "2", "seen_0": True, "seen_1": True, "seen_2": True, "order": ["2"]}
+    assert _shown(result, "after") == {
+        "last": "2",
+        "seen_0": True,
+        "seen_1": True,
+        "seen_2": True,
+        "order": ["2"],
+    }
 
 
 def test_the_logic_of_digdags_conditions_example_prints_what_digdag_prints(run_dag, project):
@@ -173,11 +179,16 @@ def test_precedence_at_every_level(run_dag, project):
     dag_params = {"p_conf": "dag", "p_group": "dag", "p_store": "dag", "p_task": "dag", "nested": {"dag": 1}}
     with _dag("fidelity_precedence", params=dag_params) as dag:
         outer_store = _store("outer_store", project, {"p_store": "outer-store", "p_group": "outer-store"})
-        with TaskGroup("grp", default_args={"params": {"p_group": "group", "p_store": "group",
-                                                       "nested": {"group": 2}}}) as grp:
+        with TaskGroup(
+            "grp", default_args={"params": {"p_group": "group", "p_store": "group", "nested": {"group": 2}}}
+        ) as grp:
             inner_store = _store("inner_store", project, {"p_store": "inner-store"})
-            shown = _show("shown", project, ["p_conf", "p_group", "p_store", "p_task", "nested"],
-                          params={"p_task": "task"})
+            shown = _show(
+                "shown",
+                project,
+                ["p_conf", "p_group", "p_store", "p_task", "nested"],
+                params={"p_task": "task"},
+            )
             inner_store >> shown
         outer_store >> grp
     result = run_dag(dag, run_conf={"p_conf": "conf", "p_task": "conf"})
@@ -198,10 +209,17 @@ def test_built_in_params_cannot_be_overwritten_and_the_log_names_the_key(run_dag
         writer >> shown
     result = run_dag(dag, logical_date=pendulum.datetime(2026, 4, 5, tz="UTC"))
     assert result.state == "success", result.errors
-    assert _shown(result, "shown") == {"session_date": "2026-04-05", "task_name": "+fidelity_builtins+shown",
-                                       "timezone": "UTC"}
-    warnings = [r.message for r in result.records if r.task_id == "shown" and r.level.lower().startswith("warn")]
-    assert any("session_date" in w and "task_name" in w and "timezone" in w and "built-in" in w for w in warnings)
+    assert _shown(result, "shown") == {
+        "session_date": "2026-04-05",
+        "task_name": "+fidelity_builtins+shown",
+        "timezone": "UTC",
+    }
+    warnings = [
+        r.message for r in result.records if r.task_id == "shown" and r.level.lower().startswith("warn")
+    ]
+    assert any(
+        "session_date" in w and "task_name" in w and "timezone" in w and "built-in" in w for w in warnings
+    )
 
 
 # -- namespaced defaults -----------------------------------------------------------------------------------
@@ -216,10 +234,18 @@ def test_namespaced_sh_py_rb_defaults_and_top_level_arguments_win(run_dag, proje
         "py": {"python": str(marker_python)},
         "rb": {"require": "wf", "ruby": "ruby"},
     }
-    with _dag("fidelity_namespaces", default_args=default_args, params={"show_keys": "[]", "ruby_marker": "m"}) as dag:
-        bash = ShOperator(task_id="bash", project_dir=str(project), command='echo "shell=${BASH_VERSION:+bash}"')
-        plain_sh = ShOperator(task_id="plain_sh", project_dir=str(project), shell="/bin/sh",
-                              command='echo "shell=${BASH_VERSION:-sh}"')
+    with _dag(
+        "fidelity_namespaces", default_args=default_args, params={"show_keys": "[]", "ruby_marker": "m"}
+    ) as dag:
+        bash = ShOperator(
+            task_id="bash", project_dir=str(project), command='echo "shell=${BASH_VERSION:+bash}"'
+        )
+        plain_sh = ShOperator(
+            task_id="plain_sh",
+            project_dir=str(project),
+            shell="/bin/sh",
+            command='echo "shell=${BASH_VERSION:-sh}"',
+        )
         py = PyOperator(task_id="py", project_dir=str(project), method="tasks.show")
         py_own = PyOperator(task_id="py_own", project_dir=str(project), method="tasks.show", python="python3")
         rb = RbOperator(task_id="rb", project_dir=str(project), method="show_rb")
@@ -238,15 +264,23 @@ def test_unknown_key_in_a_namespace_is_a_clear_error(run_dag, project):
         ShOperator(task_id="typo", project_dir=str(project), command="true", sh={"shel": "/bin/bash"})
     result = run_dag(dag)
     assert result.task_states["typo"] == "failed"
-    assert "fidelity_namespace_typo.typo" in result.error_text("typo") and "'shel'" in result.error_text("typo")
+    assert "fidelity_namespace_typo.typo" in result.error_text("typo")
+    assert "'shel'" in result.error_text("typo")
 
 
 # -- runtime params of scheduled runs ----------------------------------------------------------------------
 
 
 def test_last_and_next_session_times_on_a_scheduled_run(run_dag, project):
-    keys = ["session_time", "last_session_time", "next_session_time", "last_session_date",
-            "next_session_date_compact", "last_executed_session_time", "last_executed_session_date"]
+    keys = [
+        "session_time",
+        "last_session_time",
+        "next_session_time",
+        "last_session_date",
+        "next_session_date_compact",
+        "last_executed_session_time",
+        "last_executed_session_date",
+    ]
     with _dag("fidelity_schedule", schedule="@daily") as dag:
         _show("shown", project, keys)
     first = run_dag(dag, logical_date=pendulum.datetime(2026, 3, 10, tz="UTC"))
@@ -273,8 +307,10 @@ def test_unscheduled_dags_have_no_last_or_next_session_params(run_dag, project):
     result = run_dag(dag, logical_date=pendulum.datetime(2026, 3, 10, tz="UTC"))
     assert result.state == "success", result.errors
     shown = _shown(result, "shown")
-    assert shown["last_session_time"] is None and shown["next_session_time"] is None
-    assert isinstance(shown["project_id"], int) and isinstance(shown["session_id"], int)
+    assert shown["last_session_time"] is None
+    assert shown["next_session_time"] is None
+    assert isinstance(shown["project_id"], int)
+    assert isinstance(shown["session_id"], int)
 
 
 # -- Jinja and Digdag text ---------------------------------------------------------------------------------
@@ -282,8 +318,12 @@ def test_unscheduled_dags_have_no_last_or_next_session_params(run_dag, project):
 
 def test_templating_none_runs_a_digdag_command_with_braces_unchanged(run_dag, project):
     with _dag("fidelity_braces") as dag:
-        ShOperator(task_id="braces", project_dir=str(project), templating="none",
-                   command="echo '{{.Id}} {% raw %} {#x#}'")
+        ShOperator(
+            task_id="braces",
+            project_dir=str(project),
+            templating="none",
+            command="echo '{{.Id}} {% raw %} {#x#}'",
+        )
     result = run_dag(dag)
     assert result.state == "success", result.errors
     assert "{{.Id}} {% raw %} {#x#}" in result.log_lines("braces")
@@ -291,14 +331,19 @@ def test_templating_none_runs_a_digdag_command_with_braces_unchanged(run_dag, pr
 
 def test_templating_digdag_substitutes_names_and_dotted_paths_into_the_text(run_dag, project):
     with _dag("fidelity_dollar", params={"table": "users", "td": {"database": "prod"}}) as dag:
-        ShOperator(task_id="dollar", project_dir=str(project), templating="digdag",
-                   command="echo 'in ${td.database}.${table} on ${session_date} {{ untouched }}'")
+        ShOperator(
+            task_id="dollar",
+            project_dir=str(project),
+            templating="digdag",
+            command="echo 'in ${td.database}.${table} on ${session_date} {{ untouched }}'",
+        )
         ShOperator(task_id="undefined", project_dir=str(project), templating="digdag", command="echo ${nope}")
     result = run_dag(dag, logical_date=pendulum.datetime(2026, 5, 6, tz="UTC"))
     assert result.task_states["dollar"] == "success", result.error_text("dollar")
     assert "in prod.users on 2026-05-06 {{ untouched }}" in result.log_lines("dollar")
     assert result.task_states["undefined"] == "failed"
-    assert "fidelity_dollar.undefined" in result.error_text("undefined") and "nope" in result.error_text("undefined")
+    assert "fidelity_dollar.undefined" in result.error_text("undefined")
+    assert "nope" in result.error_text("undefined")
 
 
 def test_a_jinja_syntax_error_names_the_task_and_the_way_out(run_dag, project):
@@ -307,10 +352,11 @@ def test_a_jinja_syntax_error_names_the_task_and_the_way_out(run_dag, project):
     result = run_dag(dag)
     assert result.task_states["bad"] == "failed"
     error = result.error_text("bad")
-    assert "fidelity_jinja_error.bad" in error and "templating='none'" in error
+    assert "fidelity_jinja_error.bad" in error
+    assert "templating='none'" in error
 
 
-# -- conf cannot choose start-up environment names (review H2) ------------------------------------------------
+# -- conf cannot choose start-up environment names (review H2) -----------------------------------------------
 
 
 def test_dag_run_conf_cannot_set_bash_env_ld_preload_or_path(run_dag, project, tmp_path):
@@ -318,22 +364,40 @@ def test_dag_run_conf_cannot_set_bash_env_ld_preload_or_path(run_dag, project, t
     hit = tmp_path / "injected"
     evil.write_text(f"touch {hit}\n")
     with _dag("fidelity_conf_env") as dag:
-        ShOperator(task_id="bash", project_dir=str(project), shell="/bin/bash",
-                   command='echo "path-ok=$(command -v true)"; bash -c "echo child-ran"')
-    result = run_dag(dag, run_conf={"BASH_ENV": str(evil), "ENV": str(evil), "LD_PRELOAD": str(tmp_path / "x.so"),
-                                    "PATH": str(tmp_path), "harmless": "yes"})
+        ShOperator(
+            task_id="bash",
+            project_dir=str(project),
+            shell="/bin/bash",
+            command='echo "path-ok=$(command -v true)"; bash -c "echo child-ran"',
+        )
+    result = run_dag(
+        dag,
+        run_conf={
+            "BASH_ENV": str(evil),
+            "ENV": str(evil),
+            "LD_PRELOAD": str(tmp_path / "x.so"),
+            "PATH": str(tmp_path),
+            "harmless": "yes",
+        },
+    )
     assert result.state == "success", result.errors
     assert not hit.exists()  # BASH_ENV/ENV were not exported: nothing was sourced
     assert "child-ran" in result.log_lines("bash")
-    warnings = [r.message for r in result.records if r.task_id == "bash" and r.level.lower().startswith("warn")]
+    warnings = [
+        r.message for r in result.records if r.task_id == "bash" and r.level.lower().startswith("warn")
+    ]
     assert any("BASH_ENV" in w and "LD_PRELOAD" in w and "PATH" in w for w in warnings)
     assert not any(str(evil) in w for w in warnings)  # names only, never values
 
 
 def test_explicit_env_may_still_set_a_startup_name(run_dag, project, tmp_path):
     with _dag("fidelity_explicit_env") as dag:
-        ShOperator(task_id="t", project_dir=str(project), env={"PYTHONDONTWRITEBYTECODE": "1"},
-                   command='echo "value=$PYTHONDONTWRITEBYTECODE"')
+        ShOperator(
+            task_id="t",
+            project_dir=str(project),
+            env={"PYTHONDONTWRITEBYTECODE": "1"},
+            command='echo "value=$PYTHONDONTWRITEBYTECODE"',
+        )
     result = run_dag(dag)
     assert result.state == "success", result.errors
     assert "value=1" in result.log_lines("t")
@@ -345,6 +409,11 @@ def test_parse_time_only_assigns(project, monkeypatch):
 
     calls: list[str] = []
     monkeypatch.setattr(os, "stat", lambda *a, **k: calls.append("stat"))
-    ShOperator(task_id="x", command="echo ${a}", templating="digdag", docker={"image": "i"},
-               execution_timeout=dt.timedelta(seconds=1))
+    ShOperator(
+        task_id="x",
+        command="echo ${a}",
+        templating="digdag",
+        docker={"image": "i"},
+        execution_timeout=dt.timedelta(seconds=1),
+    )
     assert calls == []

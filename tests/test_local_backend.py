@@ -17,7 +17,12 @@ from tests.process_helpers import pid_gone, wait_gone
 
 def _request(project: Path, io_dir: Path, *argv, workdir: str = "", env=None) -> CommandRequest:
     return CommandRequest(
-        task_label="dag.task", project_dir=project, workdir=workdir, io_dir=io_dir, command=tuple(argv), env=env or {}
+        task_label="dag.task",
+        project_dir=project,
+        workdir=workdir,
+        io_dir=io_dir,
+        command=tuple(argv),
+        env=env or {},
     )
 
 
@@ -58,7 +63,7 @@ def test_runs_in_the_project_or_its_workdir(dirs):
 
 def test_io_files_are_resolved_in_the_io_dir(dirs):
     project, io_dir = dirs
-    (io_dir / "runner.sh").write_text("echo from-io-script; echo \"$0\"\n")
+    (io_dir / "runner.sh").write_text('echo from-io-script; echo "$0"\n')
     lines: list[str] = []
     result = LocalBackend().run(_request(project, io_dir, "/bin/sh", IoFile("runner.sh")), lines.append)
     assert result.exit_code == 0
@@ -85,7 +90,10 @@ def test_explicit_base_env_replaces_the_worker_environment(dirs, monkeypatch):
     monkeypatch.setenv("CMDEXEC_INHERITED", "from-worker")
     lines: list[str] = []
     backend = LocalBackend(base_env={"PATH": os.environ["PATH"], "ONLY": "this"})
-    assert backend.run(_sh(project, io_dir, 'echo "${CMDEXEC_INHERITED:-unset} $ONLY"'), lines.append).exit_code == 0
+    assert (
+        backend.run(_sh(project, io_dir, 'echo "${CMDEXEC_INHERITED:-unset} $ONLY"'), lines.append).exit_code
+        == 0
+    )
     assert lines == ["unset this"]
 
 
@@ -164,7 +172,9 @@ def test_missing_program_raises_command_not_found(dirs):
 def test_a_finished_command_does_not_wait_for_the_kill_grace(dirs):
     project, io_dir = dirs
     started = time.monotonic()
-    assert LocalBackend(kill_grace=60).run(_sh(project, io_dir, "echo done"), lambda line: None).exit_code == 0
+    assert (
+        LocalBackend(kill_grace=60).run(_sh(project, io_dir, "echo done"), lambda line: None).exit_code == 0
+    )
     assert time.monotonic() - started < 30  # it would take 60 s if the grace period were waited for
 
 
@@ -215,8 +225,10 @@ def test_kill_from_another_thread_terminates_the_whole_group(dirs, tmp_path):
 def test_kill_escalates_to_sigkill_when_term_is_ignored(dirs, tmp_path):
     project, io_dir = dirs
     pidfile = tmp_path / "pids"
-    script = f"trap '' TERM; sleep 300 & echo $! > \"{pidfile}.tmp\"; echo $$ >> \"{pidfile}.tmp\"; " \
-             f'mv "{pidfile}.tmp" "{pidfile}"; echo ready; while :; do wait; done'
+    script = (
+        f'trap \'\' TERM; sleep 300 & echo $! > "{pidfile}.tmp"; echo $$ >> "{pidfile}.tmp"; '
+        f'mv "{pidfile}.tmp" "{pidfile}"; echo ready; while :; do wait; done'
+    )
     backend = LocalBackend(kill_grace=1.5)
     thread, outcome, lines = _run_in_thread(backend, _sh(project, io_dir, script))
     pids = _read_pids(pidfile, 2)
@@ -241,7 +253,7 @@ def test_an_exception_in_the_caller_stops_the_group(dirs, tmp_path):
     """What happens on an Airflow timeout: the exception interrupts run(), which must not leave orphans."""
     project, io_dir = dirs
     pidfile = tmp_path / "pids"
-    script = f"trap '' TERM; sleep 300 & echo $! > \"{pidfile}\"; echo $$ >> \"{pidfile}\"; echo go; wait"
+    script = f'trap \'\' TERM; sleep 300 & echo $! > "{pidfile}"; echo $$ >> "{pidfile}"; echo go; wait'
 
     class Interrupted(Exception):
         pass

@@ -14,7 +14,7 @@ from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from airflow_cmdexec_provider.params import stable_id
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _dag(dag_id: str, **kwargs):
@@ -25,7 +25,11 @@ def _dag(dag_id: str, **kwargs):
 
 
 def _command_output(result, task_id: str) -> list[str]:
-    return [r.message for r in result.records if r.task_id == task_id and "airflow_cmdexec_provider.operators." in r.logger]
+    return [
+        r.message
+        for r in result.records
+        if r.task_id == task_id and "airflow_cmdexec_provider.operators." in r.logger
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -43,31 +47,69 @@ def project(tmp_path_factory) -> Path:
 
 BAD_TASKS = {
     # task_id: (operator, kwargs, the problem the message must state)
-    "env_key": (ShOperator, {"command": "true", "env": {"BAD-KEY": "x"}},
-                "invalid env key name 'BAD-KEY': names must match [a-zA-Z_][a-zA-Z_0-9]*"),
+    "env_key": (
+        ShOperator,
+        {"command": "true", "env": {"BAD-KEY": "x"}},
+        "invalid env key name 'BAD-KEY': names must match [a-zA-Z_][a-zA-Z_0-9]*",
+    ),
     "env_key_dotted": (PyOperator, {"method": "steps.ok", "env": {"a.b": "x"}}, "invalid env key name 'a.b'"),
-    "no_project": (ShOperator, {"command": "true", "project_dir": "/nonexistent/cmdexec-project"},
-                   "project_dir '/nonexistent/cmdexec-project' does not exist or is not a folder"),
+    "no_project": (
+        ShOperator,
+        {"command": "true", "project_dir": "/nonexistent/cmdexec-project"},
+        "project_dir '/nonexistent/cmdexec-project' does not exist or is not a folder",
+    ),
     "workdir_up": (ShOperator, {"command": "true", "workdir": "../x"}, "workdir '../x' leaves the project"),
-    "workdir_up_inside": (ShOperator, {"command": "true", "workdir": "sub/../../x"},
-                          "workdir 'sub/../../x' leaves the project"),
-    "workdir_abs": (ShOperator, {"command": "true", "workdir": "/tmp"},
-                    "workdir '/tmp' must be relative to the project"),
-    "workdir_symlink": (ShOperator, {"command": "true", "workdir": "escape"}, "workdir 'escape' leaves the project"),
-    "workdir_missing": (ShOperator, {"command": "true", "workdir": "nope"},
-                        "workdir 'nope' does not exist in the project"),
-    "no_python": (PyOperator, {"method": "steps.ok", "python": "python-not-installed-xyz"},
-                  "python program 'python-not-installed-xyz' was not found on the worker"),
-    "no_python_list": (PyOperator, {"method": "steps.ok", "python": ["/opt/none/python9", "-u"]},
-                       "python program '/opt/none/python9' was not found on the worker"),
-    "no_ruby": (RbOperator, {"method": "ok", "require": "lib/wf", "ruby": "ruby-not-installed-xyz"},
-                "ruby program 'ruby-not-installed-xyz' was not found on the worker"),
-    "no_shell": (ShOperator, {"command": "true", "shell": ["/bin/no-such-shell", "-e"]},
-                 "shell program '/bin/no-such-shell' was not found on the worker"),
+    "workdir_up_inside": (
+        ShOperator,
+        {"command": "true", "workdir": "sub/../../x"},
+        "workdir 'sub/../../x' leaves the project",
+    ),
+    "workdir_abs": (
+        ShOperator,
+        {"command": "true", "workdir": "/tmp"},
+        "workdir '/tmp' must be relative to the project",
+    ),
+    "workdir_symlink": (
+        ShOperator,
+        {"command": "true", "workdir": "escape"},
+        "workdir 'escape' leaves the project",
+    ),
+    "workdir_missing": (
+        ShOperator,
+        {"command": "true", "workdir": "nope"},
+        "workdir 'nope' does not exist in the project",
+    ),
+    "no_python": (
+        PyOperator,
+        {"method": "steps.ok", "python": "python-not-installed-xyz"},
+        "python program 'python-not-installed-xyz' was not found on the worker",
+    ),
+    "no_python_list": (
+        PyOperator,
+        {"method": "steps.ok", "python": ["/opt/none/python9", "-u"]},
+        "python program '/opt/none/python9' was not found on the worker",
+    ),
+    "no_ruby": (
+        RbOperator,
+        {"method": "ok", "require": "lib/wf", "ruby": "ruby-not-installed-xyz"},
+        "ruby program 'ruby-not-installed-xyz' was not found on the worker",
+    ),
+    "no_shell": (
+        ShOperator,
+        {"command": "true", "shell": ["/bin/no-such-shell", "-e"]},
+        "shell program '/bin/no-such-shell' was not found on the worker",
+    ),
     "bad_python_value": (PyOperator, {"method": "steps.ok", "python": 5}, "invalid python 5"),
-    "bad_executor": (ShOperator, {"command": "true", "executor": "dokcer"},
-                     "unknown executor 'dokcer'; use one of auto, local, docker, ecs, kubernetes"),
-    "bad_executor_alias": (PyOperator, {"method": "steps.ok", "command_executor": "k8s"}, "unknown executor 'k8s'"),
+    "bad_executor": (
+        ShOperator,
+        {"command": "true", "executor": "dokcer"},
+        "unknown executor 'dokcer'; use one of auto, local, docker, ecs, kubernetes",
+    ),
+    "bad_executor_alias": (
+        PyOperator,
+        {"method": "steps.ok", "command_executor": "k8s"},
+        "unknown executor 'k8s'",
+    ),
     "empty_command": (ShOperator, {"command": "  "}, "command is empty"),
     "empty_method": (PyOperator, {"method": ""}, "method is empty"),
     "method_without_module": (PyOperator, {"method": "ok"}, "py> method 'ok' must be 'module.function'"),
@@ -90,7 +132,9 @@ def test_bad_input_fails_the_task_with_a_message_naming_task_and_problem(bad_run
     error = bad_run.error(task_id)
     assert error is not None
     message = str(error)
-    assert message.startswith(f"Task bad_input.{task_id}: ") or f"Task bad_input.{task_id}: " in message, message
+    assert message.startswith(f"Task bad_input.{task_id}: ") or f"Task bad_input.{task_id}: " in message, (
+        message
+    )
     assert expected in message, message
     if task_id != "method_without_module":  # that one is reported by the runner, after it ran
         assert isinstance(error, CmdExecConfigError), type(error)
@@ -125,13 +169,26 @@ def test_operator_init_does_no_io_and_defers_every_check_to_execute(monkeypatch)
 
     with _dag("init_no_io"):
         monkeypatch.setattr(config, "executor_type", no_variables)
-        monkeypatch.setattr(os, "listdir", lambda *a: (_ for _ in ()).throw(AssertionError("listdir at init")))
+        monkeypatch.setattr(
+            os, "listdir", lambda *a: (_ for _ in ()).throw(AssertionError("listdir at init"))
+        )
         monkeypatch.setattr(os, "stat", lambda *a, **k: (_ for _ in ()).throw(AssertionError("stat at init")))
         ops = [
-            ShOperator(task_id="sh", command="", project_dir="/does/not/exist", executor="bogus", shell=123,
-                       env={"bad-key": None}, workdir="../../etc"),
-            PyOperator(task_id="py", method="", project_dir="/does/not/exist", command_executor="bogus", python=5),
-            RbOperator(task_id="rb", method="", project_dir="/does/not/exist", executor="bogus", ruby=[], require=3),
+            ShOperator(
+                task_id="sh",
+                command="",
+                project_dir="/does/not/exist",
+                executor="bogus",
+                shell=123,
+                env={"bad-key": None},
+                workdir="../../etc",
+            ),
+            PyOperator(
+                task_id="py", method="", project_dir="/does/not/exist", command_executor="bogus", python=5
+            ),
+            RbOperator(
+                task_id="rb", method="", project_dir="/does/not/exist", executor="bogus", ruby=[], require=3
+            ),
         ]
         monkeypatch.undo()
     for op in ops:
@@ -143,10 +200,22 @@ def test_operator_init_does_no_io_and_defers_every_check_to_execute(monkeypatch)
 
 def _fake_context(op, logical_date=None):
     logical_date = logical_date or pendulum.datetime(2026, 1, 1, tz="UTC")
-    ti = SimpleNamespace(dag_id="d", task_id=op.task_id, run_id="r", try_number=1, map_index=-1,
-                         xcom_pull=lambda **kwargs: None)
-    return {"ti": ti, "params": {}, "logical_date": logical_date, "run_id": "r",
-            "dag_run": SimpleNamespace(run_after=logical_date), "dag": None}
+    ti = SimpleNamespace(
+        dag_id="d",
+        task_id=op.task_id,
+        run_id="r",
+        try_number=1,
+        map_index=-1,
+        xcom_pull=lambda **kwargs: None,
+    )
+    return {
+        "ti": ti,
+        "params": {},
+        "logical_date": logical_date,
+        "run_id": "r",
+        "dag_run": SimpleNamespace(run_after=logical_date),
+        "dag": None,
+    }
 
 
 # -- executor selection ------------------------------------------------------------------------------------
@@ -169,8 +238,10 @@ def test_with_nothing_configured_tasks_run_locally_and_the_log_says_so(run_dag, 
     for task_id in ("sh", "py", "rb", "auto"):
         line = _selection_line(result, task_id)
         # No docker/ecs/kubernetes params: only local can run it, so no Variable or Connection is read
-        assert line == f"Task select_auto.{task_id} runs on the local executor (it has no docker, ecs or " \
-                       "kubernetes params)"
+        assert (
+            line == f"Task select_auto.{task_id} runs on the local executor (it has no docker, ecs or "
+            "kubernetes params)"
+        )
     assert _command_output(result, "sh") == ["sh-ran"]
     assert _command_output(result, "py") == ["ok"]
     assert _command_output(result, "rb") == ["ok"]
@@ -195,9 +266,11 @@ def test_default_args_reach_the_operators_like_digdag_export(run_dag, project):
     with _dag("select_default_args", default_args=default_args) as dag:
         sh = ShOperator(task_id="sh", project_dir=str(project), command='echo "defaults=$FROM_DEFAULTS"')
         py = PyOperator(task_id="py", project_dir=str(project), method="steps.ok")
-        override = ShOperator(task_id="override", project_dir=str(project), command="echo o", executor="auto",
-                              docker=None)
-    assert sh.docker == docker and py.docker == docker
+        override = ShOperator(
+            task_id="override", project_dir=str(project), command="echo o", executor="auto", docker=None
+        )
+    assert sh.docker == docker
+    assert py.docker == docker
     assert sh.command_executor == py.command_executor == "local"
     assert override.command_executor == "auto"
     result = run_dag(dag)
@@ -207,7 +280,8 @@ def test_default_args_reach_the_operators_like_digdag_export(run_dag, project):
     # the task's own executor="auto" wins over the DAG-wide command_executor="local"
     assert result.task_states["override"] == "success", result.errors
     override_line = _selection_line(result, "override")
-    assert "runs on the local executor" in override_line and "forced" not in override_line
+    assert "runs on the local executor" in override_line
+    assert "forced" not in override_line
 
 
 # -- runtime params in real runs --------------------------------------------------------------------------
@@ -256,9 +330,11 @@ def test_runtime_params_of_a_manual_run_without_logical_date(run_dag, project):
     assert params["session_date_compact"] == run_after.strftime("%Y%m%d")
     assert params["session_local_time"] == run_after.strftime("%Y-%m-%d %H:%M:%S")
     assert params["session_unixtime"] == str(int(run_after.timestamp()))
-    assert params["timezone"] == "UTC" and params["session_tz_offset"] == "+0000"
+    assert params["timezone"] == "UTC"
+    assert params["session_tz_offset"] == "+0000"
     # Digdag's session_time has no fraction of a second, also for a run_after that has one (review L3)
-    assert "." not in params["session_time"] and pendulum.parse(params["session_time"]).microsecond == 0
+    assert "." not in params["session_time"]
+    assert pendulum.parse(params["session_time"]).microsecond == 0
 
 
 def test_runtime_params_of_a_non_utc_dag(run_dag, project):

@@ -1,4 +1,5 @@
-"""Timeouts and kills stop the whole process group; runner files never outlive the try or touch the project."""
+"""Timeouts and kills stop the whole process group; runner files never outlive the try or touch the
+project."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from airflow_cmdexec_provider.exceptions import CommandFailed
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from tests.process_helpers import wait_gone
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _dag(dag_id: str, **kwargs):
@@ -25,7 +26,11 @@ def _dag(dag_id: str, **kwargs):
 
 
 def _command_output(result, task_id: str) -> list[str]:
-    return [r.message for r in result.records if r.task_id == task_id and "airflow_cmdexec_provider.operators." in r.logger]
+    return [
+        r.message
+        for r in result.records
+        if r.task_id == task_id and "airflow_cmdexec_provider.operators." in r.logger
+    ]
 
 
 def _wait_for(path: Path, timeout: float = 10.0) -> str:
@@ -53,8 +58,12 @@ wait
 echo never-reached
 """
     with _dag("timeout_group") as dag:
-        ShOperator(task_id="slow", project_dir=str(tmp_path), command=command,
-                   execution_timeout=dt.timedelta(seconds=1.5))
+        ShOperator(
+            task_id="slow",
+            project_dir=str(tmp_path),
+            command=command,
+            execution_timeout=dt.timedelta(seconds=1.5),
+        )
     result = run_dag(dag)
 
     from airflow.sdk.exceptions import AirflowTaskTimeout
@@ -69,18 +78,34 @@ echo never-reached
 
 def _fake_context(op):
     logical_date = pendulum.datetime(2026, 1, 1, tz="UTC")
-    ti = SimpleNamespace(dag_id=op.dag_id, task_id=op.task_id, run_id="r", try_number=1, map_index=-1,
-                         xcom_pull=lambda **kwargs: None)
-    return {"ti": ti, "params": {}, "logical_date": logical_date, "run_id": "r",
-            "dag_run": SimpleNamespace(run_after=logical_date), "dag": op.dag}
+    ti = SimpleNamespace(
+        dag_id=op.dag_id,
+        task_id=op.task_id,
+        run_id="r",
+        try_number=1,
+        map_index=-1,
+        xcom_pull=lambda **kwargs: None,
+    )
+    return {
+        "ti": ti,
+        "params": {},
+        "logical_date": logical_date,
+        "run_id": "r",
+        "dag_run": SimpleNamespace(run_after=logical_date),
+        "dag": op.dag,
+    }
 
 
 def test_on_kill_from_another_thread_stops_the_command(tmp_path):
     """What Airflow does when a task is killed (SIGTERM handler -> on_kill) while execute() blocks."""
     pidfile = tmp_path / "pids"
     with _dag("on_kill"):
-        op = ShOperator(task_id="slow", project_dir=str(tmp_path), executor="local",
-                        command=f'sleep 300 & echo "$$ $!" > "{pidfile}"; wait')
+        op = ShOperator(
+            task_id="slow",
+            project_dir=str(tmp_path),
+            executor="local",
+            command=f'sleep 300 & echo "$$ $!" > "{pidfile}"; wait',
+        )
     outcome: dict = {}
 
     def target():
@@ -102,7 +127,7 @@ def test_on_kill_from_another_thread_stops_the_command(tmp_path):
     op.on_kill()  # after the command ended: nothing to do, no error
 
 
-# -- runner files ---------------------------------------------------------------------------------------------
+# -- runner files --------------------------------------------------------------------------------------------
 
 STEPS_PY = """
 import os
@@ -153,13 +178,20 @@ def test_runner_files_live_in_a_per_try_temp_dir_removed_afterwards(run_dag, tmp
     show_sh = 'io=$(dirname "$0"); echo "io=$io"; echo "files=$(ls "$io" | tr "\\n" "," | sed "s/,$//")"'
     with _dag("runner_files", params={"greeting": "hi"}) as dag:
         ShOperator(task_id="sh", project_dir=str(project), command=show_sh)
-        ShOperator(task_id="sh_workdir", project_dir=str(project), workdir="sub", command=show_sh + "; exit 4")
+        ShOperator(
+            task_id="sh_workdir", project_dir=str(project), workdir="sub", command=show_sh + "; exit 4"
+        )
         PyOperator(task_id="py", project_dir=str(project), method="pkg.steps.where")
         PyOperator(task_id="py_fails", project_dir=str(project), method="pkg.steps.where_then_fail")
         RbOperator(task_id="rb", project_dir=str(project), require="wf", method="where")
     result = run_dag(dag)
-    assert result.task_states == {"sh": "success", "sh_workdir": "failed", "py": "success",
-                                  "py_fails": "failed", "rb": "success"}, result.errors
+    assert result.task_states == {
+        "sh": "success",
+        "sh_workdir": "failed",
+        "py": "success",
+        "py_fails": "failed",
+        "rb": "success",
+    }, result.errors
 
     expected_files = {
         "sh": "runner.sh",
@@ -173,7 +205,9 @@ def test_runner_files_live_in_a_per_try_temp_dir_removed_afterwards(run_dag, tmp
         lines = dict(line.split("=", 1) for line in _command_output(result, task_id) if "=" in line)
         io_dir = Path(lines["io"])
         assert lines["files"] == files, (task_id, lines)
-        assert project.resolve() not in io_dir.resolve().parents, f"{task_id} ran its runner files in the project"
+        assert project.resolve() not in io_dir.resolve().parents, (
+            f"{task_id} ran its runner files in the project"
+        )
         assert not io_dir.exists(), f"{task_id} left its IO dir {io_dir}"
         assert not io_dir.parent.exists(), f"{task_id} left the temp dir {io_dir.parent}"
         io_dirs[task_id] = io_dir

@@ -16,9 +16,9 @@ import pytest
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from airflow_cmdexec_provider.params import stable_id
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
-STEPS_PY = '''
+STEPS_PY = """
 import json
 import sys
 
@@ -41,11 +41,13 @@ def bind(greeting, count=1, unused_default="dflt"):
 
 def all_kwargs(**kwargs):
     print("kwargs keys: " + ",".join(sorted(k for k in kwargs if not k.startswith("session_uuid"))))
-    print("kwargs greeting=%s count=%s date=%s" % (kwargs["greeting"], kwargs["count"], kwargs["session_date"]))
+    print("kwargs greeting=%s count=%s date=%s"
+          % (kwargs["greeting"], kwargs["count"], kwargs["session_date"]))
 
 
 def mixed(greeting, **rest):
-    print("mixed greeting=%s rest_has_greeting=%s rest_count=%s" % (greeting, "greeting" in rest, rest["count"]))
+    print("mixed greeting=%s rest_has_greeting=%s rest_count=%s"
+          % (greeting, "greeting" in rest, rest["count"]))
 
 
 def show_params():
@@ -81,7 +83,8 @@ def exit_with(code):
 
 
 def interpreter():
-    print("interpreter write_through=%s argv0=%s" % (sys.stdout.write_through, sys.argv[0].rsplit("/", 1)[-1]))
+    print("interpreter write_through=%s argv0=%s"
+          % (sys.stdout.write_through, sys.argv[0].rsplit("/", 1)[-1]))
 
 
 class Greeter(object):
@@ -96,14 +99,14 @@ class Greeter(object):
 class Job(object):
     def run(self, count):
         print("Job.run count=%s" % count)
-'''
+"""
 
-PKG_MOD_PY = '''
+PKG_MOD_PY = """
 def func(greeting):
     print("pkg.mod.func %s" % greeting)
-'''
+"""
 
-WF_RB = '''
+WF_RB = """
 module Mod
   class Klass
     def self.meth(req, opt = "opt-default", keyreq:, key: "key-default", **rest)
@@ -151,7 +154,7 @@ end
 def top_level(greeting)
   puts "top_level #{greeting} params_count=#{Digdag.env.params['count']}"
 end
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +183,11 @@ def _dag(dag_id: str, **kwargs):
 
 def _command_output(result, task_id: str) -> list[str]:
     """The lines the command printed (logged by the operator), without Airflow's own records."""
-    return [r.message for r in result.records if r.task_id == task_id and ".operators." in r.logger
-            and "airflow_cmdexec_provider" in r.logger]
+    return [
+        r.message
+        for r in result.records
+        if r.task_id == task_id and ".operators." in r.logger and "airflow_cmdexec_provider" in r.logger
+    ]
 
 
 # -- sh> ----------------------------------------------------------------------------------------------------
@@ -202,7 +208,7 @@ def test_sh_params_become_env_vars(run_dag, project):
             task_id="show",
             project_dir=str(project),
             command='echo "text=$text|int=$an_int|bool=$a_bool|list=$a_list|dict=$a_dict"\n'
-            "echo \"date=$session_date|task=$task_name|attempt=$attempt_id|tz=$timezone\"\n"
+            'echo "date=$session_date|task=$task_name|attempt=$attempt_id|tz=$timezone"\n'
             "env | grep -c -E '^a[.-]b=' || true",
         )
     result = run_dag(dag, logical_date=pendulum.datetime(2026, 2, 3, 4, 5, 6, tz="UTC"))
@@ -219,7 +225,9 @@ def test_sh_param_values_are_never_interpolated_into_the_script(run_dag, project
     pwned = tmp_path / "pwned-XYZ"
     evil = f"$(touch {pwned}); `touch {pwned}`"
     with _dag("sh_injection", params={"evil": evil}) as dag:
-        ShOperator(task_id="echo", project_dir=str(project), command='echo "quoted=$evil"; echo unquoted=$evil')
+        ShOperator(
+            task_id="echo", project_dir=str(project), command='echo "quoted=$evil"; echo unquoted=$evil'
+        )
     result = run_dag(dag)
     assert result.state == "success", result.error_text("echo")
     assert not pwned.exists()
@@ -257,7 +265,8 @@ def test_sh_default_shell_and_custom_shell_list(run_dag, project):
     sh_exe, bash_exe = os.path.realpath("/bin/sh"), os.path.realpath("/bin/bash")
 
     default_lines = _command_output(result, "default_sh")
-    assert len(default_lines) == 1 and default_lines[0].startswith(f"exe={sh_exe} script=runner.sh opts=")
+    assert len(default_lines) == 1
+    assert default_lines[0].startswith(f"exe={sh_exe} script=runner.sh opts=")
 
     assert result.task_states["bash_e"] == "failed"
     bash_lines = _command_output(result, "bash_e")
@@ -267,7 +276,8 @@ def test_sh_default_shell_and_custom_shell_list(run_dag, project):
     assert result.error_text("bash_e") == "Task sh_shells.bash_e: command failed with code 1"
 
     str_lines = _command_output(result, "bash_str")
-    assert len(str_lines) == 1 and str_lines[0].startswith(f"exe={bash_exe} script=runner.sh opts=")
+    assert len(str_lines) == 1
+    assert str_lines[0].startswith(f"exe={bash_exe} script=runner.sh opts=")
     assert "e" not in str_lines[0].split("opts=")[1]
 
 
@@ -311,7 +321,15 @@ def test_py_method_forms_and_argument_binding(run_dag, project):
     assert _command_output(result, "func") == ["bind greeting=hello count=3 unused_default=dflt"]
     kwargs_lines = _command_output(result, "kwargs")
     keys = kwargs_lines[0].removeprefix("kwargs keys: ").split(",")
-    assert {"greeting", "count", "session_time", "session_date", "task_name", "attempt_id", "timezone"} <= set(keys)
+    assert {
+        "greeting",
+        "count",
+        "session_time",
+        "session_date",
+        "task_name",
+        "attempt_id",
+        "timezone",
+    } <= set(keys)
     assert kwargs_lines[1] == "kwargs greeting=hello count=3 date=2026-05-06"
     assert _command_output(result, "mixed") == ["mixed greeting=hello rest_has_greeting=False rest_count=3"]
     assert _command_output(result, "class_method") == ["Greeter.hello hello world"]
@@ -325,7 +343,9 @@ def test_py_python_as_string_or_list(run_dag, project, monkeypatch):
     with _dag("py_interpreter") as dag:
         PyOperator(task_id="default", project_dir=str(project), method="steps.interpreter")
         PyOperator(task_id="as_str", project_dir=str(project), method="steps.interpreter", python="python3")
-        PyOperator(task_id="as_list", project_dir=str(project), method="steps.interpreter", python=["python3", "-u"])
+        PyOperator(
+            task_id="as_list", project_dir=str(project), method="steps.interpreter", python=["python3", "-u"]
+        )
     # -u is what tells the list form apart: stdout becomes write-through
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
     result = run_dag(dag)
@@ -338,7 +358,11 @@ def test_py_python_as_string_or_list(run_dag, project, monkeypatch):
 def test_py_export_logs_a_warning_and_has_no_effect(run_dag, project):
     with _dag("py_export") as dag:
         first = PyOperator(task_id="first", project_dir=str(project), method="steps.store_and_export")
-        second = ShOperator(task_id="second", project_dir=str(project), command='echo "kept=$kept exported=${exported:-unset}"')
+        second = ShOperator(
+            task_id="second",
+            project_dir=str(project),
+            command='echo "kept=$kept exported=${exported:-unset}"',
+        )
         first >> second
     result = run_dag(dag)
     assert result.state == "success", result.errors
@@ -355,7 +379,9 @@ def test_py_sys_exit(run_dag, project):
         PyOperator(task_id="three", project_dir=str(project), method="steps.exit_with", params={"code": 3})
     result = run_dag(dag)
     assert result.task_states == {"zero": "failed", "three": "failed"}
-    hint = "Possible cause: Invalid python module call, duplicate module name with standard library (SystemExit)"
+    hint = (
+        "Possible cause: Invalid python module call, duplicate module name with standard library (SystemExit)"
+    )
     for task_id, code, exit_code in (("zero", 0, 1), ("three", 3, 3)):
         error = result.error_text(task_id)
         assert error.startswith(
@@ -375,8 +401,13 @@ def test_rb_method_forms_and_argument_binding(run_dag, project):
         RbOperator(task_id="instance", project_dir=str(project), require="lib/wf", method="Inst.hello")
         RbOperator(task_id="class_method", project_dir=str(project), require="lib/wf", method="Cls.go")
         RbOperator(task_id="top_level", project_dir=str(project), require="lib/wf", method="top_level")
-        RbOperator(task_id="ruby_list", project_dir=str(project), require="lib/wf", method="Cls.go",
-                   ruby=["ruby", "-W0"])
+        RbOperator(
+            task_id="ruby_list",
+            project_dir=str(project),
+            require="lib/wf",
+            method="Cls.go",
+            ruby=["ruby", "-W0"],
+        )
     result = run_dag(dag)
     assert result.state == "success", result.errors
     # req / opt (absent: default) / keyreq / key (absent: default) / keyrest (all params, symbols)
@@ -399,7 +430,7 @@ def test_rb_optional_positional_is_given_when_present(run_dag, project):
     ]
 
 
-# -- stored params --------------------------------------------------------------------------------------------
+# -- stored params -------------------------------------------------------------------------------------------
 
 
 def test_stored_values_flow_down_the_chain(run_dag, project):
@@ -407,7 +438,9 @@ def test_stored_values_flow_down_the_chain(run_dag, project):
 
     with _dag("store_chain") as dag:
         py_a = PyOperator(task_id="py_store_a", project_dir=str(project), method="steps.store_a")
-        sh_none = ShOperator(task_id="sh_no_store", project_dir=str(project), command='echo "sh sees a=$a shared=$shared"')
+        sh_none = ShOperator(
+            task_id="sh_no_store", project_dir=str(project), command='echo "sh sees a=$a shared=$shared"'
+        )
         rb_b = RbOperator(task_id="rb_store_b", project_dir=str(project), require="lib/wf", method="Store.b")
 
         @task
@@ -417,7 +450,9 @@ def test_stored_values_flow_down_the_chain(run_dag, project):
             return {"a": "a plain task's return value is not a store"}
 
         py_read = PyOperator(task_id="py_read", project_dir=str(project), method="steps.read_a_and_b")
-        sh_env = ShOperator(task_id="sh_env", project_dir=str(project), command='echo "a=$a b=$b c=$c from_rb=$from_rb"')
+        sh_env = ShOperator(
+            task_id="sh_env", project_dir=str(project), command='echo "a=$a b=$b c=$c from_rb=$from_rb"'
+        )
 
         @task
         def plain_end(ti=None):
@@ -441,10 +476,16 @@ def test_stored_values_flow_down_the_chain(run_dag, project):
 
 
 def test_stored_values_win_over_params_and_nearer_stores_win(run_dag, project):
-    with _dag("store_precedence", params={"greeting": "hi", "greeted": "from-params", "name": "first"}) as dag:
+    with _dag(
+        "store_precedence", params={"greeting": "hi", "greeted": "from-params", "name": "first"}
+    ) as dag:
         first = PyOperator(task_id="first", project_dir=str(project), method="steps.Greeter.hello")
-        second = PyOperator(task_id="second", project_dir=str(project), method="steps.Greeter.hello",
-                            params={"name": "second"})
+        second = PyOperator(
+            task_id="second",
+            project_dir=str(project),
+            method="steps.Greeter.hello",
+            params={"name": "second"},
+        )
         show = ShOperator(task_id="show", project_dir=str(project), command='echo "greeted=$greeted"')
         first >> second >> show
     result = run_dag(dag)
@@ -454,7 +495,7 @@ def test_stored_values_win_over_params_and_nearer_stores_win(run_dag, project):
     assert _command_output(result, "show") == ["greeted=second"]
 
 
-# -- errors -----------------------------------------------------------------------------------------------------
+# -- errors --------------------------------------------------------------------------------------------------
 
 
 def _assert_reported_once(result, task_id: str, needle: str) -> None:
@@ -473,11 +514,14 @@ def test_python_exception_fails_with_class_message_and_user_backtrace(run_dag, p
     error = result.error_text("boom")
     assert error.startswith(
         "Task py_error.boom: Python command failed with code 1\n"
-        "Error messages from python: boom from user code (ValueError)\n\tfrom File \""
+        'Error messages from python: boom from user code (ValueError)\n\tfrom File "'
     ), error
-    assert "steps.py" in error and "in boom" in error and "in helper_that_raises" in error
+    assert "steps.py" in error
+    assert "in boom" in error
+    assert "in helper_that_raises" in error
     assert 'raise ValueError("boom from user code")' in error
-    assert "runner.py" not in error and "_call" not in error
+    assert "runner.py" not in error
+    assert "_call" not in error
     _assert_reported_once(result, "boom", "boom from user code (ValueError)")
 
 
@@ -490,7 +534,8 @@ def test_ruby_exception_fails_with_class_message_and_user_backtrace(run_dag, pro
     assert error.startswith(
         "Task rb_error.boom: Ruby command failed with code 1: boom from ruby code (ArgumentError)\n\tfrom "
     ), error
-    assert "lib/wf.rb" in error and "helper" in error
+    assert "lib/wf.rb" in error
+    assert "helper" in error
     assert "runner.rb" not in error
     _assert_reported_once(result, "boom", "boom from ruby code (ArgumentError)")
 
@@ -498,25 +543,72 @@ def test_ruby_exception_fails_with_class_message_and_user_backtrace(run_dag, pro
 @pytest.mark.parametrize(
     ("operator", "kwargs", "expected"),
     [
-        (PyOperator, {"method": "no_such_module.func"}, "No module named 'no_such_module' (ModuleNotFoundError)"),
-        (PyOperator, {"method": "steps.no_such_func"}, "Module 'steps' has no attribute 'no_such_func' (AttributeError)"),
-        (PyOperator, {"method": "steps.Greeter.no_such"}, "Class 'steps.Greeter' has no method 'no_such' (AttributeError)"),
-        (PyOperator, {"method": "steps.needs"},
-         "Method 'steps.needs' requires parameter 'required_arg' but not set (TypeError)"),
-        (PyOperator, {"method": "steps.store_datetime"},
-         "digdag.env.store: the value of 'when' is not JSON-serialisable (datetime"),
-        (RbOperator, {"method": "Cls.nope", "require": "lib/wf"},
-         "Cls has no method 'nope' (neither a public instance method nor a method of the class itself) (NoMethodError)"),
-        (RbOperator, {"method": "NoSuchClass.meth", "require": "lib/wf"}, "uninitialized constant NoSuchClass (NameError)"),
-        (RbOperator, {"method": "Cls.go", "require": "lib/no_such_file"}, "cannot load such file -- lib/no_such_file (LoadError)"),
-        (RbOperator, {"method": "Store.b", "require": "lib/wf"},
-         "Method 'Store.b' requires parameter 'a' but not set (ArgumentError)"),
-        (RbOperator, {"method": "Store.bad_value", "require": "lib/wf"},
-         "Digdag.env.store: the value of 'when' is not JSON-serialisable (Time)"),
+        (
+            PyOperator,
+            {"method": "no_such_module.func"},
+            "No module named 'no_such_module' (ModuleNotFoundError)",
+        ),
+        (
+            PyOperator,
+            {"method": "steps.no_such_func"},
+            "Module 'steps' has no attribute 'no_such_func' (AttributeError)",
+        ),
+        (
+            PyOperator,
+            {"method": "steps.Greeter.no_such"},
+            "Class 'steps.Greeter' has no method 'no_such' (AttributeError)",
+        ),
+        (
+            PyOperator,
+            {"method": "steps.needs"},
+            "Method 'steps.needs' requires parameter 'required_arg' but not set (TypeError)",
+        ),
+        (
+            PyOperator,
+            {"method": "steps.store_datetime"},
+            "digdag.env.store: the value of 'when' is not JSON-serialisable (datetime",
+        ),
+        (
+            RbOperator,
+            {"method": "Cls.nope", "require": "lib/wf"},
+            (
+                "Cls has no method 'nope' (neither a public instance method nor a method of the class "
+                "itself) (NoMethodError)"
+            ),
+        ),
+        (
+            RbOperator,
+            {"method": "NoSuchClass.meth", "require": "lib/wf"},
+            "uninitialized constant NoSuchClass (NameError)",
+        ),
+        (
+            RbOperator,
+            {"method": "Cls.go", "require": "lib/no_such_file"},
+            "cannot load such file -- lib/no_such_file (LoadError)",
+        ),
+        (
+            RbOperator,
+            {"method": "Store.b", "require": "lib/wf"},
+            "Method 'Store.b' requires parameter 'a' but not set (ArgumentError)",
+        ),
+        (
+            RbOperator,
+            {"method": "Store.bad_value", "require": "lib/wf"},
+            "Digdag.env.store: the value of 'when' is not JSON-serialisable (Time)",
+        ),
     ],
-    ids=["py-unknown-module", "py-unknown-func", "py-unknown-method", "py-missing-arg", "py-store-datetime",
-         "rb-unknown-method", "rb-unknown-class", "rb-unknown-require", "rb-missing-arg",
-         "rb-store-time"],
+    ids=[
+        "py-unknown-module",
+        "py-unknown-func",
+        "py-unknown-method",
+        "py-missing-arg",
+        "py-store-datetime",
+        "rb-unknown-method",
+        "rb-unknown-class",
+        "rb-unknown-require",
+        "rb-missing-arg",
+        "rb-store-time",
+    ],
 )
 def test_user_code_errors_name_the_task_and_the_problem(run_dag, project, operator, kwargs, expected):
     dag_id = f"user_error_{operator.__name__}_{abs(hash(str(kwargs))) % 10**8}"
@@ -525,8 +617,11 @@ def test_user_code_errors_name_the_task_and_the_problem(run_dag, project, operat
     result = run_dag(dag)
     assert result.task_states["bad"] == "failed"
     error = result.error_text("bad")
-    first_line = "Python command failed with code 1\nError messages from python: " if operator is PyOperator \
+    first_line = (
+        "Python command failed with code 1\nError messages from python: "
+        if operator is PyOperator
         else "Ruby command failed with code 1: "
+    )
     assert error.startswith(f"Task {dag_id}.bad: {first_line}"), error
     assert expected in error
     _assert_reported_once(result, "bad", expected)

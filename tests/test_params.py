@@ -27,7 +27,9 @@ def _dag(tz=None, dag_id="my_dag"):
     return DAG(dag_id, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=tz))
 
 
-def _context(*, logical_date, dag=None, run_after=None, task_id="step", try_number=1, params=None, run_id="run-1"):
+def _context(
+    *, logical_date, dag=None, run_after=None, task_id="step", try_number=1, params=None, run_id="run-1"
+):
     dag = dag if dag is not None else _dag()
     ti = SimpleNamespace(dag_id=dag.dag_id, task_id=task_id, run_id=run_id, try_number=try_number)
     context = {
@@ -60,7 +62,8 @@ def test_runtime_params_utc_dag_with_logical_date():
     assert params["timezone"] == "UTC"
     assert params["task_name"] == "+my_dag+step"
     # Digdag's ids are integers: stable stand-ins derived from the run (and the run's clear number)
-    assert isinstance(params["attempt_id"], int) and isinstance(params["session_id"], int)
+    assert isinstance(params["attempt_id"], int)
+    assert isinstance(params["session_id"], int)
     assert params["session_id"] == runtime_params(_context(logical_date=logical, try_number=1))["session_id"]
     assert params["attempt_id"] == runtime_params(_context(logical_date=logical, try_number=1))["attempt_id"]
     assert isinstance(params["project_id"], int)
@@ -81,14 +84,15 @@ def test_runtime_params_manual_run_without_logical_date_uses_run_after():
 
 def test_runtime_params_logical_date_wins_over_run_after():
     context = _context(
-        logical_date=pendulum.datetime(2026, 1, 1, tz="UTC"), run_after=pendulum.datetime(2026, 5, 5, tz="UTC")
+        logical_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        run_after=pendulum.datetime(2026, 5, 5, tz="UTC"),
     )
     assert runtime_params(context)["session_date"] == "2026-01-01"
 
 
 def test_runtime_params_without_any_date_is_a_clear_error():
     context = _context(logical_date=None, run_after=None)
-    with pytest.raises(CmdExecConfigError, match="neither logical_date nor dag_run.run_after"):
+    with pytest.raises(CmdExecConfigError, match=r"neither logical_date nor dag_run\.run_after"):
         runtime_params(context)
 
 
@@ -166,30 +170,65 @@ def test_resolve_params_follows_digdag_precedence():
     assert params["count"] == 4  # the nearest scope's store wins over the outer export and store
     assert params["nested"] == {"a": 1, "b": 2, "c": 3}  # deep merge, as Digdag's Config.merge
     assert params["session_date"] == "2026-01-01"  # built-ins cannot be overwritten by session params
-    assert params["mine"] == "local" and params["task_name"] == "mine"  # task-local keys win over everything
+    assert params["mine"] == "local"
+    assert params["task_name"] == "mine"
     assert "retry_attempt_name" not in params  # null runtime params are dropped, as in Digdag
-    assert len(warnings) == 1 and "session_date" in warnings[0] and "my_dag.step" in warnings[0]
+    assert len(warnings) == 1
+    assert "session_date" in warnings[0]
+    assert "my_dag.step" in warnings[0]
     json.dumps(params)
 
 
 def test_resolve_params_rejects_values_that_are_not_json():
     with pytest.raises(CmdExecConfigError) as excinfo:
-        resolve_params(session={"when": dt.datetime(2026, 1, 1), "ok": 1}, scopes=[], runtime={}, local={},
-                       task_label="my_dag.step")
+        resolve_params(
+            session={"when": dt.datetime(2026, 1, 1), "ok": 1},
+            scopes=[],
+            runtime={},
+            local={},
+            task_label="my_dag.step",
+        )
     message = str(excinfo.value)
-    assert "my_dag.step" in message and "'when'" in message and "JSON" in message
+    assert "my_dag.step" in message
+    assert "'when'" in message
+    assert "JSON" in message
     assert "'ok'" not in message
 
 
 def test_resolve_params_rejects_stored_values_that_are_not_json():
     with pytest.raises(CmdExecConfigError, match=r"my_dag\.step: params \['bad'\] are not JSON"):
-        resolve_params(session={}, scopes=[({}, [{"bad": {1, 2}}])], runtime={}, local={}, task_label="my_dag.step")
+        resolve_params(
+            session={}, scopes=[({}, [{"bad": {1, 2}}])], runtime={}, local={}, task_label="my_dag.step"
+        )
 
 
-@pytest.mark.parametrize("name", ["BASH_ENV", "ENV", "LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "IFS", "SHELLOPTS",
-                                  "BASHOPTS", "PS4", "PYTHONPATH", "PYTHONSTARTUP", "PERL5OPT", "RUBYOPT", "RUBYLIB",
-                                  "NODE_OPTIONS", "GIT_SSH_COMMAND", "DOCKER_HOST", "http_proxy", "HTTPS_PROXY",
-                                  "BASH_FUNC_x%%", "SSL_CERT_FILE", "GCONV_PATH"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "BASH_ENV",
+        "ENV",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "IFS",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PERL5OPT",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "GIT_SSH_COMMAND",
+        "DOCKER_HOST",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "BASH_FUNC_x%%",
+        "SSL_CERT_FILE",
+        "GCONV_PATH",
+    ],
+)
 def test_startup_env_names_are_recognised(name):
     assert is_startup_env_name(name)
 
@@ -259,7 +298,9 @@ def test_validate_env_rejects_invalid_names(key):
     with pytest.raises(CmdExecConfigError) as excinfo:
         validate_env({key: "v"}, "my_dag.step")
     message = str(excinfo.value)
-    assert "my_dag.step" in message and "invalid env key name" in message and repr(key) in message
+    assert "my_dag.step" in message
+    assert "invalid env key name" in message
+    assert repr(key) in message
 
 
 def test_validate_env_rejects_none_values_and_non_mappings():

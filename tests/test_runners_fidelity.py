@@ -24,7 +24,7 @@ from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator
 from airflow_cmdexec_provider.operators.runner import OUTPUT_LIMIT, RunnerOperator, UnusableOutput
 
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 FIDELITY_RB = """\
 class Consts
@@ -80,7 +80,7 @@ class Vault
 end
 """
 
-FIDELITY_PY = f'''\
+FIDELITY_PY = f"""\
 import os
 import signal
 import sys
@@ -129,13 +129,13 @@ def write_oversized_output():
     with open(sys.argv[3], "w") as f:
         f.truncate({OUTPUT_LIMIT + 1})
     os._exit(0)
-'''
+"""
 
 # A project module named like a standard library module: py> reaches the standard library's
 # tokenize.main, which exits (argparse rejects the runner's arguments): Digdag's hint is for this.
 TOKENIZE_PY = "def main():\n    print('the project tokenize, never reached')\n"
 
-PY_SCRIPT = '''\
+PY_SCRIPT = """\
 import json
 import sys
 
@@ -144,7 +144,7 @@ with open(sys.argv[1]) as f:
 print("py script sees greeting=%s and {{ not_a_template }}" % params["greeting"])
 with open(sys.argv[2], "w") as f:
     json.dump({"store_params": {"from_py_script": params["greeting"] + "!"}}, f)
-'''
+"""
 
 RB_SCRIPT = """\
 require 'json'
@@ -177,8 +177,11 @@ def _dag(dag_id: str, **kwargs):
 
 def _command_output(result, task_id: str) -> list[str]:
     """The lines the command printed (logged by the operator), without Airflow's own records."""
-    return [r.message for r in result.records
-            if r.task_id == task_id and r.level == "info" and "airflow_cmdexec_provider.operators." in r.logger]
+    return [
+        r.message
+        for r in result.records
+        if r.task_id == task_id and r.level == "info" and "airflow_cmdexec_provider.operators." in r.logger
+    ]
 
 
 def _line(text: str, content: str) -> int:
@@ -221,8 +224,11 @@ def test_rb_digdag_env_constants_are_the_hashes_digdag_env_uses(rb_run):
     ]
     # Adding to the constant stores, as in Digdag; so does adding to EXPORT_PARAMS (then dropped).
     assert rb_run.xcom("constants") == {"via_constant": "stored through the constant", "via_env": 1}
-    assert any("digdag.env.export(['exported']) has no effect" in r.message
-               for r in rb_run.records if r.task_id == "constants" and r.level == "warning")
+    assert any(
+        "digdag.env.export(['exported']) has no effect" in r.message
+        for r in rb_run.records
+        if r.task_id == "constants" and r.level == "warning"
+    )
 
 
 def test_rb_a_users_top_level_run_is_called_not_the_runners(rb_run):
@@ -251,7 +257,10 @@ def test_rb_failure_report_has_digdags_layout_and_is_reported_once(rb_run, proje
         error,
     )
     assert match, error
-    assert [int(n) for n in match.groups()] == [_line(FIDELITY_RB, "raise 'boom from ruby'"), _line(FIDELITY_RB, "    inner")]
+    assert [int(n) for n in match.groups()] == [
+        _line(FIDELITY_RB, "raise 'boom from ruby'"),
+        _line(FIDELITY_RB, "    inner"),
+    ]
     _assert_reported_once(rb_run, "error_layout", "boom from ruby (RuntimeError)")
     assert rb_run.error_text("killed") == (
         "Task rb_fidelity.killed: Ruby command failed with code 137\n"
@@ -265,7 +274,9 @@ def test_rb_failure_report_has_digdags_layout_and_is_reported_once(rb_run, proje
 
 @pytest.fixture(scope="module")
 def py_run(run_dag, project):
-    with _dag("py_fidelity", params={"greeting": "hello", "target": str(project / "worker_secret.json")}) as dag:
+    with _dag(
+        "py_fidelity", params={"greeting": "hello", "target": str(project / "worker_secret.json")}
+    ) as dag:
         for task_id, method in {
             "exit_plain": "fidelity.exit_plain",
             "exit_text": "fidelity.exit_text",
@@ -377,13 +388,24 @@ def test_read_output_refuses_what_is_not_a_small_regular_file(tmp_path):
 # -- script=: Digdag's script: form --------------------------------------------------------------------------
 
 BAD_SCRIPT_TASKS = {
-    "both": (PyOperator, {"method": "fidelity.outer", "script": "print(1)"},
-             "give either method= (what to call) or script= (the Python script text), not both"),
-    "neither_py": (PyOperator, {},
-                   "give method= with what to call, e.g. 'tasks.my_workflow.step1', or script= with the text of a Python "
-                   + "script"),
-    "neither_rb": (RbOperator, {"require": "lib/helper"},
-                   "give method= with what to call, e.g. 'MyWorkflow.step1', or script= with the text of a Ruby script"),
+    "both": (
+        PyOperator,
+        {"method": "fidelity.outer", "script": "print(1)"},
+        "give either method= (what to call) or script= (the Python script text), not both",
+    ),
+    "neither_py": (
+        PyOperator,
+        {},
+        (
+            "give method= with what to call, e.g. 'tasks.my_workflow.step1', or script= with the text of a "
+            "Python script"
+        ),
+    ),
+    "neither_rb": (
+        RbOperator,
+        {"require": "lib/helper"},
+        "give method= with what to call, e.g. 'MyWorkflow.step1', or script= with the text of a Ruby script",
+    ),
     "empty_script": (RbOperator, {"script": "  \n"}, "script is empty; give the text of the Ruby script"),
     "script_not_text": (PyOperator, {"script": 5}, "script is empty; give the text of the Python script"),
 }
@@ -405,10 +427,14 @@ def test_script_runs_instead_of_the_runner_with_input_and_output_paths(script_ru
     for task_id in ("py_script", "rb_script"):
         assert script_run.task_states[task_id] == "success", script_run.error_text(task_id)
     # Not templated: Jinja's {{ }} reaches the script as written.
-    assert _command_output(script_run, "py_script") == ["py script sees greeting=hello and {{ not_a_template }}"]
+    assert _command_output(script_run, "py_script") == [
+        "py script sees greeting=hello and {{ not_a_template }}"
+    ]
     assert script_run.xcom("py_script") == {"from_py_script": "hello!"}
     # require= is loaded first (-r), with the working directory on the load path (-I), as in Digdag.
-    assert _command_output(script_run, "rb_script") == ["rb script sees greeting=hello and the required helper"]
+    assert _command_output(script_run, "rb_script") == [
+        "rb script sees greeting=hello and the required helper"
+    ]
     assert script_run.xcom("rb_script") == {"from_rb_script": "HELLO"}
 
 
@@ -416,7 +442,8 @@ def test_script_must_write_output_json_and_its_exit_code_counts(script_run):
     assert _command_output(script_run, "no_output") == ["forgot output.json"]
     assert script_run.error_text("no_output") == (
         "Task script_form.no_output: output.json does not exist although the Python command exited 0; the "
-        "script did not write it (a script= must write output.json, the path in its second argument, as in Digdag)"
+        "script did not write it (a script= must write output.json, the path in its second argument, as in "
+        "Digdag)"
     )
     assert script_run.error_text("exits_4") == (
         "Task script_form.exits_4: Ruby command failed with code 4\n"
@@ -433,7 +460,7 @@ def test_method_and_script_are_mutually_exclusive_with_clear_errors(script_run, 
     assert _command_output(script_run, task_id) == []  # nothing ran
 
 
-# -- on Docker ---------------------------------------------------------------------------------------------------
+# -- on Docker -----------------------------------------------------------------------------------------------
 
 SYMLINK_TO_DEV_ZERO_PY = """\
 import os
@@ -473,8 +500,12 @@ def test_on_docker_output_json_symlink_is_refused_and_script_and_constants_work(
         PyOperator(task_id="hostile", project_dir=str(project), method="hostile.replace_output")
         PyOperator(task_id="py_script", project_dir=str(project), script=PY_SCRIPT)
         RbOperator(task_id="rb_script", project_dir=str(project), script=RB_SCRIPT, require="lib/helper")
-        RbOperator(task_id="constants", project_dir=str(project), method="store_through_constant",
-                   require="constants")
+        RbOperator(
+            task_id="constants",
+            project_dir=str(project),
+            method="store_through_constant",
+            require="constants",
+        )
     try:
         result = run_dag(dag)
     finally:

@@ -15,8 +15,9 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from _airflow_stack import AirflowHome, AirflowStack
-from bench_worker_lines import check_task_logs, dag_id, expected_line, task_ids, write_dags
+# benchmarks/ is no package: its modules are importable once it is on sys.path
+from _airflow_stack import AirflowHome, AirflowStack  # noqa: E402
+from bench_worker_lines import check_task_logs, dag_id, expected_line, task_ids, write_dags  # noqa: E402
 
 TASKS = 16
 LINES = 5_000
@@ -34,7 +35,7 @@ def test_sixteen_parallel_tasks_log_every_line_complete_and_in_order():
             stack.trigger(dag, "scale_lines", {"lines": LINES})
             state = stack.wait_run(dag, "scale_lines", timeout=400)  # within pytest's 600 s
             states = stack.task_states(dag, "scale_lines")
-            assert state == "success" and set(states.values()) == {"success"}, stack.failure_report(
+            assert (state, set(states.values())) == ("success", {"success"}), stack.failure_report(
                 dag, "scale_lines"
             )
             assert len(states) == TASKS
@@ -54,7 +55,7 @@ def test_the_line_check_finds_a_lost_a_split_and_a_swapped_line():
         want = [expected_line("t00", n) for n in range(1, 6)]
         damaged = {
             "lost": want[:2] + want[3:],
-            "split": want[:2] + [want[2][:30], want[2][30:]] + want[3:],
+            "split": [*want[:2], want[2][:30], want[2][30:], *want[3:]],
             "swapped": [want[0], want[2], want[1], *want[3:]],
         }
         for run_id, lines in [("intact", want), *damaged.items()]:
@@ -64,7 +65,8 @@ def test_the_line_check_finds_a_lost_a_split_and_a_swapped_line():
         assert check_task_logs(home, "d", "intact", ["t00"], 5) == []
         for run_id in damaged:
             problems = check_task_logs(home, "d", run_id, ["t00"], 5)
-            assert len(problems) == 1 and problems[0].startswith("t00: "), (run_id, problems)
+            assert len(problems) == 1, (run_id, problems)
+            assert problems[0].startswith("t00: "), (run_id, problems)
         assert "no log file" in check_task_logs(home, "d", "missing", ["t00"], 5)[0]
     finally:
         home.remove()

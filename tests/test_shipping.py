@@ -40,8 +40,11 @@ def moto_endpoint():
     from tests.ecs.gcs_helpers import free_port
 
     port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -62,10 +65,18 @@ def moto_endpoint():
 def s3(moto_endpoint):
     """A fresh bucket and our S3 storage on it."""
     bucket = f"cmdexec-ship-{uuid.uuid4().hex[:12]}"
-    storage = S3TemporalStorage(StorageConfig(
-        conn_id="ship", type="s3", bucket=bucket, endpoint=moto_endpoint, path_style_access=True,
-        region=REGION, access_key_id="testing", secret="testing",
-    ))
+    storage = S3TemporalStorage(
+        StorageConfig(
+            conn_id="ship",
+            type="s3",
+            bucket=bucket,
+            endpoint=moto_endpoint,
+            path_style_access=True,
+            region=REGION,
+            access_key_id="testing",
+            secret="testing",
+        )
+    )
     storage.client.create_bucket(Bucket=bucket)
     return storage
 
@@ -90,8 +101,15 @@ def gcs(gcs_server, monkeypatch):
     from airflow_cmdexec_provider.storage.gcs import GcsTemporalStorage
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server["endpoint"])
-    storage = GcsTemporalStorage(StorageConfig(conn_id="ship", type="gcs", bucket="cmdexec-ship",
-                                               endpoint=gcs_server["endpoint"], secret=gcs_server["account"]))
+    storage = GcsTemporalStorage(
+        StorageConfig(
+            conn_id="ship",
+            type="gcs",
+            bucket="cmdexec-ship",
+            endpoint=gcs_server["endpoint"],
+            secret=gcs_server["account"],
+        )
+    )
     yield storage
     storage.delete([blob.name for blob in storage.client.list_blobs("cmdexec-ship")])
 
@@ -131,7 +149,9 @@ def assert_same_tree(archive: Path, project: Path, dest: Path) -> None:
     dest.mkdir()
     subprocess.run(["tar", "-xzf", str(archive), "-C", str(dest)], check=True)
     files = sorted(p.relative_to(project) for p in project.rglob("*") if p.is_file())
-    assert sorted(p.relative_to(dest / "project") for p in (dest / "project").rglob("*") if p.is_file()) == files
+    assert (
+        sorted(p.relative_to(dest / "project") for p in (dest / "project").rglob("*") if p.is_file()) == files
+    )
     for rel in files:
         assert (dest / "project" / rel).read_bytes() == (project / rel).read_bytes(), rel
     assert os.access(dest / "project" / "run.sh", os.X_OK)
@@ -151,8 +171,11 @@ class PartsSeenWhilePacking(threading.Event):
         uploads = open_uploads(self.storage)
         held = 0
         for upload in uploads:
-            held += len(self.storage.client.list_parts(Bucket=self.storage.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"]).get("Parts", []))
+            held += len(
+                self.storage.client.list_parts(
+                    Bucket=self.storage.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                ).get("Parts", [])
+            )
         self.parts.append(held)
         return super().is_set()
 
@@ -169,7 +192,8 @@ def test_s3_parts_are_uploaded_in_parallel_while_the_project_is_packed(s3, tmp_p
     # Every part but the last has PART_SIZE bytes, or a little more: parts end with a whole gzip member.
     assert (parts - 1) * PART_SIZE <= packed.size <= parts * (PART_SIZE + 2 * GZIP_MEMBER)
     assert max(probe.parts) >= parts - 2, f"parts on the server while packing: {probe.parts}"
-    assert calls.count("CreateMultipartUpload") == 1 and calls[-1] == "CompleteMultipartUpload"
+    assert calls.count("CreateMultipartUpload") == 1
+    assert calls[-1] == "CompleteMultipartUpload"
     head = s3.client.head_object(Bucket=s3.bucket, Key="t/input.tar.gz")
     assert head["ContentLength"] == packed.size
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # assembled from that many parts
@@ -201,7 +225,8 @@ def test_s3_error_midway_aborts_the_upload_and_leaves_no_object(s3, tmp_path):
     ):
         pack_to(upload, project, io_dir)
     assert calls.count("UploadPart") >= 2, calls  # parts were stored before the error...
-    assert "AbortMultipartUpload" in calls and "CompleteMultipartUpload" not in calls
+    assert "AbortMultipartUpload" in calls
+    assert "CompleteMultipartUpload" not in calls
     assert open_uploads(s3) == []  # ...and are gone with the aborted upload
     assert objects(s3) == []
 
@@ -210,7 +235,10 @@ def test_s3_storage_error_names_the_object_and_the_cause(s3, tmp_path):
     project, io_dir = make_project(tmp_path, 10)
     s3.bucket = "cmdexec-ship-no-such-bucket"
     with (
-        pytest.raises(BackendError, match="upload of s3://cmdexec-ship-no-such-bucket/t/input.tar.gz failed: NoSuchBucket"),
+        pytest.raises(
+            BackendError,
+            match=r"upload of s3://cmdexec-ship-no-such-bucket/t/input\.tar\.gz failed: NoSuchBucket",
+        ),
         s3.upload_stream("t/input.tar.gz") as upload,
     ):
         pack_to(upload, project, io_dir)
@@ -258,26 +286,59 @@ def test_killing_the_task_while_it_ships_aborts_the_upload(run_dag, s3, moto_end
 
     from airflow_cmdexec_provider.operators import ShOperator
 
-    for key, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     ecs = boto3.client("ecs", region_name=REGION, endpoint_url=moto_endpoint)
     cluster = f"cmdexec-ship-{uuid.uuid4().hex[:8]}"
     ecs.create_cluster(clusterName=cluster)
     td_arn = ecs.register_task_definition(
-        family=cluster, containerDefinitions=[{"name": "main", "image": "cmdexec-test:bookworm", "memory": 128}]
+        family=cluster,
+        containerDefinitions=[{"name": "main", "image": "cmdexec-test:bookworm", "memory": 128}],
     )["taskDefinition"]["taskDefinitionArn"]
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT", json.dumps(
-        {"conn_type": "cmdexec_ecs", "extra": {"cluster_name": cluster, "region": REGION, "poll_interval": 1}}))
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT", json.dumps(
-        {"conn_type": "cmdexec_storage",
-         "extra": {"type": "s3", "bucket": s3.bucket, "endpoint": moto_endpoint, "path_style_access": True}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "cmdexec_ecs",
+                "extra": {"cluster_name": cluster, "region": REGION, "poll_interval": 1},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "cmdexec_storage",
+                "extra": {
+                    "type": "s3",
+                    "bucket": s3.bucket,
+                    "endpoint": moto_endpoint,
+                    "path_style_access": True,
+                },
+            }
+        ),
+    )
     project, _ = make_project(tmp_path, 96)
     dag_id = f"ship_kill_{uuid.uuid4().hex[:8]}"
-    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-             default_args={"project_dir": str(project), "retries": 0}) as dag:
-        ShOperator(task_id="ship", command="echo never", executor="ecs", ecs={"task_definition_arn": td_arn},
-                   execution_timeout=timedelta(seconds=300))  # a broken kill fails the test, never hangs it
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        default_args={"project_dir": str(project), "retries": 0},
+    ) as dag:
+        ShOperator(
+            task_id="ship",
+            command="echo never",
+            executor="ecs",
+            ecs={"task_definition_arn": td_arn},
+            execution_timeout=timedelta(seconds=300),
+        )  # a broken kill fails the test, never hangs it
 
     sent: list[str] = []
     run_over = threading.Event()
@@ -315,10 +376,20 @@ def test_s3_delete_failures_are_reported_not_ignored():
     from airflow_cmdexec_provider.exceptions import BackendError
     from airflow_cmdexec_provider.storage.s3 import S3TemporalStorage
 
-    storage = S3TemporalStorage(StorageConfig(conn_id="s", type="s3", bucket="b", region="us-east-1",
-                                              access_key_id="AKIATEST", secret="not-a-real-secret"))
+    storage = S3TemporalStorage(
+        StorageConfig(
+            conn_id="s",
+            type="s3",
+            bucket="b",
+            region="us-east-1",
+            access_key_id="AKIATEST",
+            secret="not-a-real-secret",
+        )
+    )
     with Stubber(storage.client) as stub:
-        stub.add_response("delete_objects", {"Errors": [{"Key": "p/input.tar.gz", "Code": "AccessDenied",
-                                                         "Message": "Access Denied"}]})
+        stub.add_response(
+            "delete_objects",
+            {"Errors": [{"Key": "p/input.tar.gz", "Code": "AccessDenied", "Message": "Access Denied"}]},
+        )
         with pytest.raises(BackendError, match=r"p/input.tar.gz \(AccessDenied: Access Denied\)"):
             storage.delete(["p/input.tar.gz", "p/output.tar.gz"])

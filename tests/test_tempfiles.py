@@ -23,8 +23,12 @@ time.sleep(300)
 
 
 def _start_owner() -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", CREATE_AND_WAIT], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CREATE_AND_WAIT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
     assert proc.stdout is not None
     return proc, Path(proc.stdout.readline().strip())
 
@@ -37,8 +41,10 @@ def test_a_killed_owners_folder_is_swept_and_a_live_owners_is_kept():
         killed.wait(timeout=30)
         assert (killed_dir / "input.json").exists()  # what a SIGKILL leaves behind
         removed = tempfiles.sweep()
-        assert killed_dir.name in removed and not killed_dir.exists()
-        assert alive_dir.exists() and alive_dir.name not in removed
+        assert killed_dir.name in removed
+        assert not killed_dir.exists()
+        assert alive_dir.exists()
+        assert alive_dir.name not in removed
         assert oct(alive_dir.stat().st_mode & 0o777) == "0o700"
     finally:
         alive.kill()

@@ -9,6 +9,11 @@ Starts ``airflow api-server`` (which serves the React UI) on a loopback port wit
 - The Test buttons: on the Connections page, clicks **Test Connection** on connections that point
   at moto (ECS, S3) and at the GCS emulator, and checks the success and the failure messages of our
   hooks' ``test_connection`` as the page shows them.
+- A Kubernetes setup: the cncf provider's ``kubernetes`` connection (kube config path of the
+  project's Kubernetes API emulator, our ``cmdexec_*`` keys in its Extra Fields JSON), a temporal
+  storage connection and the Variable ``cmdexec_executor_type``, all added in the UI; then
+  ``airflow-cmdexec check`` on that metadata DB says a task runs on Kubernetes and reaches the
+  cluster and the storage.
 
 Screenshots go to ``test-output/ui/``. Needs Debian's Chromium (``scripts/ensure-browser.sh``);
 Playwright drives it, nothing is downloaded.
@@ -26,7 +31,14 @@ from pathlib import Path
 
 import pytest
 from browser.airflow_server import AirflowApiServer
-from browser.ui import CHROMIUM, ConnectionForm, chromium_page, click_test_connection, login
+from browser.ui import (
+    CHROMIUM,
+    ConnectionForm,
+    add_variable,
+    chromium_page,
+    click_test_connection,
+    login,
+)
 from connection_test_support import REGION, GcsEmulator, MotoServer
 
 from airflow_cmdexec_provider.digdag_keys import ECS_FIELDS, STORAGE_FIELDS
@@ -40,6 +52,9 @@ IMAGE = "python:3.12"
 UI_CLUSTER = "cmdexec-ui-cluster"
 UI_GCS_BUCKET = "cmdexec-ui-gcs"
 UI_SECRET = "ui-test-button-Secret-k3P"
+K8S_IMAGE = "cmdexec-test:bookworm"
+K8S_BUCKET = "cmdexec-ui-k8s"
+K8S_STORAGE_CONN_ID = "cmdexec_storage_k8s"
 
 # What the test types into the forms (fake credentials).
 ECS_TYPED = {
@@ -75,12 +90,12 @@ STORAGE_TYPED = {
     "direct_upload_expiration": 7200,
 }
 
-LOAD_SCRIPT = """
+LOAD_SCRIPT = f"""
 import dataclasses, json
 from airflow_cmdexec_provider import config
-ecs, storage = config.ecs_setup({}, {"image": %r}, %r)
-print("CONFIG=" + json.dumps({"ecs": dataclasses.asdict(ecs), "storage": dataclasses.asdict(storage)}))
-""" % (IMAGE, TASK_LABEL)
+ecs, storage = config.ecs_setup({{}}, {{"image": {IMAGE!r}}}, {TASK_LABEL!r})
+print("CONFIG=" + json.dumps({{"ecs": dataclasses.asdict(ecs), "storage": dataclasses.asdict(storage)}}))
+"""
 
 
 def _expected() -> dict:
@@ -259,6 +274,7 @@ def test_add_ecs_and_storage_connections_in_the_ui(
             text=True,
             timeout=300,
             cwd=ROOT,
+            check=False,
         )
     finally:
         print_screenshots(capsys, screenshots)
@@ -288,8 +304,10 @@ def test_test_buttons_show_the_result_of_our_checks(
             "ui_ecs_reachable",
             {"conn_type": "cmdexec_ecs", "login": "AKIAUITEST", "password": UI_SECRET, "extra": ecs_fields},
             True,
-            f"ECS cluster '{UI_CLUSTER}' is ACTIVE in {REGION} (0 running tasks); ECS and CloudWatch Logs "
-            "accept the credentials from Login/Password.",
+            (
+                f"ECS cluster '{UI_CLUSTER}' is ACTIVE in {REGION} (0 running tasks); "
+                "ECS and CloudWatch Logs accept the credentials from Login/Password."
+            ),
             "ecs-test-ok.png",
         ),
         (
@@ -312,8 +330,10 @@ def test_test_buttons_show_the_result_of_our_checks(
                 "extra": {"type": "gcs", "bucket": UI_GCS_BUCKET, "endpoint": gcs.url},
             },
             True,
-            f"gs://{UI_GCS_BUCKET} is reachable: a test object under cmdexec/ was written, read back "
-            "through presigned GET and PUT URLs and deleted.",
+            (
+                f"gs://{UI_GCS_BUCKET} is reachable: a test object under cmdexec/ was written, read back "
+                "through presigned GET and PUT URLs and deleted."
+            ),
             "storage-test-ok.png",
         ),
         (
@@ -322,7 +342,12 @@ def test_test_buttons_show_the_result_of_our_checks(
                 "conn_type": "cmdexec_storage",
                 "login": "AKIAUITEST",
                 "password": UI_SECRET,
-                "extra": {"type": "s3", "bucket": "no-such-ui-bucket", "region": REGION, "endpoint": moto.url},
+                "extra": {
+                    "type": "s3",
+                    "bucket": "no-such-ui-bucket",
+                    "region": REGION,
+                    "endpoint": moto.url,
+                },
             },
             False,
             "s3://no-such-ui-bucket does not exist: fix extra 'bucket'",
@@ -348,3 +373,98 @@ def test_test_buttons_show_the_result_of_our_checks(
     finally:
         print_screenshots(capsys, screenshots)
     assert gcs.blobs(UI_GCS_BUCKET) == []  # the test objects were deleted
+
+
+def test_kubernetes_setup_in_the_ui(
+    world: tuple[AirflowApiServer, MotoServer, GcsEmulator],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A Kubernetes-backed setup added through the UI's forms, checked with ``airflow-cmdexec check``.
+
+    The cluster is the project's API emulator (no pod is created: the check reaches the API server
+    through the connection's kube config); the storage is moto's S3.
+    """
+    from tests.k8s_emulator import KubeEmulator
+
+    server, moto, _ = world
+    moto.client("s3").create_bucket(Bucket=K8S_BUCKET)
+    storage = {
+        "login": "AKIAUIK8S",
+        "password": UI_SECRET,
+        "type": "s3",
+        "bucket": K8S_BUCKET,
+        "endpoint": moto.url,
+        "path_style_access": True,
+    }
+    screenshots: list[Path] = []
+    with KubeEmulator() as emulator:
+        kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+        extra = {
+            "kube_config_path": str(kubeconfig),
+            "cmdexec_poll_interval": 1,
+            "cmdexec_storage_in_conn_id": K8S_STORAGE_CONN_ID,
+            "cmdexec_storage_out_conn_id": K8S_STORAGE_CONN_ID,
+        }
+        try:
+            with server_log_on_failure(server), chromium_page() as page:
+                login(page, server.url, server.username, server.password)
+                form = ConnectionForm(page, server.url)
+                form.open(K8S_STORAGE_CONN_ID, "Command Executor: temporal storage (S3/GCS)")
+                screenshots += _fill(
+                    form,
+                    STORAGE_FIELDS,
+                    storage,
+                    "S3 access key id",
+                    "S3 secret key / GCS credentials JSON",
+                    OUTPUT / "kubernetes-storage-connection.png",
+                )
+                form.save()
+
+                form.open("cmdexec_kubernetes_default", "Kubernetes Cluster Connection")
+                form.extra_json(extra)
+                screenshots.append(form.screenshot(OUTPUT / "kubernetes-connection.png"))
+                form.expand_extra_fields()  # the cncf provider's own fields show what the JSON holds
+                assert form.extra_value("kube_config_path") == str(kubeconfig)
+                screenshots.append(form.screenshot(OUTPUT / "kubernetes-connection-fields.png"))
+                form.save()
+                stored = page.request.get(server.url + "/api/v2/connections/cmdexec_kubernetes_default")
+                assert stored.ok, stored.text()
+                saved = stored.json()
+                assert (saved["conn_type"], json.loads(saved["extra"])) == ("kubernetes", extra)
+
+                add_variable(
+                    page,
+                    server.url,
+                    "cmdexec_executor_type",
+                    "kubernetes",
+                    "Digdag agent.command_executor.type",
+                )
+        finally:
+            print_screenshots(capsys, screenshots)
+
+        # The configuration as a task reads it from the server's metadata DB, in another process.
+        check = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow-cmdexec"), "check", "--image", K8S_IMAGE],
+            env=server.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+            check=False,
+        )
+    output = check.stdout + check.stderr
+    assert check.returncode == 0, output
+    assert "chain: kubernetes -> docker -> local" in check.stdout, output
+    assert "Selected: kubernetes" in check.stdout, output
+    assert (
+        f"the API server at {emulator.url} accepts the credentials of the kube config of extra "
+        f"'kube_config_path' ({kubeconfig})" in check.stdout
+    ), output
+    assert f"connection '{K8S_STORAGE_CONN_ID}': s3://{K8S_BUCKET} is reachable" in check.stdout, output
+    assert (
+        "Verdict: OK: a task with these params runs on kubernetes in namespace 'default', and kubernetes "
+        "and storage are reachable" in check.stdout
+    ), output
+    assert UI_SECRET not in output
+    assert emulator.token not in output

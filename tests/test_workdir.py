@@ -52,8 +52,11 @@ def test_pack_skips_dot_paths_and_digdagignore_and_keeps_modes_and_links(tmp_pat
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
     assert set(members) == {
-        "project/tasks/a.py", "project/tasks/run.sh", "project/tasks/sub/data.txt",
-        "project/tasks/link.py", "io/input.json",
+        "project/tasks/a.py",
+        "project/tasks/run.sh",
+        "project/tasks/sub/data.txt",
+        "project/tasks/link.py",
+        "io/input.json",
     }
     assert packed == Packed(entries=len(members), size=archive.stat().st_size)
     assert stat.S_IMODE(members["project/tasks/run.sh"].mode) == 0o755
@@ -71,7 +74,8 @@ def test_pack_ships_a_link_to_a_folder_as_a_link(tmp_path):
     pack(project, io_dir, archive)
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
-    assert members["project/sublink"].issym() and members["project/sublink"].linkname == "tasks/sub"
+    assert members["project/sublink"].issym()
+    assert members["project/sublink"].linkname == "tasks/sub"
     assert "project/.hidden-link" not in members
     assert not any(name.startswith("project/sublink/") for name in members)
 
@@ -100,9 +104,13 @@ def test_a_big_project_is_a_multi_member_gzip_that_gnu_tar_extracts_exactly(tmp_
     dest = tmp_path / "dest"
     dest.mkdir()
     subprocess.run(["tar", "-xzf", str(archive), "-C", str(dest)], check=True)
-    shipped = sorted(str(p.relative_to(dest / "project")) for p in (dest / "project").rglob("*") if not p.is_dir())
-    assert shipped == sorted(["tasks/a.py", "tasks/run.sh", "tasks/sub/data.txt", "tasks/link.py", "data/empty.txt"]
-                             + [f"data/blob{i}.bin" for i in range(5)])
+    shipped = sorted(
+        str(p.relative_to(dest / "project")) for p in (dest / "project").rglob("*") if not p.is_dir()
+    )
+    assert shipped == sorted(
+        ["tasks/a.py", "tasks/run.sh", "tasks/sub/data.txt", "tasks/link.py", "data/empty.txt"]
+        + [f"data/blob{i}.bin" for i in range(5)]
+    )
     assert packed.entries == len(shipped) + 1  # + io/input.json
     for name in shipped:
         assert (dest / "project" / name).read_bytes() == (project / name).read_bytes(), name
@@ -124,7 +132,7 @@ def test_pack_refuses_a_symlink_leaving_the_project(tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
     os.symlink(outside, project / "tasks" / "escape.txt")
-    with pytest.raises(CmdExecConfigError, match="escape.txt.*outside the project"):
+    with pytest.raises(CmdExecConfigError, match=r"escape\.txt.*outside the project"):
         pack(project, io_dir, tmp_path / "in.tar.gz")
 
 
@@ -151,8 +159,11 @@ def test_unpack_outputs_extracts_regular_files(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param("/etc/evil", id="absolute"), pytest.param("../evil", id="dotdot"),
-     pytest.param("a/../../evil", id="nested-dotdot")],
+    [
+        pytest.param("/etc/evil", id="absolute"),
+        pytest.param("../evil", id="dotdot"),
+        pytest.param("a/../../evil", id="nested-dotdot"),
+    ],
 )
 def test_unpack_outputs_refuses_unsafe_paths(tmp_path, name):
     archive = _archive(tmp_path, lambda tar: _add_file(tar, name))

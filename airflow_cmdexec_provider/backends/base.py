@@ -103,7 +103,9 @@ class TaskSettings:
 
     def wants_remote(self) -> bool:
         """Whether the task carries params of any backend but local (else it can only run locally)."""
-        return any(v is not None for v in (self.docker, self.ecs, self.kubernetes)) or bool(self.executor_options)
+        return any(v is not None for v in (self.docker, self.ecs, self.kubernetes)) or bool(
+            self.executor_options
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -234,12 +236,16 @@ class RemoteBackend(CommandBackend):
             forget_inputs(request.io_dir)
             return self._follow(started, request.io_dir, log_line)
         if not self.exists(handle):
-            log_line(f"The {self.name} command of an earlier try ({_describe(handle)}) no longer exists: "
-                     "running the command again")
+            log_line(
+                f"The {self.name} command of an earlier try ({_describe(handle)}) no longer exists: "
+                "running the command again"
+            )
             self.discard(handle, log_line)
             return None
-        log_line(f"Re-attached to the {self.name} command started by an earlier try of this task "
-                 f"({_describe(handle)}): not starting another one")
+        log_line(
+            f"Re-attached to the {self.name} command started by an earlier try of this task "
+            f"({_describe(handle)}): not starting another one"
+        )
         return self._follow(handle, request.io_dir, log_line)
 
     def _follow(self, handle: Handle, io_dir: Path, log_line: LineSink) -> CommandResult:
@@ -293,8 +299,10 @@ class RemoteBackend(CommandBackend):
         own must not hide the task's (review L8)."""
         try:
             self.cleanup(handle, log_line)
-        except Exception as exc:
-            log_line(f"WARNING: could not clean up after the {self.name} command ({_describe(handle)}): {exc}")
+        except Exception as exc:  # noqa: BLE001 - an error of the cleanup must not hide the task's
+            log_line(
+                f"WARNING: could not clean up after the {self.name} command ({_describe(handle)}): {exc}"
+            )
 
 
 class WatchBackoff:
@@ -308,8 +316,10 @@ class WatchBackoff:
     def failed(self, exc: Exception, log_line: LineSink) -> float:
         self.failures += 1
         delay = self.delay
-        log_line(f"WARNING: could not read the command's state or log ({exc}); the command goes on, "
-                 f"retrying in {delay:.0f} s")
+        log_line(
+            f"WARNING: could not read the command's state or log ({exc}); the command goes on, "
+            f"retrying in {delay:.0f} s"
+        )
         self.delay = min(self.delay * 2, MAX_WATCH_BACKOFF_SECONDS)
         return delay
 

@@ -29,7 +29,13 @@ ENV_SCRIPT = "env.sh"  # in the IO dir: variables that could not travel as overr
 EXIT_DOWNLOAD_FAILED = 90
 EXIT_UPLOAD_FAILED = 91
 # Phases reported after the end marker.
-PHASE_SETUP, PHASE_DOWNLOAD, PHASE_COMMAND, PHASE_UPLOAD, PHASE_DONE = "setup", "download", "command", "upload", "done"
+PHASE_SETUP, PHASE_DOWNLOAD, PHASE_COMMAND, PHASE_UPLOAD, PHASE_DONE = (
+    "setup",
+    "download",
+    "command",
+    "upload",
+    "done",
+)
 
 
 def container_script(
@@ -51,19 +57,26 @@ def container_script(
         "set -u",
         f"cmdexec_phase={PHASE_SETUP}",
         # A line of its own even when the command's last output had no newline (review M5).
-        f"trap 'rc=$?; printf \"\\n%s %s %s\\n\" {shlex.quote(end_marker)} \"$cmdexec_phase\" \"$rc\"' EXIT",
+        f'trap \'rc=$?; printf "\\n%s %s %s\\n" {shlex.quote(end_marker)} "$cmdexec_phase" "$rc"\' EXIT',
         'CMDEXEC_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/cmdexec.XXXXXXXX")" || exit 1',
         'export CMDEXEC_IO="$CMDEXEC_ROOT/io"',
         'cd "$CMDEXEC_ROOT" || exit 1',
         f"cmdexec_phase={PHASE_DOWNLOAD}",
-        f'printf \'url = "%s"\\n\' "${INPUT_URL_VAR}" | curl --config - --retry {retry_downloads} '
-        "--retry-connrefused --fail -sS -o input.tar.gz",
+        (
+            f'printf \'url = "%s"\\n\' "${INPUT_URL_VAR}" | curl --config - --retry {retry_downloads} '
+            "--retry-connrefused --fail -sS -o input.tar.gz"
+        ),
         "rc=$?",
         "if [ $rc -ne 0 ]; then",
-        f'  echo "cmdexec: downloading the project archive failed (curl exit $rc)" >&2; exit {EXIT_DOWNLOAD_FAILED}',
+        (
+            '  echo "cmdexec: downloading the project archive failed (curl exit $rc)" >&2; exit '
+            f"{EXIT_DOWNLOAD_FAILED}"
+        ),
         "fi",
-        "tar -xzf input.tar.gz && rm -f input.tar.gz || "
-        f'{{ echo "cmdexec: unpacking the project archive failed" >&2; exit {EXIT_DOWNLOAD_FAILED}; }}',
+        (
+            "tar -xzf input.tar.gz && rm -f input.tar.gz || "
+            f'{{ echo "cmdexec: unpacking the project archive failed" >&2; exit {EXIT_DOWNLOAD_FAILED}; }}'
+        ),
         # The archive holds files only: an empty workdir must still exist (review L10).
         f"mkdir -p project io {shlex.quote(workdir)}",
     ]
@@ -76,9 +89,11 @@ def container_script(
         "exit_code=$?",
         'cd "$CMDEXEC_ROOT"',
         f"cmdexec_phase={PHASE_UPLOAD}",
-        'tar -czf output.tar.gz -C io .',
-        f'printf \'url = "%s"\\n\' "${OUTPUT_URL_VAR}" | curl --config - --retry {retry_uploads} '
-        f"--retry-connrefused{upload_fail} -sS -X PUT -T output.tar.gz",
+        "tar -czf output.tar.gz -C io .",
+        (
+            f'printf \'url = "%s"\\n\' "${OUTPUT_URL_VAR}" | curl --config - --retry {retry_uploads} '
+            f"--retry-connrefused{upload_fail} -sS -X PUT -T output.tar.gz"
+        ),
         "rc=$?",
         "if [ $rc -ne 0 ]; then",
         '  echo "cmdexec: uploading the output archive failed (curl exit $rc)" >&2',
@@ -97,7 +112,7 @@ def parse_marker_line(message: str, end_marker: str) -> tuple[str, str | None, i
     if index < 0:
         return None
     before = message[:index]
-    fields = message[index + len(end_marker):].split()
+    fields = message[index + len(end_marker) :].split()
     phase = fields[0] if fields else None
     code = int(fields[1]) if len(fields) > 1 and fields[1].lstrip("-").isdigit() else None
     return before, phase, code

@@ -47,8 +47,8 @@ from airflow_cmdexec_provider.backends.base import (
     LineSink,
     RemoteBackend,
     TaskSettings,
-    WatchError,
     WatchBackoff,
+    WatchError,
 )
 from airflow_cmdexec_provider.backends.docker_transports import (
     DaemonError,
@@ -62,7 +62,7 @@ from airflow_cmdexec_provider.backends.docker_transports import (
 )
 from airflow_cmdexec_provider.config import DockerConfig, docker_config
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
-from airflow_cmdexec_provider.runner.workdir import link_info, iter_project_files
+from airflow_cmdexec_provider.runner.workdir import iter_project_files, link_info
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,18 @@ STOP_GRACE_SECONDS = 10
 LABEL_PREFIX = "io.github.cmdexec."
 # The labels that name a task instance; with try_number they name one try.
 INSTANCE_LABELS = ("dag_id", "task_id", "run_id", "map_index")
-OOM_REASON = "OOMKilled: the container ran out of memory; raise its memory limit (docker.run_options, e.g. -m 2g)"
+OOM_REASON = (
+    "OOMKilled: the container ran out of memory; raise its memory limit (docker.run_options, e.g. -m 2g)"
+)
 # What a container may send back in its IO dir: more fails the task instead of filling the worker's disk.
 MAX_OUTPUT_BYTES = 1 << 30
 MAX_OUTPUT_ENTRIES = 10_000
 CHUNK = 1 << 20
 SAVE_INTERVAL_SECONDS = 1.0  # how often (at most) the log position is saved in the task's state store
 # The runtime's error when the program to run does not exist (runc; "stat" for a path).
-_PROGRAM_MISSING = re.compile(r'exec: "([^"]+)": (?:executable file not found|stat \S+: no such file or directory)')
+_PROGRAM_MISSING = re.compile(
+    r'exec: "([^"]+)": (?:executable file not found|stat \S+: no such file or directory)'
+)
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 _END = object()
 
@@ -88,7 +92,8 @@ def container_name(labels: Mapping[str, str]) -> str:
     identity = "|".join(str(labels.get(key, "")) for key in (*INSTANCE_LABELS, "try_number"))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     task = _slug(str(labels.get("task_id", "task")))[-32:].strip("-.")  # the end of a task id names it best
-    return f"cmdexec-{_slug(str(labels.get('dag_id', 'dag')))[:24]}-{task}-try{labels.get('try_number', '1')}-{digest}"
+    dag = _slug(str(labels.get("dag_id", "dag")))[:24]
+    return f"cmdexec-{dag}-{task}-try{labels.get('try_number', '1')}-{digest}"
 
 
 def _slug(text: str) -> str:
@@ -99,8 +104,10 @@ def build_tag(config: DockerConfig, project_dir: Path) -> str:
     """The image a ``build`` makes: named per project (review L12, Digdag: per project id), tagged with
     a hash of what makes it (base image, build lines, build options)."""
     project = hashlib.sha1(str(project_dir).encode()).hexdigest()[:12]
-    recipe = json.dumps({"image": config.image, "build": list(config.build),
-                         "build_options": list(config.build_options)}, separators=(",", ":"))
+    recipe = json.dumps(
+        {"image": config.image, "build": list(config.build), "build_options": list(config.build_options)},
+        separators=(",", ":"),
+    )
     return f"cmdexec-build-{project}:{hashlib.sha1(recipe.encode()).hexdigest()}"
 
 
@@ -151,15 +158,23 @@ class DockerBackend(RemoteBackend):
         it was started, else removed and made anew. On any failure nothing is left behind.
         """
         transport = self.transport
-        log_line(f"{self.label} runs in Docker through {transport.describe()} ({self.cli_reason() or 'the default'})")
+        log_line(
+            f"{self.label} runs in Docker through {transport.describe()} "
+            f"({self.cli_reason() or 'the default'})"
+        )
         if earlier is not None:
             adopted = self._adopt(earlier, log_line)
             if adopted is not None:
                 return adopted
         image = self._image(request, log_line)
         name = container_name(request.labels)
-        handle: Handle = {"backend": self.name, "starting": True, "container": name, "io_dir": str(request.io_dir),
-                          "outputs": request.needs_outputs}
+        handle: Handle = {
+            "backend": self.name,
+            "starting": True,
+            "container": name,
+            "io_dir": str(request.io_dir),
+            "outputs": request.needs_outputs,
+        }
         self._save(handle)  # before the container exists: a crash from here on leaves a handle naming it
         created = False
         try:
@@ -182,7 +197,9 @@ class DockerBackend(RemoteBackend):
         log_line(f"Started container {name}")
         return handle
 
-    def _discard_failed_start(self, handle: Handle, request: CommandRequest, created: bool, log_line: LineSink) -> None:
+    def _discard_failed_start(
+        self, handle: Handle, request: CommandRequest, created: bool, log_line: LineSink
+    ) -> None:
         """Remove the container of a start that failed, if this try made it: the name may be taken by a
         container of another task (review H1), and a create cut short may still have made ours."""
         try:
@@ -200,30 +217,43 @@ class DockerBackend(RemoteBackend):
         if info is None:
             return None
         if info["State"]["Status"] == "created":
-            log_line(f"Removing container {name}, which an earlier try of this task created but did not start")
+            log_line(
+                f"Removing container {name}, which an earlier try of this task created but did not start"
+            )
             self.transport.remove(name)
             return None
-        log_line(f"Taking over container {name}, which an earlier try of this task started: not starting another one")
+        log_line(
+            f"Taking over container {name}, which an earlier try of this task started: "
+            "not starting another one"
+        )
         handle = {key: value for key, value in earlier.items() if key != "starting"}
         self._save(handle)
         return handle
 
     def _image(self, request: CommandRequest, log_line: LineSink) -> str:
-        """The image to run: built for ``build``, pulled for ``pull_always``; else ``create`` pulls it if missing."""
+        """The image to run: built for ``build``, pulled for ``pull_always``; else ``create`` pulls it
+        if missing."""
         config, transport = self.config, self.transport
         if config.build:
             tag = build_tag(config, request.project_dir)
-            # With pull_always every task builds again, pulling the base: the layers are reused if it did not move.
+            # With pull_always every task builds again, pulling the base: the layers are reused if it
+            # did not move.
             if not config.pull_always and transport.image_exists(tag):
                 log_line(f"Reusing docker image {tag}")
                 return tag
             log_line(f"Building docker image {tag} from {config.image}")
             try:
-                transport.build(dockerfile(config.image, config.build), tag, config.pull_always, request.project_dir,
-                                log_line)
+                transport.build(
+                    dockerfile(config.image, config.build),
+                    tag,
+                    config.pull_always,
+                    request.project_dir,
+                    log_line,
+                )
             except (DaemonError, NoSuchImage) as exc:
                 raise BackendError(
-                    f"{self.label}: docker build failed for docker.build on {config.image}: {exc}") from exc
+                    f"{self.label}: docker build failed for docker.build on {config.image}: {exc}"
+                ) from exc
             return tag
         if config.pull_always:
             log_line(f"Pulling docker image {config.image} (docker.pull_always)")
@@ -232,7 +262,8 @@ class DockerBackend(RemoteBackend):
             except (DaemonError, NoSuchImage) as exc:
                 raise BackendError(
                     f"{self.label}: pulling the image {config.image} failed (docker.pull_always): {exc}. "
-                    "Check docker.image, docker.docker_conn_id and the registry") from exc
+                    "Check docker.image, docker.docker_conn_id and the registry"
+                ) from exc
         return config.image
 
     def _remove_earlier_tries(self, request: CommandRequest, log_line: LineSink) -> None:
@@ -241,8 +272,14 @@ class DockerBackend(RemoteBackend):
         current = int(request.labels.get("try_number", "1"))
         if current <= 1:
             return
-        labels = {f"{LABEL_PREFIX}managed": "true",
-                  **{f"{LABEL_PREFIX}{key}": request.labels[key] for key in INSTANCE_LABELS if key in request.labels}}
+        labels = {
+            f"{LABEL_PREFIX}managed": "true",
+            **{
+                f"{LABEL_PREFIX}{key}": request.labels[key]
+                for key in INSTANCE_LABELS
+                if key in request.labels
+            },
+        }
         for container in self.transport.containers(labels):
             their_try = container["labels"].get(f"{LABEL_PREFIX}try_number", "")
             if their_try.isdigit() and int(their_try) < current:
@@ -253,22 +290,35 @@ class DockerBackend(RemoteBackend):
                     log_line(f"WARNING: could not remove container {container['name']}: {exc}")
 
     def _create(self, name: str, image: str, request: CommandRequest, log_line: LineSink) -> None:
-        labels = {f"{LABEL_PREFIX}managed": "true", **{f"{LABEL_PREFIX}{k}": str(v) for k, v in request.labels.items()}}
+        labels = {
+            f"{LABEL_PREFIX}managed": "true",
+            **{f"{LABEL_PREFIX}{k}": str(v) for k, v in request.labels.items()},
+        }
         for attempt in (1, 2):
             try:
-                self.transport.create(name, image, request.argv(request.io_dir), str(request.working_dir),
-                                      request.env, labels, log_line)
+                self.transport.create(
+                    name,
+                    image,
+                    request.argv(request.io_dir),
+                    str(request.working_dir),
+                    request.env,
+                    labels,
+                    log_line,
+                )
                 return
             except NameInUse as exc:
                 if attempt == 2 or not self._names_this_try(name, request):
-                    raise BackendError(f"{self.label}: the container name {name} is taken by a container of another "
-                                       f"task; it is left alone: {exc}") from exc
+                    raise BackendError(
+                        f"{self.label}: the container name {name} is taken by a container of another "
+                        f"task; it is left alone: {exc}"
+                    ) from exc
                 log_line(f"Removing leftover container {name} of an earlier attempt of this try")
                 self.transport.remove(name)
             except NoSuchImage as exc:
                 raise BackendError(
-                    f"{self.label}: the image {image} is not on this Docker host and could not be pulled: {exc}. "
-                    "Check docker.image, docker.docker_conn_id and the registry") from exc
+                    f"{self.label}: the image {image} is not on this Docker host and could not be pulled: "
+                    f"{exc}. Check docker.image, docker.docker_conn_id and the registry"
+                ) from exc
             except DaemonError as exc:
                 raise BackendError(f"{self.label}: Docker could not create the container: {exc}") from exc
 
@@ -283,8 +333,9 @@ class DockerBackend(RemoteBackend):
         except CmdExecConfigError as exc:  # a link leaving the project
             raise CmdExecConfigError(f"{self.label}: {exc}") from exc
         except DaemonError as exc:
-            raise BackendError(f"{self.label}: could not copy the project and the IO folder into container {name}: "
-                               f"{exc}") from exc
+            raise BackendError(
+                f"{self.label}: could not copy the project and the IO folder into container {name}: {exc}"
+            ) from exc
 
     def _start(self, name: str, image: str, request: CommandRequest) -> None:
         try:
@@ -345,16 +396,24 @@ class DockerBackend(RemoteBackend):
                     return outcome
                 await asyncio.sleep(outcome)
 
-    def _outcome(self, handle: Handle, info: dict[str, Any] | None, log_error: WatchError | None, backoff: WatchBackoff,
-                 log_line: LineSink) -> CommandResult | float:
+    def _outcome(
+        self,
+        handle: Handle,
+        info: dict[str, Any] | None,
+        log_error: WatchError | None,
+        backoff: WatchBackoff,
+        log_line: LineSink,
+    ) -> CommandResult | float:
         """After the log stream ended: the result if the container stopped (its log read to the end),
         else the seconds to wait before following again (the stream broke, or a daemon restart ended it)."""
         if info is None:
             raise self._gone(handle)
         if _ended(info["State"]):
             if log_error is not None:
-                log_line(f"WARNING: the end of the container's log could not be read ({log_error}); "
-                         "the log above may be incomplete")
+                log_line(
+                    f"WARNING: the end of the container's log could not be read ({log_error}); "
+                    "the log above may be incomplete"
+                )
             return self._finish(handle, info["State"])
         if log_error is not None:
             return backoff.failed(log_error, log_line)
@@ -378,7 +437,9 @@ class DockerBackend(RemoteBackend):
         entries: queue.SimpleQueue[Any] = queue.SimpleQueue()
         try:
             with self.transport.log_entries(handle["container"], cursor.since, follow) as stream:
-                threading.Thread(target=_pump, args=(stream, entries), name="cmdexec-docker-log", daemon=True).start()
+                threading.Thread(
+                    target=_pump, args=(stream, entries), name="cmdexec-docker-log", daemon=True
+                ).start()
                 while True:
                     try:
                         item = entries.get(timeout=SAVE_INTERVAL_SECONDS)
@@ -398,7 +459,9 @@ class DockerBackend(RemoteBackend):
         finally:
             self._save_progress(handle)
 
-    async def _watch_log(self, watcher: Any, handle: Handle, log_line: LineSink, follow: bool) -> WatchError | None:
+    async def _watch_log(
+        self, watcher: Any, handle: Handle, log_line: LineSink, follow: bool
+    ) -> WatchError | None:
         """``_read_log`` in the event loop; returns the read's failure, if any."""
         cursor = _LogCursor(handle, log_line)
         try:
@@ -453,16 +516,22 @@ class DockerBackend(RemoteBackend):
                 extract_outputs(chunks, io_dir, Path(source).name, self.label)
         except NoSuchPath as exc:
             if result.exit_code == 0:
-                raise BackendError(f"{self.label}: container {name} has no IO folder {source} although its command "
-                                   f"exited 0: {exc}") from exc
+                raise BackendError(
+                    f"{self.label}: container {name} has no IO folder {source} although its command "
+                    f"exited 0: {exc}"
+                ) from exc
         except NoSuchContainer as exc:
-            raise BackendError(f"{self.label}: container {name} no longer exists: the files its command wrote "
-                               "are lost") from exc
+            raise BackendError(
+                f"{self.label}: container {name} no longer exists: the files its command wrote are lost"
+            ) from exc
         except DaemonError as exc:
-            raise BackendError(f"{self.label}: could not copy the IO folder out of container {name}: {exc}") from exc
+            raise BackendError(
+                f"{self.label}: could not copy the IO folder out of container {name}: {exc}"
+            ) from exc
 
     def stop(self, handle: Handle, reason: str) -> None:
-        """``docker stop``: TERM, then KILL after the grace period; returns once it stopped (at most the grace)."""
+        """``docker stop``: TERM, then KILL after the grace period; returns once it stopped (at most
+        the grace)."""
         try:
             self.transport.stop(handle["container"], self.stop_grace)
             log.info("Stopped container %s: %s", handle["container"], reason)
@@ -489,7 +558,7 @@ def _pump(stream: Any, entries: queue.SimpleQueue[Any]) -> None:
     try:
         for entry in stream:
             entries.put(entry)
-    except Exception as exc:  # handed to the thread that waits for the entries
+    except Exception as exc:  # noqa: BLE001 - handed to the thread that waits for the entries
         entries.put(exc)
     else:
         entries.put(_END)
@@ -569,7 +638,7 @@ def workspace_archive(request: CommandRequest) -> Iterator[bytes]:
     """
     tar = _TarChunks()
     project = str(request.project_dir)
-    for rel, full in iter_project_files(Path(project)):
+    for rel, _ in iter_project_files(Path(project)):
         path = os.path.join(project, rel)
         yield from tar.folders(os.path.dirname(path), project)
         try:
@@ -618,7 +687,8 @@ class _TarChunks:
             yield self._take()
 
     def add_file(self, path: str) -> Iterator[bytes]:
-        """A regular file, opened without following a link (``ELOOP`` if it is one); other kinds are left out."""
+        """A regular file, opened without following a link (``ELOOP`` if it is one); other kinds are
+        left out."""
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
             st = os.fstat(fd)
@@ -675,21 +745,26 @@ def extract_outputs(chunks: Iterator[bytes], dest: Path, top: str, label: str) -
             if member.name == top:
                 continue
             if not member.name.startswith(f"{top}/"):
-                raise BackendError(f"{label}: the container sent back {member.name!r}, outside its IO folder: refused")
+                raise BackendError(
+                    f"{label}: the container sent back {member.name!r}, outside its IO folder: refused"
+                )
             entries += 1
             size += member.size
             if entries > MAX_OUTPUT_ENTRIES or size > MAX_OUTPUT_BYTES:
                 raise BackendError(
-                    f"{label}: the command left more than {MAX_OUTPUT_ENTRIES} files or {MAX_OUTPUT_BYTES >> 20} MiB "
-                    "in its IO folder; write large results elsewhere (storage, the project is not copied back)")
-            member.name = member.name[len(top) + 1:]
+                    f"{label}: the command left more than {MAX_OUTPUT_ENTRIES} files or "
+                    f"{MAX_OUTPUT_BYTES >> 20} MiB in its IO folder; write large results elsewhere (storage, "
+                    "the project is not copied back)"
+                )
+            member.name = member.name[len(top) + 1 :]
             if member.islnk() and member.linkname.startswith(f"{top}/"):
-                member.linkname = member.linkname[len(top) + 1:]
+                member.linkname = member.linkname[len(top) + 1 :]
             try:
                 tar.extract(member, dest, filter="data")
             except tarfile.FilterError as exc:
-                raise BackendError(f"{label}: the container sent back an unsafe entry in its IO folder ({exc}): "
-                                   "refused") from exc
+                raise BackendError(
+                    f"{label}: the container sent back an unsafe entry in its IO folder ({exc}): refused"
+                ) from exc
 
 
 class _ChunkReader(io.RawIOBase):
@@ -710,6 +785,6 @@ class _ChunkReader(io.RawIOBase):
                 return 0
             self.chunk, self.offset = memoryview(chunk), 0
         size = min(len(buffer), len(self.chunk) - self.offset)
-        buffer[:size] = self.chunk[self.offset:self.offset + size]
+        buffer[:size] = self.chunk[self.offset : self.offset + size]
         self.offset += size
         return size

@@ -8,8 +8,9 @@ when a task sets ``docker.docker`` (the CLI path) or ``run_options``/``build_opt
 flags passed on unchanged. Both give the backend (``backends/docker.py``) the same steps.
 
 Errors: ``NoSuchContainer``/``NoSuchImage``/``NoSuchPath`` for what the daemon does not know,
-``NameInUse`` for a container name that is taken, ``DaemonUnreachable`` when nothing answers, ``DaemonError`` (with the
-daemon's own message) for any other refusal, ``WatchError`` when a state or a log cannot be read.
+``NameInUse`` for a container name that is taken, ``DaemonUnreachable`` when nothing answers,
+``DaemonError`` (with the daemon's own message) for any other refusal, ``WatchError`` when a state
+or a log cannot be read.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -38,8 +39,9 @@ from airflow_cmdexec_provider.params import is_startup_env_name
 ENV_FILE_MAX_LINE = 64 * 1024 - 1
 # Names the docker CLI (or what it runs: credential helpers, buildx, the Go runtime) reads itself:
 # a container value that must travel in the CLI's own environment may not carry one (review M14).
-_CLI_ENV = re.compile(r"^(DOCKER_.*|HOME|PATH|SSL_.*|TMPDIR|GODEBUG|BUILDKIT_.*|BUILDX_.*|XDG_.*|.*_PROXY)$",
-                      re.IGNORECASE)
+_CLI_ENV = re.compile(
+    r"^(DOCKER_.*|HOME|PATH|SSL_.*|TMPDIR|GODEBUG|BUILDKIT_.*|BUILDX_.*|XDG_.*|.*_PROXY)$", re.IGNORECASE
+)
 # Files that hold secrets for one CLI call (env file, registry login): named with the worker's pid,
 # so that a later task can remove what a killed worker left (``sweep_private_dirs``).
 PRIVATE_PREFIX = "cmdexec-env-"
@@ -134,7 +136,8 @@ class EngineApi:
     def unreachable(self, exc: BaseException) -> DaemonUnreachable:
         return DaemonUnreachable(
             f"Task {self.config.task_label}: the Docker daemon is not reachable at {self.host}: {exc}. Start "
-            "dockerd or point DOCKER_HOST at a running daemon")
+            "dockerd or point DOCKER_HOST at a running daemon"
+        )
 
     @contextmanager
     def errors(self, missing: type[BackendError] = NoSuchContainer) -> Iterator[None]:
@@ -160,8 +163,11 @@ class EngineApi:
         registry = self.config.registry
         if registry is None:
             return None
-        return {"username": registry.username, "password": registry.password,
-                "serveraddress": registry.server or DOCKER_HUB}
+        return {
+            "username": registry.username,
+            "password": registry.password,
+            "serveraddress": registry.server or DOCKER_HUB,
+        }
 
     def image_exists(self, image: str) -> bool:
         try:
@@ -173,7 +179,9 @@ class EngineApi:
 
     def pull(self, image: str, log_line: LineSink) -> None:
         with self.errors(missing=NoSuchImage):
-            _forward_progress(self.client.pull(image, stream=True, decode=True, auth_config=self._auth()), log_line)
+            _forward_progress(
+                self.client.pull(image, stream=True, decode=True, auth_config=self._auth()), log_line
+            )
 
     def build(self, dockerfile_text: str, tag: str, pull: bool, context: Path, log_line: LineSink) -> None:
         import io
@@ -189,19 +197,39 @@ class EngineApi:
         registry = self.config.registry
         with self.errors(missing=NoSuchImage):
             if registry is not None:  # the SDK sends the logins it holds with the build (for FROM)
-                self.client.login(registry.username, registry.password, registry=registry.server or DOCKER_HUB)
-            _forward_progress(self.client.build(fileobj=archive, custom_context=True, tag=tag, pull=pull,
-                                                forcerm=True, decode=True), log_line)
+                self.client.login(
+                    registry.username, registry.password, registry=registry.server or DOCKER_HUB
+                )
+            _forward_progress(
+                self.client.build(
+                    fileobj=archive, custom_context=True, tag=tag, pull=pull, forcerm=True, decode=True
+                ),
+                log_line,
+            )
 
-    def create(self, name: str, image: str, argv: list[str], working_dir: str, env: Mapping[str, str],
-               labels: Mapping[str, str], log_line: LineSink) -> None:
+    def create(
+        self,
+        name: str,
+        image: str,
+        argv: list[str],
+        working_dir: str,
+        env: Mapping[str, str],
+        labels: Mapping[str, str],
+        log_line: LineSink,
+    ) -> None:
         """Create the container (not started). A missing image is pulled first, as ``docker create`` does."""
         for attempt in (1, 2):
             try:
                 with self.errors(missing=NoSuchImage):
-                    self.client.create_container(image, command=argv, name=name, labels=dict(labels),
-                                                 environment=dict(env), working_dir=working_dir,
-                                                 host_config=self.client.create_host_config())
+                    self.client.create_container(
+                        image,
+                        command=argv,
+                        name=name,
+                        labels=dict(labels),
+                        environment=dict(env),
+                        working_dir=working_dir,
+                        host_config=self.client.create_host_config(),
+                    )
                 return
             except NoSuchImage:
                 if attempt == 2:
@@ -224,7 +252,8 @@ class EngineApi:
         """The container's description, None if it does not exist; ``WatchError`` if it cannot be read."""
         try:
             with self.errors():
-                return self.client.inspect_container(name)
+                info: dict[str, Any] = self.client.inspect_container(name)
+                return info
         except NoSuchContainer:
             return None
         except BackendError as exc:
@@ -288,7 +317,9 @@ class EngineApi:
     def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         """Containers (any state) carrying all these labels: ``{"name": ..., "labels": {...}}``."""
         with self.errors():
-            found = self.client.containers(all=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+            found = self.client.containers(
+                all=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]}
+            )
         return [{"name": c["Names"][0].lstrip("/"), "labels": c.get("Labels") or {}} for c in found]
 
     @asynccontextmanager
@@ -297,7 +328,7 @@ class EngineApi:
         import aiohttp
 
         if self.host.startswith("unix://"):
-            connector: Any = aiohttp.UnixConnector(path=self.host[len("unix://"):])
+            connector: Any = aiohttp.UnixConnector(path=self.host[len("unix://") :])
             origin = "http://docker"
         elif self.host.startswith(("tcp://", "http://", "https://")):
             tls = self.client_kwargs.get("tls")
@@ -400,7 +431,9 @@ class _AsyncEngine:
                 if response.status == 404:
                     raise NoSuchContainer(f"container {name} no longer exists")
                 if response.status != 200:
-                    raise WatchError(f"reading the log of container {name} failed: {(await response.text()).strip()}")
+                    raise WatchError(
+                        f"reading the log of container {name} failed: {(await response.text()).strip()}"
+                    )
                 while True:
                     try:
                         header = await response.content.readexactly(8)
@@ -422,7 +455,8 @@ class _AsyncEngine:
                     return None
                 if response.status != 200:
                     raise WatchError(f"cannot inspect container {name}: {(await response.text()).strip()}")
-                return await response.json()
+                info: dict[str, Any] = await response.json()
+                return info
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise WatchError(f"cannot inspect container {name}: {exc}") from exc
 
@@ -452,8 +486,9 @@ class DockerCli:
     # -- running the CLI ------------------------------------------------------------------------
     def _run(self, *args: str, timeout: float = CLI_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[bytes]:
         try:
-            return subprocess.run([self.cli, *args], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                                  check=False)
+            return subprocess.run(
+                [self.cli, *args], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+            )
         except subprocess.TimeoutExpired as exc:
             raise DaemonError(f"'docker {args[0]}' did not return within {timeout:.0f} s") from exc
 
@@ -464,7 +499,8 @@ class DockerCli:
         if any(text in message for text in _CANNOT_CONNECT):
             raise DaemonUnreachable(
                 f"Task {self.config.task_label}: the Docker daemon is not reachable through {self.cli!r}: "
-                f"{message}. Start dockerd or point DOCKER_HOST at a running daemon")
+                f"{message}. Start dockerd or point DOCKER_HOST at a running daemon"
+            )
         if "No such container:path" in message or "Could not find the file" in message:
             raise NoSuchPath(message)
         if "No such container" in message:
@@ -485,8 +521,10 @@ class DockerCli:
             registry = self.config.registry
             if registry is not None:
                 auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
-                _write_private(path / "config.json",
-                               json.dumps({"auths": {registry.server or DOCKER_HUB: {"auth": auth}}}))
+                _write_private(
+                    path / "config.json",
+                    json.dumps({"auths": {registry.server or DOCKER_HUB: {"auth": auth}}}),
+                )
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
@@ -510,16 +548,30 @@ class DockerCli:
         with tempfile.TemporaryDirectory(prefix="cmdexec-build-") as context_dir:
             path = Path(context_dir) / "Dockerfile"
             path.write_text(dockerfile_text, encoding="utf-8")
-            argv = ["build", *self.config.build_options, "-f", str(path), "--force-rm", *(["--pull"] if pull else []),
-                    "-t", tag, context_dir]
+            argv = [
+                "build",
+                *self.config.build_options,
+                "-f",
+                str(path),
+                "--force-rm",
+                *(["--pull"] if pull else []),
+                "-t",
+                tag,
+                context_dir,
+            ]
             # In the project, as Digdag runs it: relative paths in build_options resolve there.
             self._streamed(argv, "build", log_line, cwd=context)
 
     def _streamed(self, args: list[str], what: str, log_line: LineSink, cwd: Path | None = None) -> None:
         """A pull or build (with the registry login), its output going to the task log line by line."""
         with self._private_dir() as private:
-            proc = subprocess.Popen([self.cli, *self._login_args(private), *args], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
+            proc = subprocess.Popen(
+                [self.cli, *self._login_args(private), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+            )
             tail: list[str] = []
             assert proc.stdout is not None
             with proc.stdout:
@@ -533,8 +585,16 @@ class DockerCli:
             self._check(subprocess.CompletedProcess(args, proc.returncode, b"", output), what)
 
     # -- containers -------------------------------------------------------------------------------
-    def create(self, name: str, image: str, argv: list[str], working_dir: str, env: Mapping[str, str],
-               labels: Mapping[str, str], log_line: LineSink) -> None:
+    def create(
+        self,
+        name: str,
+        image: str,
+        argv: list[str],
+        working_dir: str,
+        env: Mapping[str, str],
+        labels: Mapping[str, str],
+        log_line: LineSink,
+    ) -> None:
         """``docker create`` in the working dir (relative paths in run_options resolve there, review
         M12). The env file is in a private dir that a shell around the CLI removes as soon as the CLI
         returned, also when this worker is killed meanwhile (the shell is in a session of its own)."""
@@ -550,18 +610,29 @@ class DockerCli:
             for key in passthrough:
                 args += ["-e", key]
             remove_after = 'dir=$1; shift; "$@"; rc=$?; rm -rf -- "$dir"; exit $rc'
-            proc = subprocess.run(["/bin/sh", "-c", remove_after, "sh", str(private), self.cli, *args, image, *argv],
-                                  capture_output=True, cwd=working_dir, env={**os.environ, **passthrough},
-                                  stdin=subprocess.DEVNULL, start_new_session=True, check=False)
+            proc = subprocess.run(
+                ["/bin/sh", "-c", remove_after, "sh", str(private), self.cli, *args, image, *argv],
+                capture_output=True,
+                cwd=working_dir,
+                env={**os.environ, **passthrough},
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                check=False,
+            )
         for line in _text(proc.stderr).splitlines():
             if line.startswith(("Unable to find image", "Status:")) or ": Pull" in line:
                 log_line(line)
         self._check(proc, "create")
 
     def copy_in(self, name: str, chunks: Iterator[bytes]) -> None:
-        proc = subprocess.Popen([self.cli, "cp", "-", f"{name}:/"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        assert proc.stdin is not None and proc.stderr is not None
+        proc = subprocess.Popen(
+            [self.cli, "cp", "-", f"{name}:/"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        assert proc.stderr is not None
         try:
             with proc.stdin:
                 for chunk in chunks:
@@ -587,15 +658,17 @@ class DockerCli:
             return None
         except BackendError as exc:
             raise WatchError(f"cannot inspect container {name}: {exc}") from exc
-        return json.loads(proc.stdout)[0]
+        info: dict[str, Any] = json.loads(proc.stdout)[0]
+        return info
 
     @contextmanager
     def log_entries(self, name: str, since: int | None, follow: bool) -> Iterator[LogStream]:
         args = [self.cli, "logs", "--timestamps", *(["--follow"] if follow else [])]
         if since:
             args += ["--since", str(since)]
-        proc = subprocess.Popen([*args, name], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*args, name], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         stream = _CliLogStream(proc, name)
         try:
             yield stream
@@ -604,33 +677,39 @@ class DockerCli:
 
     @contextmanager
     def copy_out(self, name: str, path: str) -> Iterator[Iterator[bytes]]:
-        proc = subprocess.Popen([self.cli, "cp", f"{name}:{path}", "-"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stderr is not None
+        proc = subprocess.Popen(
+            [self.cli, "cp", f"{name}:{path}", "-"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        stdout = proc.stdout
+        assert stdout is not None
+        assert proc.stderr is not None
         try:
-            yield iter(lambda: proc.stdout.read(STREAM_CHUNK), b"")  # type: ignore[union-attr]
+            yield iter(lambda: stdout.read(STREAM_CHUNK), b"")
         finally:
-            proc.stdout.close()
+            stdout.close()
             stderr = proc.stderr.read()
             proc.stderr.close()
             code = proc.wait()
         self._check(subprocess.CompletedProcess(["cp"], code, b"", stderr), "cp")
 
     def stop(self, name: str, grace: int) -> None:
-        try:
-            self._check(self._run("stop", "-t", str(grace), name, timeout=grace + CLI_TIMEOUT_SECONDS), "stop")
-        except NoSuchContainer:
-            pass
+        with suppress(NoSuchContainer):
+            self._check(
+                self._run("stop", "-t", str(grace), name, timeout=grace + CLI_TIMEOUT_SECONDS), "stop"
+            )
 
     def remove(self, name: str) -> None:
-        try:
+        with suppress(NoSuchContainer):
             self._check(self._run("rm", "--force", "--volumes", name), "rm")
-        except NoSuchContainer:
-            pass
 
     def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         filters = [arg for key, value in labels.items() for arg in ("--filter", f"label={key}={value}")]
-        proc = self._run("ps", "--all", "--no-trunc", *filters, "--format", "{{json .Names}}\t{{json .Labels}}")
+        proc = self._run(
+            "ps", "--all", "--no-trunc", *filters, "--format", "{{json .Names}}\t{{json .Labels}}"
+        )
         self._check(proc, "ps")
         found = []
         for line in _text(proc.stdout).splitlines():
@@ -677,10 +756,16 @@ class _AsyncCli:
         self.cli = cli.cli
 
     async def log_entries(self, name: str, since: int | None, follow: bool) -> AsyncIterator[bytes]:
-        args = ["logs", "--timestamps", *(["--follow"] if follow else []), *(["--since", str(since)] if since else []),
-                name]
-        proc = await asyncio.create_subprocess_exec(self.cli, *args, stdin=subprocess.DEVNULL,
-                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        args = [
+            "logs",
+            "--timestamps",
+            *(["--follow"] if follow else []),
+            *(["--since", str(since)] if since else []),
+            name,
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            self.cli, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         assert proc.stdout is not None
         messages = []
         try:
@@ -698,11 +783,19 @@ class _AsyncCli:
                 await proc.wait()
 
     async def inspect(self, name: str) -> dict[str, Any] | None:
-        proc = await asyncio.create_subprocess_exec(self.cli, "container", "inspect", name, stdin=subprocess.DEVNULL,
-                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            self.cli,
+            "container",
+            "inspect",
+            name,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         stdout, stderr = await proc.communicate()
         if proc.returncode == 0:
-            return json.loads(stdout)[0]
+            info: dict[str, Any] = json.loads(stdout)[0]
+            return info
         if b"No such container" in stderr:
             return None
         raise WatchError(f"cannot inspect container {name}: {daemon_message(stderr) or _last_line(stderr)}")
@@ -756,15 +849,16 @@ def _last_line(output: bytes) -> str:
 def cli_env(env: Mapping[str, str], task_label: str) -> dict[str, str]:
     """The values an env file cannot hold (line breaks, or a line over the CLI's limit): they go in the
     CLI's own environment, named with ``-e NAME``; a name the CLI would read itself is refused."""
-    passthrough = {k: v for k, v in env.items()
-                   if "\n" in v or "\r" in v or len(f"{k}={v}".encode()) > ENV_FILE_MAX_LINE}
+    passthrough = {
+        k: v for k, v in env.items() if "\n" in v or "\r" in v or len(f"{k}={v}".encode()) > ENV_FILE_MAX_LINE
+    }
     for key in passthrough:
         if _CLI_ENV.match(key) or is_startup_env_name(key):
             raise CmdExecConfigError(
-                f"Task {task_label}: env var {key!r} has a multi-line or very long value, which the docker CLI "
-                "can only pass on from its own environment, where this name would change how the CLI itself "
-                "runs; rename the variable, or run the task without docker.docker and docker.run_options "
-                "(the Engine API takes any value)"
+                f"Task {task_label}: env var {key!r} has a multi-line or very long value, which the docker "
+                "CLI can only pass on from its own environment, where this name would change how the CLI "
+                "itself runs; rename the variable, or run the task without docker.docker and "
+                "docker.run_options (the Engine API takes any value)"
             )
     return passthrough
 

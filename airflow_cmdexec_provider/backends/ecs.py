@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,7 +94,7 @@ class VariableTaskDefinitionCache:
 
         try:
             data = Variable.get(self.variable, default=None, deserialize_json=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be read is only slower
             log.warning("Cannot read the Variable %s (%s): scanning task definitions", self.variable, exc)
             return {}
         return data if isinstance(data, dict) else {}
@@ -108,13 +108,17 @@ class VariableTaskDefinitionCache:
         data = self._load()
         data[key] = value
         try:
-            Variable.set(self.variable, data, serialize_json=True,
-                         description="airflow-cmdexec-provider: ECS task definition family by docker.image tag")
-        except Exception as exc:
+            Variable.set(
+                self.variable,
+                data,
+                serialize_json=True,
+                description="airflow-cmdexec-provider: ECS task definition family by docker.image tag",
+            )
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written is only slower
             log.warning("Cannot write the Variable %s (%s): the next task scans again", self.variable, exc)
 
 
-class MemoryCache(dict):  # type: ignore[type-arg]
+class MemoryCache(dict[str, str]):
     """A cache that lives as long as the backend (tests and the CLI)."""
 
     def set(self, key: str, value: str) -> None:
@@ -166,8 +170,11 @@ class EcsBackend(RemoteBackend):
     def session(self) -> Any:
         if self._session is None:
             self._session = boto_session(
-                access_key_id=self.config.access_key_id, secret_access_key=self.config.secret_access_key,
-                aws_conn_id=self.config.aws_conn_id, region=self.config.region, client_type="ecs",
+                access_key_id=self.config.access_key_id,
+                secret_access_key=self.config.secret_access_key,
+                aws_conn_id=self.config.aws_conn_id,
+                region=self.config.region,
+                client_type="ecs",
             )
         return self._session
 
@@ -185,8 +192,12 @@ class EcsBackend(RemoteBackend):
         from botocore.config import Config
 
         boto_config = Config(retries={"mode": "standard", "total_max_attempts": self.config.max_retries + 1})
-        return self.session.client(service, region_name=region or self.region, endpoint_url=self.config.endpoint_url,
-                                   config=boto_config)
+        return self.session.client(
+            service,
+            region_name=region or self.region,
+            endpoint_url=self.config.endpoint_url,
+            config=boto_config,
+        )
 
     @property
     def ecs(self) -> Any:
@@ -231,12 +242,16 @@ class EcsBackend(RemoteBackend):
         td = self.task_definition()
         container = td["containerDefinitions"][0]
         if len(td["containerDefinitions"]) > 1:
-            log_line(f"Task definition {td['taskDefinitionArn']} has {len(td['containerDefinitions'])} "
-                     f"containers: the command runs in the first one, {container['name']!r}")
+            log_line(
+                f"Task definition {td['taskDefinitionArn']} has {len(td['containerDefinitions'])} "
+                f"containers: the command runs in the first one, {container['name']!r}"
+            )
         if earlier is not None:
             handle = dict(earlier)
-            log_line("An earlier try of this task died while starting its ECS task: starting it again with the "
-                     "same RunTask token, which returns that task if it was started")
+            log_line(
+                "An earlier try of this task died while starting its ECS task: starting it again with the "
+                "same RunTask token, which returns that task if it was started"
+            )
         else:
             base_key = self._base_key(request)
             handle = {
@@ -283,8 +298,8 @@ class EcsBackend(RemoteBackend):
                 return self._describe_td(self.config.task_definition_arn)
             except ClientError as exc:
                 raise CmdExecConfigError(
-                    f"{self.label}: ecs.task_definition_arn {self.config.task_definition_arn!r} cannot be used: "
-                    f"{aws_message(exc)}"
+                    f"{self.label}: ecs.task_definition_arn {self.config.task_definition_arn!r} cannot be "
+                    f"used: {aws_message(exc)}"
                 ) from exc
         image = self.config.image
         if not image:
@@ -309,13 +324,13 @@ class EcsBackend(RemoteBackend):
                     newest = self._describe_td(family)  # the newest revision wins, whatever the list order
                     return newest if _image_tag(newest) == image else self._describe_td(arn)
         raise CmdExecConfigError(
-            f"{self.label}: no ACTIVE ECS task definition is tagged {IMAGE_TAG}={image!r}; register one with that "
-            "tag, or set ecs.task_definition_arn, or run this task with executor='docker'"
+            f"{self.label}: no ACTIVE ECS task definition is tagged {IMAGE_TAG}={image!r}; register one with "
+            "that tag, or set ecs.task_definition_arn, or run this task with executor='docker'"
         )
 
     def _describe_td(self, name: str) -> dict[str, Any]:
         response = self._call(self.ecs, "describe_task_definition", taskDefinition=name, include=["TAGS"])
-        td = response["taskDefinition"]
+        td: dict[str, Any] = response["taskDefinition"]
         td["tags"] = response.get("tags", [])
         if not td.get("containerDefinitions"):
             raise CmdExecConfigError(f"{self.label}: task definition {name} has no containers")
@@ -325,28 +340,42 @@ class EcsBackend(RemoteBackend):
         log_config = container.get("logConfiguration") or {}
         options = log_config.get("options") or {}
         if log_config.get("logDriver") != "awslogs" or not options.get("awslogs-group"):
-            log_line("WARNING: the task definition's container does not use the awslogs log driver: "
-                     "its output cannot be shown here")
+            log_line(
+                "WARNING: the task definition's container does not use the awslogs log driver: "
+                "its output cannot be shown here"
+            )
             return None
         prefix = options.get("awslogs-stream-prefix")
         if not prefix:
-            log_line("WARNING: the awslogs configuration has no awslogs-stream-prefix: the log stream "
-                     "cannot be found, its output cannot be shown here")
+            log_line(
+                "WARNING: the awslogs configuration has no awslogs-stream-prefix: the log stream "
+                "cannot be found, its output cannot be shown here"
+            )
             return None
-        return {"group": options["awslogs-group"], "stream_prefix": f"{prefix}/{container['name']}",
-                "region": options.get("awslogs-region") or self.region}
+        return {
+            "group": options["awslogs-group"],
+            "stream_prefix": f"{prefix}/{container['name']}",
+            "region": options.get("awslogs-region") or self.region,
+        }
 
     def _base_key(self, request: CommandRequest) -> str:
         return object_prefix(self.storage_config, request)
 
     # -- shipping ------------------------------------------------------------------------------------
-    def _ship(self, request: CommandRequest, handle: Handle, container_name: str, log_line: LineSink) -> dict[str, Any]:
+    def _ship(
+        self, request: CommandRequest, handle: Handle, container_name: str, log_line: LineSink
+    ) -> dict[str, Any]:
         """Upload the archive (and env file) and return the RunTask overrides."""
         keys = handle["keys"]
         urls = presigned_urls(
-            input_storage=self.storage, input_config=self.storage_config, input_key=keys["input"],
-            output_storage=self.storage, output_config=self.storage_config, output_key=keys["output"],
-            output_lifetime=self.url_ttl, task=self.label,
+            input_storage=self.storage,
+            input_config=self.storage_config,
+            input_key=keys["input"],
+            output_storage=self.storage,
+            output_config=self.storage_config,
+            output_key=keys["output"],
+            output_lifetime=self.url_ttl,
+            task=self.label,
         )
         env = dict(request.env)
         overrides = self._overrides(request, handle, container_name, {**env, **urls}, [], False)
@@ -355,17 +384,26 @@ class EcsBackend(RemoteBackend):
             env_files, sourced = self._env_elsewhere(request, handle, env, too_large, log_line)
             overrides = self._overrides(request, handle, container_name, urls, env_files, sourced)
             if len(json.dumps(overrides["containerOverrides"])) > OVERRIDES_LIMIT:
-                raise CmdExecConfigError(f"{self.label}: ECS container overrides exceed {OVERRIDES_LIMIT} "
-                                         "characters even without the environment")
+                raise CmdExecConfigError(
+                    f"{self.label}: ECS container overrides exceed {OVERRIDES_LIMIT} "
+                    "characters even without the environment"
+                )
         upload_project(request, self.storage, keys["input"], "ECS", log_line, cancel=self._killed)
         return overrides
 
     def _overrides(
-        self, request: CommandRequest, handle: Handle, container_name: str, environment: Mapping[str, str],
-        env_files: list[dict[str, str]], sourced: bool,
+        self,
+        request: CommandRequest,
+        handle: Handle,
+        container_name: str,
+        environment: Mapping[str, str],
+        env_files: list[dict[str, str]],
+        sourced: bool,
     ) -> dict[str, Any]:
         script = container_script(
-            request, source_env_script=sourced, end_marker=handle["end_marker"],
+            request,
+            source_env_script=sourced,
+            end_marker=handle["end_marker"],
             retry_downloads=self.config.retry_task_scripts_downloads,
             retry_uploads=self.config.retry_task_output_uploads,
             fail_on_upload=self.config.enable_curl_fail_opt_on_uploads,
@@ -389,7 +427,12 @@ class EcsBackend(RemoteBackend):
         return overrides
 
     def _env_elsewhere(
-        self, request: CommandRequest, handle: Handle, env: Mapping[str, str], too_large: bool, log_line: LineSink
+        self,
+        request: CommandRequest,
+        handle: Handle,
+        env: Mapping[str, str],
+        too_large: bool,
+        log_line: LineSink,
     ) -> tuple[list[dict[str, str]], bool]:
         """Move the command's environment out of the overrides: an S3 env file, else a sourced script.
 
@@ -402,7 +445,9 @@ class EcsBackend(RemoteBackend):
             file_env = {k: v for k, v in env.items() if "\n" not in v and "\r" not in v}
         env_files: list[dict[str, str]] = []
         if file_env:
-            key = handle["keys"]["env_file"] = handle["keys"]["input"].replace("input.tar.gz", "variables.env")
+            key = handle["keys"]["env_file"] = handle["keys"]["input"].replace(
+                "input.tar.gz", "variables.env"
+            )
             self._save(handle)  # the new key must be deleted too if this worker dies now
             with private_tempdir("env") as tmp:
                 path = tmp / "variables.env"
@@ -415,12 +460,16 @@ class EcsBackend(RemoteBackend):
         if sourced:
             (request.io_dir / ENV_SCRIPT).write_text(env_script(sourced), encoding="utf-8")
         why = "too large for the ECS overrides limit" if too_large else "use_environment_file is set"
-        log_line(f"Environment ({len(env)} variables) is {why}: {len(file_env)} passed in an S3 environment "
-                 f"file, {len(sourced)} in the shipped archive")
+        log_line(
+            f"Environment ({len(env)} variables) is {why}: {len(file_env)} passed in an S3 environment "
+            f"file, {len(sourced)} in the shipped archive"
+        )
         return env_files, bool(sourced)
 
     # -- RunTask -----------------------------------------------------------------------------------
-    def _run_task_kwargs(self, handle: Mapping[str, Any], overrides: dict[str, Any], token: str) -> dict[str, Any]:
+    def _run_task_kwargs(
+        self, handle: Mapping[str, Any], overrides: dict[str, Any], token: str
+    ) -> dict[str, Any]:
         config = self.config
         kwargs: dict[str, Any] = {
             "cluster": config.cluster_name,
@@ -435,8 +484,10 @@ class EcsBackend(RemoteBackend):
         if config.platform_version:
             kwargs["platformVersion"] = config.platform_version
         if config.subnets:
-            vpc: dict[str, Any] = {"subnets": list(config.subnets),
-                                   "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED"}
+            vpc: dict[str, Any] = {
+                "subnets": list(config.subnets),
+                "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED",
+            }
             if config.security_groups:
                 vpc["securityGroups"] = list(config.security_groups)
             kwargs["networkConfiguration"] = {"awsvpcConfiguration": vpc}
@@ -450,7 +501,8 @@ class EcsBackend(RemoteBackend):
         return kwargs
 
     def _start(self, handle: Handle, overrides: dict[str, Any], log_line: LineSink) -> None:
-        """RunTask, retrying once on an AGENT failure (Digdag #1723). Errors are task failures, never fallbacks."""
+        """RunTask, retrying once on an AGENT failure (Digdag #1723). Errors are task failures, never
+        fallbacks."""
         from botocore.exceptions import ClientError
 
         if self._killed.is_set():
@@ -460,19 +512,27 @@ class EcsBackend(RemoteBackend):
         for retry in (0, 1):
             # A new token per distinct start (an AGENT retry, a TaskFailedToStart restart); the same
             # one when an earlier try's start is repeated, so ECS returns that try's task.
-            token = handle["run_token"] + (f"-{handle['attempts']}-{retry}" if handle["attempts"] or retry else "")
+            token = handle["run_token"] + (
+                f"-{handle['attempts']}-{retry}" if handle["attempts"] or retry else ""
+            )
             try:
                 response = self._call(self.ecs, "run_task", **self._run_task_kwargs(handle, overrides, token))
             except ClientError as exc:
                 raise BackendError(
-                    f"{self.label}: ECS RunTask on cluster {self.config.cluster_name!r} failed: {aws_message(exc)}"
+                    f"{self.label}: ECS RunTask on cluster {self.config.cluster_name!r} failed: "
+                    f"{aws_message(exc)}"
                 ) from exc
             tasks = response.get("tasks") or []
             failures = response.get("failures") or []
             if tasks:
                 break
-            reasons = ", ".join(f"{f.get('reason')} ({f.get('arn', '')}{': ' + f['detail'] if f.get('detail') else ''})"
-                                for f in failures) or "no task and no failure reported"
+            reasons = (
+                ", ".join(
+                    f"{f.get('reason')} ({f.get('arn', '')}{': ' + f['detail'] if f.get('detail') else ''})"
+                    for f in failures
+                )
+                or "no task and no failure reported"
+            )
             if retry == 0 and any(f.get("reason") == "AGENT" for f in failures):
                 log_line(f"ECS RunTask failed with an AGENT failure ({reasons}); retrying in 3 s")
                 time.sleep(3)
@@ -482,7 +542,9 @@ class EcsBackend(RemoteBackend):
         handle["task_arn"] = task["taskArn"]
         handle["attempts"] += 1
         if handle["awslogs"] is not None:
-            handle["awslogs"]["stream"] = f"{handle['awslogs']['stream_prefix']}/{task['taskArn'].rsplit('/', 1)[-1]}"
+            handle["awslogs"]["stream"] = (
+                f"{handle['awslogs']['stream_prefix']}/{task['taskArn'].rsplit('/', 1)[-1]}"
+            )
         handle["log_token"] = None
         handle.pop("marker", None)
         log_line(f"Started ECS task {task['taskArn']} on cluster {self.config.cluster_name}")
@@ -494,7 +556,9 @@ class EcsBackend(RemoteBackend):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            response = self._call(self.ecs, "describe_tasks", cluster=handle["cluster"], tasks=[handle["task_arn"]])
+            response = self._call(
+                self.ecs, "describe_tasks", cluster=handle["cluster"], tasks=[handle["task_arn"]]
+            )
         except (ClientError, BotoCoreError) as exc:
             raise WatchError(f"ECS DescribeTasks failed: {aws_message(exc)}") from exc
         tasks = response.get("tasks") or []
@@ -507,7 +571,9 @@ class EcsBackend(RemoteBackend):
         task = self.describe(handle)
         return self.on_description(handle, task, log_line)
 
-    def on_description(self, handle: Handle, task: Mapping[str, Any] | None, log_line: LineSink) -> CommandResult | None:
+    def on_description(
+        self, handle: Handle, task: Mapping[str, Any] | None, log_line: LineSink
+    ) -> CommandResult | None:
         """One look at the task (from DescribeTasks): forward new log lines; once it stopped, drain the
         log and return the result."""
         if task is None:
@@ -525,7 +591,11 @@ class EcsBackend(RemoteBackend):
             self._save_progress(handle)
             return None
         restartable = self._last_overrides and not self._killed.is_set()
-        if task.get("stopCode") == "TaskFailedToStart" and restartable and handle.get("attempts", 1) < RUN_TASK_ATTEMPTS:
+        if (
+            task.get("stopCode") == "TaskFailedToStart"
+            and restartable
+            and handle.get("attempts", 1) < RUN_TASK_ATTEMPTS
+        ):
             log_line(f"ECS task failed to start ({task.get('stoppedReason')}); starting it again")
             self._start(handle, self._last_overrides, log_line)
             handle["last_status"] = None
@@ -553,7 +623,9 @@ class EcsBackend(RemoteBackend):
         return self.result(handle, task)
 
     def exit_code(self, handle: Handle, task: Mapping[str, Any]) -> int | None:
-        container = next((c for c in task.get("containers") or [] if c.get("name") == handle["container_name"]), None)
+        container = next(
+            (c for c in task.get("containers") or [] if c.get("name") == handle["container_name"]), None
+        )
         return (container or {}).get("exitCode")
 
     def result(self, handle: Handle, task: Mapping[str, Any]) -> CommandResult:
@@ -561,7 +633,9 @@ class EcsBackend(RemoteBackend):
         containers = task.get("containers") or []
         container = next((c for c in containers if c.get("name") == handle["container_name"]), None)
         exit_code = self.exit_code(handle, task)
-        reasons = [r for r in (task.get("stopCode"), task.get("stoppedReason"), (container or {}).get("reason")) if r]
+        reasons = [
+            r for r in (task.get("stopCode"), task.get("stoppedReason"), (container or {}).get("reason")) if r
+        ]
         if not containers:
             reasons.append("no container information")
         if exit_code is None:
@@ -579,14 +653,23 @@ class EcsBackend(RemoteBackend):
         return CommandResult(exit_code)
 
     def drain_limit(self, failed: bool) -> int:
-        return (self.config.max_wait_for_fetch_log_events_non_zero_status if failed
-                else self.config.max_wait_for_fetch_log_events)
+        return (
+            self.config.max_wait_for_fetch_log_events_non_zero_status
+            if failed
+            else self.config.max_wait_for_fetch_log_events
+        )
 
     def watch_key(self) -> tuple[Any, ...]:
         """What makes two backends' tasks followable with the same clients (see ``ecs_watch``)."""
         config = self.config
-        return (config.conn_id, config.endpoint_url, self.region, config.access_key_id, config.aws_conn_id,
-                config.cluster_name)
+        return (
+            config.conn_id,
+            config.endpoint_url,
+            self.region,
+            config.access_key_id,
+            config.aws_conn_id,
+            config.cluster_name,
+        )
 
     async def watch(self, handle: Handle, log_line: LineSink) -> CommandResult:
         """In the triggerer: batched with every other ECS task of the cluster (``ecs_watch``)."""
@@ -603,15 +686,23 @@ class EcsBackend(RemoteBackend):
         if not awslogs or not awslogs.get("stream"):
             return False
         while "marker" not in handle:
-            kwargs: dict[str, Any] = {"logGroupName": awslogs["group"], "logStreamName": awslogs["stream"],
-                                      "startFromHead": True}
+            kwargs: dict[str, Any] = {
+                "logGroupName": awslogs["group"],
+                "logStreamName": awslogs["stream"],
+                "startFromHead": True,
+            }
             if handle.get("log_token"):
                 kwargs["nextToken"] = handle["log_token"]
             try:
                 response = self._call(self.logs(awslogs.get("region")), "get_log_events", **kwargs)
             except ClientError as exc:
-                if error_code(exc) != "ResourceNotFoundException":  # else: the stream appears when the container starts
-                    log_line(f"WARNING: could not read the container's log ({aws_message(exc)}); the command goes on")
+                if (
+                    error_code(exc) != "ResourceNotFoundException"
+                ):  # else: the stream appears when the container starts
+                    log_line(
+                        f"WARNING: could not read the container's log ({aws_message(exc)}); "
+                        "the command goes on"
+                    )
                 return False
             except BotoCoreError as exc:
                 log_line(f"WARNING: could not read the container's log ({exc}); the command goes on")
@@ -624,8 +715,9 @@ class EcsBackend(RemoteBackend):
                 break
         return "marker" in handle
 
-    def forward_events(self, handle: Handle, events: list[Mapping[str, Any]], log_line: LineSink) -> None:
-        """Log CloudWatch events up to the end marker (found anywhere in a line; the text before it is kept)."""
+    def forward_events(self, handle: Handle, events: Sequence[Mapping[str, Any]], log_line: LineSink) -> None:
+        """Log CloudWatch events up to the end marker (found anywhere in a line; the text before it is
+        kept)."""
         for event in events:
             if "marker" in handle:
                 return
@@ -647,14 +739,19 @@ class EcsBackend(RemoteBackend):
         deadline = time.monotonic() + limit
         while not self.fetch_logs(handle, log_line):
             if time.monotonic() >= deadline or self._killed.is_set():
-                log_line(f"WARNING: the end of the container's log did not arrive within {limit} s; "
-                         "the log above may be incomplete")
+                log_line(
+                    f"WARNING: the end of the container's log did not arrive within {limit} s; "
+                    "the log above may be incomplete"
+                )
                 return None
             time.sleep(min(1.0, self.poll_interval))
-        return handle["marker"]
+        marker: dict[str, Any] = handle["marker"]
+        return marker
 
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
-        download_outputs(self.storage, handle["keys"]["output"], io_dir, result, f"{self.label}: the ECS task")
+        download_outputs(
+            self.storage, handle["keys"]["output"], io_dir, result, f"{self.label}: the ECS task"
+        )
 
     # -- ending ------------------------------------------------------------------------------------
     def stop(self, handle: Handle, reason: str) -> None:
@@ -663,9 +760,11 @@ class EcsBackend(RemoteBackend):
         if not handle.get("task_arn"):
             return
         try:
-            self._call(self.ecs, "stop_task", cluster=handle["cluster"], task=handle["task_arn"], reason=reason[:255])
+            self._call(
+                self.ecs, "stop_task", cluster=handle["cluster"], task=handle["task_arn"], reason=reason[:255]
+            )
             log.info("Stopped ECS task %s: %s", handle["task_arn"], reason)
-        except Exception as exc:  # the task may be gone already; cleanup must go on
+        except Exception as exc:  # noqa: BLE001 - the task may be gone already; cleanup must go on
             log.warning("StopTask %s failed: %s", handle["task_arn"], exc)
 
     def cleanup(self, handle: Handle, log_line: LineSink) -> None:

@@ -51,7 +51,9 @@ async def follow(backend: EcsBackend, handle: Handle, log_line: LineSink) -> Com
     """Wait for the task of ``handle`` to end, forwarding its log, in the process-wide loop of its cluster."""
     key = backend.watch_key()
     loop = _LOOPS.get(key)
-    if loop is None or loop.event_loop is not asyncio.get_running_loop():  # one per event loop (dag.test runs many)
+    if (
+        loop is None or loop.event_loop is not asyncio.get_running_loop()
+    ):  # one per event loop (dag.test runs many)
         loop = _LOOPS[key] = _ClusterLoop(backend)
     return await loop.follow(_Followed(handle=handle, log_line=log_line, backend=backend))
 
@@ -85,8 +87,9 @@ class _Followed:
         fresh = []
         for event in sorted(events, key=_event_order):
             timestamp, event_id = int(event.get("timestamp", 0)), str(event.get("eventId"))
-            if self.cursor is not None and (timestamp < self.cursor or
-                                            (timestamp == self.cursor and event_id in self.ids_at_cursor)):
+            if self.cursor is not None and (
+                timestamp < self.cursor or (timestamp == self.cursor and event_id in self.ids_at_cursor)
+            ):
                 continue
             if timestamp != self.cursor:
                 self.cursor, self.ids_at_cursor = timestamp, set()
@@ -129,9 +132,11 @@ class _ClusterLoop:
             except WatchError as exc:
                 delay = min(delay * 2, MAX_WATCH_BACKOFF_SECONDS)
                 for followed in list(self.followed.values()):
-                    followed.log_line(f"WARNING: could not read the ECS task's state ({exc}); the command goes "
-                                      f"on, retrying in {delay:.0f} s")
-            except Exception as exc:  # a bug must not leave every trigger of the cluster waiting forever
+                    followed.log_line(
+                        f"WARNING: could not read the ECS task's state ({exc}); the command goes "
+                        f"on, retrying in {delay:.0f} s"
+                    )
+            except Exception as exc:  # noqa: BLE001 - a bug must not leave every trigger of the cluster waiting forever
                 for followed in list(self.followed.values()):
                     if followed.future is not None and not followed.future.done():
                         followed.future.set_exception(exc)
@@ -141,8 +146,13 @@ class _ClusterLoop:
     async def _round(self) -> None:
         followed = list(self.followed.values())
         described = await asyncio.to_thread(self._describe, [f.arn for f in followed])
-        reading = [f for f in followed if f.stream is not None and "marker" not in f.handle
-                   and (described.get(f.arn) or {}).get("lastStatus") not in (None, "PROVISIONING", "PENDING")]
+        reading = [
+            f
+            for f in followed
+            if f.stream is not None
+            and "marker" not in f.handle
+            and (described.get(f.arn) or {}).get("lastStatus") not in (None, "PROVISIONING", "PENDING")
+        ]
         events = await asyncio.to_thread(self._read_logs, reading)
         for f in followed:
             if f.future is None or f.future.done():
@@ -164,8 +174,9 @@ class _ClusterLoop:
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(arns), DESCRIBE_BATCH):
             try:
-                response = backend.ecs.describe_tasks(cluster=backend.config.cluster_name,
-                                                      tasks=arns[start:start + DESCRIBE_BATCH])
+                response = backend.ecs.describe_tasks(
+                    cluster=backend.config.cluster_name, tasks=arns[start : start + DESCRIBE_BATCH]
+                )
             except (ClientError, BotoCoreError) as exc:
                 raise WatchError(f"ECS DescribeTasks failed: {aws_message(exc)}") from exc
             found.update({task["taskArn"]: task for task in response.get("tasks") or []})
@@ -175,16 +186,21 @@ class _ClusterLoop:
         """New events of the followed streams, by stream name. A failed read is a warning, never an end."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        by_group: dict[tuple[str, str | None], list[_Followed]] = {}
+        by_group: dict[tuple[str, str | None], list[tuple[_Followed, str]]] = {}
         for f in followed:
-            group, _, region = f.stream  # type: ignore[misc]
-            by_group.setdefault((group, region), []).append(f)
+            if f.stream is None:
+                continue  # _round passes only tasks whose log stream is known
+            group, stream, region = f.stream
+            by_group.setdefault((group, region), []).append((f, stream))
         events: dict[str, list[dict[str, Any]]] = {}
         for (group, region), members in by_group.items():
             for start in range(0, len(members), STREAMS_BATCH):
-                chunk = members[start:start + STREAMS_BATCH]
-                kwargs: dict[str, Any] = {"logGroupName": group, "logStreamNames": [f.stream[1] for f in chunk]}  # type: ignore[index]
-                cursors = [f.cursor for f in chunk]
+                chunk = members[start : start + STREAMS_BATCH]
+                kwargs: dict[str, Any] = {
+                    "logGroupName": group,
+                    "logStreamNames": [stream for _, stream in chunk],
+                }
+                cursors = [f.cursor for f, _ in chunk]
                 if None not in cursors:
                     kwargs["startTime"] = min(c for c in cursors if c is not None)
                 try:
@@ -197,9 +213,11 @@ class _ClusterLoop:
                         kwargs["nextToken"] = response["nextToken"]
                 except (ClientError, BotoCoreError) as exc:
                     if "ResourceNotFoundException" not in str(exc):  # else: no stream yet
-                        for f in chunk:
-                            f.log_line(f"WARNING: could not read the container's log ({aws_message(exc)}); the "
-                                       "command goes on")
+                        for f, _ in chunk:
+                            f.log_line(
+                                f"WARNING: could not read the container's log ({aws_message(exc)}); the "
+                                "command goes on"
+                            )
         return events
 
     def _on_description(self, f: _Followed, task: dict[str, Any] | None) -> CommandResult | None:
@@ -222,7 +240,9 @@ class _ClusterLoop:
         if f.drain_until is None:
             f.drain_until = time.monotonic() + backend.drain_limit(failed=exit_code != 0)
         if time.monotonic() >= f.drain_until:
-            f.log_line(f"WARNING: the end of the container's log did not arrive within "
-                       f"{backend.drain_limit(failed=exit_code != 0)} s; the log above may be incomplete")
+            f.log_line(
+                f"WARNING: the end of the container's log did not arrive within "
+                f"{backend.drain_limit(failed=exit_code != 0)} s; the log above may be incomplete"
+            )
             return backend.result(handle, task)
         return None  # stopped: keep reading its log until the end marker arrives

@@ -82,15 +82,25 @@ DEADLINE_MARGIN_SECONDS = 60
 # curl retries of the container script (Digdag's Kubernetes executor has no keys for them).
 CURL_DOWNLOAD_RETRIES = 8
 CURL_UPLOAD_RETRIES = 7
-LOG_DRAIN_SECONDS = 2.0  # a log read right after the container ended may still miss its last lines: read again
+LOG_DRAIN_SECONDS = (
+    2.0  # a log read right after the container ended may still miss its last lines: read again
+)
 REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds) of every API call
 # Container states after which the command never runs: fail now instead of waiting for minutes.
-FATAL_WAITING_REASONS = frozenset({
-    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
-    "CreateContainerConfigError", "CreateContainerError",
-})
+FATAL_WAITING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
 # kubernetes.Pod keys that go to the command's container; every other one is a pod spec field.
-CONTAINER_KEYS = frozenset({"image", "imagePullPolicy", "resources", "volumeMounts", "volumeDevices", "env", "envFrom"})
+CONTAINER_KEYS = frozenset(
+    {"image", "imagePullPolicy", "resources", "volumeMounts", "volumeDevices", "env", "envFrom"}
+)
 RESERVED_SPEC_KEYS = {
     "containers": "the command's container is ours: give its keys (resources, volumeMounts, ...) directly",
     "restartPolicy": "a pod runs once (Never): Airflow retries the task",
@@ -107,7 +117,8 @@ class KubernetesBackend(RemoteBackend):
     @classmethod
     def from_settings(cls, settings: TaskSettings) -> KubernetesBackend:
         k8s_config, input_config, output_config = config.kubernetes_setup(
-            settings.kubernetes, settings.docker, settings.task_label)
+            settings.kubernetes, settings.docker, settings.task_label
+        )
         return cls(k8s_config, input_config, output_config, timeout_seconds=settings.timeout_seconds)
 
     def __init__(
@@ -125,7 +136,8 @@ class KubernetesBackend(RemoteBackend):
         self.timeout_seconds = timeout_seconds
         self.poll_interval = config.poll_interval
         self.container_overrides, self.spec_overrides, self.metadata_overrides = split_pod_overrides(
-            config.pod, self.label)
+            config.pod, self.label
+        )
         self.api = k8s.CoreV1Api(self._api_client())
         self.namespace = config.namespace or self._context_namespace() or "default"
         self._input: TemporalStorage | None = None
@@ -147,10 +159,15 @@ class KubernetesBackend(RemoteBackend):
         """
         cfg = self.config
         hook = KubernetesHook(
-            conn_id=None, kubernetes_conn_id=None, client_configuration=k8s.Configuration(),
-            in_cluster=cfg.in_cluster or None, config_file=cfg.kube_config_path,
-            config_dict=dict(cfg.kube_config) if cfg.kube_config else None, cluster_context=cfg.cluster_context,
-            disable_verify_ssl=cfg.disable_verify_ssl, disable_tcp_keepalive=cfg.disable_tcp_keepalive,
+            conn_id=None,
+            kubernetes_conn_id=None,
+            client_configuration=k8s.Configuration(),
+            in_cluster=cfg.in_cluster or None,
+            config_file=cfg.kube_config_path,
+            config_dict=dict(cfg.kube_config) if cfg.kube_config else None,
+            cluster_context=cfg.cluster_context,
+            disable_verify_ssl=cfg.disable_verify_ssl,
+            disable_tcp_keepalive=cfg.disable_tcp_keepalive,
         )
         try:
             return hook.get_conn()
@@ -178,7 +195,9 @@ class KubernetesBackend(RemoteBackend):
 
         cfg = self.config
         service_account = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-        in_cluster = cfg.in_cluster or (not cfg.kube_config and not cfg.kube_config_path and service_account.is_file())
+        in_cluster = cfg.in_cluster or (
+            not cfg.kube_config and not cfg.kube_config_path and service_account.is_file()
+        )
         if in_cluster:  # (without any setting, the cncf provider tries in-cluster first)
             return service_account.read_text().strip() if service_account.is_file() else None
         kube_config: Any = cfg.kube_config
@@ -216,19 +235,28 @@ class KubernetesBackend(RemoteBackend):
         """
         if earlier is not None:
             handle = dict(earlier)
-            log_line(f"An earlier try of this task died while starting pod {handle['pod']}: starting it again "
-                     "with the same names, taking over what that try created")
+            log_line(
+                f"An earlier try of this task died while starting pod {handle['pod']}: starting it again "
+                "with the same names, taking over what that try created"
+            )
         else:
             handle = {
                 "backend": self.name,
                 "starting": True,
                 "namespace": self.namespace,
                 "pod": pod_name(request.labels),
-                "keys": {"input": f"{object_prefix(self.input_config, request)}/input.tar.gz",
-                         "output": f"{object_prefix(self.output_config, request)}/output.tar.gz"},
-                "volumes": {kind: (manifest.get("metadata") or {}).get("name") for kind, manifest in (
-                    ("PersistentVolume", self.config.persistent_volume),
-                    ("PersistentVolumeClaim", self.config.persistent_volume_claim)) if manifest},
+                "keys": {
+                    "input": f"{object_prefix(self.input_config, request)}/input.tar.gz",
+                    "output": f"{object_prefix(self.output_config, request)}/output.tar.gz",
+                },
+                "volumes": {
+                    kind: (manifest.get("metadata") or {}).get("name")
+                    for kind, manifest in (
+                        ("PersistentVolume", self.config.persistent_volume),
+                        ("PersistentVolumeClaim", self.config.persistent_volume_claim),
+                    )
+                    if manifest
+                },
                 "end_marker": f"--cmdexec-end-{uuid.uuid4().hex}--",
                 "deadline": self._deadline(),
                 "log": {"time": None, "count": 0},
@@ -237,12 +265,19 @@ class KubernetesBackend(RemoteBackend):
         self._current = handle
         try:
             urls = presigned_urls(
-                input_storage=self.input_storage, input_config=self.input_config, input_key=handle["keys"]["input"],
-                output_storage=self.output_storage, output_config=self.output_config,
-                output_key=handle["keys"]["output"], output_lifetime=self._url_lifetime(), task=self.label,
+                input_storage=self.input_storage,
+                input_config=self.input_config,
+                input_key=handle["keys"]["input"],
+                output_storage=self.output_storage,
+                output_config=self.output_config,
+                output_key=handle["keys"]["output"],
+                output_lifetime=self._url_lifetime(),
+                task=self.label,
             )
             self._urls = list(urls.values())
-            upload_project(request, self.input_storage, handle["keys"]["input"], "the Kubernetes pod", log_line)
+            upload_project(
+                request, self.input_storage, handle["keys"]["input"], "the Kubernetes pod", log_line
+            )
             if self._killed.is_set():
                 raise BackendError(f"{self.label}: killed before its pod was created")
             self._create_volumes(handle, log_line)
@@ -265,8 +300,12 @@ class KubernetesBackend(RemoteBackend):
         if self.config.default_pod_ttl:
             candidates.append((self.config.default_pod_ttl, "default_pod_ttl of the Kubernetes connection"))
         if self.timeout_seconds:
-            candidates.append((int(self.timeout_seconds) + DEADLINE_MARGIN_SECONDS,
-                               f"execution_timeout plus {DEADLINE_MARGIN_SECONDS} s"))
+            candidates.append(
+                (
+                    int(self.timeout_seconds) + DEADLINE_MARGIN_SECONDS,
+                    f"execution_timeout plus {DEADLINE_MARGIN_SECONDS} s",
+                )
+            )
         if not candidates:
             return None
         seconds, source = min(candidates)
@@ -284,8 +323,12 @@ class KubernetesBackend(RemoteBackend):
         doubled so that bash and the command see exactly the text they were given.
         """
         script = container_script(
-            request, end_marker=handle["end_marker"], retry_downloads=CURL_DOWNLOAD_RETRIES,
-            retry_uploads=CURL_UPLOAD_RETRIES, fail_on_upload=True, source_env_script=False,
+            request,
+            end_marker=handle["end_marker"],
+            retry_downloads=CURL_DOWNLOAD_RETRIES,
+            retry_uploads=CURL_UPLOAD_RETRIES,
+            fail_on_upload=True,
+            source_env_script=False,
         )
         container = {
             "name": CONTAINER,
@@ -293,39 +336,60 @@ class KubernetesBackend(RemoteBackend):
             "command": ["/bin/bash", "-c", _literal(script)],
             "env": [{"name": key, "value": _literal(value)} for key, value in env.items()],
         }
-        spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [merged(container, self.container_overrides)]}
+        spec: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "containers": [merged(container, self.container_overrides)],
+        }
         if handle.get("deadline"):
             spec["activeDeadlineSeconds"] = handle["deadline"]["seconds"]
-        metadata = merged(self.metadata_overrides, {
-            "name": handle["pod"],
-            "namespace": handle["namespace"],
-            "labels": {**pod_labels(request.labels), POD_LABEL: handle["pod"]},
-            "annotations": {LABEL_PREFIX + key: str(value) for key, value in request.labels.items()},
-        })
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": merged(spec, self.spec_overrides)}
+        metadata = merged(
+            self.metadata_overrides,
+            {
+                "name": handle["pod"],
+                "namespace": handle["namespace"],
+                "labels": {**pod_labels(request.labels), POD_LABEL: handle["pod"]},
+                "annotations": {LABEL_PREFIX + key: str(value) for key, value in request.labels.items()},
+            },
+        )
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": merged(spec, self.spec_overrides),
+        }
 
     def _create_volumes(self, handle: Handle, log_line: LineSink) -> None:
         """Create the PersistentVolume, then the PersistentVolumeClaim the task declares (Digdag #1691)."""
-        for kind, manifest in (("PersistentVolume", self.config.persistent_volume),
-                               ("PersistentVolumeClaim", self.config.persistent_volume_claim)):
+        for kind, manifest in (
+            ("PersistentVolume", self.config.persistent_volume),
+            ("PersistentVolumeClaim", self.config.persistent_volume_claim),
+        ):
             if not manifest:
                 continue
             name = handle["volumes"][kind]
-            body = merged(dict(manifest), {"apiVersion": "v1", "kind": kind,
-                                           "metadata": {"labels": {**MANAGED_BY, POD_LABEL: handle["pod"]}}})
+            body = merged(
+                dict(manifest),
+                {
+                    "apiVersion": "v1",
+                    "kind": kind,
+                    "metadata": {"labels": {**MANAGED_BY, POD_LABEL: handle["pod"]}},
+                },
+            )
             try:
                 if kind == "PersistentVolume":
                     self.api.create_persistent_volume(body, _request_timeout=REQUEST_TIMEOUT)
                 else:
                     self.api.create_namespaced_persistent_volume_claim(
-                        handle["namespace"], body, _request_timeout=REQUEST_TIMEOUT)
+                        handle["namespace"], body, _request_timeout=REQUEST_TIMEOUT
+                    )
             except ApiException as exc:
                 if exc.status != 409:
                     raise self._api_error(f"creating {kind} {name!r} failed", exc) from exc
                 if not self._owns_volume(handle, kind, name):
                     raise CmdExecConfigError(
-                        f"{self.label}: kubernetes.{kind} {name!r} already exists and was not created for this "
-                        f"task's pod; give it another name, or mount the existing one through kubernetes.Pod.volumes"
+                        f"{self.label}: kubernetes.{kind} {name!r} already exists and was not created for "
+                        "this task's pod; give it another name, or mount the existing one through "
+                        "kubernetes.Pod.volumes"
                     ) from exc
                 log_line(f"Found {kind} {name} created by an earlier try")
                 continue
@@ -336,19 +400,27 @@ class KubernetesBackend(RemoteBackend):
     def _create_pod(self, handle: Handle, body: dict[str, Any], log_line: LineSink) -> None:
         name, namespace = handle["pod"], handle["namespace"]
         try:
-            self.api.create_namespaced_pod(namespace, body, _request_timeout=REQUEST_TIMEOUT, _preload_content=False)
+            self.api.create_namespaced_pod(
+                namespace, body, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
+            )
         except ApiException as exc:
             if exc.status != 409:
-                raise self._api_error(f"creating pod {name!r} in namespace {namespace!r} failed", exc) from exc
+                raise self._api_error(
+                    f"creating pod {name!r} in namespace {namespace!r} failed", exc
+                ) from exc
             existing = self.read_pod(handle)
             labels = (existing or {}).get("metadata", {}).get("labels") or {}
             if labels.get(POD_LABEL) != name:
-                raise BackendError(f"{self.label}: a pod {namespace}/{name} exists that this task did not create; "
-                                   "delete it, then retry the task") from exc
+                raise BackendError(
+                    f"{self.label}: a pod {namespace}/{name} exists that this task did not create; "
+                    "delete it, then retry the task"
+                ) from exc
             log_line(f"Found pod {namespace}/{name}, created by an earlier try: following it")
             return
         except Exception as exc:
-            raise BackendError(f"{self.label}: creating pod {name!r} failed: {self._scrub(str(exc))}") from exc
+            raise BackendError(
+                f"{self.label}: creating pod {name!r} failed: {self._scrub(str(exc))}"
+            ) from exc
         log_line(f"Created pod {namespace}/{name} (image {self.config.image})")
 
     def _api_error(self, what: str, exc: ApiException) -> Exception:
@@ -368,15 +440,17 @@ class KubernetesBackend(RemoteBackend):
     def read_pod(self, handle: Mapping[str, Any]) -> dict[str, Any] | None:
         """The pod as the API returns it, or None once it is gone. ``WatchError`` when it cannot be read."""
         try:
-            response = self.api.read_namespaced_pod(handle["pod"], handle["namespace"], _preload_content=False,
-                                                    _request_timeout=REQUEST_TIMEOUT)
+            response = self.api.read_namespaced_pod(
+                handle["pod"], handle["namespace"], _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise WatchError(f"reading pod {handle['pod']} failed: {api_message(exc)}") from exc
         except Exception as exc:  # the API server is unreachable, a timeout, ...
             raise WatchError(f"reading pod {handle['pod']} failed: {type(exc).__name__}: {exc}") from exc
-        return json.loads(response.data)
+        pod: dict[str, Any] = json.loads(response.data)
+        return pod
 
     def exists(self, handle: Handle) -> bool:
         return bool(handle.get("pod")) and self.read_pod(handle) is not None
@@ -393,20 +467,33 @@ class KubernetesBackend(RemoteBackend):
         """One look at the pod: forward new log lines; return the result once the command ended."""
         status = pod.get("status") or {}
         phase = status.get("phase")
-        state = next((c.get("state") or {} for c in status.get("containerStatuses") or []
-                      if c.get("name") == CONTAINER), {})
+        state = next(
+            (
+                c.get("state") or {}
+                for c in status.get("containerStatuses") or []
+                if c.get("name") == CONTAINER
+            ),
+            {},
+        )
         waiting, terminated = state.get("waiting") or {}, state.get("terminated")
         shown = phase if not waiting.get("reason") else f"{phase} ({waiting['reason']})"
         if shown != handle.get("shown_phase"):
             log_line(f"Pod {handle['pod']} is {shown}{self._unschedulable(status)}")
             handle["shown_phase"] = shown
         if waiting.get("reason") in FATAL_WAITING_REASONS:
-            return CommandResult(1, f"{waiting['reason']}: {waiting.get('message') or 'the container cannot start'}")
+            return CommandResult(
+                1, f"{waiting['reason']}: {waiting.get('message') or 'the container cannot start'}"
+            )
         if terminated is not None:
             marker = self._drain_log(handle, log_line)
             return self._result(handle, status, terminated, marker)
-        if phase in ("Succeeded", "Failed"):  # ended before its container ran (deadline while pulling, evicted)
-            return CommandResult(1, self._pod_reason(handle, status) or f"the pod {phase} before its container ran")
+        if phase in (
+            "Succeeded",
+            "Failed",
+        ):  # ended before its container ran (deadline while pulling, evicted)
+            return CommandResult(
+                1, self._pod_reason(handle, status) or f"the pod {phase} before its container ran"
+            )
         if state.get("running"):
             self.read_log(handle, log_line)
             self._save_progress(handle)
@@ -419,15 +506,22 @@ class KubernetesBackend(RemoteBackend):
                 return f": not scheduled yet ({condition.get('reason')}: {condition.get('message')})"
         return ""
 
-    def _result(self, handle: Handle, status: Mapping[str, Any], terminated: Mapping[str, Any],
-                marker: Mapping[str, Any] | None) -> CommandResult:
+    def _result(
+        self,
+        handle: Handle,
+        status: Mapping[str, Any],
+        terminated: Mapping[str, Any],
+        marker: Mapping[str, Any] | None,
+    ) -> CommandResult:
         exit_code = int(terminated.get("exitCode", 1))
         reason = terminated.get("reason")
         if self._killed.is_set():
             return CommandResult(exit_code, "stopped by Airflow")
         if reason == "OOMKilled":
-            return CommandResult(exit_code, "OOMKilled: the container ran out of memory; raise "
-                                            "resources.limits.memory in kubernetes.Pod")
+            return CommandResult(
+                exit_code,
+                "OOMKilled: the container ran out of memory; raise resources.limits.memory in kubernetes.Pod",
+            )
         pod_reason = self._pod_reason(handle, status)
         if pod_reason:
             return CommandResult(exit_code or 1, pod_reason)
@@ -443,8 +537,10 @@ class KubernetesBackend(RemoteBackend):
         """Why the pod itself failed (its deadline, an eviction), or None."""
         if status.get("reason") == "DeadlineExceeded":
             deadline = handle.get("deadline") or {}
-            return (f"DeadlineExceeded: the pod ran longer than {deadline.get('seconds')} s "
-                    f"({deadline.get('source')}); Digdag: Pod execution timeout")
+            return (
+                f"DeadlineExceeded: the pod ran longer than {deadline.get('seconds')} s "
+                f"({deadline.get('source')}); Digdag: Pod execution timeout"
+            )
         if status.get("phase") == "Failed" and status.get("reason"):
             return f"{status['reason']}: {status.get('message') or 'the pod failed'}"
         return None
@@ -471,7 +567,9 @@ class KubernetesBackend(RemoteBackend):
         position = handle["log"]
         query = [("container", CONTAINER), ("timestamps", "true")]
         if position["time"] is not None:
-            query.append(("sinceTime", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(position["time"] // 10**9))))
+            query.append(
+                ("sinceTime", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(position["time"] // 10**9)))
+            )
         text = self._get_log(handle, query)
         skip = position["count"]
         for raw in text.splitlines():
@@ -508,18 +606,26 @@ class KubernetesBackend(RemoteBackend):
         """GET .../log. The official client has no ``sinceTime`` argument, so this is its call_api."""
         try:
             response = self.api.api_client.call_api(
-                "/api/v1/namespaces/{namespace}/pods/{name}/log", "GET",
-                path_params={"namespace": handle["namespace"], "name": handle["pod"]}, query_params=query,
-                header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"],
-                _return_http_data_only=True, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                "GET",
+                path_params={"namespace": handle["namespace"], "name": handle["pod"]},
+                query_params=query,
+                header_params={"Accept": "text/plain"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
             if exc.status == 400:  # the container has not started (yet): nothing to read
                 return ""
             raise WatchError(f"reading the log of pod {handle['pod']} failed: {api_message(exc)}") from exc
         except Exception as exc:
-            raise WatchError(f"reading the log of pod {handle['pod']} failed: {type(exc).__name__}: {exc}") from exc
-        return response.data.decode("utf-8", errors="replace")
+            raise WatchError(
+                f"reading the log of pod {handle['pod']} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        text: str = response.data.decode("utf-8", errors="replace")
+        return text
 
     def _drain_log(self, handle: Handle, log_line: LineSink) -> dict[str, Any] | None:
         """After the container ended, read its log to the end marker, waiting a bounded time for it."""
@@ -528,11 +634,17 @@ class KubernetesBackend(RemoteBackend):
             if time.monotonic() >= deadline or self._killed.is_set():
                 return None
             time.sleep(1.0)
-        return handle["marker"]
+        marker: dict[str, Any] = handle["marker"]
+        return marker
 
     def fetch_outputs(self, handle: Handle, io_dir: Path, result: CommandResult) -> None:
-        download_outputs(self.output_storage, handle["keys"]["output"], io_dir, result,
-                         f"{self.label}: pod {handle['pod']}")
+        download_outputs(
+            self.output_storage,
+            handle["keys"]["output"],
+            io_dir,
+            result,
+            f"{self.label}: pod {handle['pod']}",
+        )
 
     # -- ending ------------------------------------------------------------------------------------
     def stop(self, handle: Handle, reason: str) -> None:
@@ -543,18 +655,25 @@ class KubernetesBackend(RemoteBackend):
         try:
             self._delete_pod(handle)
             log.info("Deleted pod %s/%s: %s", handle["namespace"], handle["pod"], reason)
-        except Exception as exc:  # the API may be unreachable: cleanup tries again
+        except Exception as exc:  # noqa: BLE001 - the API may be unreachable: cleanup tries again
             log.warning("Deleting pod %s failed: %s", handle["pod"], exc)
 
     def _delete_pod(self, handle: Mapping[str, Any]) -> bool:
         """Delete the pod; False when it was already gone."""
         try:
-            self.api.delete_namespaced_pod(handle["pod"], handle["namespace"], grace_period_seconds=STOP_GRACE_SECONDS,
-                                           _request_timeout=REQUEST_TIMEOUT, _preload_content=False)
+            self.api.delete_namespaced_pod(
+                handle["pod"],
+                handle["namespace"],
+                grace_period_seconds=STOP_GRACE_SECONDS,
+                _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise BackendError(f"{self.label}: deleting pod {handle['pod']} failed: {api_message(exc)}") from exc
+            raise BackendError(
+                f"{self.label}: deleting pod {handle['pod']} failed: {api_message(exc)}"
+            ) from exc
         return True
 
     def cleanup(self, handle: Handle, log_line: LineSink) -> None:
@@ -578,12 +697,15 @@ class KubernetesBackend(RemoteBackend):
                 volume = self.api.read_persistent_volume(name, _request_timeout=REQUEST_TIMEOUT)
             else:
                 volume = self.api.read_namespaced_persistent_volume_claim(
-                    name, handle["namespace"], _request_timeout=REQUEST_TIMEOUT)
+                    name, handle["namespace"], _request_timeout=REQUEST_TIMEOUT
+                )
         except ApiException as exc:
             if exc.status == 404:
                 return False
             raise BackendError(f"{self.label}: reading {kind} {name!r} failed: {api_message(exc)}") from exc
-        return (volume.metadata.labels or {}).get(POD_LABEL) == handle["pod"]
+        owner: str | None = (volume.metadata.labels or {}).get(POD_LABEL)
+        pod: str = handle["pod"]
+        return owner == pod
 
     def _delete_volume(self, handle: Mapping[str, Any], kind: str, name: str) -> None:
         """Delete it; Kubernetes keeps it until the pod that uses it is gone (its protection finalizer)."""
@@ -592,10 +714,13 @@ class KubernetesBackend(RemoteBackend):
                 self.api.delete_persistent_volume(name, _request_timeout=REQUEST_TIMEOUT)
             else:
                 self.api.delete_namespaced_persistent_volume_claim(
-                    name, handle["namespace"], _request_timeout=REQUEST_TIMEOUT)
+                    name, handle["namespace"], _request_timeout=REQUEST_TIMEOUT
+                )
         except ApiException as exc:
             if exc.status != 404:
-                raise BackendError(f"{self.label}: deleting {kind} {name!r} failed: {api_message(exc)}") from exc
+                raise BackendError(
+                    f"{self.label}: deleting {kind} {name!r} failed: {api_message(exc)}"
+                ) from exc
 
 
 # -- the pod ---------------------------------------------------------------------------------------
@@ -617,8 +742,9 @@ def split_pod_overrides(
             raise CmdExecConfigError(f"{task}: kubernetes.Pod.{key} cannot be set: {RESERVED_SPEC_KEYS[key]}")
         if key == "metadata":
             if not isinstance(value, Mapping) or set(value) - {"labels", "annotations"}:
-                raise CmdExecConfigError(f"{task}: kubernetes.Pod.metadata may hold labels and annotations only, "
-                                         f"got {value!r}")
+                raise CmdExecConfigError(
+                    f"{task}: kubernetes.Pod.metadata may hold labels and annotations only, got {value!r}"
+                )
             metadata = dict(value)
         elif key in CONTAINER_KEYS:
             if key != "image":  # the image is KubernetesConfig.image already
@@ -627,8 +753,9 @@ def split_pod_overrides(
             spec[key] = value
         else:
             raise CmdExecConfigError(
-                f"{task}: unknown key kubernetes.Pod.{key}; use a pod spec field ({', '.join(sorted(spec_keys))}), "
-                f"a container field ({', '.join(sorted(CONTAINER_KEYS))}) or metadata"
+                f"{task}: unknown key kubernetes.Pod.{key}; use a pod spec field "
+                f"({', '.join(sorted(spec_keys))}), a container field "
+                f"({', '.join(sorted(CONTAINER_KEYS))}) or metadata"
             )
     return container, spec, metadata
 
@@ -657,7 +784,9 @@ def pod_name(labels: Mapping[str, str]) -> str:
     The hash covers the full dag, task, run, map index and try, so the name is the same for every
     attempt to start one try and different for every other try.
     """
-    ids = "|".join(str(labels.get(key, "")) for key in ("dag_id", "task_id", "run_id", "map_index", "try_number"))
+    ids = "|".join(
+        str(labels.get(key, "")) for key in ("dag_id", "task_id", "run_id", "map_index", "try_number")
+    )
     digest = hashlib.sha256(ids.encode()).hexdigest()[:12]
     readable = re.sub(r"[^a-z0-9]+", "-", f"{labels.get('dag_id', '')}-{labels.get('task_id', '')}".lower())
     readable = readable[: 63 - len("cmdexec--") - len(digest)].strip("-")
@@ -687,7 +816,7 @@ def parse_log_time(stamp: str) -> int | None:
     if match is None:
         return None
     *fields, fraction = match.groups()
-    seconds = calendar.timegm(tuple(int(f) for f in fields) + (0, 0, 0))
+    seconds = calendar.timegm((*(int(f) for f in fields), 0, 0, 0))
     return seconds * 10**9 + int((fraction or "0").ljust(9, "0"))
 
 

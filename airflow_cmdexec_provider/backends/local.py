@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -10,7 +11,13 @@ import threading
 import time
 from collections.abc import Mapping
 
-from airflow_cmdexec_provider.backends.base import CommandBackend, CommandRequest, CommandResult, LineSink, TaskSettings
+from airflow_cmdexec_provider.backends.base import (
+    CommandBackend,
+    CommandRequest,
+    CommandResult,
+    LineSink,
+    TaskSettings,
+)
 from airflow_cmdexec_provider.exceptions import CommandNotFound
 
 KILL_GRACE_SECONDS = 10.0
@@ -52,12 +59,13 @@ class LocalBackend(CommandBackend):
             missing = argv[0] if exc.filename in (None, argv[0]) else exc.filename
             raise CommandNotFound(missing, "on the worker (not an executable on PATH)") from exc
         self._proc = proc
+        stdout = proc.stdout
+        assert stdout is not None
         try:
-            assert proc.stdout is not None
-            exit_code = self._forward_until_exit(proc, proc.stdout.fileno(), log_line)
+            exit_code = self._forward_until_exit(proc, stdout.fileno(), log_line)
         finally:
             self._stop(proc, wait=True)
-            proc.stdout.close()  # type: ignore[union-attr]
+            stdout.close()
             self._proc = None
         if exit_code < 0:
             return CommandResult(128 - exit_code, f"killed by signal {signal.Signals(-exit_code).name}")
@@ -78,7 +86,7 @@ class LocalBackend(CommandBackend):
                     ready = selector.select(timeout=0.2)
                     exit_code = proc.poll()
                     if exit_code is not None:
-                        # What the command wrote stays in the pipe; the pipe reaches EOF once the group is gone.
+                        # What the command wrote stays in the pipe, which reaches EOF once the group is gone.
                         self._stop(proc, wait=True)
                     elif not ready:
                         continue
@@ -124,10 +132,8 @@ class LocalBackend(CommandBackend):
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _group_alive(pgid: int) -> bool:

@@ -60,7 +60,9 @@ def backend_class(name: str) -> type[CommandBackend]:
 
     target = BUILTIN.get(name) or _plugins().get(name)
     if target is None:
-        raise CmdExecConfigError(f"unknown executor {name!r}; use one of {', '.join(['auto', *known_names()])}")
+        raise CmdExecConfigError(
+            f"unknown executor {name!r}; use one of {', '.join(['auto', *known_names()])}"
+        )
     module_name, _, attr = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)

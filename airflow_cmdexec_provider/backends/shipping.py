@@ -8,6 +8,7 @@ the output archive is downloaded and unpacked into the IO dir. This module is th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -33,8 +34,13 @@ def object_prefix(storage_config: StorageConfig, request: CommandRequest) -> str
     """Where one try's objects go: ``PREFIX/<dag>/<task>/<hash of run and map index>/try<N>-<random>``."""
     labels = request.labels
     run_key = hashlib.sha1(f"{labels.get('run_id')}|{labels.get('map_index')}".encode()).hexdigest()[:12]
-    parts = [storage_config.prefix, labels.get("dag_id", "dag"), labels.get("task_id", "task"), run_key,
-             f"try{labels.get('try_number', '1')}-{uuid.uuid4().hex[:8]}"]
+    parts = [
+        storage_config.prefix,
+        labels.get("dag_id", "dag"),
+        labels.get("task_id", "task"),
+        run_key,
+        f"try{labels.get('try_number', '1')}-{uuid.uuid4().hex[:8]}",
+    ]
     return "/".join(p.strip("/") for p in parts if p)
 
 
@@ -46,7 +52,11 @@ def url_lifetime(storage: TemporalStorage, configured: int | None, default: int 
         log.warning(
             "%s: the temporal storage signs with temporary AWS credentials that expire in %.0f s; the "
             "presigned URLs stop working then, not after %d s. Long tasks need long-term keys on the "
-            "storage connection (Login/Password) or a longer credential lifetime", task, expiry, ttl)
+            "storage connection (Login/Password) or a longer credential lifetime",
+            task,
+            expiry,
+            ttl,
+        )
     return ttl
 
 
@@ -70,15 +80,21 @@ def presigned_urls(
     return {
         INPUT_URL_VAR: input_storage.presigned_get(
             input_key,
-            url_lifetime(input_storage, input_config.direct_download_expiration, DOWNLOAD_URL_SECONDS, task)),
+            url_lifetime(input_storage, input_config.direct_download_expiration, DOWNLOAD_URL_SECONDS, task),
+        ),
         OUTPUT_URL_VAR: output_storage.presigned_put(
             output_key,
-            url_lifetime(output_storage, output_config.direct_upload_expiration, output_lifetime, task)),
+            url_lifetime(output_storage, output_config.direct_upload_expiration, output_lifetime, task),
+        ),
     }
 
 
 def upload_project(
-    request: CommandRequest, storage: TemporalStorage, key: str, where: str, log_line: LineSink,
+    request: CommandRequest,
+    storage: TemporalStorage,
+    key: str,
+    where: str,
+    log_line: LineSink,
     cancel: threading.Event | None = None,
 ) -> None:
     """Pack the project and the IO dir into a tar.gz streamed into the storage under ``key`` while it
@@ -86,8 +102,10 @@ def upload_project(
     _warn_if_dag_folder(request.project_dir, where, log_line)
     with storage.upload_stream(key) as upload:
         packed = pack_to(upload, request.project_dir, request.io_dir, cancel=cancel)
-    log_line(f"Shipped the project to {storage.type}://{storage.bucket}/{key} "
-             f"({packed.entries} entries, {packed.size / 1e6:.1f} MB)")
+    log_line(
+        f"Shipped the project to {storage.type}://{storage.bucket}/{key} "
+        f"({packed.entries} entries, {packed.size / 1e6:.1f} MB)"
+    )
 
 
 def download_outputs(
@@ -113,9 +131,9 @@ def _warn_if_dag_folder(project_dir: Path, where: str, log_line: LineSink) -> No
     for root, _, names in os.walk(project_dir):
         for name in names:
             files += 1
-            try:
+            with contextlib.suppress(OSError):
                 size += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    log_line(f"WARNING: the project of this task is the whole DAG folder {project_dir} ({files} files, "
-             f"{size / 1e6:.1f} MB): all of it is shipped to {where}. Set project_dir to the task's own folder")
+    log_line(
+        f"WARNING: the project of this task is the whole DAG folder {project_dir} ({files} files, "
+        f"{size / 1e6:.1f} MB): all of it is shipped to {where}. Set project_dir to the task's own folder"
+    )

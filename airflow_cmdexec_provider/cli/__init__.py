@@ -6,6 +6,7 @@ Commands::
     airflow-cmdexec show-config [--with-defaults]
     airflow-cmdexec check [--image IMAGE] [--task-definition-arn ARN] [--executor NAME]
                           [--ecs-conn-id ID] [--storage-conn-id ID]
+                          [--kubernetes-conn-id ID] [--namespace NAMESPACE]
     airflow-cmdexec docs-table [--write FILE | --check FILE]
     airflow-cmdexec dig check PATH [--include NAME ...]
     airflow-cmdexec dig constructs [--write FILE | --check FILE]
@@ -34,8 +35,17 @@ from airflow_cmdexec_provider.cli.properties import format_property, parse_prope
 from airflow_cmdexec_provider.cli.show import _digdag_text, show_config
 
 __all__ = [
-    "CliError", "_digdag_text", "_docs_with_table", "check", "docs_table", "docs_table_command",
-    "format_property", "import_digdag_config", "main", "parse_properties", "show_config",
+    "CliError",
+    "_digdag_text",
+    "_docs_with_table",
+    "check",
+    "docs_table",
+    "docs_table_command",
+    "format_property",
+    "import_digdag_config",
+    "main",
+    "parse_properties",
+    "show_config",
 ]
 
 
@@ -61,9 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="which executor a task would use, why, and whether it is reachable")
     chk.add_argument("--image", help="the task's docker.image")
     chk.add_argument("--task-definition-arn", help="the task's ecs.task_definition_arn")
-    chk.add_argument("--executor", help="force an executor (ecs, docker, local), as the operators' executor=")
+    chk.add_argument(
+        "--executor", help="force an executor (ecs, kubernetes, docker, local), as the operators' executor="
+    )
     chk.add_argument("--ecs-conn-id", help="ECS cluster connection (ecs={'conn_id': ...})")
     chk.add_argument("--storage-conn-id", help="temporal storage connection (ecs={'storage_conn_id': ...})")
+    chk.add_argument(
+        "--kubernetes-conn-id", help="Kubernetes cluster connection (kubernetes={'conn_id': ...})"
+    )
+    chk.add_argument("--namespace", help="the pods' namespace (kubernetes={'namespace': ...})")
     docs = sub.add_parser("docs-table", help="print the Digdag key -> Airflow home table (markdown)")
     group = docs.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="FILE", help="replace the generated section of FILE")
@@ -97,11 +113,13 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         if args.command == "check":
             return check(
                 output,
-                args.image,
-                args.task_definition_arn,
-                args.executor,
-                args.ecs_conn_id,
-                args.storage_conn_id,
+                image=args.image,
+                task_definition_arn=args.task_definition_arn,
+                executor=args.executor,
+                ecs_conn_id=args.ecs_conn_id,
+                storage_conn_id=args.storage_conn_id,
+                kubernetes_conn_id=args.kubernetes_conn_id,
+                namespace=args.namespace,
             )
         if args.command == "dig":
             return dig.run(args, output)
@@ -109,7 +127,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     except CliError as exc:
         output.err(f"error: {exc}")
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - one masked line instead of a traceback with values
+    except Exception as exc:  # one masked line instead of a traceback with values
         from airflow_cmdexec_provider.exceptions import CmdExecError
 
         if os.environ.get("AIRFLOW_CMDEXEC_DEBUG"):

@@ -47,5 +47,3 @@ class Output:
 
     def err(self, text: str) -> None:
         print(self.mask(text), file=sys.stderr, flush=True)
-
-

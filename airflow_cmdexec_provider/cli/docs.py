@@ -21,8 +21,13 @@ DOCS_END = "<!-- END GENERATED: airflow-cmdexec docs-table -->"
 def _kind_text(spec: Any) -> str:
     if spec.kind == "choice":
         return "one of " + ", ".join(f"`{c}`" for c in spec.choices)
-    return {"str": "string", "int": "integer", "bool": "boolean", "list": "list (comma-separated)",
-            "duration": "duration (seconds, or 30m, 1h, ...)"}[spec.kind]
+    return {
+        "str": "string",
+        "int": "integer",
+        "bool": "boolean",
+        "list": "list (comma-separated)",
+        "duration": "duration (seconds, or 30m, 1h, ...)",
+    }[spec.kind]
 
 
 def _default_text(spec: Any) -> str:
@@ -42,9 +47,11 @@ def docs_table() -> str:
     rows = [
         "| Digdag key | Airflow home | Type | Default | Notes |",
         "|---|---|---|---|---|",
-        f"| `{config.DIGDAG_TYPE_KEY}` | Variable `{config.EXECUTOR_TYPE_VARIABLE}` | one of `ecs`, "
-        "`docker`, `local` (Digdag `simple`), `kubernetes` | `ecs` | Chains: ECS -> Docker -> local, "
-        "Kubernetes -> Docker -> local. |",
+        (
+            f"| `{config.DIGDAG_TYPE_KEY}` | Variable `{config.EXECUTOR_TYPE_VARIABLE}` | one of `ecs`, "
+            "`docker`, `local` (Digdag `simple`), `kubernetes` | `ecs` | Chains: ECS -> Docker -> local, "
+            "Kubernetes -> Docker -> local. |"
+        ),
     ]
 
     def home(spec: Any, conn: str) -> str:
@@ -72,8 +79,10 @@ def docs_table() -> str:
             f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, storage_conn)} | {_kind_text(spec)} | "
             f"{_default_text(spec)} | {_cell(spec.description)} |"
         )
-    k8s_conn = (f"`{config.KUBERNETES_CONN_ID}` / `{digdag_keys.KUBERNETES_CONN_ID_PREFIX}<name>` "
-                f"(conn type `{digdag_keys.KUBERNETES_CONN_TYPE}`)")
+    k8s_conn = (
+        f"`{config.KUBERNETES_CONN_ID}` / `{digdag_keys.KUBERNETES_CONN_ID_PREFIX}<name>` "
+        f"(conn type `{digdag_keys.KUBERNETES_CONN_TYPE}`)"
+    )
     for spec in config.KUBERNETES_FIELDS:
         rows.append(
             f"| `{digdag_keys.digdag_key(spec)}` | {home(spec, k8s_conn)} | {_kind_text(spec)} | "
@@ -127,5 +136,3 @@ def docs_table_command(output: Output, write: str | None, check_file: str | None
         return EXIT_OK
     output.out(docs_table().rstrip("\n"))
     return EXIT_OK
-
-

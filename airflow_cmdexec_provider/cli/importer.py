@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,6 @@ from airflow_cmdexec_provider.cli.properties import Prop, parse_properties
 class DesiredConnection:
     conn_id: str
     conn_type: str
-    managed: tuple[str, ...]  # airflow fields this import owns: "login", "password", "extra.<name>"
     values: dict[str, Any] = field(default_factory=dict)  # airflow field -> converted value
     secret_fields: set[str] = field(default_factory=set)
     description: str = ""
@@ -53,13 +53,13 @@ def _strip_task_prefix(message: str) -> str:
 
 
 class _FakeConnection:
-    """Enough of a Connection for ``config.*_config_from_connection`` to validate a planned one."""
+    """Enough of a Connection for ``config.*_config_from_connection`` to validate one before it is written."""
 
-    def __init__(self, values: Mapping[str, Any], conn_type: str) -> None:
-        self.conn_type = conn_type
-        self.login = values.get("login")
-        self.password = values.get("password")
-        self.extra_dejson = {k[len("extra.") :]: v for k, v in values.items() if k.startswith("extra.")}
+    def __init__(self, new: Mapping[str, Any]) -> None:
+        self.conn_type = new["conn_type"]
+        self.login = new["login"]
+        self.password = new["password"]
+        self.extra_dejson = new["extra"]
         self.extra = json.dumps(self.extra_dejson) if self.extra_dejson else None
 
 
@@ -148,7 +148,6 @@ def plan_import(props: Sequence[Prop]) -> ImportPlan:
         desired = DesiredConnection(
             conn_id=conn_id,
             conn_type=digdag_keys.ECS_CONN_TYPE,
-            managed=tuple(dict.fromkeys(spec.airflow_field for spec in config.ECS_FIELDS)),
             description=f"ECS cluster {name} (Digdag {digdag_keys.DIGDAG_ECS_PREFIX}{name}.*)",
         )
         desired.values["extra.cluster_name"] = name
@@ -178,7 +177,6 @@ def plan_import(props: Sequence[Prop]) -> ImportPlan:
             aws = DesiredConnection(
                 conn_id=config.AWS_CONN_ID,
                 conn_type="aws",
-                managed=("login", "password"),
                 description=f"Shared AWS keys (Digdag {digdag_keys.DIGDAG_ECS_PREFIX}"
                 f"{config.DIGDAG_DEFAULT_CONFIG}.*)",
             )
@@ -203,26 +201,18 @@ def plan_import(props: Sequence[Prop]) -> ImportPlan:
 
     # -- temporal storage ---------------------------------------------------------------------------
     if storage_props:
-        _plan_storage(plan, storage_props, config, CmdExecConfigError, config.STORAGE_CONN_ID,
-                      digdag_keys.DIGDAG_STORAGE_PREFIX)
+        _plan_storage(
+            plan,
+            storage_props,
+            config,
+            CmdExecConfigError,
+            config.STORAGE_CONN_ID,
+            digdag_keys.DIGDAG_STORAGE_PREFIX,
+        )
 
     # -- Kubernetes clusters and their config storage -------------------------------------------------
     if kubernetes_props:
         _plan_kubernetes(plan, kubernetes_props, config, CmdExecConfigError)
-
-    # -- validate each connection as a whole, exactly as a task would load it ------------------------
-    if not plan.errors:
-        for desired in plan.connections.values():
-            fake = _FakeConnection(desired.values, desired.conn_type)
-            try:
-                if desired.conn_type == digdag_keys.ECS_CONN_TYPE:
-                    config.ecs_config_from_connection(fake, desired.conn_id, {}, TASK_LABEL, None, None)
-                elif desired.conn_type == digdag_keys.STORAGE_CONN_TYPE:
-                    config.storage_config_from_connection(fake, desired.conn_id, TASK_LABEL)
-                elif desired.conn_type == digdag_keys.KUBERNETES_CONN_TYPE:
-                    config.kubernetes_config_from_connection(fake, desired.conn_id, TASK_LABEL)
-            except CmdExecConfigError as exc:
-                plan.errors.append(_strip_task_prefix(str(exc)))
     return plan
 
 
@@ -266,7 +256,11 @@ def _set_value(
 
 
 def _plan_storage(
-    plan: ImportPlan, storage_props: dict[str, Prop], config: Any, error_class: type[Exception], conn_id: str,
+    plan: ImportPlan,
+    storage_props: dict[str, Prop],
+    config: Any,
+    error_class: type[Exception],
+    conn_id: str,
     prefix: str,
 ) -> None:
     """One temporal storage connection from the keys under ``prefix`` (ECS temporal_storage., or
@@ -274,7 +268,6 @@ def _plan_storage(
     desired = DesiredConnection(
         conn_id=conn_id,
         conn_type=digdag_keys.STORAGE_CONN_TYPE,
-        managed=tuple(dict.fromkeys(spec.airflow_field for spec in config.STORAGE_FIELDS)),
         description=f"Temporal storage (Digdag {prefix}*)",
     )
     type_spec = next(s for s in config.STORAGE_FIELDS if s.digdag_key == "type")
@@ -332,18 +325,28 @@ def _plan_kubernetes(
             cluster, key = rest.rsplit(".", 1)
             clusters.setdefault(cluster, {})[key] = prop
         else:
-            plan.warnings.append(f"line {prop.line}: {prop.key}: unknown Kubernetes command executor key; ignored")
+            plan.warnings.append(
+                f"line {prop.line}: {prop.key}: unknown Kubernetes command executor key; ignored"
+            )
 
     storage_ids: dict[str, str] = {}
     for direction, keys in storages.items():
         if keys:
             storage_ids[direction] = digdag_keys.KUBERNETES_STORAGE_CONN_IDS[direction]
-            _plan_storage(plan, keys, config, error_class, storage_ids[direction],
-                          f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.")
+            _plan_storage(
+                plan,
+                keys,
+                config,
+                error_class,
+                storage_ids[direction],
+                f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.",
+            )
     if len(storage_ids) == 1:
         missing = ({"in", "out"} - set(storage_ids)).pop()
-        plan.warnings.append(f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{missing}.* is not set: that archive goes "
-                             f"through {config.STORAGE_CONN_ID!r}")
+        plan.warnings.append(
+            f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{missing}.* is not set: that archive goes "
+            f"through {config.STORAGE_CONN_ID!r}"
+        )
 
     if default_name is not None and not default_name:
         plan.errors.append(f"{prefix}name is empty: give the Kubernetes cluster name")
@@ -351,35 +354,49 @@ def _plan_kubernetes(
     names = set(clusters) | ({default_name} if default_name else set())
     if not names:
         if global_values:
-            plan.warnings.append(f"{', '.join(p.key for p, _ in global_values)}: no Kubernetes cluster in the file "
-                                 f"({prefix}name); ignored")
+            plan.warnings.append(
+                f"{', '.join(p.key for p, _ in global_values)}: no Kubernetes cluster in the file "
+                f"({prefix}name); ignored"
+            )
         return
     for name in sorted(names, key=lambda n: (n != default_name, n)):
-        conn_id = config.KUBERNETES_CONN_ID if name == default_name else f"{digdag_keys.KUBERNETES_CONN_ID_PREFIX}{name}"
+        conn_id = (
+            config.KUBERNETES_CONN_ID
+            if name == default_name
+            else f"{digdag_keys.KUBERNETES_CONN_ID_PREFIX}{name}"
+        )
         if not CONN_ID_RE.match(conn_id):
-            plan.errors.append(f"{prefix}{name}.*: the cluster name {name!r} cannot be part of an Airflow "
-                               f"connection id ({conn_id!r})")
+            plan.errors.append(
+                f"{prefix}{name}.*: the cluster name {name!r} cannot be part of an Airflow "
+                f"connection id ({conn_id!r})"
+            )
             continue
         desired = DesiredConnection(
             conn_id=conn_id,
             conn_type=digdag_keys.KUBERNETES_CONN_TYPE,
-            managed=tuple(dict.fromkeys(spec.airflow_field for spec in config.KUBERNETES_FIELDS)),
             description=f"Kubernetes cluster {name} (Digdag {prefix}{name}.*)",
         )
         desired.values["extra.cmdexec_cluster_name"] = name
-        desired.keys["extra.cmdexec_cluster_name"] = f"{prefix}name" if name == default_name else f"{prefix}{name}.*"
+        desired.keys["extra.cmdexec_cluster_name"] = (
+            f"{prefix}name" if name == default_name else f"{prefix}{name}.*"
+        )
         _plan_cluster_access(plan, desired, name, clusters.get(name, {}), config, error_class)
         for prop, spec in global_values:
             _set_value(plan, desired, spec, prop, config, error_class)
         for direction, storage_id in storage_ids.items():
             desired.values[f"extra.cmdexec_storage_{direction}_conn_id"] = storage_id
             desired.keys[f"extra.cmdexec_storage_{direction}_conn_id"] = (
-                f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.*")
+                f"{digdag_keys.DIGDAG_CONFIG_STORAGE_PREFIX}{direction}.*"
+            )
         plan.connections[conn_id] = desired
 
 
 def _plan_cluster_access(
-    plan: ImportPlan, desired: DesiredConnection, name: str, keys: dict[str, Prop], config: Any,
+    plan: ImportPlan,
+    desired: DesiredConnection,
+    name: str,
+    keys: dict[str, Prop],
+    config: Any,
     error_class: type[Exception],
 ) -> None:
     """Digdag's two ways to reach a cluster (KubernetesClientConfig): master + certs_ca_data +
@@ -391,8 +408,12 @@ def _plan_cluster_access(
     use_kube_config = False
     if "use_kube_config" in keys:
         try:
-            use_kube_config = config.convert_field(specs["use_kube_config"], keys["use_kube_config"].value,
-                                                   keys["use_kube_config"].key, desired.conn_id)
+            use_kube_config = config.convert_field(
+                specs["use_kube_config"],
+                keys["use_kube_config"].value,
+                keys["use_kube_config"].key,
+                desired.conn_id,
+            )
         except error_class as exc:
             plan.errors.append(str(exc))
             return
@@ -406,18 +427,31 @@ def _plan_cluster_access(
             plan.warnings.append(f"line {keys[key].line}: {keys[key].key}: ignored, use_kube_config is true")
         return
     if "kube_config_path" in keys:
-        plan.warnings.append(f"line {keys['kube_config_path'].line}: {keys['kube_config_path'].key}: ignored, "
-                             f"{prefix}use_kube_config is not true (as in Digdag)")
+        plan.warnings.append(
+            f"line {keys['kube_config_path'].line}: {keys['kube_config_path'].key}: ignored, "
+            f"{prefix}use_kube_config is not true (as in Digdag)"
+        )
     if len(direct) < 3:
         missing = ", ".join(prefix + k for k in ("master", "certs_ca_data", "oauth_token") if k not in keys)
-        plan.errors.append(f"{prefix}*: {missing} missing; Digdag reaches a cluster with master, certs_ca_data and "
-                           "oauth_token, or with use_kube_config = true and kube_config_path")
+        plan.errors.append(
+            f"{prefix}*: {missing} missing; Digdag reaches a cluster with master, certs_ca_data and "
+            "oauth_token, or with use_kube_config = true and kube_config_path"
+        )
         return
     token = keys["oauth_token"].value.strip()
     kube_config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": name,
-        "clusters": [{"name": name, "cluster": {"server": keys["master"].value.strip(),
-                                                "certificate-authority-data": keys["certs_ca_data"].value.strip()}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": name,
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "server": keys["master"].value.strip(),
+                    "certificate-authority-data": keys["certs_ca_data"].value.strip(),
+                },
+            }
+        ],
         "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
     }
@@ -431,16 +465,28 @@ def _plan_cluster_access(
 # --------------------------------------------------------------------------------------------------
 # Desired state vs the metadata DB
 # --------------------------------------------------------------------------------------------------
+# Fields of which a connection holds one: the one the file sets replaces the others (AWS rejects a
+# launch type with a capacity provider; a cluster is reached one way).
+ALTERNATIVES = (
+    {"extra.launch_type", "extra.capacity_provider_name"},
+    {"extra.kube_config", "extra.kube_config_path", "extra.in_cluster"},
+)
+
+
 @dataclass
 class Change:
     kind: str  # "Connection" or "Variable"
     ident: str
     action: str  # create, update, unchanged
     details: list[str]
+    kept: list[str] = field(default_factory=list)  # fields of the stored connection the file does not set
 
 
 def _normalize_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if v is not None}
+
+
+ALWAYS_SECRET_EXTRAS = frozenset({"kube_config"})
 
 
 def _show(value: Any, secret: bool) -> str:
@@ -450,7 +496,12 @@ def _show(value: Any, secret: bool) -> str:
 
 
 def _connection_change(desired: DesiredConnection, existing: Any) -> tuple[Change, dict[str, Any]]:
-    """Compare with the stored connection; return the change and the complete new field values."""
+    """Compare with the stored connection; return the change and the complete new field values.
+
+    The file changes only the fields it sets (review L18): Login, Password and extras set elsewhere
+    (the UI, ``airflow connections``) and keys no longer in the file stay as they are. Of
+    ``ALTERNATIVES``, the field the file sets replaces the others.
+    """
     current_extra: dict[str, Any] = {}
     if existing is not None and existing.extra:
         try:
@@ -459,31 +510,31 @@ def _connection_change(desired: DesiredConnection, existing: Any) -> tuple[Chang
             current_extra = {}
         if not isinstance(current_extra, dict):
             current_extra = {}
-    managed_extras = {f[len("extra.") :] for f in desired.managed if f.startswith("extra.")}
-    new_extra = {k: v for k, v in current_extra.items() if k not in managed_extras}
-    for airflow_field, value in desired.values.items():
-        if airflow_field.startswith("extra."):
-            new_extra[airflow_field[len("extra.") :]] = value
-    new = {
+    sets = {name: value for name, value in desired.values.items() if value is not None}
+    replaced = set().union(*(group - set(sets) for group in ALTERNATIVES if group & set(sets)))
+    new_extra = {k: v for k, v in current_extra.items() if f"extra.{k}" not in replaced}
+    new_extra.update({f.removeprefix("extra."): value for f, value in sets.items() if f.startswith("extra.")})
+    new_extra_normalized: dict[str, Any] = _normalize_extra(new_extra)
+    new: dict[str, Any] = {
         "conn_type": desired.conn_type,
-        "login": desired.values.get("login")
-        if "login" in desired.managed
-        else getattr(existing, "login", None),
-        "password": (
-            desired.values.get("password")
-            if "password" in desired.managed
-            else getattr(existing, "password", None)
-        ),
-        "extra": _normalize_extra(new_extra),
+        "login": sets.get("login", getattr(existing, "login", None)),
+        "password": sets.get("password", getattr(existing, "password", None)),
+        "extra": new_extra_normalized,
     }
     label = f"{desired.conn_id!r} ({desired.conn_type})"
     if existing is None:
-        details = [
-            f"{name}={_show(desired.values[f], f in desired.secret_fields)}"
-            for f in desired.values
-            for name in [f[len("extra.") :] if f.startswith("extra.") else f]
+        created = [
+            f"{name}={_show(value, f in desired.secret_fields)}"
+            for f, value in sets.items()
+            for name in [f.removeprefix("extra.")]
         ]
-        return Change("Connection", label, "create", details), new
+        return Change("Connection", label, "create", created), new
+    kept = [name for name in ("login", "password") if getattr(existing, name, None) and name not in sets]
+    kept += [
+        name
+        for name, value in current_extra.items()
+        if value is not None and f"extra.{name}" not in sets and f"extra.{name}" not in replaced
+    ]
     details: list[str] = []
     if existing.conn_type != desired.conn_type:
         details.append(f"conn_type {existing.conn_type!r} -> {desired.conn_type!r}")
@@ -491,18 +542,36 @@ def _connection_change(desired: DesiredConnection, existing: Any) -> tuple[Chang
         old, value = getattr(existing, name, None) or None, new[name] or None
         if old != value:
             secret = name in desired.secret_fields or name == "password"
-            details.append(
-                f"{name}: {_show(old, secret) if old else '(unset)'} -> "
-                f"{_show(value, secret) if value else '(unset)'}"
-            )
+            details.append(f"{name}: {_show(old, secret) if old else '(unset)'} -> {_show(value, secret)}")
     old_extra = _normalize_extra(current_extra)
-    for name in sorted(set(old_extra) | set(new["extra"])):
-        if old_extra.get(name) != new["extra"].get(name):
-            secret = f"extra.{name}" in desired.secret_fields
+    for name in sorted(set(old_extra) | set(new_extra_normalized)):
+        if old_extra.get(name) != new_extra_normalized.get(name):
+            # A kube config holds the cluster's token whether the file sets it or the update removes it.
+            secret = f"extra.{name}" in desired.secret_fields or name in ALWAYS_SECRET_EXTRAS
             old_text = _show(old_extra[name], secret) if name in old_extra else "(unset)"
-            new_text = _show(new["extra"][name], secret) if name in new["extra"] else "(unset)"
+            new_text = (
+                _show(new_extra_normalized[name], secret) if name in new_extra_normalized else "(unset)"
+            )
             details.append(f"{name}: {old_text} -> {new_text}")
-    return Change("Connection", label, "update" if details else "unchanged", details), new
+    return Change("Connection", label, "update" if details else "unchanged", details, kept), new
+
+
+def _invalid(desired: DesiredConnection, new: Mapping[str, Any]) -> str | None:
+    """Why the connection as it would be stored is invalid, loaded exactly as a task loads it."""
+    from airflow_cmdexec_provider import config
+    from airflow_cmdexec_provider.exceptions import CmdExecConfigError
+
+    fake = _FakeConnection(new)
+    try:
+        if desired.conn_type == digdag_keys.ECS_CONN_TYPE:
+            config.ecs_config_from_connection(fake, desired.conn_id, {}, TASK_LABEL, None, None)
+        elif desired.conn_type == digdag_keys.STORAGE_CONN_TYPE:
+            config.storage_config_from_connection(fake, desired.conn_id, TASK_LABEL)
+        elif desired.conn_type == digdag_keys.KUBERNETES_CONN_TYPE:
+            config.kubernetes_config_from_connection(fake, desired.conn_id, TASK_LABEL)
+    except CmdExecConfigError as exc:
+        return _strip_task_prefix(str(exc))
+    return None
 
 
 def _read_file(path: str) -> str:
@@ -552,6 +621,7 @@ def import_digdag_config(path: str, dry_run: bool, output: Output) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     changes: list[Change] = []
+    invalid: list[str] = []
     try:
         with create_session() as session:
             writes: list[Callable[[], None]] = []
@@ -559,14 +629,11 @@ def import_digdag_config(path: str, dry_run: bool, output: Output) -> int:
                 var = session.scalar(select(Variable).where(Variable.key == name))
                 if var is None:
                     changes.append(Change("Variable", repr(name), "create", [repr(value)]))
-                    writes.append(
-                        lambda n=name, v=value: session.add(
-                            Variable(key=n, val=v, description="Digdag agent.command_executor.type")
-                        )
-                    )
+                    variable = Variable(key=name, val=value, description="Digdag agent.command_executor.type")  # type: ignore[no-untyped-call]  # Airflow: Variable.__init__ is unannotated
+                    writes.append(functools.partial(session.add, variable))
                 elif var.val != value:
                     changes.append(Change("Variable", repr(name), "update", [f"{var.val!r} -> {value!r}"]))
-                    writes.append(lambda var=var, v=value: setattr(var, "val", v))
+                    writes.append(functools.partial(setattr, var, "val", value))
                 else:
                     changes.append(Change("Variable", repr(name), "unchanged", []))
             for desired in plan.connections.values():
@@ -575,9 +642,19 @@ def import_digdag_config(path: str, dry_run: bool, output: Output) -> int:
                     output.add_secret(existing.password)
                 change, new = _connection_change(desired, existing)
                 changes.append(change)
+                problem = _invalid(desired, new)
+                if problem:
+                    kept = ", ".join(change.kept)
+                    invalid.append(problem + (f" (kept from the stored connection: {kept})" if kept else ""))
                 if change.action == "unchanged":
                     continue
-                writes.append(lambda d=desired, e=existing, n=new: _write_connection(session, d, e, n))
+                writes.append(functools.partial(_write_connection, session, desired, existing, new))
+            if invalid:
+                session.rollback()
+                for error in invalid:
+                    output.err(f"error: {error}")
+                output.err(f"{len(invalid)} error(s): nothing was written to Airflow")
+                return EXIT_ERROR
             for change in changes:
                 verb = (
                     change.action if not dry_run or change.action == "unchanged" else f"would {change.action}"
@@ -586,6 +663,9 @@ def import_digdag_config(path: str, dry_run: bool, output: Output) -> int:
                 if change.details:
                     text += ": " + ", ".join(change.details)
                 output.out(text)
+                if change.kept:
+                    verb = "would leave" if dry_run else "left"
+                    output.out(f"  {verb} alone (the file does not set them): {', '.join(change.kept)}")
             todo = [c for c in changes if c.action != "unchanged"]
             if dry_run:
                 session.rollback()
@@ -631,11 +711,5 @@ def _write_connection(
         return
     existing.conn_type = desired.conn_type
     existing.login = new["login"]
-    if new["password"]:
-        existing.password = new["password"]
-    else:  # the model's password setter ignores None: clear the column itself
-        existing._password = None
-        existing.is_encrypted = False
+    existing.password = new["password"]  # never None over a password: the file only sets passwords
     existing.extra = extra
-
-

@@ -116,5 +116,3 @@ def _escape(text: str, is_key: bool) -> str:
 
 def format_property(key: str, value: str) -> str:
     return f"{_escape(key, True)} = {_escape(value, False)}"
-
-

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from airflow_cmdexec_provider import digdag_keys  # the key tables (no Airflow import)
-from airflow_cmdexec_provider.cli.common import DIGDAG_EXECUTOR_NAMES, EXIT_ERROR, EXIT_OK, MASK, TASK_LABEL, Output
+from airflow_cmdexec_provider.cli.common import (
+    DIGDAG_EXECUTOR_NAMES,
+    EXIT_ERROR,
+    EXIT_OK,
+    MASK,
+    TASK_LABEL,
+    Output,
+)
 from airflow_cmdexec_provider.cli.importer import _db_error, _strip_task_prefix
 from airflow_cmdexec_provider.cli.properties import format_property
+from airflow_cmdexec_provider.digdag_keys import FieldSpec
 
 
 # --------------------------------------------------------------------------------------------------
@@ -23,7 +32,7 @@ def _digdag_text(value: Any) -> str:
 
 
 def _stored_values(
-    conn: Any, fields: Iterable[Any], conn_id: str, key_for: Callable[[Any], str]
+    conn: Any, fields: Iterable[FieldSpec], conn_id: str, key_for: Callable[[FieldSpec], str]
 ) -> dict[str, Any]:
     """The fields a connection really sets (None/empty left out), converted and validated; errors
     name the Digdag key and the field."""
@@ -81,7 +90,11 @@ def _kubernetes_values(conn: Any, conn_id: str) -> tuple[dict[str, Any], dict[st
     from airflow_cmdexec_provider import config
 
     checked = config.kubernetes_config_from_connection(conn, conn_id, TASK_LABEL)
-    ours = [spec for spec in config.KUBERNETES_FIELDS if spec.extra_name and spec.extra_name.startswith("cmdexec_")]
+    ours = [
+        spec
+        for spec in config.KUBERNETES_FIELDS
+        if spec.extra_name and spec.extra_name.startswith("cmdexec_")
+    ]
     values = _stored_values(conn, ours, conn_id, digdag_keys.digdag_key)
     if checked.namespace:
         values["extra.namespace"] = checked.namespace
@@ -100,13 +113,20 @@ def _kubernetes_values(conn: Any, conn_id: str) -> tuple[dict[str, Any], dict[st
             # The backend runs pods in the context's namespace when the connection names none.
             values["extra.namespace"] = context["namespace"]
         if cluster.get("server") and cluster.get("certificate-authority-data") and set(user) == {"token"}:
-            access.update(master=cluster["server"], certs_ca_data=cluster["certificate-authority-data"],
-                          oauth_token=user["token"])
+            access.update(
+                master=cluster["server"],
+                certs_ca_data=cluster["certificate-authority-data"],
+                oauth_token=user["token"],
+            )
         else:
-            access["note"] = (f"extra kube_config: context {name!r} is more than Digdag's master, certs_ca_data "
-                              "and oauth_token can say")
+            access["note"] = (
+                f"extra kube_config: context {name!r} is more than Digdag's master, certs_ca_data "
+                "and oauth_token can say"
+            )
     else:
-        access["note"] = "no cluster access given: the cncf provider's default (in-cluster, else ~/.kube/config)"
+        access["note"] = (
+            "no cluster access given: the cncf provider's default (in-cluster, else ~/.kube/config)"
+        )
     return values, access
 
 
@@ -170,7 +190,7 @@ def show_config(output: Output, with_defaults: bool) -> int:
                     conn,
                     config.ECS_FIELDS,
                     conn_id,
-                    lambda spec, name=name: digdag_keys.digdag_key(spec, cluster=name),
+                    functools.partial(digdag_keys.digdag_key, cluster=name),
                 )
             except CmdExecConfigError as exc:
                 errors.append(str(exc))
@@ -264,7 +284,8 @@ def show_config(output: Output, with_defaults: bool) -> int:
                 errors.append(_strip_task_prefix(str(exc)))
                 continue
             name = values.get("extra.cmdexec_cluster_name") or conn_id.removeprefix(
-                digdag_keys.KUBERNETES_CONN_ID_PREFIX)
+                digdag_keys.KUBERNETES_CONN_ID_PREFIX
+            )
             lines.append("")
             lines.append(f"# Connection {conn_id!r} ({digdag_keys.KUBERNETES_CONN_TYPE})")
             if conn_id == config.KUBERNETES_CONN_ID:
@@ -306,5 +327,3 @@ def show_config(output: Output, with_defaults: bool) -> int:
     for error in errors:
         output.err(f"error: {error}")
     return EXIT_ERROR if errors else EXIT_OK
-
-

@@ -23,6 +23,7 @@ file and line, and the workflow then fails to load as a whole: never a DAG with 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -222,7 +223,8 @@ class Compiler:
     def new_id(self, scope: Scope, name: str, digdag_name: str, where: DigMap) -> str | None:
         """The Airflow id for ``name`` in ``scope``; None (and a problem) if another task has it."""
         local = task_id(name)
-        full = scope.group.child_id(local) if scope.group is not None else local
+        # Airflow's TaskGroup.child_id is unannotated.
+        full = scope.group.child_id(local) if scope.group is not None else local  # type: ignore[no-untyped-call]
         if full in self.ids:
             self.problem(
                 where,
@@ -502,7 +504,9 @@ class Compiler:
         return None
 
     def operator_task(self, name: str, config: DigMap, scope: Scope, local: str | None = None) -> Node:
-        kind, command, op_key = self.operator_of(config)  # type: ignore[misc]
+        operator = self.operator_of(config)
+        assert operator is not None, "called only for a task that has an operator"
+        kind, command, op_key = operator
         for key in config:
             if key.startswith("+"):
                 self.problem(config, key, key, f"a task with {op_key} can't have subtasks")
@@ -639,7 +643,8 @@ class Compiler:
         if not isinstance(value, Mapping):
             self.problem(config, key if key in config else None, f"{key}:", "must be a mapping of settings")
             return None
-        return plain(value)
+        settings_dict: dict[str, Any] = plain(value)
+        return settings_dict
 
     def workdir(self, value: Any, config: DigMap) -> str:
         if not isinstance(value, str):
@@ -811,8 +816,8 @@ class Compiler:
             self.problem(config, key, "for_each>", "needs _do: the task to run for each combination")
             return None
         entries: list[tuple[str, list[Any]]] = []
-        for name, items in values.items():
-            items = self.literal(items, config, key, list)
+        for name, written in values.items():
+            items = self.literal(written, config, key, list)
             if items is None:
                 return None
             entries.append((name, items))
@@ -820,9 +825,9 @@ class Compiler:
         for combination in itertools.product(*[list(enumerate(items)) for _, items in entries]):
             tags = [
                 f"{i}={_name_tag(name)}={j}={_name_tag(value)}"
-                for i, ((name, _), (j, value)) in enumerate(zip(entries, combination))
+                for i, ((name, _), (j, value)) in enumerate(zip(entries, combination, strict=True))
             ]
-            iteration = {name: value for (name, _), (_, value) in zip(entries, combination)}
+            iteration = {name: value for (name, _), (_, value) in zip(entries, combination, strict=True)}
             generated_key = "+for-" + "&".join(tags)
             generated[generated_key] = _with_export(body, iteration)
             generated.key_lines[generated_key] = config.where(key)
@@ -852,10 +857,8 @@ class Compiler:
             if "${" in value:
                 self.unsupported(config, key, "dynamic", f"for_each> over {value}")
                 return None
-            try:
+            with contextlib.suppress(ValueError):
                 value = json.loads(value)
-            except ValueError:
-                pass
         if not isinstance(value, kind):
             what = "a mapping of names to lists" if kind is Mapping else "a list of values"
             self.problem(config, key, "for_each>", f"needs {what}, got {js_string(value)!r}")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 @dataclass(frozen=True)
@@ -31,5 +35,5 @@ class DigLoadError(CmdExecConfigError):
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"Digdag workflow(s) {names} cannot be loaded as Airflow DAGs:\n{lines}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Self], tuple[list[Problem], list[str] | None]]:
         return (type(self), (self.problems, self.workflows))

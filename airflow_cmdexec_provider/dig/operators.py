@@ -57,7 +57,10 @@ class DigdagTask(CommandOperator):
         self.dig_expression_keys = tuple(dig_expression_keys)
 
     def digdag_params(
-        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None,
+        self,
+        context: Context,
+        log: stores.StoreLog,
+        project_dir: Path | None = None,
         local: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         # The task's own keys as the .dig file wrote them (copied at parse time: dag_run.conf cannot

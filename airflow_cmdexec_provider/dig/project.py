@@ -52,8 +52,8 @@ def workflow_files(project: Path, include: str | Iterable[str] | None = None) ->
         return files
     patterns = [include] if isinstance(include, str) else list(include)
     chosen: list[Path] = []
-    for pattern in patterns:
-        pattern = pattern.removesuffix(WORKFLOW_SUFFIX)
+    for given in patterns:
+        pattern = given.removesuffix(WORKFLOW_SUFFIX)
         matched = [p for p in files if fnmatch.fnmatchcase(p.stem, pattern)]
         if not matched:
             raise DigLoadError(

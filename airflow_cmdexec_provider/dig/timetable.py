@@ -53,7 +53,7 @@ def _clock(text: str, parts: int, kind: str) -> int:
         raise CmdExecConfigError(f"{kind}>: {text!r} is not {form}")
     numbers = [int(n) for n in text.strip().split(":")]
     limits = [24, 60, 60][-parts:]
-    if any(n >= limit for n, limit in zip(numbers, limits)):
+    if any(n >= limit for n, limit in zip(numbers, limits, strict=True)):
         raise CmdExecConfigError(f"{kind}>: {text!r} is out of range")
     seconds = 0
     for n in numbers:

@@ -32,7 +32,7 @@ from airflow_cmdexec_provider.expressions import js_string
 INCLUDE_TAG = "!include"
 
 
-class DigMap(dict):
+class DigMap(dict[str, Any]):  # keys are strings: construct_dig_map turns others into JSON text
     """A YAML mapping of a ``.dig`` file: a dict plus where it (the key holding it) and each of its keys
     were written."""
 
@@ -130,8 +130,9 @@ class _Constructor(SafeConstructor):
                 mapping.key_lines[key] = included.where(key)
 
 
-_Constructor.add_constructor("tag:yaml.org,2002:map", _Constructor.construct_dig_map)
-_Constructor.add_constructor(None, _Constructor.construct_undefined)
+# types-PyYAML wants a function of a yaml.Loader; ours get the _Loader below, which is a _Constructor.
+_Constructor.add_constructor("tag:yaml.org,2002:map", _Constructor.construct_dig_map)  # type: ignore[type-var]
+_Constructor.add_constructor(None, _Constructor.construct_undefined)  # type: ignore[type-var]
 
 
 class _Loader(Reader, Scanner, Parser, Composer, _Constructor, _Resolver):

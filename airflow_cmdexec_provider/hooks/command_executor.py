@@ -72,14 +72,21 @@ class CommandExecutorHook(BaseHook):
                 backend = self.backend(self.forced)
             except BackendNotConfigured as exc:
                 raise CmdExecConfigError(
-                    f"Task {self.task_label}: executor {self.forced!r} was forced but is not configured: {exc}"
+                    f"Task {self.task_label}: executor {self.forced!r} was forced "
+                    f"but is not configured: {exc}"
                 ) from exc
-            self.log.info("Task %s runs on the %s executor (forced by executor=%r)", self.task_label,
-                          self.forced, self.forced)
+            self.log.info(
+                "Task %s runs on the %s executor (forced by executor=%r)",
+                self.task_label,
+                self.forced,
+                self.forced,
+            )
             return backend
         if not self.settings.wants_remote():
-            self.log.info("Task %s runs on the local executor (it has no docker, ecs or kubernetes params)",
-                          self.task_label)
+            self.log.info(
+                "Task %s runs on the local executor (it has no docker, ecs or kubernetes params)",
+                self.task_label,
+            )
             return self.backend("local")
         configured = normalize_executor(config.executor_type(), "Variable cmdexec_executor_type")
         configured = configured or DEFAULT_EXECUTOR_TYPE
@@ -91,8 +98,13 @@ class CommandExecutorHook(BaseHook):
                 skipped.append(f"{name}: {exc}")
                 continue
             reason = "; ".join(f"skipped {s}" for s in skipped) if skipped else "first in chain"
-            self.log.info("Task %s runs on the %s executor (executor type %r; %s)", self.task_label, name,
-                          configured, reason)
+            self.log.info(
+                "Task %s runs on the %s executor (executor type %r; %s)",
+                self.task_label,
+                name,
+                configured,
+                reason,
+            )
             return backend
         raise CmdExecConfigError(f"Task {self.task_label}: no executor is available ({'; '.join(skipped)})")
 
@@ -138,8 +150,10 @@ class CommandExecutorHook(BaseHook):
         if earlier is not None and earlier.get("starting"):
             return backend.submit(request, log_line, earlier=earlier)
         if earlier is not None and backend.exists(earlier):
-            log_line(f"Task {self.task_label}: an earlier try started this {backend.name} command: waiting for "
-                     "it, not starting another one")
+            log_line(
+                f"Task {self.task_label}: an earlier try started this {backend.name} command: waiting for "
+                "it, not starting another one"
+            )
             return earlier
         if earlier is not None:
             backend.discard(earlier, log_line)
@@ -161,14 +175,16 @@ class CommandExecutorHook(BaseHook):
         if handle.get("backend") == backend.name:
             return handle
         other = handle.get("backend")
-        log_line(f"Task {self.task_label}: an earlier try ran this command on the {other} executor; this try runs "
-                 f"on {backend.name}: stopping and removing the earlier one first")
+        log_line(
+            f"Task {self.task_label}: an earlier try ran this command on the {other} executor; this try runs "
+            f"on {backend.name}: stopping and removing the earlier one first"
+        )
         try:
             earlier_backend = self.backend(str(other))
         except Exception as exc:
             raise CmdExecConfigError(
-                f"Task {self.task_label}: an earlier try left a {other} command that cannot be stopped ({exc}); "
-                "it may still run. Stop it by hand, then clear the task's state store and retry"
+                f"Task {self.task_label}: an earlier try left a {other} command that cannot be stopped "
+                f"({exc}); it may still run. Stop it by hand, then clear the task's state store and retry"
             ) from exc
         if isinstance(earlier_backend, RemoteBackend):
             earlier_backend.stop(handle, "Stopped by Airflow: a later try of the task runs elsewhere")

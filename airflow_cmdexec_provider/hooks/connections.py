@@ -37,8 +37,15 @@ LOAD_CREDENTIALS = "load the credentials"
 PRESIGN = "presign URLs"
 # Error codes of AWS for credentials it does not accept at all (as opposed to a missing permission).
 REJECTED_CREDENTIALS = {
-    "AuthFailure", "ExpiredToken", "ExpiredTokenException", "IncompleteSignature", "InvalidAccessKeyId",
-    "InvalidClientTokenId", "InvalidSignatureException", "InvalidToken", "SignatureDoesNotMatch",
+    "AuthFailure",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "IncompleteSignature",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
     "UnrecognizedClientException",
 }
 
@@ -148,11 +155,18 @@ def check_ecs_cluster(ecs: config.EcsConfig) -> str:
     source = _aws_credentials_source(ecs.access_key_id, ecs.aws_conn_id)
     if ecs.aws_conn_id and not ecs.access_key_id:
         _require_aws_connection(ecs.aws_conn_id)
-    session = boto_session(access_key_id=ecs.access_key_id, secret_access_key=ecs.secret_access_key,
-                           aws_conn_id=ecs.aws_conn_id, region=ecs.region, client_type="ecs")
+    session = boto_session(
+        access_key_id=ecs.access_key_id,
+        secret_access_key=ecs.secret_access_key,
+        aws_conn_id=ecs.aws_conn_id,
+        region=ecs.region,
+        client_type="ecs",
+    )
     region = ecs.region or session.region_name
     if not region:
-        raise ConnectionCheckFailed("No AWS region is set and none comes from the credentials: set extra 'region'")
+        raise ConnectionCheckFailed(
+            "No AWS region is set and none comes from the credentials: set extra 'region'"
+        )
     timeouts = Config(
         connect_timeout=CHECK_TIMEOUT,
         read_timeout=CHECK_TIMEOUT,
@@ -186,17 +200,35 @@ def check_ecs_cluster(ecs: config.EcsConfig) -> str:
         f"ECS and CloudWatch Logs accept the credentials from {source}"
     )
     for what, field, ids, operation, action, filter_name, items, id_key in (
-        ("Subnets", "subnets", ecs.subnets, "describe_subnets", "ec2:DescribeSubnets", "subnet-id",
-         "Subnets", "SubnetId"),
-        ("Security groups", "security_groups", ecs.security_groups, "describe_security_groups",
-         "ec2:DescribeSecurityGroups", "group-id", "SecurityGroups", "GroupId"),
+        (
+            "Subnets",
+            "subnets",
+            ecs.subnets,
+            "describe_subnets",
+            "ec2:DescribeSubnets",
+            "subnet-id",
+            "Subnets",
+            "SubnetId",
+        ),
+        (
+            "Security groups",
+            "security_groups",
+            ecs.security_groups,
+            "describe_security_groups",
+            "ec2:DescribeSecurityGroups",
+            "group-id",
+            "SecurityGroups",
+            "GroupId",
+        ),
     ):
         if not ids:
             continue
         answer = call("ec2", operation, action, Filters=[{"Name": filter_name, "Values": list(ids)}])
         missing = sorted(set(ids) - {item[id_key] for item in answer[items]})
         if missing:
-            raise ConnectionCheckFailed(f"{what} {', '.join(missing)} not found in {region}: fix extra {field!r}")
+            raise ConnectionCheckFailed(
+                f"{what} {', '.join(missing)} not found in {region}: fix extra {field!r}"
+            )
         summary += f"; {what.lower()} {', '.join(ids)} exist"
     return summary
 
@@ -213,7 +245,7 @@ def _aws_credentials_source(access_key_id: str | None, aws_conn_id: str | None) 
 def _require_aws_connection(aws_conn_id: str) -> None:
     """A misspelt ``aws_conn_id`` is an error here; the Amazon provider would silently fall back to
     the default credential chain."""
-    if config._get_connection(aws_conn_id) is None:
+    if config.get_connection(aws_conn_id) is None:
         raise ConnectionCheckFailed(
             f"Extra 'aws_conn_id' names {aws_conn_id!r}, which is not an Airflow connection: "
             "fix extra 'aws_conn_id'"
@@ -279,7 +311,9 @@ def check_temporal_storage(storage_config: config.StorageConfig) -> str:
 
     url = f"{'s3' if storage_config.type == 's3' else 'gs'}://{storage_config.bucket}"
     source = _storage_credentials_source(storage_config)
-    other_credentials = (storage_config.access_key_id and storage_config.secret) or storage_config.credentials_file
+    other_credentials = (
+        storage_config.access_key_id and storage_config.secret
+    ) or storage_config.credentials_file
     if storage_config.type == "s3" and storage_config.aws_conn_id and not other_credentials:
         _require_aws_connection(storage_config.aws_conn_id)
     try:
@@ -287,7 +321,9 @@ def check_temporal_storage(storage_config: config.StorageConfig) -> str:
     except CmdExecConfigError as exc:
         raise ConnectionCheckFailed(f"{url}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - e.g. no default credentials, a missing key file
-        raise ConnectionCheckFailed(_storage_failure(exc, LOAD_CREDENTIALS, source, storage_config, url)) from None
+        raise ConnectionCheckFailed(
+            _storage_failure(exc, LOAD_CREDENTIALS, source, storage_config, url)
+        ) from None
     key = f"{storage_config.prefix}/connection-test-{uuid.uuid4().hex}"
     keys = [f"{key}-get", f"{key}-put"]
     payload = f"airflow-cmdexec connection test {key}\n".encode()
@@ -351,7 +387,8 @@ def _http(method: str, url: str, data: bytes | None = None) -> bytes:
     headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=CHECK_TIMEOUT) as response:
-        return response.read()
+        body: bytes = response.read()
+        return body
 
 
 def _storage_failure(
@@ -410,6 +447,12 @@ def _storage_error_code(exc: BaseException) -> tuple[str | None, int | None]:
     names = [cls.__name__ for cls in type(exc).__mro__]
     if "GoogleAPICallError" in names:
         return type(exc).__name__, getattr(exc, "code", None)
-    known = ("RefreshError", "DefaultCredentialsError", "NoCredentialsError", "EndpointConnectionError",
-             "ConnectTimeoutError", "ConnectionError")
+    known = (
+        "RefreshError",
+        "DefaultCredentialsError",
+        "NoCredentialsError",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ConnectionError",
+    )
     return next((name for name in names if name in known), None), None

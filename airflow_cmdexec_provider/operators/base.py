@@ -114,10 +114,15 @@ class CommandOperator(BaseOperator):
         # writes dag_run.conf values into the very Param objects the task holds.
         self.local_params = _own_params(self.params)
         # An operator's own executor=... wins over a command_executor that came from default_args.
-        from_defaults = command_executor is not None and (kwargs.get("default_args") or {}).get(
-            "command_executor") == command_executor
-        self.command_executor = executor if command_executor is None or (executor is not None and from_defaults) \
+        from_defaults = (
+            command_executor is not None
+            and (kwargs.get("default_args") or {}).get("command_executor") == command_executor
+        )
+        self.command_executor = (
+            executor
+            if command_executor is None or (executor is not None and from_defaults)
             else command_executor
+        )
         self._running_backend: CommandBackend | None = None  # the backend running the command, for on_kill
 
     # -- subclass contract -------------------------------------------------------------------
@@ -135,7 +140,8 @@ class CommandOperator(BaseOperator):
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         if self.templating not in TEMPLATING:
             raise CmdExecConfigError(
-                f"Task {self.task_label}: templating must be one of {', '.join(TEMPLATING)}, got {self.templating!r}"
+                f"Task {self.task_label}: templating must be one of {', '.join(TEMPLATING)}, got "
+                f"{self.templating!r}"
             )
         if self.templating == "jinja":
             import jinja2
@@ -144,8 +150,8 @@ class CommandOperator(BaseOperator):
                 super().render_template_fields(context, jinja_env)
             except jinja2.TemplateSyntaxError as exc:
                 raise CmdExecConfigError(
-                    f"Task {self.task_label}: a templated field is not a valid Jinja template ({exc}). Digdag "
-                    "text with '{{' (e.g. docker inspect --format '{{.Id}}') runs unchanged with "
+                    f"Task {self.task_label}: a templated field is not a valid Jinja template ({exc}). "
+                    "Digdag text with '{{' (e.g. docker inspect --format '{{.Id}}') runs unchanged with "
                     "templating='none'; templating='digdag' evaluates ${...} instead of Jinja"
                 ) from exc
         # "digdag": ${...} is evaluated in execute, once the task's params are known; "none": as written.
@@ -162,7 +168,7 @@ class CommandOperator(BaseOperator):
     # -- execution ---------------------------------------------------------------------------
     @property
     def task_label(self) -> str:
-        dag_id = self.dag_id if self.has_dag() else "<no dag>"
+        dag_id = self.dag_id if self.has_dag() else "<no dag>"  # type: ignore[no-untyped-call]  # Airflow: BaseOperator.has_dag is unannotated
         return f"{dag_id}.{self.task_id}"
 
     def settings(self) -> TaskSettings:
@@ -218,8 +224,9 @@ class CommandOperator(BaseOperator):
             if self.deferrable and isinstance(backend, RemoteBackend):
                 self._defer(context, hook, backend, request, journal)
             if self.deferrable:
-                self.log.info("Task %s: deferrable has no effect on the %s executor: waiting here", label,
-                              backend.name)
+                self.log.info(
+                    "Task %s: deferrable has no effect on the %s executor: waiting here", label, backend.name
+                )
             try:
                 result = hook.run(request, self._log_line, journal, backend)
             except CommandNotFound as exc:
@@ -234,7 +241,10 @@ class CommandOperator(BaseOperator):
         return self._publish(context, log, stored)
 
     def digdag_params(
-        self, context: Context, log: stores.StoreLog, project_dir: Path | None = None,
+        self,
+        context: Context,
+        log: stores.StoreLog,
+        project_dir: Path | None = None,
         local: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """This task's Digdag params, merged in Digdag's order (``params.resolve_params``).
@@ -246,16 +256,18 @@ class CommandOperator(BaseOperator):
         if local is None:
             # Airflow copies a TaskGroup's default_args params into the task's: those are the group's export.
             local = {k: v for k, v in self.local_params.items() if not (k in exported and exported[k] == v)}
-        session = _values(self.dag.params) if self.has_dag() else {}
+        session = _values(self.dag.params) if self.has_dag() else {}  # type: ignore[no-untyped-call]  # Airflow: BaseOperator.has_dag is unannotated
         if conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True):
             session.update(getattr(context.get("dag_run"), "conf", None) or {})  # as Airflow does: shallow
         by_scope = stores.stores_by_scope(self, log)
-        runtime = runtime_params({**context, "digdag_task_name": self.digdag_task_name}, str(project_dir or ""))
+        runtime = runtime_params(
+            {**context, "digdag_task_name": self.digdag_task_name}, str(project_dir or "")
+        )
         if self.error_from:
             runtime["error"] = self._upstream_error(context)
         return resolve_params(
             session=session,
-            scopes=list(zip(exports, by_scope)),
+            scopes=list(zip(exports, by_scope, strict=True)),  # both: the DAG, then each TaskGroup
             runtime=runtime,
             local=local,
             task_label=self.task_label,
@@ -263,7 +275,8 @@ class CommandOperator(BaseOperator):
         )
 
     def _upstream_error(self, context: Context) -> dict[str, Any] | None:
-        """The ``{message, stacktrace}`` the first failed task of ``error_from`` left (see ``_record_error``)."""
+        """The ``{message, stacktrace}`` the first failed task of ``error_from`` left (see
+        ``_record_error``)."""
         for task_id in self.error_from or ():
             error = context["ti"].xcom_pull(task_ids=task_id, key=ERROR_KEY)
             for entry in error if isinstance(error, list) else [error]:
@@ -271,7 +284,9 @@ class CommandOperator(BaseOperator):
                     return dict(entry)
         return None
 
-    def _publish(self, context: Context, log: stores.StoreLog, stored: dict[str, Any]) -> dict[str, Any] | None:
+    def _publish(
+        self, context: Context, log: stores.StoreLog, stored: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Push this task's store log; return every value stored so far (the XCom ``return_value``),
         or None when nothing was stored at all (no XCom, as for a BashOperator that prints nothing).
 
@@ -291,19 +306,29 @@ class CommandOperator(BaseOperator):
         return view or None
 
     def _record_error(self, context: Context, exc: Exception) -> None:
-        """Leave ``{message, stacktrace}`` for error handlers (Digdag's ``error`` param of ``_error`` tasks)."""
+        """Leave ``{message, stacktrace}`` for error handlers (Digdag's ``error`` param of ``_error``
+        tasks)."""
         ti = context.get("ti")
         if ti is None:
             return
         try:
-            ti.xcom_push(key=ERROR_KEY, value={"message": str(exc), "stacktrace": "".join(
-                traceback.format_exception(type(exc), exc, exc.__traceback__))})
+            ti.xcom_push(
+                key=ERROR_KEY,
+                value={
+                    "message": str(exc),
+                    "stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                },
+            )
         except Exception:  # recording is a courtesy: never hide the task's own error
             self.log.debug("could not record the error of %s", self.task_label, exc_info=True)
 
     # -- deferrable mode ---------------------------------------------------------------------------
     def _defer(
-        self, context: Context, hook: CommandExecutorHook, backend: RemoteBackend, request: CommandRequest,
+        self,
+        context: Context,
+        hook: CommandExecutorHook,
+        backend: RemoteBackend,
+        request: CommandRequest,
         journal: HandleJournal,
     ) -> None:
         """Start the remote command (or take the one an earlier try started) and wait in the triggerer."""
@@ -318,8 +343,9 @@ class CommandOperator(BaseOperator):
             deadline = begin + self.execution_timeout.total_seconds()
             # Our trigger stops the remote command at the deadline; Airflow's own timeout is only a net.
             timeout = timedelta(seconds=max(deadline - time.time(), 0) + DEFER_TIMEOUT_MARGIN)
-        trigger = CommandTrigger(executor=backend.name, handle=handle, settings=self.settings().to_json(),
-                                 deadline=deadline)
+        trigger = CommandTrigger(
+            executor=backend.name, handle=handle, settings=self.settings().to_json(), deadline=deadline
+        )
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -349,11 +375,13 @@ class CommandOperator(BaseOperator):
             status = event.get("status")
             if status == "timeout":
                 raise AirflowTaskTimeout(
-                    f"Task {label}: execution_timeout ({self.execution_timeout}) reached while waiting for its "
-                    f"{name} command, which was stopped and cleaned up"
+                    f"Task {label}: execution_timeout ({self.execution_timeout}) reached while waiting for "
+                    f"its {name} command, which was stopped and cleaned up"
                 )
             if status != "finished":
-                raise BackendError(f"Task {label}: waiting for the {name} command failed: {event.get('message')}")
+                raise BackendError(
+                    f"Task {label}: waiting for the {name} command failed: {event.get('message')}"
+                )
             result = CommandResult(int(event["exit_code"]), event.get("reason"))
             io_dir = io_root / "io"
             io_dir.mkdir()
@@ -380,7 +408,7 @@ class CommandOperator(BaseOperator):
         self.log.info("%s", line)
 
     def _project_dir(self) -> Path:
-        dag_folder = Path(self.dag.fileloc).parent if self.has_dag() and self.dag.fileloc else Path.cwd()
+        dag_folder = Path(self.dag.fileloc).parent if self.has_dag() and self.dag.fileloc else Path.cwd()  # type: ignore[no-untyped-call]  # Airflow: BaseOperator.has_dag is unannotated
         path = Path(self.project_dir) if self.project_dir is not None else dag_folder
         if not path.is_absolute():
             path = dag_folder / path
@@ -455,18 +483,27 @@ def program(value: Any, key: str, default: Sequence[str], task_label: str) -> tu
     )
 
 
-def namespaced(value: Any, namespace: Mapping[str, Any] | None, key: str, allowed: Sequence[str],
-               ns_name: str, task_label: str) -> Any:
+def namespaced(
+    value: Any,
+    namespace: Mapping[str, Any] | None,
+    key: str,
+    allowed: Sequence[str],
+    ns_name: str,
+    task_label: str,
+) -> Any:
     """Digdag's ``mergeDefault``: a top-level argument wins over the same key in the ``sh``/``py``/``rb``
     namespace (``_export: {py: {python: ...}}``)."""
     if namespace is None:
         return value
     if not isinstance(namespace, Mapping):
-        raise CmdExecConfigError(f"Task {task_label}: {ns_name} must be a dict such as {{{allowed[0]!r}: ...}}, "
-                                 f"got {namespace!r}")
+        raise CmdExecConfigError(
+            f"Task {task_label}: {ns_name} must be a dict such as {{{allowed[0]!r}: ...}}, got {namespace!r}"
+        )
     unknown = sorted(set(namespace) - set(allowed))
     if unknown:
-        raise CmdExecConfigError(f"Task {task_label}: unknown keys {unknown} in {ns_name}; known: {list(allowed)}")
+        raise CmdExecConfigError(
+            f"Task {task_label}: unknown keys {unknown} in {ns_name}; known: {list(allowed)}"
+        )
     return value if value is not None else namespace.get(key)
 
 

@@ -62,8 +62,12 @@ class RbOperator(RunnerOperator):
     ) -> tuple[tuple[str | IoFile, ...], dict[str, str]]:
         kind, text = self.method_or_script()
         allowed = ("require", "ruby")
-        ruby = program(namespaced(self.ruby, self.rb, "ruby", allowed, "rb", self.task_label), "ruby", ["ruby"],
-                       self.task_label)
+        ruby = program(
+            namespaced(self.ruby, self.rb, "ruby", allowed, "rb", self.task_label),
+            "ruby",
+            ["ruby"],
+            self.task_label,
+        )
         require = namespaced(self.require, self.rb, "require", allowed, "rb", self.task_label)
         if require is not None and not isinstance(require, str):
             raise CmdExecConfigError(f"Task {self.task_label}: require must be a string, got {require!r}")
@@ -75,7 +79,11 @@ class RbOperator(RunnerOperator):
             return (*ruby, *options, IoFile("runner.rb"), IoFile("input.json"), IoFile("output.json")), env
         copy_runner("rb_runner.rb", io_dir, "runner.rb")
         command: tuple[str | IoFile, ...] = (
-            *ruby, IoFile("runner.rb"), text, IoFile("input.json"), IoFile("output.json"),
+            *ruby,
+            IoFile("runner.rb"),
+            text,
+            IoFile("input.json"),
+            IoFile("output.json"),
         )
         if require:
             command += (require,)

@@ -132,7 +132,9 @@ class RunnerOperator(CommandOperator):
             raise UnusableOutput("output.json is not a JSON object")
         return output
 
-    def _failure_message(self, result: CommandResult, output: dict[str, Any] | None, problem: str | None) -> str:
+    def _failure_message(
+        self, result: CommandResult, output: dict[str, Any] | None, problem: str | None
+    ) -> str:
         """Digdag's report of a failed py>/rb> command, prefixed with the task."""
         message = f"Task {self.task_label}: {self.language} command failed with code {result.exit_code}"
         executor = f"\nError messages from CommandExecutor: {result.reason}" if result.reason else ""
@@ -143,7 +145,9 @@ class RunnerOperator(CommandOperator):
         if problem is not None:
             message += f"\n({problem})"
         elif output is None:
-            message += "\n(no output.json: the command failed before the runner could report; see the log above)"
+            message += (
+                "\n(no output.json: the command failed before the runner could report; see the log above)"
+            )
         return message
 
     def _error_report(self, error: dict[str, Any]) -> str:

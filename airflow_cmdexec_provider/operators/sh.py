@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_cmdexec_provider.backends.base import CommandResult, IoFile
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError, CommandFailed
@@ -35,7 +35,7 @@ class ShOperator(CommandOperator):
     """
 
     template_fields: Sequence[str] = ("command", "env")
-    template_fields_renderers = {"command": "bash", "env": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"command": "bash", "env": "json"}
     program_key = "shell"
     needs_outputs = False  # sh> reports only its exit code
 
@@ -56,7 +56,9 @@ class ShOperator(CommandOperator):
         self, io_dir: Path, params: dict[str, Any], env: dict[str, str]
     ) -> tuple[tuple[str | IoFile, ...], dict[str, str]]:
         if not isinstance(self.command, str) or not self.command.strip():
-            raise CmdExecConfigError(f"Task {self.task_label}: command is empty; give the shell command to run")
+            raise CmdExecConfigError(
+                f"Task {self.task_label}: command is empty; give the shell command to run"
+            )
         shell_value = namespaced(self.shell, self.sh, "shell", ("shell",), "sh", self.task_label)
         shell = program(shell_value, "shell", ["/bin/sh"], self.task_label)
         script = self.command if self.command.endswith("\n") else self.command + "\n"
@@ -66,12 +68,16 @@ class ShOperator(CommandOperator):
     def _skipped_env(self, names: list[str]) -> None:
         self.log.warning(
             "Task %s: params %s are not exported as environment variables: these names change how a "
-            "process starts; set them with env=... if the task needs them", self.task_label, ", ".join(names))
+            "process starts; set them with env=... if the task needs them",
+            self.task_label,
+            ", ".join(names),
+        )
 
     def collect(self, io_dir: Path, result: CommandResult) -> dict[str, Any]:
         if result.exit_code != 0:
             reason = f" ({result.reason})" if result.reason else ""
             raise CommandFailed(
-                f"Task {self.task_label}: command failed with code {result.exit_code}{reason}", result.exit_code
+                f"Task {self.task_label}: command failed with code {result.exit_code}{reason}",
+                result.exit_code,
             )
         return {}

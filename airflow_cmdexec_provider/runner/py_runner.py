@@ -18,71 +18,82 @@
 # - a method without a module ("py>: func") gets a clear error instead of ValueError;
 # - an exception is reported once (in OUT_JSON, which the operator turns into the task error), not
 #   also as a traceback on stderr; its backtrace holds only the user's frames.
+#
+# Annotations of arguments are strings (Python 3.6 cannot evaluate `dict[str, Any]`; those of local
+# variables are never evaluated), and typing is imported only by the type checker, which reads the
+# name TYPE_CHECKING as true: a task's start-up does not pay for importing typing.
 import json
 import os
 import sys
 import types
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, NoReturn
 
-class _Env(object):
-    def __init__(self, params):
+    Params = Mapping[str, Any]
+    Error = dict[str, Any]
+
+
+class _Env:
+    def __init__(self, params: "Params") -> None:
         self.params = params
-        self.subtask_config = {}
-        self.export_params = {}
-        self.store_params = {}
-        self.state_params = {}
+        self.subtask_config: dict[str, Any] = {}
+        self.export_params: dict[str, Any] = {}
+        self.store_params: dict[str, Any] = {}
+        self.state_params: dict[str, Any] = {}
         self.subtask_index = 0
 
     @staticmethod
-    def _check_serialisable(what, params):
+    def _check_serialisable(what: str, params: "Params") -> None:
         for key, value in params.items():
             try:
                 json.dumps(value)
             except (TypeError, ValueError) as exc:
                 raise TypeError(
-                    "digdag.env.%s: the value of '%s' is not JSON-serialisable (%s: %s); "
+                    f"digdag.env.{what}: the value of '{key}' is not JSON-serialisable "
+                    f"({type(value).__name__}: {exc}); "
                     "store only str, int, float, bool, None, list and dict values"
-                    % (what, key, type(value).__name__, exc)
-                )
+                ) from exc
 
-    def _merge(self, what, target, params, kwargs):
+    def _merge(self, what: str, target: "dict[str, Any]", params: "Params | None", kwargs: "Params") -> None:
         merged = dict(params or {})
         merged.update(kwargs)
         self._check_serialisable(what, merged)
         target.update(merged)
 
-    def export(self, params=None, **kwargs):
+    def export(self, params: "Params | None" = None, **kwargs: "Any") -> None:
         self._merge("export", self.export_params, params, kwargs)
 
-    def store(self, params=None, **kwargs):
+    def store(self, params: "Params | None" = None, **kwargs: "Any") -> None:
         self._merge("store", self.store_params, params, kwargs)
 
-    def set_state(self, params=None, **kwargs):
+    def set_state(self, params: "Params | None" = None, **kwargs: "Any") -> None:
         self._merge("set_state", self.state_params, params, kwargs)
 
-    def add_subtask(self, function=None, **params):
+    def add_subtask(self, function: object = None, **params: "Any") -> "NoReturn":
         raise NotImplementedError(
             "digdag.env.add_subtask is not supported on Airflow: tasks cannot be added to a running "
             "DAG run. Use dynamic task mapping (.expand) in the DAG instead."
         )
 
 
-def _install_digdag_module(env):
+def _install_digdag_module(env: _Env) -> None:
     digdag_env = types.ModuleType("digdag_env")
     for name in ("params", "subtask_config", "export_params", "store_params", "state_params"):
         setattr(digdag_env, name, getattr(env, name))
     digdag = types.ModuleType("digdag")
-    digdag.env = env
+    digdag.__dict__["env"] = env  # a plain module declares no attributes to assign to
     sys.modules["digdag_env"] = digdag_env
     sys.modules["digdag"] = digdag
 
 
-def _resolve(command):
+def _resolve(command: str) -> "tuple[type[Any], str] | tuple[None, Callable[..., Any]]":
     """Return (callable_owner_class_or_None, callable) for 'mod.func', 'mod.Class.meth' or 'mod.Class'."""
     if "." not in command:
         raise ValueError(
-            "py> method '%s' must be 'module.function', 'module.Class.method' or 'module.Class' "
-            "(a module file in the project, e.g. tasks/my_workflow.py -> 'tasks.my_workflow.step1')" % command
+            f"py> method '{command}' must be 'module.function', 'module.Class.method' or 'module.Class' "
+            "(a module file in the project, e.g. tasks/my_workflow.py -> 'tasks.my_workflow.step1')"
         )
     fragments = command.split(".")
     method_name = fragments.pop()
@@ -95,22 +106,24 @@ def _resolve(command):
         if len(fragments) < 2 or getattr(module_error, "name", module_name) != module_name:
             raise
         class_name = fragments.pop()
-        owner_module = __import__(".".join(fragments), fromlist=[class_name])
+        owner_name = ".".join(fragments)
+        owner_module = __import__(owner_name, fromlist=[class_name])
+        # The ImportError only told that the name is a class: it is not the cause of these errors.
         if not hasattr(owner_module, class_name):
-            raise AttributeError("Module '%s' has no attribute '%s'" % (".".join(fragments), class_name))
+            raise AttributeError(f"Module '{owner_name}' has no attribute '{class_name}'") from None
         klass = getattr(owner_module, class_name)
         if not hasattr(klass, method_name):
-            raise AttributeError("Class '%s.%s' has no method '%s'" % (".".join(fragments), class_name, method_name))
+            raise AttributeError(f"Class '{owner_name}.{class_name}' has no method '{method_name}'") from None
         return klass, method_name
     if not hasattr(module, method_name):
-        raise AttributeError("Module '%s' has no attribute '%s'" % (module_name, method_name))
+        raise AttributeError(f"Module '{module_name}' has no attribute '{method_name}'")
     target = getattr(module, method_name)
     if isinstance(target, type):
         return target, "run"
     return None, target
 
 
-def _argspec(func):
+def _argspec(func: object) -> "tuple[list[str], tuple[Any, ...], list[str], dict[str, Any], bool]":
     """(positional names, their defaults, keyword-only names, their defaults, takes **kwargs) of a
     function or method, read from its code object: what inspect.getfullargspec gives, without
     importing inspect, which costs a no-op task a fifth of its start-up."""
@@ -120,13 +133,18 @@ def _argspec(func):
         raise TypeError("no Python code")  # builtins such as object.__init__
     positional = code.co_argcount
     names = code.co_varnames
-    kwonly = names[positional:positional + code.co_kwonlyargcount]
+    kwonly = names[positional : positional + code.co_kwonlyargcount]
     takes_kwargs = bool(code.co_flags & 0x08)  # CO_VARKEYWORDS
-    return (list(names[:positional]), function.__defaults__ or (), list(kwonly), function.__kwdefaults__ or {},
-            takes_kwargs)
+    return (
+        list(names[:positional]),
+        getattr(function, "__defaults__", None) or (),
+        list(kwonly),
+        getattr(function, "__kwdefaults__", None) or {},
+        takes_kwargs,
+    )
 
 
-def _bind(func, params, qualname, skip_self):
+def _bind(func: object, params: "Params", qualname: str, skip_self: bool) -> "dict[str, Any]":
     try:
         args, defaults, kwonlyargs, kwonlydefaults, takes_kwargs = _argspec(func)
     except TypeError:
@@ -140,27 +158,29 @@ def _bind(func, params, qualname, skip_self):
         if name in params:
             kwargs[name] = params[name]
         elif index < first_default:
-            raise TypeError("Method '%s' requires parameter '%s' but not set" % (qualname, name))
+            raise TypeError(f"Method '{qualname}' requires parameter '{name}' but not set")
     for name in kwonlyargs:
         if name in params:
             kwargs[name] = params[name]
         elif name not in kwonlydefaults:
-            raise TypeError("Method '%s' requires parameter '%s' but not set" % (qualname, name))
+            raise TypeError(f"Method '{qualname}' requires parameter '{name}' but not set")
     return kwargs
 
 
-def _call(command, params):
-    klass, target = _resolve(command)
-    if klass is None:
-        return target(**_bind(target, params, command, skip_self=False))
+def _call(command: str, params: "Params") -> object:
+    resolved = _resolve(command)
+    if resolved[0] is None:
+        function = resolved[1]
+        return function(**_bind(function, params, command, skip_self=False))
+    klass, method_name = resolved
     init = klass.__init__
     init_kwargs = {} if init is object.__init__ else _bind(init, params, klass.__name__ + ".__init__", True)
     instance = klass(**init_kwargs)
-    method = getattr(instance, target)
+    method = getattr(instance, method_name)
     return method(**_bind(method, params, command, skip_self=isinstance(method, types.MethodType)))
 
 
-def _user_backtrace(exc):
+def _user_backtrace(exc: BaseException) -> "list[str]":
     """Return the user's frames of the traceback, one 'File "f", line N, in name' (+ source) each."""
     import traceback  # only on failure: its import costs a no-op task start-up time
 
@@ -169,43 +189,51 @@ def _user_backtrace(exc):
     for frame in traceback.extract_tb(exc.__traceback__):
         if os.path.abspath(frame.filename) == here:
             continue
-        text = 'File "%s", line %s, in %s' % (frame.filename, frame.lineno, frame.name)
+        text = f'File "{frame.filename}", line {frame.lineno}, in {frame.name}'
         if frame.line:
             text += "\n    " + frame.line
         frames.append(text)
     return frames
 
 
-def _exit_error(exc):
+def _exit_error(exc: SystemExit) -> "tuple[Error, int]":
     """Digdag's report of a SystemExit, and the exit code to end with: the code if non-zero, else 1."""
     if exc.code is None or isinstance(exc.code, int):
         code, note = int(exc.code or 0), ""
     else:  # sys.exit("text") would print the text and exit 1
-        code, note = 1, " (sys.exit message: %s)" % (exc.code,)
-    message = ("Failed to call python command with code:%d Possible cause: Invalid python module call, "
-               "duplicate module name with standard library%s" % (code, note))
+        code, note = 1, f" (sys.exit message: {exc.code})"
+    message = (
+        f"Failed to call python command with code:{code} Possible cause: Invalid python module call, "
+        f"duplicate module name with standard library{note}"
+    )
     # A failed task never exits 0, and an exit status is one byte: 256 would read as 0.
     exit_code = code if 0 < code < 256 else 1
     return {"class": "SystemExit", "message": message, "backtrace": _user_backtrace(exc)}, exit_code
 
 
-def _output(env, error):
+def _output(env: _Env, error: "Error | None") -> "tuple[str, Error | None]":
     """Return the text of OUT_JSON and the error it reports (None when the task succeeded)."""
-    values = {"subtask_config": env.subtask_config, "export_params": env.export_params,
-              "store_params": env.store_params}
+    values: dict[str, Any] = {
+        "subtask_config": env.subtask_config,
+        "export_params": env.export_params,
+        "store_params": env.store_params,
+    }
     try:
         json.dumps(values)
     except (TypeError, ValueError) as exc:
         # Values put into digdag.env.store_params (or export_params) directly skip store()'s check.
         values = {"subtask_config": {}, "export_params": {}, "store_params": {}}
-        error = error or {"class": type(exc).__name__, "backtrace": [],
-                          "message": "a value stored by the task is not JSON-serialisable: %s" % exc}
+        error = error or {
+            "class": type(exc).__name__,
+            "backtrace": [],
+            "message": f"a value stored by the task is not JSON-serialisable: {exc}",
+        }
     if error is not None:
         values["error"] = error
     return json.dumps(values), error
 
 
-def main(argv):
+def main(argv: "list[str]") -> int:
     command, in_file, out_file = argv[1:4]
     # Output goes to a pipe, where Python buffers it in blocks: flush each line so that the task log
     # shows it as it is printed (Python 3.7+; PYTHONUNBUFFERED does the same for older ones).
@@ -222,13 +250,13 @@ def main(argv):
     cwd = os.path.abspath(os.getcwd())
     if cwd not in sys.path:
         sys.path.append(cwd)
-    error = None
+    error: Error | None = None
     exit_code = 0
     try:
         _call(command, params)
     except SystemExit as exc:
         error, exit_code = _exit_error(exc)
-    except BaseException as exc:  # noqa: B036, BLE001 - everything the user's code raises is reported
+    except BaseException as exc:  # noqa: BLE001 - everything the user's code raises is reported
         exit_code = 1
         error = {"class": type(exc).__name__, "message": str(exc), "backtrace": _user_backtrace(exc)}
     text, error = _output(env, error)

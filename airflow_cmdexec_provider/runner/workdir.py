@@ -34,7 +34,10 @@ from isal import isal_zlib
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from collections.abc import Iterator
+    from typing import Self
+
+    import pathspec
 
 IGNORE_FILE = ".digdagignore"
 COMPRESS_LEVEL = isal_zlib.ISAL_BEST_COMPRESSION  # 3: igzip's levels are 0-3
@@ -43,7 +46,7 @@ GZIP_MEMBER = 1 << 20  # tar bytes per gzip member: big enough that the size los
 COPY_BUFFER = 1 << 20  # file reads of 1 MiB instead of tarfile's 16 KiB
 
 
-def _ignore_spec(project_dir: Path):
+def _ignore_spec(project_dir: Path) -> pathspec.GitIgnoreSpec:
     import pathspec
 
     ignore = project_dir / IGNORE_FILE
@@ -51,7 +54,7 @@ def _ignore_spec(project_dir: Path):
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def iter_project_files(project_dir: Path):
+def iter_project_files(project_dir: Path) -> Iterator[tuple[str, str]]:
     """Yield (relative path, absolute path) of what is shipped, in a stable order."""
     spec = _ignore_spec(project_dir)
     for root, dirs, files in os.walk(project_dir, followlinks=False):
@@ -60,8 +63,7 @@ def iter_project_files(project_dir: Path):
         # os.walk lists symlinks to directories in dirs but does not descend: ship them as links.
         linked_dirs = sorted(d for d in dirs if os.path.islink(os.path.join(root, d)))
         dirs[:] = sorted(
-            d for d in dirs
-            if not d.startswith(".") and not spec.match_file(os.path.join(rel_root, d) + "/")
+            d for d in dirs if not d.startswith(".") and not spec.match_file(os.path.join(rel_root, d) + "/")
         )
         for name in sorted(files):
             rel = os.path.join(rel_root, name)
@@ -93,7 +95,8 @@ def pack_to(out: Writable, project_dir: Path, io_dir: Path, cancel: threading.Ev
     entries = 0
     with (
         _GzipMembers(out) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER) as tar,
+        # typeshed's open() knows neither TarFile's copybufsize nor a write-only fileobj.
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER) as tar,  # type: ignore[call-overload]
     ):
         for rel, full in iter_project_files(project_dir):
             if cancel is not None and cancel.is_set():
@@ -185,8 +188,8 @@ def compress_threads() -> int:
 def _forget(tar: tarfile.TarFile) -> None:
     """Drop tarfile's record of every member written so far: it grows with the file count (tens of MB
     for 50,000 files) and is only used for hard-link detection, which we do not need."""
-    tar.members.clear()
-    tar.inodes.clear()
+    tar.members.clear()  # type: ignore[attr-defined]  # CPython's TarFile internals, not in typeshed
+    tar.inodes.clear()  # type: ignore[attr-defined]
 
 
 def link_info(project_dir: Path, rel: str, full: Path, arcname: str) -> tarfile.TarInfo:
@@ -194,7 +197,8 @@ def link_info(project_dir: Path, rel: str, full: Path, arcname: str) -> tarfile.
     if target != project_dir and project_dir not in target.parents:
         raise CmdExecConfigError(
             f"project file {rel!r} is a symbolic link to {os.readlink(full)!r}, outside the project "
-            f"{project_dir}; it cannot be shipped (copy the file into the project or list it in {IGNORE_FILE})"
+            f"{project_dir}; it cannot be shipped "
+            f"(copy the file into the project or list it in {IGNORE_FILE})"
         )
     info = tarfile.TarInfo(arcname)
     info.type = tarfile.SYMTYPE
@@ -219,7 +223,9 @@ def unpack_outputs(archive: Path, dest: Path) -> None:
                 raise CmdExecConfigError(f"the task's output archive has an unsafe path {name!r}: refused")
             if member.issym() or member.islnk():
                 target = (dest / Path(name).parent / member.linkname).resolve()
-                if member.linkname.startswith("/") or (target != dest.resolve() and dest.resolve() not in target.parents):
+                if member.linkname.startswith("/") or (
+                    target != dest.resolve() and dest.resolve() not in target.parents
+                ):
                     raise CmdExecConfigError(
                         f"the task's output archive has a link {name!r} -> {member.linkname!r} leaving "
                         "the output folder: refused"

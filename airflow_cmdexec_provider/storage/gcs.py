@@ -7,6 +7,7 @@ API calls and signed URLs at a GCS-compatible server, e.g. an emulator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -55,10 +56,15 @@ class GcsTemporalStorage:
         return True
 
     def _signed(self, key: str, method: str, expires_in: int) -> str:
-        kwargs: dict[str, Any] = {"version": "v4", "method": method, "expiration": timedelta(seconds=expires_in)}
+        kwargs: dict[str, Any] = {
+            "version": "v4",
+            "method": method,
+            "expiration": timedelta(seconds=expires_in),
+        }
         if self.config.endpoint:
             kwargs["api_access_endpoint"] = self.config.endpoint
-        return self._bucket.blob(key).generate_signed_url(**kwargs)
+        url: str = self._bucket.blob(key).generate_signed_url(**kwargs)
+        return url
 
     def presigned_get(self, key: str, expires_in: int) -> str:
         return self._signed(key, "GET", expires_in)
@@ -70,10 +76,8 @@ class GcsTemporalStorage:
         from google.api_core.exceptions import NotFound
 
         for key in keys:
-            try:
+            with contextlib.suppress(NotFound):
                 self._bucket.blob(key).delete()
-            except NotFound:
-                pass
 
     def env_file_arn(self, key: str) -> str | None:
         return None  # ECS environmentFiles can only name S3 objects
@@ -107,10 +111,8 @@ class _ResumableUpload:
     def delete(self) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             self.blob.delete()
-        except NotFound:
-            pass
 
 
 def _credentials(config: StorageConfig) -> tuple[Any, str | None]:
@@ -132,4 +134,6 @@ def _credentials(config: StorageConfig) -> tuple[Any, str | None]:
 
         credentials, project = google.auth.default()
         return credentials, project
-    return service_account.Credentials.from_service_account_info(info), info.get("project_id")
+    # google-auth leaves this classmethod unannotated.
+    credentials = service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
+    return credentials, info.get("project_id")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow_cmdexec_provider.exceptions import BackendError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 log = logging.getLogger(__name__)
 

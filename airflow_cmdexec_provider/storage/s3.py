@@ -57,14 +57,16 @@ class S3TemporalStorage:
         return True
 
     def presigned_get(self, key: str, expires_in: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
+        return self._presigned("get_object", key, expires_in)
 
     def presigned_put(self, key: str, expires_in: int) -> str:
-        return self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        return self._presigned("put_object", key, expires_in)
+
+    def _presigned(self, operation: str, key: str, expires_in: int) -> str:
+        url: str = self.client.generate_presigned_url(
+            operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
         )
+        return url
 
     def delete(self, keys: list[str]) -> None:
         if not keys:
@@ -95,8 +97,11 @@ class _MultipartUpload:
         self.key = key
         self.url = f"s3://{bucket}/{key}"
         self.upload_id: str | None = None
-        self.checksum = ({"ChecksumAlgorithm": "CRC32"}
-                         if client.meta.config.request_checksum_calculation == "when_supported" else {})
+        self.checksum = (
+            {"ChecksumAlgorithm": "CRC32"}
+            if client.meta.config.request_checksum_calculation == "when_supported"
+            else {}
+        )
 
     def put(self, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data)
@@ -106,16 +111,23 @@ class _MultipartUpload:
         self.upload_id = response["UploadId"]
 
     def upload_part(self, number: int, data: bytes) -> dict[str, Any]:
-        response = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                           PartNumber=number, Body=data, **self.checksum)
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+            **self.checksum,
+        )
         part = {"PartNumber": number, "ETag": response["ETag"]}
         if self.checksum:
             part["ChecksumCRC32"] = response["ChecksumCRC32"]
         return part
 
     def complete(self, parts: list[dict[str, Any]]) -> None:
-        self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                              MultipartUpload={"Parts": parts})
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+        )
 
     def abort(self) -> None:
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
@@ -137,10 +149,20 @@ def _session(config: StorageConfig) -> Any:
 
     if not (config.access_key_id and config.secret) and config.credentials_file:
         keys = _read_credentials_file(config.credentials_file)
-        return boto_session(access_key_id=keys["aws_access_key_id"], secret_access_key=keys["aws_secret_access_key"],
-                            aws_conn_id=None, region=config.region, client_type="s3")
-    return boto_session(access_key_id=config.access_key_id, secret_access_key=config.secret,
-                        aws_conn_id=config.aws_conn_id, region=config.region, client_type="s3")
+        return boto_session(
+            access_key_id=keys["aws_access_key_id"],
+            secret_access_key=keys["aws_secret_access_key"],
+            aws_conn_id=None,
+            region=config.region,
+            client_type="s3",
+        )
+    return boto_session(
+        access_key_id=config.access_key_id,
+        secret_access_key=config.secret,
+        aws_conn_id=config.aws_conn_id,
+        region=config.region,
+        client_type="s3",
+    )
 
 
 def _read_credentials_file(path: str) -> dict[str, str]:
@@ -155,4 +177,3 @@ def _read_credentials_file(path: str) -> dict[str, str]:
     if not access or not secret:
         raise BackendError(f"S3 credentials file {path} has no accessKey/secretKey entries")
     return {"aws_access_key_id": access, "aws_secret_access_key": secret}
-

@@ -36,8 +36,10 @@ class CommandTrigger(BaseTrigger):
     :param deadline: epoch seconds when the task's ``execution_timeout`` runs out, or None.
     """
 
-    def __init__(self, *, executor: str, handle: Handle, settings: dict[str, Any], deadline: float | None) -> None:
-        super().__init__()
+    def __init__(
+        self, *, executor: str, handle: Handle, settings: dict[str, Any], deadline: float | None
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is unannotated
         self.executor = executor
         self.handle = dict(handle)
         self.settings = dict(settings)
@@ -46,7 +48,12 @@ class CommandTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"executor": self.executor, "handle": self.handle, "settings": self.settings, "deadline": self.deadline},
+            {
+                "executor": self.executor,
+                "handle": self.handle,
+                "settings": self.settings,
+                "deadline": self.deadline,
+            },
         )
 
     @property
@@ -67,27 +74,28 @@ class CommandTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             backend = await asyncio.to_thread(self._backend)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task's retry takes the command over
             # Nothing is stopped: the command may be fine, and the task's retry takes it over.
             yield self._event("error", message=f"cannot follow the {self.executor} command: {exc}")
             return
         timeout = None if self.deadline is None else max(self.deadline - time.time(), 0.0)
         try:
             result = await asyncio.wait_for(backend.watch(self.handle, self._log_line), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._stop_and_clean(backend, "execution_timeout")
             yield self._event("timeout")
             return
         except CommandGone as exc:
             yield self._event("error", message=str(exc))
             return
-        except Exception as exc:  # a bug or an unexpected answer: report it, the worker cleans up
+        except Exception as exc:  # noqa: BLE001 - a bug or an unexpected answer: report it, the worker cleans up
             yield self._event("error", message=f"{type(exc).__name__}: {exc}")
             return
         yield self._event("finished", exit_code=result.exit_code, reason=result.reason)
 
     def _event(self, status: str, **payload: Any) -> TriggerEvent:
-        return TriggerEvent({"status": status, "handle": self.handle, **payload})
+        # Airflow's TriggerEvent.__init__ is unannotated.
+        return TriggerEvent({"status": status, "handle": self.handle, **payload})  # type: ignore[no-untyped-call]
 
     async def on_kill(self) -> None:
         """The user marked the deferred task failed/successful or cleared it: stop the remote command."""
@@ -101,14 +109,16 @@ class CommandTrigger(BaseTrigger):
         def stop_and_clean() -> None:
             try:
                 backend.stop(self.handle, f"Stopped by Airflow: {why}")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed stop must not skip the cleanup
                 self._log_line(f"WARNING: could not stop the {self.executor} command: {exc}")
             backend.discard(self.handle, self._log_line)
 
         try:
             await asyncio.wait_for(asyncio.to_thread(stop_and_clean), ON_KILL_BUDGET_SECONDS)
-        except asyncio.TimeoutError:
-            self._log_line(f"WARNING: stopping the {self.executor} command took more than "
-                           f"{ON_KILL_BUDGET_SECONDS} s; it goes on in the background")
+        except TimeoutError:
+            self._log_line(
+                f"WARNING: stopping the {self.executor} command took more than "
+                f"{ON_KILL_BUDGET_SECONDS} s; it goes on in the background"
+            )
             return
         self._log_line(f"Stopped and cleaned up the {self.executor} command of task {self.task_label}")

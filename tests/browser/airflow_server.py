@@ -9,6 +9,7 @@ encrypted connections.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -80,7 +81,12 @@ class AirflowApiServer:
         (self.home / "passwords.json").write_text(json.dumps({self.username: self.password}) + "\n")
         env = self.env()
         migrate = subprocess.run(
-            [str(VENV_BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+            [str(VENV_BIN / "airflow"), "db", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
@@ -136,10 +142,8 @@ class AirflowApiServer:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=30)
 
     def __enter__(self) -> AirflowApiServer:

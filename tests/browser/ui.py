@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -126,6 +127,35 @@ class ConnectionForm:
         self.page.get_by_role("option", name=option, exact=True).click()
         self.dialog.locator(f"[id='element_{name}']", has_text=option).wait_for()
 
+    def extra_json(self, extra: dict[str, Any]) -> None:
+        """Replace the "Extra Fields JSON" editor's text with ``extra``, as a user pasting it would.
+
+        The editor is Monaco: typed brackets and quotes are auto-closed and the form re-renders on
+        every key, which loses characters; a paste event inserts the text as it is.
+        """
+        from playwright.sync_api import expect
+
+        button = self.dialog.get_by_role("button", name="Extra Fields JSON", exact=True)
+        if button.get_attribute("aria-expanded") != "true":
+            button.click()
+        editor = self.dialog.locator(".monaco-editor").first
+        editor.click()
+        self.page.keyboard.press("Control+A")
+        editor.locator("textarea").evaluate(
+            """(area, text) => {
+                const data = new DataTransfer();
+                data.setData("text/plain", text);
+                const paste = {clipboardData: data, bubbles: true, cancelable: true};
+                area.dispatchEvent(new ClipboardEvent("paste", paste));
+            }""",
+            json.dumps(extra, indent=2),
+        )
+        expect(self.dialog.get_by_role("button", name="Save")).to_be_enabled(timeout=TIMEOUT_MS)  # valid JSON
+
+    def extra_value(self, name: str) -> str:
+        """The value of a text extra field (after expanding "Extra Fields")."""
+        return self.dialog.locator(f"[id='element_{name}']").input_value()
+
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.dialog.screenshot(path=str(path))
@@ -134,6 +164,19 @@ class ConnectionForm:
     def save(self) -> None:
         self.dialog.get_by_role("button", name="Save").click()
         self.dialog.wait_for(state="detached")
+
+
+def add_variable(page: Any, base_url: str, key: str, value: str, description: str = "") -> None:
+    """Add a Variable through the Variables page's "Add Variable" dialog."""
+    page.goto(base_url + "/variables")
+    page.get_by_role("button", name="Add Variable").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("heading", name="Add Variable").wait_for()
+    dialog.get_by_label("Key").fill(key)
+    dialog.get_by_label("Value").fill(value)
+    dialog.get_by_label("Description").fill(description)
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="detached")
 
 
 def click_test_connection(page: Any, base_url: str, conn_id: str, screenshot: Path) -> tuple[str, str]:

@@ -24,6 +24,7 @@ needs for bind mounts of worker temp folders); by default the hosts use their pr
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -131,23 +132,17 @@ def stop_all(components: Iterable[Component], grace: float = 20) -> None:
             _signal_group(component.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for component in components:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             component.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
     for component in components:
         _signal_group(component.pid, signal.SIGKILL)  # children that outlived their leader, too
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             component.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Host:
@@ -197,7 +192,9 @@ class Host:
         )
 
     def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self._enter(), *argv], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*self._enter(), *argv], check=False, capture_output=True, text=True, timeout=timeout
+        )
 
     def tmp_entries(self, pattern: str = "cmdexec-*") -> list[str]:
         """What matches ``pattern`` in this host's private /tmp."""
@@ -240,6 +237,7 @@ def start_postgres(base: Path, log_dir: Path) -> tuple[Component, int]:
             "--encoding=UTF8",
             "--no-sync",
         ],
+        check=False,
         capture_output=True,
         text=True,
         timeout=180,
@@ -280,7 +278,7 @@ def start_postgres(base: Path, log_dir: Path) -> tuple[Component, int]:
         if not server.alive():
             raise DeploymentError(f"postgres exited:\n{server.tail()}")
         probe = ["pg_isready", "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", "-d", "postgres"]
-        return subprocess.run(probe, capture_output=True).returncode == 0
+        return subprocess.run(probe, check=False, capture_output=True).returncode == 0
 
     wait_until(ready, 60, "PostgreSQL to accept connections")
     create = subprocess.run(
@@ -297,6 +295,7 @@ def start_postgres(base: Path, log_dir: Path) -> tuple[Component, int]:
             "-c",
             "CREATE DATABASE airflow",
         ],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -407,7 +406,13 @@ class Deployment:
         self._env = self._airflow_env(pg_port, redis_port)
         self.startup_seconds["services"] = round(time.monotonic() - began, 1)
         migrate = subprocess.run(
-            [AIRFLOW, "db", "migrate"], env=self._env, cwd=ROOT, capture_output=True, text=True, timeout=600
+            [AIRFLOW, "db", "migrate"],
+            check=False,
+            env=self._env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if migrate.returncode != 0:
             raise DeploymentError(
@@ -618,7 +623,9 @@ class Deployment:
         return what was removed."""
         found = self.leftovers()
         for name in found["containers"]:
-            subprocess.run(["docker", "rm", "--force", "--volumes", name], capture_output=True, timeout=120)
+            subprocess.run(
+                ["docker", "rm", "--force", "--volumes", name], check=False, capture_output=True, timeout=120
+            )
         for folder in found["daemon_host_tmp"]:
             (Path(folder) / "io").rmdir()
             Path(folder).rmdir()
@@ -663,7 +670,9 @@ class Deployment:
             host.stop()
         removed = self.our_containers()
         for name in removed:
-            subprocess.run(["docker", "rm", "--force", "--volumes", name], capture_output=True, timeout=120)
+            subprocess.run(
+                ["docker", "rm", "--force", "--volumes", name], check=False, capture_output=True, timeout=120
+            )
         for folder in self.daemon_made_tmp_folders():
             (Path(folder) / "io").rmdir()
             Path(folder).rmdir()
@@ -850,6 +859,7 @@ class Deployment:
     def container_running(self, name: str) -> bool:
         proc = subprocess.run(
             ["docker", "container", "inspect", "--format", "{{.State.Running}}", name],
+            check=False,
             capture_output=True,
             text=True,
             timeout=60,
@@ -877,6 +887,7 @@ class Deployment:
                 "--format",
                 '{{.Names}}\t{{.Label "' + LABEL_PREFIX + 'dag_id"}}',
             ],
+            check=False,
             capture_output=True,
             text=True,
             timeout=120,

@@ -59,14 +59,15 @@ def test_fifty_concurrent_docker_tasks_leave_nothing(deployment, watch_container
     figures.print()
 
     failed = [t for t, ti in tis.items() if ti["state"] != "success"]
-    assert state == "success" and len(tis) == TASKS, (
+    assert (state, len(tis)) == ("success", TASKS), (
         f"{len(failed)} of {len(tis)} tasks did not succeed; first: {failed[:1]}\n"
         + (deployment.task_log(DAG_ID, run_id, failed[0])[-3000:] if failed else "")
     )
     for task_id in ("t00", "t49"):
         log = deployment.task_log(DAG_ID, run_id, task_id)
         number = int(task_id[1:])
-        assert f"task-{number} start" in log and f"task-{number} done" in log, log
+        assert f"task-{number} start" in log, log
+        assert f"task-{number} done" in log, log
     assert figures.values["containers_created"] == TASKS
     assert figures.values["max_concurrent"] <= 16
     assert deployment.nothing_left(leftovers), leftovers

@@ -43,10 +43,13 @@ def test_basic_nesting_order_and_parallel():
     assert upstream(dag, "at_once.left") == upstream(dag, "at_once.right") == ["a_group.inner_two"]
     assert upstream(dag, "last_step") == ["at_once.left", "at_once.right"]
     task = dag.get_task("a_group.inner_two")
-    assert isinstance(task, DigShOperator) and task.digdag_task_name == "+basic+a_group+inner_two"
-    assert task.templating == "digdag" and task.command == "echo which keep their order"
+    assert isinstance(task, DigShOperator)
+    assert task.digdag_task_name == "+basic+a_group+inner_two"
+    assert task.templating == "digdag"
+    assert task.command == "echo which keep their order"
     assert task.project_dir == str((PROJECTS / "examples").resolve())
-    assert dag.timetable.can_be_scheduled is False and dag.timezone.name == "UTC"
+    assert dag.timetable.can_be_scheduled is False
+    assert dag.timezone.name == "UTC"
 
 
 def test_parallel_limit_batches_background_after_and_long_form():
@@ -59,7 +62,8 @@ def test_parallel_limit_batches_background_after_and_long_form():
     assert upstream(dag, "sequence.s1") == upstream(dag, "sequence.bg") == ["batched.b5"]
     assert upstream(dag, "sequence.s2") == ["sequence.bg", "sequence.s1"]
     long_form = dag.get_task("sequence.s3")
-    assert isinstance(long_form, EchoOperator) and long_form.message == "long form"
+    assert isinstance(long_form, EchoOperator)
+    assert long_form.message == "long form"
     assert type(dag.get_task("sequence.off")).__name__ == "EmptyOperator"  # _disable: true
     # _after inside _parallel, with or without the +
     assert upstream(dag, "fan.x") == upstream(dag, "fan.y") == ["sequence.off"]
@@ -73,18 +77,21 @@ def test_parallel_limit_batches_background_after_and_long_form():
 
 def test_exports_local_keys_and_namespaces_land_where_digdag_scopes_them():
     dag = dag_of(PROJECTS / "constructs", "params")
-    assert dag.params["greeting"] == "hello" and dag.params["day_label"] == "day ${session_date}"
+    assert dag.params["greeting"] == "hello"
+    assert dag.params["day_label"] == "day ${session_date}"
     assert dag.timezone.name == "Asia/Tokyo"
     show = dag.get_task("scoped.show")
     assert show.task_group.default_args["params"] == {
         "target": {"name": "world", "size": 3},
         "greeting": "hi",
     }
-    assert show.dig_local_keys == () and show.sh == {"shell": ["/bin/bash"]}
+    assert show.dig_local_keys == ()
+    assert show.sh == {"shell": ["/bin/bash"]}
     assert show.env == {"TARGET_NAME": "${target.name}"}
     assert list(show.dig_expression_keys) == ["day_label"]
     local = dag.get_task("scoped.locals")
-    assert isinstance(local, DigPyOperator) and local.method == "tasks.show.locals_in_order"
+    assert isinstance(local, DigPyOperator)
+    assert local.method == "tasks.show.locals_in_order"
     assert local.dig_local_keys == ("first", "second")
     assert local.params["second"] == "${first} and two"
     assert list(local.dig_expression_keys) == ["day_label"]
@@ -113,7 +120,8 @@ def test_error_and_check_wiring():
     assert upstream(checks, "retried") == ["group_with_check._check"]
     assert checks.get_task("produce_check").digdag_task_name == "+checks+produce^check"
     retried = checks.get_task("retried")
-    assert retried.retries == 1 and retried.retry_delay == timedelta(0)
+    assert retried.retries == 1
+    assert retried.retry_delay == timedelta(0)
     assert "_end" not in checks.task_dict
 
 
@@ -124,13 +132,14 @@ def test_call_inlines_the_file_with_its_folder_as_workdir():
     assert where.workdir == "sub"
     assert where.task_group.default_args["params"] == {"who": "the caller", "_workdir": "sub", "place": "sub"}
     deepest = dag.get_task("local_call.nested.deepest")
-    assert deepest.workdir == "sub" and deepest.digdag_task_name == "+calls+local_call^sub+nested^sub+deepest"
+    assert deepest.workdir == "sub"
+    assert deepest.digdag_task_name == "+calls+local_call^sub+nested^sub+deepest"
     assert upstream(dag, "after") == ["local_call.nested.deepest"]
 
 
 def test_for_each_unrolls_in_digdag_order_with_digdag_names():
     dag = dag_of(PROJECTS / "constructs", "foreach")
-    groups = [g for g in dag.task_group.get_child_by_label("each").children]
+    groups = list(dag.task_group.get_child_by_label("each").children)
     assert groups == [
         "each.for-0_fruit_0_apple_1_count_0_1_2_verbose_0_true",
         "each.for-0_fruit_0_apple_1_count_1_2_2_verbose_0_true",
@@ -146,11 +155,13 @@ def test_for_each_unrolls_in_digdag_order_with_digdag_names():
 def test_init_template_operators_and_settings():
     ruby = dag_of(PROJECTS / "init_ruby", "workflow")
     setup = ruby.get_task("setup")
-    assert isinstance(setup, DigRbOperator) and setup.rb == {"require": "scripts/helper"}
+    assert isinstance(setup, DigRbOperator)
+    assert setup.rb == {"require": "scripts/helper"}
     assert {k: setup.params[k] for k in setup.dig_local_keys} == {"label": "start", "time": "${session_time}"}
     assert ruby.params["rb"] == {"require": "scripts/helper"}  # the root _export is the DAG's params
     first = ruby.get_task("repeat.for-0_size_0_small_1_color_0_red")
-    assert first.params["size"] == "${size}" and first.dig_export == {"size": "small", "color": "red"}
+    assert first.params["size"] == "${size}"
+    assert first.dig_export == {"size": "small", "color": "red"}
     assert upstream(ruby, "teardown") == sorted(t for t in ruby.task_dict if t.startswith("repeat."))
 
 

@@ -20,7 +20,8 @@ def test_params_and_expressions_resolve_as_in_digdag(project, run_workflow):
     assert result.state == "success", result.errors
     # group export beats the root export; ${a.b} pasted into sh> text; _env evaluated; sh: {shell: bash}
     show = printed(result, "scoped.show")
-    assert show[0].startswith("hi world (3) on day 2026-01-30; bash=5.") and show[1] == "env=world"
+    assert show[0].startswith("hi world (3) on day 2026-01-30; bash=5.")
+    assert show[1] == "env=world"
     # a local key sees the local keys written before it
     assert "first=one second=one and two" in printed(result, "scoped.locals")
     # a value stored by an earlier task beats the scope's export (Digdag), inside and after the group

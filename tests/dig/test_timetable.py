@@ -35,7 +35,8 @@ def test_session_time_is_the_start_of_the_period_and_runs_after_the_delay(kind, 
         restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
     )
     assert info.logical_date == session  # Digdag's session_time
-    assert info.data_interval == DataInterval(session, run) and info.run_after == run
+    assert info.data_interval == DataInterval(session, run)
+    assert info.run_after == run
     assert timetable._get_prev(session) < session < timetable._get_next(session)  # last/next_session_time
 
 
@@ -57,7 +58,8 @@ def test_a_new_schedule_starts_with_the_first_session_not_yet_due():
         last_automated_data_interval=None,
         restriction=TimeRestriction(earliest=at(2000, 1, 1), latest=None, catchup=False),
     )
-    assert info.run_after >= now and info.run_after - now <= pendulum.duration(days=1)
+    assert info.run_after >= now
+    assert info.run_after - now <= pendulum.duration(days=1)
     assert info.logical_date.in_timezone(LA).time() == pendulum.time(0)
     ended = daily.next_dagrun_info(
         last_automated_data_interval=None,

@@ -43,16 +43,20 @@ def test_no_timestamps_and_numbers_as_digdag_reads_them(tmp_path):
         "d: 2016-01-01\nt: 2016-01-01 00:00:00\ni: 42\nneg: -7\noct: 010\nhex: 0x1f\n"
         "under: 1_000\nf: 1.5\nzero_start: 0.5\nexp: 1e3\nnull1: ~\nnull2: null\nempty:\n",
     )
-    assert data["d"] == "2016-01-01" and data["t"] == "2016-01-01 00:00:00"
+    assert data["d"] == "2016-01-01"
+    assert data["t"] == "2016-01-01 00:00:00"
     assert (data["i"], data["neg"], data["oct"], data["hex"], data["under"]) == (42, -7, 8, 31, 1000)
     assert (data["f"], data["exp"]) == (1.5, 1000.0)
     assert data["zero_start"] == "0.5"  # Digdag's float pattern does not start with 0
-    assert data["null1"] is None and data["null2"] is None and data["empty"] is None
+    assert data["null1"] is None
+    assert data["null2"] is None
+    assert data["empty"] is None
 
 
 def test_duplicate_keys_are_an_error_with_the_line(tmp_path):
     error = load_error(tmp_path, "+a:\n  sh>: echo 1\n+b:\n  sh>: echo 2\n+a:\n  sh>: echo 3\n")
-    assert "wf.dig, line 5" in str(error) and "duplicate key '+a'" in str(error)
+    assert "wf.dig, line 5" in str(error)
+    assert "duplicate key '+a'" in str(error)
     assert yaml.safe_load("a: 1\na: 2\n") == {"a": 2}  # what plain PyYAML does silently
 
 
@@ -77,18 +81,23 @@ def test_two_includes_in_one_mapping_are_not_duplicates(tmp_path):
 
 def test_include_errors_name_the_file_and_line(tmp_path):
     outside = load_error(tmp_path, "+g:\n  !include : ../elsewhere.dig\n")
-    assert "wf.dig, line 2" in str(outside) and "must be inside" in str(outside)
+    assert "wf.dig, line 2" in str(outside)
+    assert "must be inside" in str(outside)
     missing = load_error(tmp_path, "+g:\n  x: 1\n  !include : nothing.dig\n")
-    assert "line 3" in str(missing) and "does not exist" in str(missing)
+    assert "line 3" in str(missing)
+    assert "does not exist" in str(missing)
     (tmp_path / "loop.dig").write_text("+g:\n  !include : wf.dig\n")
     recursive = load_error(tmp_path, "+h:\n  !include : loop.dig\n")
-    assert "includes itself" in str(recursive) and "loop.dig, line 2" in str(recursive)
+    assert "includes itself" in str(recursive)
+    assert "loop.dig, line 2" in str(recursive)
     as_value = load_error(tmp_path, "+g: !include part.dig\n")
-    assert "line 1" in str(as_value) and "!include works only as a key" in str(as_value)
+    assert "line 1" in str(as_value)
+    assert "!include works only as a key" in str(as_value)
 
 
 def test_syntax_errors_and_non_mappings_name_the_line(tmp_path):
     error = load_error(tmp_path, "+a:\n  sh>: echo 1\n +b: [\n")
-    assert "wf.dig, line" in str(error) and "YAML" in str(error)
+    assert "wf.dig, line" in str(error)
+    assert "YAML" in str(error)
     assert "must be a YAML mapping" in str(load_error(tmp_path, "- a\n- b\n"))
     assert "Digdag knows no such YAML tag" in str(load_error(tmp_path, "a: !custom x\n"))

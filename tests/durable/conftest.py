@@ -15,12 +15,18 @@ import pytest
 from tests.durable.harness import HERE, make_project
 
 
-@pytest.fixture(scope="session")
-def durable_home() -> Path:
+@pytest.fixture(scope="session", name="durable_home")  # imported elsewhere as durable_home_fixture
+def durable_home_fixture() -> Path:
     home = Path(tempfile.mkdtemp(prefix="cmdexec-durable-home-"))
     env = {**os.environ, **_airflow_env(home)}
-    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return home
 
@@ -35,14 +41,19 @@ def _airflow_env(home: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def worker_env(durable_home, tmp_path):
+@pytest.fixture(name="worker_env")  # imported elsewhere as worker_env_fixture
+def worker_env_fixture(durable_home, tmp_path):
     """Build the environment of a worker process: Airflow home, project, DAG id and extra settings."""
 
     def build(dag_id: str, **extra: str) -> dict[str, str]:
         project = make_project(tmp_path / "project")
-        env = {**os.environ, **_airflow_env(durable_home), "CMDEXEC_DURABLE_PROJECT": str(project),
-               "CMDEXEC_DURABLE_DAG_ID": dag_id, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **_airflow_env(durable_home),
+            "CMDEXEC_DURABLE_PROJECT": str(project),
+            "CMDEXEC_DURABLE_DAG_ID": dag_id,
+            "PYTHONUNBUFFERED": "1",
+        }
         env.update(extra)
         return env
 
@@ -53,7 +64,8 @@ def read_xcom(home: Path, dag_id: str, task_id: str = "job"):
     """The XCom return_value of the latest run of dag_id.task_id, read straight from the SQLite DB."""
     with sqlite3.connect(home / "airflow.db") as db:
         row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id=? AND task_id=? AND key='return_value' ORDER BY timestamp DESC",
+            "SELECT value FROM xcom WHERE dag_id=? AND task_id=? AND key='return_value' ORDER BY timestamp "
+            "DESC",
             (dag_id, task_id),
         ).fetchone()
     if row is None:

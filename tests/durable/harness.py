@@ -34,7 +34,10 @@ PROJECT_FILES = {
             digdag.env.store(finished=True, lines=5)
         """
     ),
-    "tasks/slow.sh": "#!/bin/sh\nfor i in 1 2 3; do echo slow-line $i; done\nsleep ${SLOW_PAUSE:-12}\nfor i in 4 5; do echo slow-line $i; done\n",
+    "tasks/slow.sh": (
+        "#!/bin/sh\nfor i in 1 2 3; do echo slow-line $i; done\nsleep ${SLOW_PAUSE:-12}\n"
+        "for i in 4 5; do echo slow-line $i; done\n"
+    ),
 }
 
 
@@ -93,10 +96,15 @@ class Worker:
         self.log_path = log_path
         code = RETRY if retry else FIRST_TRY
         code = code.replace("DAG_FILE", repr(str(HERE / "dags" / "worker_dag.py"))).replace(
-            "LOGICAL_DATE", repr(logical_date))
-        self.log_file = open(log_path, "wb")
+            "LOGICAL_DATE", repr(logical_date)
+        )
+        self.log_file = open(log_path, "wb")  # noqa: SIM115 - the worker writes to it until it exits
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -109,7 +117,9 @@ class Worker:
             if text in self.output():
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}) before {text!r}:\n{self.output()[-4000:]}")
+                raise AssertionError(
+                    f"worker exited ({self.proc.returncode}) before {text!r}:\n{self.output()[-4000:]}"
+                )
             time.sleep(0.2)
         raise AssertionError(f"{text!r} did not appear within {timeout}s:\n{self.output()[-4000:]}")
 

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -38,9 +38,21 @@ def _created(dag_id: str, since: str) -> int:
     """Containers created for the DAG since ``since``, from the daemon's event log. A busy shared
     daemon has answered an empty list once right after the events: ask again before saying none."""
     for _ in range(3):
-        events = _docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
-                         "type=container", "--filter", "event=create", "--filter", f"label={LABEL}={dag_id}",
-                         "--format", "{{.ID}}")
+        events = _docker(
+            "events",
+            "--since",
+            since,
+            "--until",
+            str(int(time.time()) + 1),
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--filter",
+            f"label={LABEL}={dag_id}",
+            "--format",
+            "{{.ID}}",
+        )
         if events.split():
             return len(events.split())
         time.sleep(1)
@@ -50,8 +62,9 @@ def _created(dag_id: str, since: str) -> int:
 def _handle(home: Path, dag_id: str) -> dict | None:
     """The handle the worker saved in the task state store (read straight from the SQLite DB)."""
     with sqlite3.connect(home / "airflow.db") as db:
-        row = db.execute("SELECT value FROM task_state_store WHERE dag_id=? AND key='cmdexec_remote_command'",
-                         (dag_id,)).fetchone()
+        row = db.execute(
+            "SELECT value FROM task_state_store WHERE dag_id=? AND key='cmdexec_remote_command'", (dag_id,)
+        ).fetchone()
     return None if row is None else json.loads(row[0])
 
 
@@ -69,7 +82,7 @@ def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp
     dag_id = f"durable_docker_running_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
     since = str(int(time.time()) - 1)
-    logical_date = datetime(2026, 2, 1, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 2, 1, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=300)
@@ -94,7 +107,7 @@ def test_retry_collects_a_container_that_already_finished(worker_env, durable_ho
     dag_id = f"durable_docker_finished_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
     since = str(int(time.time()) - 1)
-    logical_date = datetime(2026, 2, 2, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 2, 2, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=300)
@@ -115,14 +128,16 @@ def test_retry_collects_a_container_that_already_finished(worker_env, durable_ho
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
-def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(worker_env, durable_home, tmp_path, deferrable):
+def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(
+    worker_env, durable_home, tmp_path, deferrable
+):
     """review H4: the worker died, then its container vanished (removed by hand, a daemon reset): the
     retry finds the handle, sees the container is gone, and runs the command afresh, also when it
     runs deferrable (the hook's submit path, where the stale handle used to be followed blindly)."""
     dag_id = f"durable_docker_gone_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
     since = str(int(time.time()) - 1)
-    logical_date = datetime(2026, 2, 3, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 2, 3, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     handle = _wait_for_handle(durable_home, dag_id, lambda h: not h.get("starting"), "the container's handle")
@@ -136,7 +151,10 @@ def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(worker_env, d
 
     assert "RETRY STATE: 2 success" in output, output[-5000:]
     if not deferrable:
-        assert f"The docker command of an earlier try (container {handle['container']}) no longer exists" in output
+        assert (
+            f"The docker command of an earlier try (container {handle['container']}) no longer exists"
+            in output
+        )
     assert task_log_lines(output) == ["1", "2", "3", "4", "5"]
     assert _created(dag_id, since) == 2
     assert _containers(dag_id) == []

@@ -9,14 +9,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.durable.conftest import read_xcom
 from tests.durable.harness import Worker, task_log_lines
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import BUCKET, CLUSTER, LOG_GROUP, register_task_definition, remaining_objects
+from tests.ecs.test_ecs_roundtrip import (
+    BUCKET,
+    CLUSTER,
+    LOG_GROUP,
+    register_task_definition,
+    remaining_objects,
+)
 
 pytestmark = pytest.mark.ecs
 
@@ -31,21 +37,40 @@ def ecs_worker_env(ecs_emulator, ecs_aws_env, worker_env):
 
     def build(dag_id: str, **extra: str) -> dict[str, str]:
         connections = {
-            "AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT": json.dumps({"conn_type": "cmdexec_ecs", "extra": {
-                "cluster_name": CLUSTER, "region": "us-east-1", "poll_interval": 1}}),
-            "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT": json.dumps({"conn_type": "cmdexec_storage", "extra": {
-                "type": "s3", "bucket": BUCKET, "endpoint": ecs_emulator.endpoint_url, "path_style_access": True}}),
+            "AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT": json.dumps(
+                {
+                    "conn_type": "cmdexec_ecs",
+                    "extra": {"cluster_name": CLUSTER, "region": "us-east-1", "poll_interval": 1},
+                }
+            ),
+            "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT": json.dumps(
+                {
+                    "conn_type": "cmdexec_storage",
+                    "extra": {
+                        "type": "s3",
+                        "bucket": BUCKET,
+                        "endpoint": ecs_emulator.endpoint_url,
+                        "path_style_access": True,
+                    },
+                }
+            ),
         }
-        return worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=TEST_IMAGE, **ecs_aws_env, **connections, **extra)
+        return worker_env(
+            dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=TEST_IMAGE, **ecs_aws_env, **connections, **extra
+        )
 
     return build
 
 
 @pytest.mark.parametrize("finished_before_retry", [False, True], ids=["running", "finished"])
-def test_retry_reattaches_to_the_ecs_task(ecs_emulator, ecs_worker_env, durable_home, tmp_path, finished_before_retry):
-    dag_id = "durable_ecs_" + ("finished" if finished_before_retry else "running") + f"_{uuid.uuid4().hex[:6]}"
+def test_retry_reattaches_to_the_ecs_task(
+    ecs_emulator, ecs_worker_env, durable_home, tmp_path, finished_before_retry
+):
+    dag_id = (
+        "durable_ecs_" + ("finished" if finished_before_retry else "running") + f"_{uuid.uuid4().hex[:6]}"
+    )
     env = ecs_worker_env(dag_id, SLOW_PAUSE="4" if finished_before_retry else "15")
-    logical_date = datetime(2026, 3, 1 + finished_before_retry, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 3, 1 + finished_before_retry, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)
@@ -69,12 +94,14 @@ def test_retry_reattaches_to_the_ecs_task(ecs_emulator, ecs_worker_env, durable_
     assert remaining_objects(ecs_emulator.boto3_client("s3")) == []
 
 
-def test_a_retry_on_another_executor_stops_the_earlier_ecs_task_first(ecs_emulator, ecs_worker_env, durable_home,
-                                                                      tmp_path):
-    """Review M10: the first try's ECS task must not run on unseen while the retry runs the command locally."""
+def test_a_retry_on_another_executor_stops_the_earlier_ecs_task_first(
+    ecs_emulator, ecs_worker_env, durable_home, tmp_path
+):
+    """Review M10: the first try's ECS task must not run on unseen while the retry runs the command
+    locally."""
     dag_id = f"durable_ecs_then_local_{uuid.uuid4().hex[:6]}"
     env = ecs_worker_env(dag_id, SLOW_PAUSE="60")
-    logical_date = datetime(2026, 3, 5, tzinfo=timezone.utc).isoformat()
+    logical_date = datetime(2026, 3, 5, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)
@@ -82,8 +109,12 @@ def test_a_retry_on_another_executor_stops_the_earlier_ecs_task_first(ecs_emulat
     [task_arn] = ecs_emulator.task_arns
     assert len(ecs_emulator.running_containers()) == 1
 
-    retry = Worker({**env, "CMDEXEC_DURABLE_EXECUTOR": "local", "SLOW_PAUSE": "1"}, logical_date,
-                   tmp_path / "retry.log", retry=True)
+    retry = Worker(
+        {**env, "CMDEXEC_DURABLE_EXECUTOR": "local", "SLOW_PAUSE": "1"},
+        logical_date,
+        tmp_path / "retry.log",
+        retry=True,
+    )
     output = retry.finish(timeout=300)
 
     assert "RETRY STATE: 2 success" in output, output[-5000:]

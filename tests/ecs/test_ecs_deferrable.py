@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import ecs_world, make_dag, remaining_objects  # noqa: F401 - fixture
+from tests.ecs.test_ecs_roundtrip import ecs_world_fixture, make_dag, remaining_objects  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.ecs
 
@@ -13,7 +13,9 @@ pytestmark = pytest.mark.ecs
 def test_deferrable_ecs_round_trip(ecs_world, run_dag):
     from airflow_cmdexec_provider.operators import PyOperator, ShOperator
 
-    with make_dag("ecs_deferrable", ecs_world["project"], docker={"image": TEST_IMAGE}, deferrable=True) as dag:
+    with make_dag(
+        "ecs_deferrable", ecs_world["project"], docker={"image": TEST_IMAGE}, deferrable=True
+    ) as dag:
         step1 = PyOperator(task_id="step1", method="tasks.wf.step1")
         report = ShOperator(task_id="report", command='echo "note=$note"')
         step1 >> report
@@ -32,8 +34,12 @@ def test_deferrable_ecs_timeout_stops_the_task_and_cleans_storage(ecs_world, run
 
     from airflow_cmdexec_provider.operators import ShOperator
 
-    with make_dag("ecs_deferrable_timeout", ecs_world["project"], docker={"image": TEST_IMAGE}, deferrable=True) as dag:
-        ShOperator(task_id="slow", command="echo sleeping; sleep 300", execution_timeout=timedelta(seconds=10))
+    with make_dag(
+        "ecs_deferrable_timeout", ecs_world["project"], docker={"image": TEST_IMAGE}, deferrable=True
+    ) as dag:
+        ShOperator(
+            task_id="slow", command="echo sleeping; sleep 300", execution_timeout=timedelta(seconds=10)
+        )
     result = run_dag(dag)
 
     emulator = ecs_world["emulator"]

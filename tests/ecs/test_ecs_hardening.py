@@ -12,10 +12,10 @@ import pytest
 
 from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile, TaskSettings
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import (  # noqa: F401 - ecs_world is a fixture
+from tests.ecs.test_ecs_roundtrip import (  # noqa: F401 - ecs_world_fixture is a fixture
     BUCKET,
     CLUSTER,
-    ecs_world,
+    ecs_world_fixture,
     make_dag,
     register_task_definition,
     remaining_objects,
@@ -27,7 +27,9 @@ pytestmark = pytest.mark.ecs
 def _backend(task_label: str = "ecs_hardening.t", **ecs):
     from airflow_cmdexec_provider.backends.ecs import EcsBackend, MemoryCache
 
-    backend = EcsBackend.from_settings(TaskSettings(task_label=task_label, docker={"image": TEST_IMAGE}, ecs=ecs or None))
+    backend = EcsBackend.from_settings(
+        TaskSettings(task_label=task_label, docker={"image": TEST_IMAGE}, ecs=ecs or None)
+    )
     backend.td_cache = MemoryCache()
     return backend
 
@@ -36,10 +38,20 @@ def _request(tmp_path: Path, command: str, project: Path) -> CommandRequest:
     io_dir = tmp_path / "io"
     io_dir.mkdir()
     (io_dir / "runner.sh").write_text(command + "\n")
-    return CommandRequest(task_label="ecs_hardening.t", project_dir=project, workdir="", io_dir=io_dir,
-                          command=("/bin/sh", IoFile("runner.sh")),
-                          labels={"dag_id": "ecs_hardening", "task_id": "t", "run_id": "r1", "try_number": "1",
-                                  "map_index": "-1"})
+    return CommandRequest(
+        task_label="ecs_hardening.t",
+        project_dir=project,
+        workdir="",
+        io_dir=io_dir,
+        command=("/bin/sh", IoFile("runner.sh")),
+        labels={
+            "dag_id": "ecs_hardening",
+            "task_id": "t",
+            "run_id": "r1",
+            "try_number": "1",
+            "map_index": "-1",
+        },
+    )
 
 
 # -- M4: a container that never started ------------------------------------------------------------------
@@ -57,7 +69,8 @@ def test_a_task_whose_container_never_starts_fails_at_once_with_ecs_reason(ecs_w
     elapsed = time.monotonic() - started
     assert result.task_states["t"] == "failed"
     error = result.error_text("t")
-    assert "CannotPullContainerError" in error and "without an exit code" in error
+    assert "CannotPullContainerError" in error
+    assert "without an exit code" in error
     assert ecs_world["emulator"].started_tasks == 0
     # Before the fix the worker waited max_wait_for_fetch_log_events_non_zero_status (300 s) for a log
     # that cannot come. Not a timing assertion of our speed: 300 s is the wait that must not happen.
@@ -77,7 +90,8 @@ def test_output_without_a_trailing_newline_is_kept_and_does_not_hide_the_marker(
     result = run_dag(dag)
     assert result.state == "success", result.errors
     lines = result.log_lines("t")
-    assert "first" in lines and "last words without newline" in lines
+    assert "first" in lines
+    assert "last words without newline" in lines
     assert not any("cmdexec-end" in line for line in lines)  # the marker itself is never shown
     assert not any("did not arrive" in line for line in lines)
 
@@ -131,17 +145,24 @@ def test_a_newer_revision_of_the_cached_family_wins(ecs_world, run_dag):
 # -- H3: configuration named by the task never falls back ---------------------------------------------------
 
 
-def test_a_task_naming_its_task_definition_fails_instead_of_falling_back(ecs_world, run_dag, monkeypatch, tmp_path):
+def test_a_task_naming_its_task_definition_fails_instead_of_falling_back(
+    ecs_world, run_dag, monkeypatch, tmp_path
+):
     from airflow_cmdexec_provider.operators import ShOperator
 
     monkeypatch.delenv("AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT")
     marker = tmp_path / "ran"
     with make_dag("ecs_named_td", ecs_world["project"]) as dag:
-        ShOperator(task_id="t", command=f"touch {marker}", ecs={"task_definition_arn": ecs_world["td_arn"]},
-                   docker={"image": TEST_IMAGE})
+        ShOperator(
+            task_id="t",
+            command=f"touch {marker}",
+            ecs={"task_definition_arn": ecs_world["td_arn"]},
+            docker={"image": TEST_IMAGE},
+        )
     result = run_dag(dag)
     assert result.task_states["t"] == "failed"
-    assert "cmdexec_ecs_default" in result.error_text("t") and "does not run anywhere else" in result.error_text("t")
+    assert "cmdexec_ecs_default" in result.error_text("t")
+    assert "does not run anywhere else" in result.error_text("t")
     assert not marker.exists()
 
 
@@ -160,9 +181,11 @@ class FlakySecretsBackend:
         return None
 
 
-def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewhere(ecs_world, run_dag, monkeypatch,
-                                                                                 tmp_path):
-    """Review H3: before the fix the task ran on Docker or locally when the ECS connection could not be read."""
+def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewhere(
+    ecs_world, run_dag, monkeypatch, tmp_path
+):
+    """Review H3: before the fix the task ran on Docker or locally when the ECS connection could not be
+    read."""
     from airflow.sdk.execution_time import supervisor
 
     from airflow_cmdexec_provider.operators import ShOperator
@@ -176,7 +199,9 @@ def test_a_secrets_backend_failure_fails_the_task_instead_of_running_it_elsewher
     result = run_dag(dag)
     assert result.task_states["t"] == "failed"
     error = result.error_text("t")
-    assert "cmdexec_ecs_default" in error and "could not be read" in error and "timed out" in error
+    assert "cmdexec_ecs_default" in error
+    assert "could not be read" in error
+    assert "timed out" in error
     assert not marker.exists()
     assert ecs_world["emulator"].started_tasks == 0
 
@@ -196,7 +221,9 @@ def test_failing_log_reads_are_warnings_and_the_task_still_succeeds(ecs_world, r
     def flaky(self, operation, params):
         if operation == "GetLogEvents" and failures["left"] > 0:
             failures["left"] -= 1
-            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, operation)
+            raise ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, operation
+            )
         return real_call(self, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", flaky)
@@ -207,8 +234,10 @@ def test_failing_log_reads_are_warnings_and_the_task_still_succeeds(ecs_world, r
     assert result.state == "success", result.errors
     assert failures["left"] == 0
     log = result.log("t")
-    assert "could not read the container's log" in log and "the command goes on" in log
-    assert "one" in result.log_lines("t") and "two" in result.log_lines("t")
+    assert "could not read the container's log" in log
+    assert "the command goes on" in log
+    assert "one" in result.log_lines("t")
+    assert "two" in result.log_lines("t")
 
 
 # -- M15 / H4: handles saved before anything exists, checked before they are reused ------------------------
@@ -222,7 +251,8 @@ def test_a_try_that_died_while_starting_is_found_through_its_run_token(ecs_world
     request = _request(tmp_path, "echo adopted; sleep 3", ecs_world["project"])
     handle = first.submit(request, print)
     starting = saved[0]
-    assert starting["starting"] is True and starting["task_arn"] is None  # saved before anything was created
+    assert starting["starting"] is True
+    assert starting["task_arn"] is None
     assert set(starting["keys"]) >= {"input", "output"}
 
     # The worker "died" right after RunTask: the next try only has the starting handle.
@@ -231,10 +261,12 @@ def test_a_try_that_died_while_starting_is_found_through_its_run_token(ecs_world
     (tmp_path / "retry").mkdir()
     retried = _request(tmp_path / "retry", "echo adopted; sleep 3", ecs_world["project"])
     result = second.resume(starting, retried, lines.append)
-    assert result is not None and result.exit_code == 0
+    assert result is not None
+    assert result.exit_code == 0
     emulator = ecs_world["emulator"]
     assert len(emulator.run_task_requests) == 2  # RunTask repeated with the same token ...
-    assert emulator.started_tasks == 1 and emulator.task_arns == [handle["task_arn"]]  # ... gave the same task
+    assert emulator.started_tasks == 1
+    assert emulator.task_arns == [handle["task_arn"]]
     assert "adopted" in lines
     assert remaining_objects(ecs_world["s3"]) == []
 
@@ -246,9 +278,16 @@ def test_a_stale_handle_does_not_wedge_a_deferrable_retry(ecs_world, tmp_path):
     s3 = ecs_world["s3"]
     stale_key = "cmdexec/stale/input.tar.gz"
     s3.put_object(Bucket=BUCKET, Key=stale_key, Body=b"old")
-    stale = {"backend": "ecs", "cluster": CLUSTER, "task_arn": f"arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/"
-             "0123456789abcdef0123456789abcdef", "container_name": "main", "keys": {"input": stale_key},
-             "end_marker": "--x--", "run_token": "t", "awslogs": None}
+    stale = {
+        "backend": "ecs",
+        "cluster": CLUSTER,
+        "task_arn": f"arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/0123456789abcdef0123456789abcdef",
+        "container_name": "main",
+        "keys": {"input": stale_key},
+        "end_marker": "--x--",
+        "run_token": "t",
+        "awslogs": None,
+    }
     store = InMemoryStateStore({HandleJournal.key: stale})
     journal = HandleJournal(store)
     settings = TaskSettings(task_label="ecs_hardening.t", docker={"image": TEST_IMAGE})
@@ -294,7 +333,8 @@ def test_trigger_on_kill_stops_the_task_and_deletes_its_objects(ecs_world, tmp_p
     emulator = ecs_world["emulator"]
     emulator.wait_task_stopped(handle["task_arn"], timeout=60)
     task = emulator.task(handle["task_arn"])
-    assert task.stop_code == "UserInitiated" and "marked or cleared by a user" in (task.stopped_reason or "")
+    assert task.stop_code == "UserInitiated"
+    assert "marked or cleared by a user" in (task.stopped_reason or "")
     assert remaining_objects(ecs_world["s3"]) == []
 
 

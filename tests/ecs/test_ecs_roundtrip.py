@@ -19,8 +19,8 @@ CLUSTER = "cmdexec-test"
 LOG_GROUP = "/cmdexec/tasks"
 
 
-@pytest.fixture
-def ecs_world(airflow_db, ecs_emulator, ecs_aws_env, monkeypatch, tmp_path):
+@pytest.fixture(name="ecs_world")  # imported by other modules as ecs_world_fixture
+def ecs_world_fixture(airflow_db, ecs_emulator, ecs_aws_env, monkeypatch, tmp_path):
     """A cluster, a bucket, a log group, a task definition tagged with the test image, and the two
     Airflow connections (as AIRFLOW_CONN_* environment variables) that make ECS the executor."""
     s3 = ecs_emulator.boto3_client("s3")
@@ -45,7 +45,7 @@ def ecs_world(airflow_db, ecs_emulator, ecs_aws_env, monkeypatch, tmp_path):
     (project / "tasks" / "wf.rb").write_text(
         "class Wf\n"
         "  def self.step2(numbers, note)\n"
-        "    puts \"rb> sum=#{numbers.sum} note=#{note}\"\n"
+        '    puts "rb> sum=#{numbers.sum} note=#{note}"\n'
         "    Digdag.env.store(total: numbers.sum)\n"
         "  end\n"
         "end\n"
@@ -63,12 +63,18 @@ def forget_task_definition_cache() -> None:
     Variable.delete(VariableTaskDefinitionCache.variable)
 
 
-def register_task_definition(ecs, family: str, tags: bool, awslogs: bool = True, image: str = TEST_IMAGE) -> str:
+def register_task_definition(
+    ecs, family: str, tags: bool, awslogs: bool = True, image: str = TEST_IMAGE
+) -> str:
     container = {"name": "main", "image": image, "memory": 256, "essential": True}
     if awslogs:
         container["logConfiguration"] = {
             "logDriver": "awslogs",
-            "options": {"awslogs-group": LOG_GROUP, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "cmdexec"},
+            "options": {
+                "awslogs-group": LOG_GROUP,
+                "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "cmdexec",
+            },
         }
     kwargs = {"family": family, "containerDefinitions": [container]}
     if tags:
@@ -76,16 +82,33 @@ def register_task_definition(ecs, family: str, tags: bool, awslogs: bool = True,
     return ecs.register_task_definition(**kwargs)["taskDefinition"]["taskDefinitionArn"]
 
 
-def set_connections(monkeypatch, endpoint_url: str, storage_extra: dict | None = None, cluster: str = CLUSTER) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT", json.dumps({
-        "conn_type": "cmdexec_ecs",
-        "extra": {"cluster_name": cluster, "region": "us-east-1", "poll_interval": 1,
-                  "max_wait_for_fetch_log_events": 20},
-    }))
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT", json.dumps({
-        "conn_type": "cmdexec_storage",
-        "extra": storage_extra or {"type": "s3", "bucket": BUCKET, "endpoint": endpoint_url, "path_style_access": True},
-    }))
+def set_connections(
+    monkeypatch, endpoint_url: str, storage_extra: dict | None = None, cluster: str = CLUSTER
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "cmdexec_ecs",
+                "extra": {
+                    "cluster_name": cluster,
+                    "region": "us-east-1",
+                    "poll_interval": 1,
+                    "max_wait_for_fetch_log_events": 20,
+                },
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "cmdexec_storage",
+                "extra": storage_extra
+                or {"type": "s3", "bucket": BUCKET, "endpoint": endpoint_url, "path_style_access": True},
+            }
+        ),
+    )
 
 
 def remaining_objects(s3) -> list[str]:
@@ -95,8 +118,13 @@ def remaining_objects(s3) -> list[str]:
 def make_dag(dag_id: str, project: Path, **default_args):
     from airflow.sdk import DAG
 
-    return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), params={"greeting": "hello ecs"},
-               default_args={"project_dir": str(project), **default_args})
+    return DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        params={"greeting": "hello ecs"},
+        default_args={"project_dir": str(project), **default_args},
+    )
 
 
 def test_sh_py_rb_round_trip_runs_in_ecs_tasks(ecs_world, run_dag):
@@ -104,10 +132,15 @@ def test_sh_py_rb_round_trip_runs_in_ecs_tasks(ecs_world, run_dag):
 
     emulator, project = ecs_world["emulator"], ecs_world["project"]
     with make_dag("ecs_round_trip", project, docker={"image": TEST_IMAGE}) as dag:
-        hello = ShOperator(task_id="hello", command='echo "sh> $greeting in container: $(test -f /.dockerenv && echo yes)"; ls -A')
+        hello = ShOperator(
+            task_id="hello",
+            command='echo "sh> $greeting in container: $(test -f /.dockerenv && echo yes)"; ls -A',
+        )
         step1 = PyOperator(task_id="step1", method="tasks.wf.step1")
         step2 = RbOperator(task_id="step2", method="Wf.step2", require="tasks/wf")
-        report = ShOperator(task_id="report", command='echo "report: numbers=$numbers note=$note total=$total"')
+        report = ShOperator(
+            task_id="report", command='echo "report: numbers=$numbers note=$note total=$total"'
+        )
         hello >> step1 >> step2 >> report
     result = run_dag(dag)
 
@@ -131,7 +164,9 @@ def test_sh_py_rb_round_trip_runs_in_ecs_tasks(ecs_world, run_dag):
 def test_failing_python_command_reports_the_exception_and_cleans_up(ecs_world, run_dag):
     from airflow_cmdexec_provider.operators import PyOperator
 
-    with make_dag("ecs_failing", ecs_world["project"], ecs={"task_definition_arn": ecs_world["td_arn"]}) as dag:
+    with make_dag(
+        "ecs_failing", ecs_world["project"], ecs={"task_definition_arn": ecs_world["td_arn"]}
+    ) as dag:
         PyOperator(task_id="fail", method="tasks.wf.fail")
     result = run_dag(dag)
 
@@ -163,7 +198,9 @@ def test_execution_timeout_stops_the_ecs_task(ecs_world, run_dag):
         "class Slow\n  def self.run\n    puts 'started'\n    $stdout.flush\n    sleep 300\n  end\nend\n"
     )
     with make_dag("ecs_timeout", ecs_world["project"], docker={"image": TEST_IMAGE}) as dag:
-        RbOperator(task_id="slow", method="Slow.run", require="tasks/slow", execution_timeout=timedelta(seconds=12))
+        RbOperator(
+            task_id="slow", method="Slow.run", require="tasks/slow", execution_timeout=timedelta(seconds=12)
+        )
     result = run_dag(dag)
 
     emulator = ecs_world["emulator"]
@@ -182,15 +219,20 @@ def test_too_large_environment_goes_through_an_env_file(ecs_world, run_dag):
     big = {f"PARAM_{i}": "x" * 300 + str(i) for i in range(40)}  # ~12 KB: over the 8192 overrides limit
     env = {"MULTI": "line one\nline two", "PLAIN": "plain value"}
     with make_dag("ecs_big_env", ecs_world["project"], docker={"image": TEST_IMAGE}) as dag:
-        ShOperator(task_id="big", command='echo "p39=$PARAM_39"; echo "plain=$PLAIN"; printf "multi=%s\\n" "$MULTI"',
-                   params=big, env=env)
+        ShOperator(
+            task_id="big",
+            command='echo "p39=$PARAM_39"; echo "plain=$PLAIN"; printf "multi=%s\\n" "$MULTI"',
+            params=big,
+            env=env,
+        )
     result = run_dag(dag)
 
     assert result.state == "success", result.error_text("big")
     log = result.log("big")
     assert "p39=" + "x" * 300 + "39" in log
     assert "plain=plain value" in log
-    assert "multi=line one" in log and "line two" in log
+    assert "multi=line one" in log
+    assert "line two" in log
     [request] = ecs_world["emulator"].run_task_requests
     override = request["overrides"]["containerOverrides"][0]
     assert override["environmentFiles"][0]["value"].startswith(f"arn:aws:s3:::{BUCKET}/")
@@ -209,7 +251,8 @@ def test_aws_error_fails_the_task_and_never_falls_back(ecs_world, run_dag, monke
 
     assert result.task_states["t"] == "failed"
     error = result.error_text("t")
-    assert "RunTask" in error and "no-such-cluster" in error
+    assert "RunTask" in error
+    assert "no-such-cluster" in error
     assert ecs_world["emulator"].started_tasks == 0
     assert not marker.exists()  # did not run locally nor in a local container either
     assert remaining_objects(ecs_world["s3"]) == []
@@ -232,7 +275,7 @@ def test_task_definition_lookup_by_image_tag_is_cached(ecs_world, run_dag):
     operations = [r["operation"] for r in emulator.ecs_requests]
     assert operations.count("ListTaskDefinitions") == 1  # only the first task scans
     assert operations.count("ListTagsForResource") >= 1
-    tag_calls_after_first = operations[operations.index("RunTask"):].count("ListTagsForResource")
+    tag_calls_after_first = operations[operations.index("RunTask") :].count("ListTagsForResource")
     assert tag_calls_after_first == 0
     assert operations.count("DescribeTaskDefinition") == 3  # one per task, validating the cache
 
@@ -275,6 +318,7 @@ def test_task_definition_without_awslogs_warns_and_still_runs(ecs_world, run_dag
 
 def test_gcs_temporal_storage_round_trip(ecs_world, run_dag, monkeypatch, tmp_path):
     import gcp_storage_emulator.server as gcs
+
     from airflow_cmdexec_provider.operators import PyOperator
     from tests.ecs.gcs_helpers import TokenServer, fake_service_account, free_port
 
@@ -285,10 +329,16 @@ def test_gcs_temporal_storage_round_trip(ecs_world, run_dag, monkeypatch, tmp_pa
     try:
         endpoint = f"http://127.0.0.1:{port}"
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
-        monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT", json.dumps({
-            "conn_type": "cmdexec_storage", "password": json.dumps(fake_service_account(tokens.url)),
-            "extra": {"type": "gcs", "bucket": "cmdexec-gcs", "endpoint": endpoint},
-        }))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "cmdexec_storage",
+                    "password": json.dumps(fake_service_account(tokens.url)),
+                    "extra": {"type": "gcs", "bucket": "cmdexec-gcs", "endpoint": endpoint},
+                }
+            ),
+        )
         with make_dag("ecs_gcs", ecs_world["project"], docker={"image": TEST_IMAGE}) as dag:
             PyOperator(task_id="gcs", method="tasks.wf.step1")
         result = run_dag(dag)
@@ -296,8 +346,9 @@ def test_gcs_temporal_storage_round_trip(ecs_world, run_dag, monkeypatch, tmp_pa
         assert result.xcom("gcs") == {"numbers": [1, 2, 3], "note": "HELLO ECS"}
         from google.cloud import storage
 
-        client = storage.Client(project="test", client_options={"api_endpoint": endpoint},
-                                credentials=_anonymous())
+        client = storage.Client(
+            project="test", client_options={"api_endpoint": endpoint}, credentials=_anonymous()
+        )
         assert [b.name for b in client.list_blobs("cmdexec-gcs")] == []  # temporal objects deleted
     finally:
         tokens.stop()
@@ -316,11 +367,25 @@ def test_unique_run_keys_do_not_collide(ecs_world):
     from airflow_cmdexec_provider.backends.ecs import EcsBackend
     from airflow_cmdexec_provider.config import EcsConfig, StorageConfig
 
-    backend = EcsBackend(EcsConfig(conn_id="c", cluster_name=CLUSTER, region="us-east-1"),
-                         StorageConfig(conn_id="s", type="s3", bucket=BUCKET))
-    request = CommandRequest(task_label="d.t", project_dir=ecs_world["project"], workdir="", io_dir=Path("/tmp"),
-                             command=("true",), labels={"dag_id": "d", "task_id": "t", "run_id": str(uuid.uuid4()),
-                                                        "try_number": "2", "map_index": "-1"})
+    backend = EcsBackend(
+        EcsConfig(conn_id="c", cluster_name=CLUSTER, region="us-east-1"),
+        StorageConfig(conn_id="s", type="s3", bucket=BUCKET),
+    )
+    request = CommandRequest(
+        task_label="d.t",
+        project_dir=ecs_world["project"],
+        workdir="",
+        io_dir=Path("/tmp"),
+        command=("true",),
+        labels={
+            "dag_id": "d",
+            "task_id": "t",
+            "run_id": str(uuid.uuid4()),
+            "try_number": "2",
+            "map_index": "-1",
+        },
+    )
     first, second = backend._base_key(request), backend._base_key(request)
     assert first != second
-    assert first.startswith("cmdexec/d/t/") and "/try2-" in first
+    assert first.startswith("cmdexec/d/t/")
+    assert "/try2-" in first

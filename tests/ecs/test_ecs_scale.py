@@ -14,7 +14,7 @@ import pytest
 from airflow_cmdexec_provider.backends.base import TaskSettings
 from tests import scale_helpers
 from tests.ecs.conftest import TEST_IMAGE
-from tests.ecs.test_ecs_roundtrip import ecs_world, remaining_objects  # noqa: F401 - ecs_world is a fixture
+from tests.ecs.test_ecs_roundtrip import ecs_world_fixture, remaining_objects  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.ecs
 
@@ -42,7 +42,8 @@ def test_one_event_loop_follows_many_deferred_ecs_commands(ecs_world, tmp_path):
 
     assert emulator.started_tasks == TASKS
     for f in followed:
-        assert f.event is not None and f.event["status"] == "finished", (f.name, f.event)
+        assert f.event is not None, f.name
+        assert f.event["status"] == "finished", (f.name, f.event)
         assert f.event["exit_code"] == 0, (f.name, f.event, f.lines[-5:])
         assert scale_helpers.command_lines(f) == list(range(1, LINES + 1)), (f.name, f.lines)
     # Batched: far fewer DescribeTasks than one per task per round.

@@ -217,7 +217,8 @@ def test_awsvpc_and_every_run_task_field_recorded_as_sent(ecs_emulator: EcsEmula
     assert recorded == [request, request2]
     stopped = wait_status(emu, arn)
     assert stopped["containers"][0]["exitCode"] == 0
-    assert stopped["cpu"] == "512" and stopped["memory"] == "1024"
+    assert stopped["cpu"] == "512"
+    assert stopped["memory"] == "1024"
     assert stopped["overrides"]["containerOverrides"][0]["command"] == ["/bin/bash", "-c", "echo vpc-ok"]
     assert log_lines(emu, arn) == ["vpc-ok"]
     assert emu.task(arn).environment["AWS_EXECUTION_ENV"] == "AWS_ECS_FARGATE"
@@ -244,7 +245,11 @@ def test_environment_entrypoint_workdir_and_environment_files(ecs_emulator: EcsE
         entryPoint=["/usr/bin/env"],
         command=["bash", "-c", "echo td-command"],
         workingDirectory="/tmp",
-        environment=[{"name": "A", "value": "td"}, {"name": "B", "value": "td"}, {"name": "D", "value": "td"}],
+        environment=[
+            {"name": "A", "value": "td"},
+            {"name": "B", "value": "td"},
+            {"name": "D", "value": "td"},
+        ],
         environmentFiles=[{"type": "s3", "value": "arn:aws:s3:::envs/run/one.env"}],
     )
     task = run(
@@ -270,7 +275,8 @@ def test_environment_entrypoint_workdir_and_environment_files(ecs_emulator: EcsE
     assert env["EQ"] == "a=b=c"
     assert env["F"] == "file2"
     assert env["CRLF"] == "yes"
-    assert "EMPTY" not in env and "novalue" not in env
+    assert "EMPTY" not in env
+    assert "novalue" not in env
     assert env["AWS_REGION"] == emu.region
     assert {k: v for k, v in emu.task(arn).environment.items() if k in env} == {
         k: v for k, v in env.items() if k in emu.task(arn).environment
@@ -379,7 +385,8 @@ def test_fail_next_run_task(ecs_emulator: EcsEmulator) -> None:
     assert len(resp["failures"]) == 1
     assert resp["failures"][0]["reason"] == "AGENT"
     assert resp["failures"][0]["arn"].startswith("arn:aws:ecs:")
-    assert emu.started_tasks == 0 and emu.task_arns == []
+    assert emu.started_tasks == 0
+    assert emu.task_arns == []
     assert len(emu.run_task_requests) == 1
     assert emulator_containers() == []
     # only the next one
@@ -404,7 +411,8 @@ def test_throttling(ecs_emulator: EcsEmulator) -> None:
     assert error["Error"]["Message"] == "Rate exceeded"
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.1"
-    assert emu.started_tasks == 0 and emu.task_arns == []
+    assert emu.started_tasks == 0
+    assert emu.task_arns == []
     assert len(emu.run_task_requests) == 1  # recorded although throttled
 
     # raw wire form (JSON 1.1 error document)
@@ -490,9 +498,15 @@ def test_presigned_urls_work_from_inside_the_container(ecs_emulator: EcsEmulator
     s3 = client(emu, "s3")
     s3.create_bucket(Bucket="xfer")
     s3.put_object(Bucket="xfer", Key="in.txt", Body=b"payload from the host")
-    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "xfer", "Key": "in.txt"}, ExpiresIn=600)
-    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "xfer", "Key": "out.txt"}, ExpiresIn=600)
-    script = 'curl -fsS "$GET_URL"; echo; printf "written in the task" > /tmp/o && curl -fsS -T /tmp/o "$PUT_URL"'
+    get_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "xfer", "Key": "in.txt"}, ExpiresIn=600
+    )
+    put_url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": "xfer", "Key": "out.txt"}, ExpiresIn=600
+    )
+    script = (
+        'curl -fsS "$GET_URL"; echo; printf "written in the task" > /tmp/o && curl -fsS -T /tmp/o "$PUT_URL"'
+    )
     arn = run(
         emu,
         ["/bin/bash", "-c", script],
@@ -511,7 +525,8 @@ def test_unknown_tasks_and_overrides(ecs_emulator: EcsEmulator) -> None:
     ecs = client(emu, "ecs")
     missing = f"arn:aws:ecs:{emu.region}:{emu.account_id}:task/{CLUSTER}/{uuid.uuid4().hex}"
     resp = ecs.describe_tasks(cluster=CLUSTER, tasks=[missing])
-    assert resp["tasks"] == [] and resp["failures"] == [{"arn": missing, "reason": "MISSING"}]
+    assert resp["tasks"] == []
+    assert resp["failures"] == [{"arn": missing, "reason": "MISSING"}]
     with pytest.raises(ClientError) as err:
         ecs.stop_task(cluster=CLUSTER, task=missing)
     assert err.value.response["Error"]["Code"] == "InvalidParameterException"

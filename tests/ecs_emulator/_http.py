@@ -9,6 +9,7 @@ on request, and (DescribeTasks) given the ``MISSING`` failures real ECS returns.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -18,13 +19,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import ThreadedWSGIServer
-
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+from werkzeug.serving import ThreadedWSGIServer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .emulator import EcsEmulator
@@ -79,7 +79,7 @@ class TrackingWSGIServer(ThreadedWSGIServer):
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
             self.finish_request(request, client_address)
-        except Exception:
+        except Exception:  # noqa: BLE001 - as socketserver does: reported, and the server goes on
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
@@ -91,10 +91,8 @@ class TrackingWSGIServer(ThreadedWSGIServer):
         with self._conn_lock:
             items = list(self._conns.items())
         for _, sock in items:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         alive = []
         for t, _ in items:
             t.join(timeout)
@@ -117,7 +115,10 @@ class EcsInterceptor:
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _respond(
-        start_response: Callable[..., Any], status: str, body: bytes, content_type: str = AMZ_JSON,
+        start_response: Callable[..., Any],
+        status: str,
+        body: bytes,
+        content_type: str = AMZ_JSON,
         extra: Iterable[tuple[str, str]] = (),
     ) -> list[bytes]:
         headers = [
@@ -162,7 +163,7 @@ class EcsInterceptor:
         if not target.startswith(ECS_TARGET_PREFIX):
             return self.app(environ, start_response)
 
-        operation = target[len(ECS_TARGET_PREFIX):]
+        operation = target[len(ECS_TARGET_PREFIX) :]
         raw = self._read_body(environ)
         environ["wsgi.input"] = io.BytesIO(raw)
         environ["CONTENT_LENGTH"] = str(len(raw))

@@ -28,7 +28,6 @@ _lock = threading.RLock()
 _active: list[EcsEmulator] = []
 _orig: dict[str, Any] = {}
 _MISSING = object()
-_saved_transition: Any = _MISSING
 
 TASK_MODEL = "ecs::task"
 NEVER = {"progression": "manual", "times": 2**62}
@@ -59,8 +58,18 @@ def _run_task(
     emu = emulator_for_call()
     if emu is None:
         return _orig["run_task"](
-            self, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
-            networking_configuration, group, platform_version, capacity_provider_strategy,
+            self,
+            cluster_str,
+            task_definition_str,
+            count,
+            overrides,
+            started_by,
+            tags,
+            launch_type,
+            networking_configuration,
+            group,
+            platform_version,
+            capacity_provider_strategy,
         )
     return emu._moto_run_task(
         self,
@@ -92,7 +101,7 @@ def _list_tasks(
     family: str | None = None,
     started_by: str | None = None,
     service_name: str | None = None,
-    desiredStatus: str | None = None,  # noqa: N803  (moto's name)
+    desiredStatus: str | None = None,  # moto's name
 ) -> Any:
     if desiredStatus is None and emulator_for_call() is not None:
         desiredStatus = "RUNNING"
@@ -102,7 +111,6 @@ def _list_tasks(
 
 
 def install(emu: EcsEmulator) -> None:
-    global _saved_transition
     from moto.ecs.models import EC2ContainerServiceBackend as Backend
     from moto.moto_api import state_manager
 
@@ -114,14 +122,13 @@ def install(emu: EcsEmulator) -> None:
             Backend.run_task = _run_task  # type: ignore[method-assign]
             Backend.stop_task = _stop_task  # type: ignore[method-assign]
             Backend.list_tasks = _list_tasks  # type: ignore[method-assign]
-            _saved_transition = state_manager._transitions.get(TASK_MODEL, _MISSING)
+            _orig["transition"] = state_manager._transitions.get(TASK_MODEL, _MISSING)
         # (re)assert on every install: a test may have changed it in between
         state_manager.set_transition(model_name=TASK_MODEL, transition=dict(NEVER))
         _active.append(emu)
 
 
 def uninstall(emu: EcsEmulator) -> None:
-    global _saved_transition
     from moto.ecs.models import EC2ContainerServiceBackend as Backend
     from moto.moto_api import state_manager
 
@@ -134,11 +141,11 @@ def uninstall(emu: EcsEmulator) -> None:
         Backend.run_task = _orig.pop("run_task")  # type: ignore[method-assign]
         Backend.stop_task = _orig.pop("stop_task")  # type: ignore[method-assign]
         Backend.list_tasks = _orig.pop("list_tasks")  # type: ignore[method-assign]
-        if _saved_transition is _MISSING:
+        saved_transition = _orig.pop("transition")
+        if saved_transition is _MISSING:
             state_manager.unset_transition(TASK_MODEL)
         else:
-            state_manager.set_transition(model_name=TASK_MODEL, transition=_saved_transition)
-        _saved_transition = _MISSING
+            state_manager.set_transition(model_name=TASK_MODEL, transition=saved_transition)
 
 
 def reassert_transition() -> None:

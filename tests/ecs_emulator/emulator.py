@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -24,7 +25,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -66,7 +67,7 @@ LOG_GROUP_MISSING_REASON = (
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -319,10 +320,8 @@ class EcsEmulator:
                     log.warning("ECS emulator: %d HTTP connection threads did not end", len(alive))
             _moto_patch.uninstall(self)
             for client in self._clients.values():
-                try:
+                with contextlib.suppress(Exception):
                     client.close()
-                except Exception:
-                    pass
             self._clients.clear()
             if self._docker is not None:
                 self._docker.close()
@@ -595,7 +594,8 @@ class EcsEmulator:
         container = task.containers[0]
         container.task_arn = task.task_arn
         container.container_arn = (
-            f"arn:aws:ecs:{self.region}:{self.account_id}:container/{task.cluster_name}/{task.id}/{uuid.uuid4()}"
+            f"arn:aws:ecs:{self.region}:{self.account_id}:container/"
+            f"{task.cluster_name}/{task.id}/{uuid.uuid4()}"
         )
         container.last_status = "PENDING"
         container.exitCode = None
@@ -625,8 +625,13 @@ class EcsEmulator:
             ]
 
     def _launch(
-        self, task: Any, td: Any, overrides: dict[str, Any], cluster_name: str,
-        launch_type: str | None, cp_name: str | None,
+        self,
+        task: Any,
+        td: Any,
+        overrides: dict[str, Any],
+        cluster_name: str,
+        launch_type: str | None,
+        cp_name: str | None,
     ) -> None:
         cdef = td.container_definitions[0]
         name = cdef.get("name")
@@ -887,7 +892,7 @@ class EcsEmulator:
                 return int(self._docker.api.wait(et.container_id, timeout=30)["StatusCode"])
             except docker.errors.NotFound:
                 return None
-            except Exception as exc:  # read timeout: still running (log stream ended early?)
+            except Exception as exc:  # noqa: BLE001 - read timeout: still running (log stream ended early?)
                 log.debug("waiting for %s: %s", et.container_id, exc)
                 if et.aborted:
                     failures_after_abort += 1
@@ -925,10 +930,8 @@ class EcsEmulator:
         )
         api._raise_for_status(res)
         if follow:
-            try:
+            with contextlib.suppress(Exception):
                 api._disable_socket_timeout(api._get_raw_response_socket(res))
-            except Exception:
-                pass
         return res
 
     @staticmethod
@@ -959,7 +962,7 @@ class EcsEmulator:
                 et.log_response = res
                 for frame in self._frames(res):
                     q.put(frame)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged: the task's end is read from Docker anyway
                 if not et.aborted:
                     log.warning("ECS emulator: reading logs of %s failed: %s", et.task_arn, exc)
             finally:
@@ -1004,7 +1007,9 @@ class EcsEmulator:
             size = 0
             for ev in [*events, None]:
                 ev_size = len(ev["message"].encode()) + _PER_EVENT_BYTES if ev else 0
-                if batch and (ev is None or len(batch) >= _MAX_BATCH_EVENTS or size + ev_size > _MAX_BATCH_BYTES):
+                if batch and (
+                    ev is None or len(batch) >= _MAX_BATCH_EVENTS or size + ev_size > _MAX_BATCH_BYTES
+                ):
                     try:
                         logs.put_log_events(
                             logGroupName=et.log_group, logStreamName=et.log_stream, logEvents=batch
@@ -1047,7 +1052,7 @@ class EcsEmulator:
                     feed(stream_type, data[left:])
             finally:
                 res.close()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - best effort: the lines read so far are delivered
             log.debug("ECS emulator: final log read of %s: %s", et.task_arn, exc)
         ts = max(int(time.time() * 1000), last_ts)
         for rest in buffers.values():
@@ -1126,7 +1131,9 @@ class EcsEmulator:
         task.last_status = "STOPPED"
         et.done.set()
 
-    def _finish_exited(self, et: EmulatedTask, exit_code: int | None, internal_error: str | None = None) -> None:
+    def _finish_exited(
+        self, et: EmulatedTask, exit_code: int | None, internal_error: str | None = None
+    ) -> None:
         task = et.moto_task
         container = task.containers[0]
         now = _now()
@@ -1160,11 +1167,9 @@ class EcsEmulator:
             return
         try:
             for cid in self.containers(include_stopped=True):
-                try:
+                with contextlib.suppress(docker.errors.NotFound):
                     self._docker.api.remove_container(cid, force=True, v=True)
-                except docker.errors.NotFound:
-                    pass
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shutting down: logged, the rest of the cleanup goes on
             log.warning("ECS emulator: removing containers failed: %s", exc)
 
     def _sweep_abandoned_containers(self) -> None:
@@ -1175,7 +1180,5 @@ class EcsEmulator:
             labels = c.get("Labels") or {}
             pid = labels.get(LABEL_PID, "")
             if labels.get(LABEL_HOST) == host and pid.isdigit() and not _pid_alive(int(pid)):
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     self._docker.api.remove_container(c["Id"], force=True, v=True)
-                except docker.errors.APIError:
-                    pass

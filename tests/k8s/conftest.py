@@ -17,6 +17,7 @@ The tests fail (they are never skipped) when no Docker Engine answers or the tes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
     sys.path.append(str(_ROOT))
 
-from tests.k8s_emulator import KubeEmulator
+from tests.k8s_emulator import KubeEmulator  # noqa: E402 - once the repository root is on sys.path
 
 TEST_IMAGE = os.environ.get("CMDEXEC_TEST_IMAGE", "cmdexec-test:bookworm")
 # Objects a test may leave: what the emulator starts with.  Events are the cluster's own records.
@@ -79,10 +80,8 @@ def k8s_kubeconfig(k8s_emulator_session: KubeEmulator, tmp_path_factory: pytest.
 
 def _left_behind(emulator: KubeEmulator) -> list[str]:
     """What the test created and did not delete (pods it deleted may still be ending)."""
-    try:
+    with contextlib.suppress(TimeoutError):  # reported below: they are still there
         emulator.wait_deletions(timeout=_DELETION_WAIT_SECONDS)
-    except TimeoutError:
-        pass  # reported below: they are still there
     left = []
     for resource in _CHECKED_RESOURCES:
         for obj in emulator.objects(resource):

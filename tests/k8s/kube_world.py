@@ -25,8 +25,12 @@ import pytest
 from tests.k8s.conftest import TEST_IMAGE
 
 BUCKET_PREFIX = "cmdexec-k8s"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_REGION": "us-east-1"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
 PROJECT_FILES = {
     "tasks/__init__.py": "",
     "tasks/wf.py": (
@@ -44,7 +48,7 @@ PROJECT_FILES = {
     "tasks/wf.rb": (
         "class Wf\n"
         "  def self.step2(numbers, note)\n"
-        "    puts \"rb> sum=#{numbers.sum} note=#{note}\"\n"
+        '    puts "rb> sum=#{numbers.sum} note=#{note}"\n'
         "    Digdag.env.store(total: numbers.sum)\n"
         "  end\n"
         "end\n"
@@ -82,8 +86,13 @@ class KubeWorld:
 
     @property
     def s3(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def remaining_objects(self) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])]
@@ -93,20 +102,36 @@ class KubeWorld:
         extra = {"kube_config_path": str(self.kubeconfig), "cmdexec_poll_interval": 1, **cluster_extra}
         return {
             "AIRFLOW_VAR_CMDEXEC_EXECUTOR_TYPE": "kubernetes",
-            "AIRFLOW_CONN_CMDEXEC_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes", "extra": extra}),
-            "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT": json.dumps({"conn_type": "cmdexec_storage", "extra": {
-                "type": "s3", "bucket": self.bucket, "endpoint": self.endpoint, "path_style_access": True}}),
+            "AIRFLOW_CONN_CMDEXEC_KUBERNETES_DEFAULT": json.dumps(
+                {"conn_type": "kubernetes", "extra": extra}
+            ),
+            "AIRFLOW_CONN_CMDEXEC_STORAGE_DEFAULT": json.dumps(
+                {
+                    "conn_type": "cmdexec_storage",
+                    "extra": {
+                        "type": "s3",
+                        "bucket": self.bucket,
+                        "endpoint": self.endpoint,
+                        "path_style_access": True,
+                    },
+                }
+            ),
             **AWS_ENV,
         }
 
     def pods_created(self) -> list[dict[str, Any]]:
         """The bodies of every pod creation the emulator accepted, in order."""
-        return [r.body for r in self.emulator.requests
-                if r.method == "POST" and r.path.endswith("/pods") and r.status == 201]
+        return [
+            r.body
+            for r in self.emulator.requests
+            if r.method == "POST" and r.path.endswith("/pods") and r.status == 201
+        ]
 
 
-@pytest.fixture
-def kube_world(airflow_db, k8s_emulator, k8s_kubeconfig, moto_endpoint, monkeypatch, tmp_path) -> Iterator[KubeWorld]:
+@pytest.fixture(name="kube_world")  # imported by the test modules as kube_world_fixture
+def kube_world_fixture(
+    airflow_db, k8s_emulator, k8s_kubeconfig, moto_endpoint, monkeypatch, tmp_path
+) -> Iterator[KubeWorld]:
     bucket = f"{BUCKET_PREFIX}-{uuid.uuid4().hex[:8]}"
     project = make_project(tmp_path / "project")
     world = KubeWorld(k8s_emulator, k8s_kubeconfig, moto_endpoint, bucket, project)
@@ -132,6 +157,10 @@ def make_project(root: Path) -> Path:
 def make_dag(dag_id: str, project: Path, **default_args: Any) -> Any:
     from airflow.sdk import DAG
 
-    return DAG(f"{dag_id}_{uuid.uuid4().hex[:6]}", schedule=None, start_date=datetime(2026, 1, 1),
-               params={"greeting": "hello k8s"},
-               default_args={"project_dir": str(project), "docker": {"image": TEST_IMAGE}, **default_args})
+    return DAG(
+        f"{dag_id}_{uuid.uuid4().hex[:6]}",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        params={"greeting": "hello k8s"},
+        default_args={"project_dir": str(project), "docker": {"image": TEST_IMAGE}, **default_args},
+    )

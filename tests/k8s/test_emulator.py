@@ -87,8 +87,9 @@ def wait_gone(api: client.CoreV1Api, name: str, timeout: float = 60, namespace: 
     try:
         pod = api.read_namespaced_pod(name, namespace)
     except ApiException as exc:
-        assert exc.status == 404
-        return
+        if exc.status == 404:
+            return  # already gone
+        raise
     for event in w.stream(
         api.list_namespaced_pod,
         namespace,
@@ -127,7 +128,8 @@ def container_state(pod: client.V1Pod, name: str = "main") -> client.V1Container
 
 def docker_id(pod: client.V1Pod, name: str = "main") -> str:
     status = next(s for s in pod.status.container_statuses if s.name == name)
-    assert status.container_id and status.container_id.startswith("docker://"), status
+    assert status.container_id, status
+    assert status.container_id.startswith("docker://"), status
     return status.container_id.removeprefix("docker://")
 
 
@@ -210,10 +212,12 @@ def test_pod_prints_lines_succeeds_and_its_log_streams_while_it_runs(
         terminated = status.state.terminated
         assert (terminated.exit_code, terminated.reason) == (0, "Completed")
         assert terminated.started_at <= terminated.finished_at
-        assert terminated.container_id == status.container_id and status.container_id.startswith("docker://")
+        assert terminated.container_id == status.container_id
+        assert status.container_id.startswith("docker://")
         assert status.image == f"docker.io/library/{TEST_IMAGE}"
         assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "False"
-        assert pod.status.start_time is not None and pod.status.pod_ip == pod.status.host_ip
+        assert pod.status.start_time is not None
+        assert pod.status.pod_ip == pod.status.host_ip
 
         assert log_text(api, "printer") == full
         stamped = log_text(api, "printer", timestamps=True).splitlines()
@@ -242,7 +246,8 @@ def test_pod_prints_lines_succeeds_and_its_log_streams_while_it_runs(
         )
     finally:
         delete_and_wait(api, "printer")
-    assert k8s_emulator.pods_created == 1 and k8s_emulator.containers_started == 1
+    assert k8s_emulator.pods_created == 1
+    assert k8s_emulator.containers_started == 1
 
 
 def test_exit_code_7_fails_with_reason_error(k8s_core_api: client.CoreV1Api) -> None:
@@ -287,7 +292,8 @@ def test_memory_limit_oom_kills_and_limits_are_enforced(k8s_core_api: client.Cor
         assert (oom.exit_code, oom.reason) == (137, "OOMKilled")
         assert container_state(pod, "limits").terminated.reason == "Completed"
         enforced = log_text(api, "oom", container="limits").split()
-        assert "50000" in enforced and str(64 << 20) in enforced, enforced  # 0.5 CPU of 100 ms; 64 MiB
+        assert "50000" in enforced, enforced  # 0.5 CPU of 100 ms
+        assert str(64 << 20) in enforced, enforced  # 64 MiB
         assert "survived" not in log_text(api, "oom", container="main")
     finally:
         delete_and_wait(api, "oom")
@@ -315,7 +321,8 @@ def test_missing_image_err_image_pull_then_back_off_and_nothing_runs(
         assert f'Back-off pulling image "{image}"' in waiting.message
         assert f"docker.io/library/{image}: not found" in waiting.message
         assert pod.status.container_statuses[0].container_id is None
-        assert k8s_emulator.containers() == [] and k8s_emulator.containers_started == 0
+        assert k8s_emulator.containers() == []
+        assert k8s_emulator.containers_started == 0
 
         with pytest.raises(ApiException) as err:
             api.read_namespaced_pod_log("noimage", NS)
@@ -365,7 +372,8 @@ def test_deleting_a_running_pod_stops_its_container_with_the_grace_period(
     assert docker_container_gone(container)
     with pytest.raises(ApiException) as err:
         api.read_namespaced_pod("victim", NS)
-    assert err.value.status == 404 and api_error(err)["reason"] == "NotFound"
+    assert err.value.status == 404
+    assert api_error(err)["reason"] == "NotFound"
     assert k8s_emulator.pods_deleted == 1
 
 
@@ -429,7 +437,8 @@ def test_watch_streams_added_modified_deleted_with_increasing_resource_versions(
             if event["type"] == "DELETED":
                 w.stop()
         assert {name for _, name, _ in seen} == {"watched"}
-        assert seen[0][0] == "ADDED" and seen[-1][0] == "DELETED"
+        assert seen[0][0] == "ADDED"
+        assert seen[-1][0] == "DELETED"
         assert {t for t, _, _ in seen[1:-1]} == {"MODIFIED"}
         versions = [rv for _, _, rv in seen]
         assert versions == sorted(set(versions)), versions
@@ -464,7 +473,8 @@ def test_unknown_fields_and_unsupported_features_are_rejected(
     status = api_error(err)
     assert (err.value.status, status["reason"]) == (422, "Invalid")
     assert status["details"]["causes"][0]["field"] == "spec.restartPolicy"
-    assert "Always" in status["message"] and "tests/k8s_emulator/README.md" in status["message"]
+    assert "Always" in status["message"]
+    assert "tests/k8s_emulator/README.md" in status["message"]
 
     probes = pod_body("probes", ["true"], livenessProbe={"exec": {"command": ["true"]}})
     probes["spec"]["initContainers"] = [{"name": "init", "image": TEST_IMAGE}]
@@ -479,7 +489,8 @@ def test_unknown_fields_and_unsupported_features_are_rejected(
         "metadata.name",
         "spec.containers[0].image",
     }
-    assert api.list_namespaced_pod(NS).items == [] and k8s_emulator.pods_created == 0
+    assert api.list_namespaced_pod(NS).items == []
+    assert k8s_emulator.pods_created == 0
 
 
 def test_secret_env_value_from_waits_for_the_secret_then_runs(k8s_core_api: client.CoreV1Api) -> None:
@@ -519,7 +530,8 @@ def test_secret_env_value_from_waits_for_the_secret_then_runs(k8s_core_api: clie
             client.V1ConfigMap(metadata=client.V1ObjectMeta(name="app-config"), data={"greeting": "hello"}),
         )
         stored = api.read_namespaced_secret("app-creds", NS)
-        assert stored.data == {"token": base64.b64encode(b"s3cr3t").decode()} and stored.string_data is None
+        assert stored.data == {"token": base64.b64encode(b"s3cr3t").decode()}
+        assert stored.string_data is None
         assert wait_pod(api, "envpod", phase_in("Succeeded", "Failed")).status.phase == "Succeeded"
         # $(VAR) is expanded by Kubernetes, $$ escapes it
         assert (
@@ -584,7 +596,8 @@ def test_secret_config_map_and_empty_dir_volumes(
         assert log_text(api, "vols", container="main") == "secret-asub\n[x]\ny=1\nread-only\n"
         shared, mem = log_text(api, "vols", container="reader").splitlines()
         assert shared == "from-writer"
-        assert mem.split()[0] == "tmpfs" and mem.split()[1] == str(8 * 1024)  # 8 MiB in 1K blocks
+        assert mem.split()[0] == "tmpfs"
+        assert mem.split()[1] == str(8 * 1024)
         assert len(k8s_emulator.volumes()) == 2  # the two emptyDirs, until the pod is deleted
     finally:
         delete_and_wait(api, "vols")
@@ -624,7 +637,8 @@ def test_namespaces_persistent_volumes_and_claims(
         static = api.read_namespaced_persistent_volume_claim("static", "team-a")
         assert (static.status.phase, static.spec.volume_name) == ("Bound", "host-pv")
         dynamic = api.read_namespaced_persistent_volume_claim("dynamic", "team-a")
-        assert dynamic.status.phase == "Bound" and dynamic.spec.storage_class_name == "standard"
+        assert dynamic.status.phase == "Bound"
+        assert dynamic.spec.storage_class_name == "standard"
         assert api.read_persistent_volume("host-pv").status.phase == "Bound"
 
         volumes = [

@@ -12,16 +12,16 @@ import asyncio
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pendulum
 import pytest
 
-from tests.durable.conftest import durable_home, read_xcom, worker_env  # noqa: F401 - fixtures
+from tests.durable.conftest import durable_home_fixture, read_xcom, worker_env_fixture  # noqa: F401 - fixtures
 from tests.durable.harness import Worker, task_log_lines
 from tests.k8s.conftest import TEST_IMAGE
-from tests.k8s.kube_world import kube_world, make_dag, moto_endpoint  # noqa: F401 - fixtures
+from tests.k8s.kube_world import kube_world_fixture, make_dag, moto_endpoint  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.k8s
 
@@ -45,7 +45,8 @@ def test_deferrable_round_trip(kube_world, run_dag):
 
     assert result.state == "success", result.error_text("step") or result.error_text("after")
     log = result.log("step")
-    assert log.count("first hello k8s") == 1 and log.count("second") == 1
+    assert log.count("first hello k8s") == 1
+    assert log.count("second") == 1
     assert log.index("first hello k8s") < log.index("second")
     assert result.xcom("step") == {"done": "hello k8s"}
     assert "stored: hello k8s" in result.log("after")
@@ -57,7 +58,9 @@ def test_deferrable_timeout_deletes_the_pod(kube_world, run_dag):
     from airflow_cmdexec_provider.operators import ShOperator
 
     with make_dag("k8s_deferrable_timeout", kube_world.project, deferrable=True) as dag:
-        ShOperator(task_id="slow", command="echo going to sleep; sleep 300", execution_timeout=timedelta(seconds=10))
+        ShOperator(
+            task_id="slow", command="echo going to sleep; sleep 300", execution_timeout=timedelta(seconds=10)
+        )
     result = run_dag(dag)
 
     assert result.task_states["slow"] == "failed"
@@ -72,14 +75,22 @@ def _request(kube_world, task_id: str, command: tuple[str, ...], tmp_path):
 
     io_dir = tmp_path / f"io-{task_id}"
     io_dir.mkdir()
-    return CommandRequest(task_label=f"t.{task_id}", project_dir=kube_world.project, workdir="", io_dir=io_dir,
-                          command=command, labels={"dag_id": "t", "task_id": task_id, "run_id": "r",
-                                                   "try_number": "1", "map_index": "-1"})
+    return CommandRequest(
+        task_label=f"t.{task_id}",
+        project_dir=kube_world.project,
+        workdir="",
+        io_dir=io_dir,
+        command=command,
+        labels={"dag_id": "t", "task_id": task_id, "run_id": "r", "try_number": "1", "map_index": "-1"},
+    )
 
 
 def _running(emulator, name: str, timeout: float = 60) -> None:
-    emulator.wait_for(lambda: ((emulator.pod("default", name) or {}).get("status") or {}).get("phase") == "Running",
-                      timeout=timeout, what=f"pod {name} running")
+    emulator.wait_for(
+        lambda: ((emulator.pod("default", name) or {}).get("status") or {}).get("phase") == "Running",
+        timeout=timeout,
+        what=f"pod {name} running",
+    )
 
 
 def test_trigger_on_kill_deletes_the_pod(kube_world, tmp_path):
@@ -109,13 +120,30 @@ def test_on_kill_of_a_running_task_deletes_the_pod(kube_world):
     from airflow_cmdexec_provider.operators import ShOperator
 
     with DAG("k8s_on_kill", schedule=None, start_date=datetime(2026, 1, 1)):
-        op = ShOperator(task_id="slow", project_dir=str(kube_world.project), docker={"image": TEST_IMAGE},
-                        command="echo started; sleep 300")
+        op = ShOperator(
+            task_id="slow",
+            project_dir=str(kube_world.project),
+            docker={"image": TEST_IMAGE},
+            command="echo started; sleep 300",
+        )
     logical_date = pendulum.datetime(2026, 1, 1, tz="UTC")
-    ti = SimpleNamespace(dag_id=op.dag_id, task_id=op.task_id, run_id="r", try_number=1, map_index=-1,
-                         xcom_pull=lambda **kwargs: None, xcom_push=lambda **kwargs: None)
-    context = {"ti": ti, "params": {}, "logical_date": logical_date, "run_id": "r",
-               "dag_run": SimpleNamespace(run_after=logical_date), "dag": op.dag}
+    ti = SimpleNamespace(
+        dag_id=op.dag_id,
+        task_id=op.task_id,
+        run_id="r",
+        try_number=1,
+        map_index=-1,
+        xcom_pull=lambda **kwargs: None,
+        xcom_push=lambda **kwargs: None,
+    )
+    context = {
+        "ti": ti,
+        "params": {},
+        "logical_date": logical_date,
+        "run_id": "r",
+        "dag_run": SimpleNamespace(run_after=logical_date),
+        "dag": op.dag,
+    }
     outcome: dict = {}
 
     def target() -> None:
@@ -127,7 +155,7 @@ def test_on_kill_of_a_running_task_deletes_the_pod(kube_world):
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     emulator = kube_world.emulator
-    emulator.wait_for(lambda: emulator.pods(), timeout=60, what="the task's pod")
+    emulator.wait_for(emulator.pods, timeout=60, what="the task's pod")
     _running(emulator, emulator.pods()[0]["metadata"]["name"])
     op.on_kill()
     thread.join(60)
@@ -143,8 +171,10 @@ def test_on_kill_of_a_running_task_deletes_the_pod(kube_world):
 def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_path):
     emulator = kube_world.emulator
     dag_id = f"durable_k8s_{uuid.uuid4().hex[:6]}"
-    env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=TEST_IMAGE, SLOW_PAUSE="15", **kube_world.connections())
-    logical_date = datetime(2026, 4, 1, tzinfo=timezone.utc).isoformat()
+    env = worker_env(
+        dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=TEST_IMAGE, SLOW_PAUSE="15", **kube_world.connections()
+    )
+    logical_date = datetime(2026, 4, 1, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)
@@ -157,7 +187,10 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
     output = retry.finish(timeout=300)
 
     assert "RETRY STATE: 2 success" in output, output[-5000:]
-    assert f"Re-attached to the kubernetes command started by an earlier try of this task (pod {pod['metadata']['name']})" in output
+    assert (
+        "Re-attached to the kubernetes command started by an earlier try of this task (pod "
+        f"{pod['metadata']['name']})" in output
+    )
     assert task_log_lines(first.output()) == ["1", "2", "3"]
     assert task_log_lines(output) == ["4", "5"]  # the rest of the log, nothing repeated
     assert emulator.pods_created == 1  # exactly one pod for the logical run
@@ -168,35 +201,44 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
 
 
 def test_a_try_that_died_while_starting_takes_over_its_pod_and_claim(kube_world, tmp_path):
-    """submit(earlier=<handle saved with starting>) finds the pod and claim that try created: no second pod."""
+    """submit(earlier=<handle saved with starting>) finds the pod and claim that try created: no second
+    pod."""
     from airflow_cmdexec_provider.backends.base import TaskSettings
     from airflow_cmdexec_provider.backends.kubernetes import KubernetesBackend
 
-    claim = {"metadata": {"name": "cmdexec-takeover"}, "spec": {"accessModes": ["ReadWriteOnce"],
-                                                                "resources": {"requests": {"storage": "1Mi"}}}}
-    settings = TaskSettings(task_label="t.takeover", docker={"image": TEST_IMAGE},
-                            kubernetes={"PersistentVolumeClaim": claim})
+    claim = {
+        "metadata": {"name": "cmdexec-takeover"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+    }
+    settings = TaskSettings(
+        task_label="t.takeover", docker={"image": TEST_IMAGE}, kubernetes={"PersistentVolumeClaim": claim}
+    )
     request = _request(kube_world, "takeover", ("sleep", "300"), tmp_path)
     saved: list[dict] = []
     first = KubernetesBackend.from_settings(settings)
     first.save_handle = lambda handle: saved.append(dict(handle))
     handle = first.submit(request, lambda line: None)
     starting = saved[0]  # what the journal held before anything was created
-    assert starting["starting"] and starting["pod"] == handle["pod"]
+    assert starting["starting"]
+    assert starting["pod"] == handle["pod"]
 
     lines: list[str] = []
     second = KubernetesBackend.from_settings(settings)
     taken = second.submit(request, lines.append, earlier=starting)
 
-    assert taken["pod"] == handle["pod"] and "starting" not in taken
+    assert taken["pod"] == handle["pod"]
+    assert "starting" not in taken
     assert "Found PersistentVolumeClaim cmdexec-takeover created by an earlier try" in lines
     assert f"Found pod default/{handle['pod']}, created by an earlier try: following it" in lines
     assert kube_world.emulator.pods_created == 1
     second.stop(taken, "test over")
     second.cleanup(taken, lines.append)
     kube_world.emulator.wait_deletions(timeout=60)
-    kube_world.emulator.wait_for(lambda: not kube_world.emulator.objects("persistentvolumeclaims"), timeout=30,
-                                 what="the claim deleted")
+    kube_world.emulator.wait_for(
+        lambda: not kube_world.emulator.objects("persistentvolumeclaims"),
+        timeout=30,
+        what="the claim deleted",
+    )
     assert kube_world.remaining_objects() == []
 
 
@@ -208,16 +250,25 @@ def test_a_failed_read_is_retried_and_a_vanished_pod_is_gone(kube_world, k8s_cor
     from airflow_cmdexec_provider.backends.base import CommandGone, TaskSettings, WatchError
     from airflow_cmdexec_provider.backends.kubernetes import KubernetesBackend
 
-    backend = KubernetesBackend.from_settings(TaskSettings(task_label="t.reads", docker={"image": TEST_IMAGE}))
+    backend = KubernetesBackend.from_settings(
+        TaskSettings(task_label="t.reads", docker={"image": TEST_IMAGE})
+    )
     handle = backend.submit(_request(kube_world, "reads", ("sleep", "300"), tmp_path), lambda line: None)
     _running(kube_world.emulator, handle["pod"])
     # The same cluster through an API server address that does not answer.
     unreachable = yaml.safe_load(kube_world.kubeconfig.read_text())
     unreachable["clusters"][0]["cluster"]["server"] = "http://127.0.0.1:9"
-    monkeypatch.setenv("AIRFLOW_CONN_CMDEXEC_KUBERNETES_UNREACHABLE", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(unreachable)}}))
-    watcher = KubernetesBackend.from_settings(TaskSettings(
-        task_label="t.reads", docker={"image": TEST_IMAGE}, kubernetes={"conn_id": "cmdexec_kubernetes_unreachable"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_KUBERNETES_UNREACHABLE",
+        json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(unreachable)}}),
+    )
+    watcher = KubernetesBackend.from_settings(
+        TaskSettings(
+            task_label="t.reads",
+            docker={"image": TEST_IMAGE},
+            kubernetes={"conn_id": "cmdexec_kubernetes_unreachable"},
+        )
+    )
     with pytest.raises(WatchError, match=f"reading pod {handle['pod']} failed"):
         watcher.poll(handle, lambda line: None)
     assert kube_world.emulator.pod("default", handle["pod"])["status"]["phase"] == "Running"  # never killed

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from tests.k8s.conftest import TEST_IMAGE
-from tests.k8s.kube_world import kube_world, make_dag, moto_endpoint  # noqa: F401 - fixtures
+from tests.k8s.kube_world import kube_world_fixture, make_dag, moto_endpoint  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.k8s
 
@@ -20,11 +20,16 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
     from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 
     with make_dag("k8s_round_trip", kube_world.project) as dag:
-        hello = ShOperator(task_id="hello", command='echo "sh> $greeting in pod: $(test -f /.dockerenv && echo yes)"; '
-                                                    "ls -A; echo \"pid=$$\"; echo 'literal=$(greeting)'")
+        hello = ShOperator(
+            task_id="hello",
+            command='echo "sh> $greeting in pod: $(test -f /.dockerenv && echo yes)"; '
+            "ls -A; echo \"pid=$$\"; echo 'literal=$(greeting)'",
+        )
         step1 = PyOperator(task_id="step1", method="tasks.wf.step1")
         step2 = RbOperator(task_id="step2", method="Wf.step2", require="tasks/wf")
-        report = ShOperator(task_id="report", command='echo "report: numbers=$numbers note=$note total=$total"')
+        report = ShOperator(
+            task_id="report", command='echo "report: numbers=$numbers note=$note total=$total"'
+        )
         hello >> step1 >> step2 >> report
     result = run_dag(dag)
 
@@ -41,10 +46,13 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
     assert result.xcom("report") == {"numbers": [1, 2, 3], "note": "HELLO K8S", "total": 6}
     assert "" not in result.log_lines("report")  # the line break the script prints before its end marker
     for task_id in ("hello", "step1", "step2", "report"):  # each line once: no duplicates from re-reads
-        lines = [line for line in result.log_lines(task_id) if line.startswith(("sh>", "py>", "rb>", "report:"))]
+        lines = [
+            line for line in result.log_lines(task_id) if line.startswith(("sh>", "py>", "rb>", "report:"))
+        ]
         assert len(lines) == len(set(lines)) == 1, lines
     pods = kube_world.pods_created()
-    assert len(pods) == 4 and kube_world.emulator.pods_created == 4  # one pod per task try
+    assert len(pods) == 4
+    assert kube_world.emulator.pods_created == 4
     for pod in pods:
         spec = pod["spec"]
         assert spec["restartPolicy"] == "Never"
@@ -53,7 +61,8 @@ def test_sh_py_rb_sh_round_trip_runs_in_pods(kube_world, run_dag):
         assert "X-Amz-Signature" not in json.dumps(container["command"])  # URLs never on a command line
         assert any("X-Amz-Signature" in e["value"] for e in container["env"])
         name = pod["metadata"]["name"]
-        assert len(name) <= 63 and name.startswith("cmdexec-")
+        assert len(name) <= 63
+        assert name.startswith("cmdexec-")
         assert pod["metadata"]["labels"]["io.github.cmdexec/try-number"] == "1"
     assert len({p["metadata"]["name"] for p in pods}) == 4
     assert not any("X-Amz-Signature" in record.message for record in result.records)  # URLs never logged

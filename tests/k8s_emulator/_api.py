@@ -11,7 +11,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import docker.errors
@@ -108,8 +108,8 @@ def _method_not_allowed(method: str, what: str) -> ApiError:
     return ApiError(
         405,
         "MethodNotAllowed",
-        f"the server does not allow this method on the requested resource ({method} {what} is not supported by "
-        f"the Kubernetes emulator, see {EMULATOR_DOC})",
+        f"the server does not allow this method on the requested resource ({method} {what} is not supported "
+        f"by the Kubernetes emulator, see {EMULATOR_DOC})",
     )
 
 
@@ -225,7 +225,8 @@ class KubeApi:
                 raise _path_not_found()
             if method != "GET":
                 raise _method_not_allowed(method, f"pods/{sub}")
-            assert namespace is not None and name is not None  # routing: /namespaces/{ns}/pods/{name}/{sub}
+            assert namespace is not None
+            assert name is not None
             if sub == "status":
                 return responder.send_json(200, self._get(resource, namespace, name))
             return self._pod_log(request, responder, namespace, name)
@@ -485,7 +486,7 @@ class KubeApi:
             return final
 
         def mark(obj: dict[str, Any]) -> None:
-            at = datetime.now(timezone.utc) + timedelta(seconds=grace)
+            at = datetime.now(UTC) + timedelta(seconds=grace)
             obj["metadata"]["deletionTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
             obj["metadata"]["deletionGracePeriodSeconds"] = grace
 

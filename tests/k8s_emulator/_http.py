@@ -3,6 +3,7 @@ answers with Content-Length and streamed answers (watch, log follow) with chunke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -152,8 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("k8s emulator http: " + format, *args)
+    def log_message(self, message_format: str, *args: Any) -> None:
+        log.debug("k8s emulator http: %s", message_format % args)
 
 
 class Server(ThreadingHTTPServer):
@@ -187,7 +188,5 @@ class Server(ThreadingHTTPServer):
         with self._conn_lock:
             connections = list(self._connections)
         for sock in connections:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass

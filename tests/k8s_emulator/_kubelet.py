@@ -11,6 +11,7 @@ volumes are removed before the object disappears.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -590,7 +591,8 @@ class Node:
         pv = self.store.get("persistentvolumes", "", pv_name) if pv_name else None
         if pv is None:
             raise MountError(
-                f'MountVolume.SetUp failed for volume "{volume["name"]}" : persistentvolumeclaim "{claim_name}" is not bound'
+                f'MountVolume.SetUp failed for volume "{volume["name"]}" : persistentvolumeclaim '
+                f'"{claim_name}" is not bound'
             )
         if pv["spec"].get("hostPath"):
             self._check_host_path(
@@ -715,12 +717,13 @@ class Node:
             user = str(uid) if uid is not None else image_user.split(":", 1)[0]
             if not user.isdigit() and user:
                 raise ConfigError(
-                    f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root"
+                    f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user "
+                    "is non-root"
                 )
             if not user or int(user) == 0:
                 raise ConfigError(
-                    f'container has runAsNonRoot and image will run as root (pod: "{run.name}_{run.namespace}({run.uid})", '
-                    f"container: {container['name']})"
+                    "container has runAsNonRoot and image will run as root (pod: "
+                    f'"{run.name}_{run.namespace}({run.uid})", container: {container["name"]})'
                 )
         if uid is None and gid is None:
             return None
@@ -984,10 +987,8 @@ class Node:
         self._publish(run)
 
     def _kill(self, docker_id: str) -> None:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             self.api.kill(docker_id)
-        except docker.errors.APIError:
-            pass
 
     def _remove(self, run: PodRun) -> None:
         """The pod's end on the node: containers, volumes and files removed, then the object."""
@@ -1135,7 +1136,7 @@ class Node:
         def emit(entry: LogEntry) -> bool:
             nonlocal written
             stream, ns, content = entry
-            if options.stream == "Stdout" and stream != 1 or options.stream == "Stderr" and stream != 2:
+            if (options.stream == "Stdout" and stream != 1) or (options.stream == "Stderr" and stream != 2):
                 return True
             line = (format_log_time(ns).encode() + b" " if options.timestamps else b"") + content
             if options.limit_bytes is not None:
@@ -1296,13 +1297,13 @@ def _log_frames(res: Any) -> Iterator[LogEntry]:
 def parse_docker_time(text: str) -> int:
     """RFC3339Nano (as Docker writes it: UTC, trailing zeros cut) -> nanoseconds since the epoch."""
     base, _, fraction = text.rstrip("Z").partition(".")
-    seconds = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    seconds = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
 def format_log_time(ns: int) -> str:
     """The kubelet's log timestamp: RFC3339 with exactly nine fraction digits, UTC."""
-    seconds = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    seconds = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{seconds}.{ns % 1_000_000_000:09d}Z"
 
 
@@ -1319,4 +1320,4 @@ def parse_since_time(text: str) -> int:
 
 
 def seconds_ago_ns(seconds: int) -> int:
-    return int((datetime.now(timezone.utc) - timedelta(seconds=seconds)).timestamp() * 1_000_000_000)
+    return int((datetime.now(UTC) - timedelta(seconds=seconds)).timestamp() * 1_000_000_000)

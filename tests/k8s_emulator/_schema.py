@@ -329,9 +329,9 @@ def dns_label_errors(path: str, value: str) -> list[FieldError]:
             invalid(
                 path,
                 value,
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-                "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-                "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+                "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
+                "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
             )
         ]
     return []
@@ -345,9 +345,9 @@ def dns_subdomain_errors(path: str, value: str) -> list[FieldError]:
             invalid(
                 path,
                 value,
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-                "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+                "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+                "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
             )
         ]
     return []
@@ -376,10 +376,10 @@ def label_value_errors(path: str, value: str) -> list[FieldError]:
             invalid(
                 path,
                 value,
-                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-                "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-                "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?') and be "
-                "at most 63 characters",
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+                "'.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value', "
+                " or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?') "
+                "and be at most 63 characters",
             )
         ]
     return []
@@ -392,8 +392,8 @@ def config_key_errors(path: str, key: str) -> list[FieldError]:
             invalid(
                 path,
                 key,
-                "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  "
-                "or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
+                "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
             )
         ]
     return []

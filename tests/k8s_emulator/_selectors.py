@@ -67,7 +67,8 @@ class LabelSelector:
             values = tuple(v.strip() for v in m.group(3).split(",") if v.strip())
             if not values:
                 raise bad_request(
-                    f"unable to parse requirement: for 'in', 'notin' operators, values set can't be empty (labelSelector {whole!r})"
+                    "unable to parse requirement: for 'in', 'notin' operators, values set can't be empty "
+                    f"(labelSelector {whole!r})"
                 )
             return _Requirement(m.group(1), m.group(2), values)
         if m := _BINARY_REQUIREMENT.match(part):
@@ -75,13 +76,15 @@ class LabelSelector:
             op = "=" if op == "==" else op
             if op in (">", "<") and not re.fullmatch(r"-?[0-9]+", value):
                 raise bad_request(
-                    f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer (labelSelector {whole!r})"
+                    "unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer "
+                    f"(labelSelector {whole!r})"
                 )
             return _Requirement(key, op, (value,))
         if m := _EXISTS.match(part):
             return _Requirement(m.group(2), "!exists" if m.group(1) else "exists")
         raise bad_request(
-            f"unable to parse requirement: found '{part.strip()}', expected: in, notin, =, ==, !=, gt, lt (labelSelector {whole!r})"
+            f"unable to parse requirement: found '{part.strip()}', expected: in, notin, =, ==, !=, gt, lt "
+            f"(labelSelector {whole!r})"
         )
 
     def matches(self, obj: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ import base64
 import random
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -58,7 +58,7 @@ _POD_FIELD_PATHS = [
 
 def now_rfc3339() -> str:
     """metav1.Time as JSON: UTC, whole seconds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _absent(value: Any) -> bool:
@@ -556,7 +556,8 @@ def _check_env(container: dict[str, Any], path: str, errors: list[FieldError]) -
                 invalid(
                     f"{vpath}.name",
                     name,
-                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
+                    "a valid environment variable name must consist only of printable ASCII characters other "
+                    "than '='",
                 )
             )
         source = var.get("valueFrom")

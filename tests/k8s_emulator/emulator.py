@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import glob
 import logging
 import os
@@ -36,7 +37,7 @@ from ._kubelet import LABEL, LABEL_HOST, LABEL_PID, Node, PodRun
 from ._store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
-    from typing_extensions import Self
+    from typing import Self
 
 log = logging.getLogger("tests.k8s_emulator")
 
@@ -209,16 +210,12 @@ class KubeEmulator:
 
         for c in api.containers(all=True, filters={"label": f"{LABEL}=1"}):
             if abandoned(c.get("Labels")):
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     api.remove_container(c["Id"], force=True, v=True)
-                except docker.errors.APIError:
-                    pass
         for volume in api.volumes(filters={"label": f"{LABEL}=1"}).get("Volumes") or []:
             if abandoned(volume.get("Labels")):
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     api.remove_volume(volume["Name"], force=True)
-                except docker.errors.APIError:
-                    pass
         for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{_WORK_DIR_PREFIX}*-*")):
             pid = os.path.basename(folder)[len(_WORK_DIR_PREFIX) :].split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):

@@ -14,8 +14,12 @@ with (
         start_date=START,
         # Each try works in its own copy of the project, so the siblings meet in a folder the DAG
         # mounts into both containers on purpose (docker.run_options, as a user would share data).
-        default_args={**PROJECT, "docker": {"image": IMAGE, "run_options": ["-v", f"{RENDEZVOUS}:/rendezvous"]},
-                      "env": {"RENDEZVOUS": "/rendezvous"}, "command_executor": "docker"},
+        default_args={
+            **PROJECT,
+            "docker": {"image": IMAGE, "run_options": ["-v", f"{RENDEZVOUS}:/rendezvous"]},
+            "env": {"RENDEZVOUS": "/rendezvous"},
+            "command_executor": "docker",
+        },
     ),
     TaskGroup("extract_customer_tables"),  # full ids: extract_customer_tables.load_table_{alpha,bravo}
 ):

@@ -2,7 +2,7 @@ import digdag
 
 
 def locals_in_order(first, second):
-    print("first=%s second=%s" % (first, second))
+    print(f"first={first} second={second}")
 
 
 def store_greeting():

@@ -14,7 +14,7 @@ def check_report():
     print("report checked")
 
 
-class Reporter(object):
+class Reporter:
     def run(self):
         with open("report2.txt", "w") as f:
             f.write("fine")

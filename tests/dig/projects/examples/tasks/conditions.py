@@ -3,7 +3,7 @@ import re
 import digdag
 
 
-class Codecs(object):
+class Codecs:
     def lz4(self):
         digdag.env.store({"file_lz4": "data.lz4", "bytes_lz4": 12})
 

@@ -1,9 +1,9 @@
 from datetime import datetime
 
 
-class Helper(object):
+class Helper:
     def show_time(self, label, time):
         print([label, datetime.fromisoformat(time).isoformat()])
 
     def describe(self, size, color):
-        print("a %s %s thing" % (size, color))
+        print(f"a {size} {color} thing")
