@@ -58,8 +58,9 @@ wheel = zipfile.ZipFile(sys.argv[1])
 metadata = Parser().parsestr(wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))).decode())
 for line in metadata.get_all("Requires-Dist"):
     requirement = Requirement(line)
-    lower = [spec.version for spec in requirement.specifier if spec.operator == ">="]
-    assert lower, f"{line}: every requirement needs a lower bound (>=) that this check installs"
+    # an exact pin (the linters of the [test] extra) is its own lower bound
+    lower = [spec.version for spec in requirement.specifier if spec.operator in (">=", "==")]
+    assert lower, f"{line}: every requirement needs a lower bound (>= or ==) that this check installs"
     print(f"{requirement.name}=={lower[0]}")
 EOF
 cat "$WORK/lowest.txt"

@@ -343,9 +343,19 @@ def test_cluster_credentials_from_the_shared_aws_connection(home: CmdexecHome) -
         "agent.command_executor.ecs.__default_config__.access_key_id = AKIASHARED\n"
         f"agent.command_executor.ecs.__default_config__.secret_access_key = {ECS_SECRET}\n",
     )
+    # A re-import keeps the cluster's own keys the file no longer sets (review L18): start without them.
+    drop = subprocess.run(
+        [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_ecs_default"],
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert drop.returncode == 0, drop.stderr
     imported = home.run("import-digdag-config", home.write("shared.properties", shared))
     assert imported.returncode == 0, imported
-    assert "aws_conn_id: (unset) -> 'cmdexec_aws_default'" in imported.stdout, imported
+    assert "aws_conn_id='cmdexec_aws_default'" in imported.stdout, imported
     result = home.run("check", "--image", IMAGE)
     assert result.returncode == 0, result
     assert "OK" in backend_line(result, "ecs")

@@ -388,6 +388,13 @@ class EcsBackend(RemoteBackend):
                     f"{self.label}: ECS container overrides exceed {OVERRIDES_LIMIT} "
                     "characters even without the environment"
                 )
+        elif env:
+            # Digdag passes the environment this way too; say where it is readable (review M7).
+            log_line(
+                f"The command's environment ({len(env)} variables) is in the RunTask container overrides, "
+                "readable with ecs:DescribeTasks and in CloudTrail; set use_environment_file to send it in "
+                "an S3 object instead"
+            )
         upload_project(request, self.storage, keys["input"], "ECS", log_line, cancel=self._killed)
         return overrides
 

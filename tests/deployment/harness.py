@@ -145,15 +145,28 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _code_paths_under_tmp() -> list[Path]:
+    """The checkout and the virtualenv's real folder, where they live under /tmp."""
+    venv = Path(sys.prefix).resolve()
+    paths = {ROOT.resolve(), venv}
+    return sorted(p for p in paths if p.is_relative_to("/tmp") and " " not in str(p))
+
+
 class Host:
     """A pretend machine: a mount and UTS namespace with its own hostname and a private /tmp."""
 
     def __init__(self, name: str, log_dir: Path) -> None:
         self.name = name
         self.log_dir = log_dir
+        # A checkout (or its virtualenv) under /tmp stays visible on the host: it is bound back
+        # into the private /tmp, as if every machine had the code installed at the same path.
+        keep = " ".join(str(p) for p in _code_paths_under_tmp())
         script = (
-            'mount -t tmpfs -o mode=1777,size=4g "cmdexec-$1-tmp" /tmp && hostname "$1" '
-            "&& echo ready && exec sleep infinity"
+            'set -e; old="/run/cmdexec-host-$1-oldtmp"; '
+            'if [ -n "$2" ]; then mkdir -p "$old"; mount --bind /tmp "$old"; fi; '
+            'mount -t tmpfs -o mode=1777,size=4g "cmdexec-$1-tmp" /tmp; '
+            'for path in $2; do mkdir -p "$path"; mount --bind "$old${path#/tmp}" "$path"; done; '
+            'hostname "$1"; echo ready; exec sleep infinity'
         )
         self._holder = subprocess.Popen(
             [
@@ -169,6 +182,7 @@ class Host:
                 script,
                 "host",
                 name,
+                keep,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -389,3 +389,53 @@ def test_unique_run_keys_do_not_collide(ecs_world):
     assert first != second
     assert first.startswith("cmdexec/d/t/")
     assert "/try2-" in first
+
+
+def test_use_environment_file_keeps_params_and_env_out_of_the_run_task_overrides(
+    ecs_world, run_dag, monkeypatch
+):
+    """Review M7: with use_environment_file the environment travels in an S3 object that the ECS agent
+    reads, not in RunTask's containerOverrides (visible to ecs:DescribeTasks and in CloudTrail); without
+    it the task log says where the environment is readable."""
+    from airflow_cmdexec_provider.operators import ShOperator
+
+    emulator, project = ecs_world["emulator"], ecs_world["project"]
+    secret = "tok-Secret-7f3a9"
+    command = 'echo "token has $(printf %s "$API_TOKEN" | wc -c) characters; greeting=$greeting"'
+    with make_dag("ecs_plain_env", project, docker={"image": TEST_IMAGE}) as dag:
+        ShOperator(task_id="plain", command=command, env={"API_TOKEN": secret})
+    plain = run_dag(dag)
+    assert plain.state == "success", plain.error_text("plain")
+    assert "is in the RunTask container overrides, readable with ecs:DescribeTasks" in plain.log("plain")
+    assert secret in json.dumps(emulator.run_task_requests[-1]["overrides"])  # Digdag's way, documented
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CMDEXEC_ECS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "cmdexec_ecs",
+                "extra": {
+                    "cluster_name": CLUSTER,
+                    "region": "us-east-1",
+                    "poll_interval": 1,
+                    "max_wait_for_fetch_log_events": 20,
+                    "use_environment_file": True,
+                },
+            }
+        ),
+    )
+    with make_dag("ecs_env_file", project, docker={"image": TEST_IMAGE}) as dag:
+        ShOperator(task_id="filed", command=command, env={"API_TOKEN": secret})
+    result = run_dag(dag)
+
+    assert result.state == "success", result.error_text("filed")
+    assert f"token has {len(secret)} characters; greeting=hello ecs" in result.log("filed")
+    assert "passed in an S3 environment file" in result.log("filed")
+    override = emulator.run_task_requests[-1]["overrides"]["containerOverrides"][0]
+    names = {entry["name"] for entry in override["environment"]}
+    assert "API_TOKEN" not in names
+    assert "greeting" not in names
+    assert secret not in json.dumps(override)
+    assert override["environmentFiles"][0]["type"] == "s3"
+    assert secret not in result.log("filed")
+    assert remaining_objects(ecs_world["s3"]) == []  # the env file is deleted with the archives
