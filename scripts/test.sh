@@ -31,7 +31,8 @@ say "set-up done after $((SECONDS - started)) s"
 
 cd "$ROOT"
 set +e
-CMDEXEC_REQUIRE_ALL=1 .venv/bin/python -m pytest -n "${CMDEXEC_TEST_WORKERS:-3}" --dist loadgroup "$@"
+# --durations: the slowest tests in every CI log, to keep the run under 30 minutes
+CMDEXEC_REQUIRE_ALL=1 .venv/bin/python -m pytest -n "${CMDEXEC_TEST_WORKERS:-3}" --dist loadgroup --durations=40 "$@"
 rc=$?
 set -e
 say "tests done after $((SECONDS - started)) s (exit code $rc)"
