@@ -372,10 +372,14 @@ class Figures:
         self.values[key] = value
 
     def print(self) -> None:
-        print(
-            f"\n[deployment figures] {self.scenario}: "
-            + json.dumps(self.values, default=str, sort_keys=False)
-        )
+        """Print the figures (shown when the test fails) and keep them in
+        test-output/deployment-figures.jsonl (one line per scenario run), to quote from a green run."""
+        line = json.dumps(self.values, default=str, sort_keys=False)
+        print(f"\n[deployment figures] {self.scenario}: {line}")
+        out = ROOT / "test-output" / "deployment-figures.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as figures:
+            figures.write(json.dumps({"scenario": self.scenario, **self.values}, default=str) + "\n")
 
 
 class Deployment:
