@@ -325,9 +325,28 @@ XDIST_GROUPS = {
 }
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` with the groups above: each group runs on one worker, every other test
+    is scheduled alone. xdist's own loadgroup marks a group by appending ``@group`` to the node id,
+    which pytest 9.2's structured node ids ignore: every group (and its package-scoped fixtures,
+    e.g. whole deployments) then ran on every worker at once."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PathGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for prefix, group in XDIST_GROUPS.items():
+                if nodeid.startswith(prefix):
+                    return f"group:{group}"
+            return nodeid
+
+    return PathGroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Group tests for pytest-xdist; under scripts/test.sh (CI) no test may be deselected:
-    -m/-k/--deselect would drop tests silently."""
+    """Under scripts/test.sh (CI) no test may be deselected: -m/-k/--deselect would drop tests
+    silently."""
     if _require_all() and (
         config.getoption("markexpr") or config.getoption("keyword") or config.getoption("deselect")
     ):
@@ -335,9 +354,3 @@ def pytest_collection_modifyitems(config, items):
             "scripts/test.sh runs every test: do not pass -m, -k or --deselect "
             "(run pytest directly for a subset)"
         )
-    for item in items:
-        path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
-        for prefix, group in XDIST_GROUPS.items():
-            if path.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
