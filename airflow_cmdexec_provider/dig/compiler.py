@@ -507,13 +507,16 @@ class Compiler:
         operator = self.operator_of(config)
         assert operator is not None, "called only for a task that has an operator"
         kind, command, op_key = operator
+        construct = operator_construct(kind)
         for key in config:
             if key.startswith("+"):
                 self.problem(config, key, key, f"a task with {op_key} can't have subtasks")
             elif key == "_secrets":
                 self.unsupported(config, key, "_secrets")
             elif (
-                key.startswith("_")
+                # an unsupported operator (if>, for_range>, ...) is a load error, and uses _do itself
+                construct.supported
+                and key.startswith("_")
                 and key not in TASK_KEYS
                 and not (kind in ("for_each", "loop") and key in ("_do", "_parallel"))
             ):
@@ -523,7 +526,6 @@ class Compiler:
                     key,
                     op_key,
                 )
-        construct = operator_construct(kind)
         if not construct.supported:
             self.problem(config, op_key, f"{kind}>", construct.airflow)
             return Node()

@@ -253,3 +253,12 @@ def test_include_that_matches_nothing_names_the_workflows_there(tmp_path):
         load_project(tmp_path, include=["tw*"])
     with pytest.raises(DigLoadError, match="project folder does not exist"):
         load_project(tmp_path / "missing")
+
+
+def test_an_unsupported_operators_own_keys_raise_no_misleading_warning(tmp_path, caplog):
+    """``if>`` and ``for_range>`` use ``_do`` themselves: the load error names the operator, and no
+    warning says that Digdag ignores ``_do`` (it does not)."""
+    caplog.set_level("WARNING")
+    message = load_error(tmp_path, "branch", "+maybe:\n  if>: true\n  _do:\n    echo>: yes\n")
+    assert "if>" in message
+    assert not [r for r in caplog.records if "is not used by" in r.getMessage()]
