@@ -113,7 +113,8 @@ def load_project(
         try:
             dag = compile_file(project, file, dag_id_prefix + file.stem)
         except DigLoadError as exc:
-            errors.append(exc)
+            # A problem in a file it reads (call>, !include) belongs to this workflow all the same.
+            errors.append(DigLoadError(exc.problems, exc.workflows or [file.stem]))
             continue
         dag.fileloc = caller  # the DAG file, not this module: Airflow ties the DAG to the file that made it
         dags[dag.dag_id] = dag

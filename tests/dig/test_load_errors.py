@@ -262,3 +262,11 @@ def test_an_unsupported_operators_own_keys_raise_no_misleading_warning(tmp_path,
     message = load_error(tmp_path, "branch", "+maybe:\n  if>: true\n  _do:\n    echo>: yes\n")
     assert "if>" in message
     assert not [r for r in caplog.records if "is not used by" in r.getMessage()]
+
+
+def test_a_broken_included_file_is_reported_for_the_workflow_that_includes_it(tmp_path):
+    """The message names the workflow asked for, not the file where the problem is."""
+    write(tmp_path, "shared.dig", "+a: {\n  sh>: echo one\n  echo>: two\n")  # no closing brace
+    message = load_error(tmp_path, "main", "+first:\n  echo>: hi\n+step:\n  !include : shared.dig\n")
+    assert message.startswith("Digdag workflow(s) main cannot be loaded"), message
+    assert "shared.dig, line" in message
