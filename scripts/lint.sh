@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 for tool in ruff mypy; do
   if [ ! -x ".venv/bin/$tool" ]; then
-    echo "lint.sh: .venv/bin/$tool is missing: run scripts/setup.sh --test (the [test] extra installs it)" >&2
+    echo "lint.sh: .venv/bin/$tool is missing: run scripts/setup.sh --test (it installs the [lint] extra)" >&2
     exit 2
   fi
 done

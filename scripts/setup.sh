@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 EXTRAS="gcs"
-[ "$WITH_TEST" = 1 ] && EXTRAS="gcs,test"
+[ "$WITH_TEST" = 1 ] && EXTRAS="gcs,test,lint"
 STAMP=".venv/.cmdexec-installed-$EXTRAS-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$STAMP" ]; then
   say "installing Python packages into .venv (Airflow takes a few minutes the first time)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -432,7 +433,31 @@ def test_execution_timeout_removes_the_container(run_dag, tmp_path: Path) -> Non
             command="trap 'echo got TERM; exit 143' TERM\necho started\nsleep 300 &\nwait\ntouch never-here",
             execution_timeout=timedelta(seconds=20),
         )
-    result = run_dag(dag)
+    # How the container ended: stopped by the timeout (its trap exits 143), not by its command ending
+    # 300 s later (the task used to wait for that: closing the log stream waited for its next line).
+    deaths = subprocess.Popen(
+        [
+            "docker",
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=die",
+            "--filter",
+            f"label=io.github.cmdexec.dag_id={dag_id}",
+            "--format",
+            '{{index .Actor.Attributes "exitCode"}}',
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        result = run_dag(dag)
+        time.sleep(2)  # the die event reaches the stream
+    finally:
+        deaths.terminate()
+        exit_codes = deaths.communicate(timeout=30)[0].split()
+    assert exit_codes == ["143"]
     assert result.task_states == {"sleepy": "failed"}
     assert type(result.error("sleepy")).__name__ == "AirflowTaskTimeout"
     assert "started" in result.log_lines("sleepy")  # the container ran when the timeout came

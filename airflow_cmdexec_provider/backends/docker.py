@@ -432,26 +432,33 @@ class DockerBackend(RemoteBackend):
         the container stopped. Docker may end a follow before the last entries of a container that
         just stopped, so a follow is always completed by a read to the end (which alone shows a last
         line without a line break). A thread reads the stream; this one waits on a queue, so that it
-        saves the position every second and stays interruptible (kill, execution_timeout)."""
+        saves the position every second and stays interruptible (kill, execution_timeout).
+
+        The reading thread opens and closes the stream itself: closing it from this thread while the
+        other one is blocked in a read waits for that read, i.e. for the container's next line or its
+        end, which comes only after the stop that follows an execution_timeout (the task then hung
+        until its command ended by itself)."""
         cursor = _LogCursor(handle, log_line)
         entries: queue.SimpleQueue[Any] = queue.SimpleQueue()
         try:
-            with self.transport.log_entries(handle["container"], cursor.since, follow) as stream:
-                threading.Thread(
-                    target=_pump, args=(stream, entries), name="cmdexec-docker-log", daemon=True
-                ).start()
-                while True:
-                    try:
-                        item = entries.get(timeout=SAVE_INTERVAL_SECONDS)
-                    except queue.Empty:
-                        self._save_progress(handle)
-                        continue
-                    if item is _END:
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
-                    cursor.feed(item)
+            threading.Thread(
+                target=_pump,
+                args=(self.transport, handle["container"], cursor.since, follow, entries),
+                name="cmdexec-docker-log",
+                daemon=True,
+            ).start()
+            while True:
+                try:
+                    item = entries.get(timeout=SAVE_INTERVAL_SECONDS)
+                except queue.Empty:
                     self._save_progress(handle)
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                cursor.feed(item)
+                self._save_progress(handle)
             if not follow:
                 cursor.close()
         except NoSuchContainer as exc:
@@ -554,10 +561,13 @@ def _ended(state: Mapping[str, Any]) -> bool:
     return state.get("Status") in ("exited", "dead")
 
 
-def _pump(stream: Any, entries: queue.SimpleQueue[Any]) -> None:
+def _pump(
+    transport: Any, name: str, since: int | None, follow: bool, entries: queue.SimpleQueue[Any]
+) -> None:
     try:
-        for entry in stream:
-            entries.put(entry)
+        with transport.log_entries(name, since, follow) as stream:
+            for entry in stream:
+                entries.put(entry)
     except Exception as exc:  # noqa: BLE001 - handed to the thread that waits for the entries
         entries.put(exc)
     else:

@@ -201,7 +201,9 @@ class CommandOperator(BaseOperator):
         journal = HandleJournal(context.get("task_state_store"), first_try=getattr(ti, "try_number", 1) <= 1)
         removed = tempfiles.sweep()
         if removed:
-            self.log.info("Removed the temporary files of killed tasks on this host: %s", ", ".join(removed))
+            self.log.info(
+                "Task %s: removed the temporary files of killed tasks on this host: %s", label, ", ".join(removed)
+            )
         io_root = tempfiles.private_dir("io")
         try:
             # The IO dir is shared with local commands that may change user: writable by all, inside

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import pytest
 
 from tests.deployment.harness import Figures, wait_until
+
+SWEEP = "from airflow_cmdexec_provider import tempfiles; print(*tempfiles.sweep())"
 
 pytestmark = pytest.mark.deployment
 
@@ -63,8 +66,17 @@ def test_worker_killed_mid_command_retry_reattaches(deployment, watch_containers
     logs = {t: deployment.task_log(DAG_ID, run_id, t) for t in TASKS}
     figures["containers_created"] = created = watch.names(run_id)
     figures["ecs_tasks_started"] = ecs_started = len(deployment.ecs_tasks(DAG_ID)) - ecs_before
+    # A SIGKILLed task process cannot remove its own IO folder: the next cmdexec task on that host
+    # does (tempfiles.sweep runs at the start of every task). Run that sweep on each worker, and count
+    # what it took; anything still there after it is a leftover.
+    figures["swept_after_the_kill"] = swept = {
+        name: deployment.hosts[name].run([sys.executable, "-c", SWEEP]).stdout.split()
+        for name in ("worker-a", "worker-b")
+    }
     figures["leftovers"] = leftovers = deployment.leftovers(DAG_ID)
     figures.print()
+    if any(not name.startswith("cmdexec-io-") for names in swept.values() for name in names):
+        problems.append(f"the sweep found more than the killed tries' IO folders: {swept}")
 
     for task_id, label in TASKS.items():
         if task_id not in killed:

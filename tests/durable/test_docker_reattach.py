@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deployment.harness import ContainerWatch
 from tests.durable.conftest import read_xcom
 from tests.durable.harness import Worker, task_log_lines
 
@@ -34,29 +35,19 @@ def _containers(dag_id: str) -> list[str]:
     return _docker("ps", "-aq", "--filter", f"label={LABEL}={dag_id}").split()
 
 
-def _created(dag_id: str, since: str) -> int:
-    """Containers created for the DAG since ``since``, from the daemon's event log. A busy shared
-    daemon has answered an empty list once right after the events: ask again before saying none."""
-    for _ in range(3):
-        events = _docker(
-            "events",
-            "--since",
-            since,
-            "--until",
-            str(int(time.time()) + 1),
-            "--filter",
-            "type=container",
-            "--filter",
-            "event=create",
-            "--filter",
-            f"label={LABEL}={dag_id}",
-            "--format",
-            "{{.ID}}",
-        )
-        if events.split():
-            return len(events.split())
-        time.sleep(1)
-    return 0
+@pytest.fixture
+def watch_containers():
+    """Start recording the containers created for a DAG (``docker events`` followed live: the
+    daemon keeps only its last few hundred events, and the suite's other tests make many)."""
+    watches: list[ContainerWatch] = []
+
+    def start(dag_id: str) -> ContainerWatch:
+        watches.append(ContainerWatch(dag_id))
+        return watches[-1]
+
+    yield start
+    for watch in watches:
+        watch.close()
 
 
 def _handle(home: Path, dag_id: str) -> dict | None:
@@ -78,10 +69,10 @@ def _wait_for_handle(home: Path, dag_id: str, predicate, what: str, timeout: flo
     raise AssertionError(f"the worker did not save {what} within {timeout}s: {_handle(home, dag_id)}")
 
 
-def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp_path):
+def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp_path, watch_containers):
     dag_id = f"durable_docker_running_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
-    since = str(int(time.time()) - 1)
+    watch = watch_containers(dag_id)
     logical_date = datetime(2026, 2, 1, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
@@ -98,15 +89,17 @@ def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp
     assert "Re-attached to the docker command started by an earlier try" in output
     assert task_log_lines(first.output()) == ["1", "2", "3"]
     assert task_log_lines(output) == ["4", "5"]  # the rest of the log, nothing repeated
-    assert _created(dag_id, since) == 1  # exactly one container for the logical run
+    assert len(watch.names()) == 1  # exactly one container for the logical run
     assert _containers(dag_id) == []  # and it is gone now
     assert read_xcom(durable_home, dag_id) == {"finished": True, "lines": 5}
 
 
-def test_retry_collects_a_container_that_already_finished(worker_env, durable_home, tmp_path):
+def test_retry_collects_a_container_that_already_finished(
+    worker_env, durable_home, tmp_path, watch_containers
+):
     dag_id = f"durable_docker_finished_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
-    since = str(int(time.time()) - 1)
+    watch = watch_containers(dag_id)
     logical_date = datetime(2026, 2, 2, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
@@ -122,21 +115,21 @@ def test_retry_collects_a_container_that_already_finished(worker_env, durable_ho
     assert "RETRY STATE: 2 success" in output, output[-5000:]
     assert "Re-attached to the docker command started by an earlier try" in output
     assert task_log_lines(output) == ["4", "5"]
-    assert _created(dag_id, since) == 1  # the command did not run again
+    assert len(watch.names()) == 1  # the command did not run again
     assert _containers(dag_id) == []
     assert read_xcom(durable_home, dag_id) == {"finished": True, "lines": 5}
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
 def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(
-    worker_env, durable_home, tmp_path, deferrable
+    worker_env, durable_home, tmp_path, deferrable, watch_containers
 ):
     """review H4: the worker died, then its container vanished (removed by hand, a daemon reset): the
     retry finds the handle, sees the container is gone, and runs the command afresh, also when it
     runs deferrable (the hook's submit path, where the stale handle used to be followed blindly)."""
     dag_id = f"durable_docker_gone_{uuid.uuid4().hex[:6]}"
     env = worker_env(dag_id, CMDEXEC_DURABLE_DOCKER_IMAGE=IMAGE)
-    since = str(int(time.time()) - 1)
+    watch = watch_containers(dag_id)
     logical_date = datetime(2026, 2, 3, tzinfo=UTC).isoformat()
 
     first = Worker(env, logical_date, tmp_path / "first.log")
@@ -156,6 +149,6 @@ def test_a_handle_whose_container_is_gone_does_not_wedge_the_retry(
             in output
         )
     assert task_log_lines(output) == ["1", "2", "3", "4", "5"]
-    assert _created(dag_id, since) == 2
+    assert len(watch.names()) == 2
     assert _containers(dag_id) == []
     assert read_xcom(durable_home, dag_id) == {"finished": True, "lines": 5}
