@@ -202,7 +202,9 @@ class CommandOperator(BaseOperator):
         removed = tempfiles.sweep()
         if removed:
             self.log.info(
-                "Task %s: removed the temporary files of killed tasks on this host: %s", label, ", ".join(removed)
+                "Task %s: removed the temporary files of killed tasks on this host: %s",
+                label,
+                ", ".join(removed),
             )
         io_root = tempfiles.private_dir("io")
         try:
