@@ -99,6 +99,19 @@ def docker_daemon() -> None:
         subprocess.run([str(ROOT / "scripts" / "ensure-docker.sh")], check=True, timeout=900)
 
 
+def delete_connection(home: CmdexecHome, conn_id: str) -> None:
+    """``airflow connections delete`` in the home's metadata DB."""
+    delete = subprocess.run(
+        [str(VENV_BIN / "airflow"), "connections", "delete", conn_id],
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert delete.returncode == 0, delete.stderr
+
+
 def assert_no_secrets(result) -> None:
     for secret in (ECS_SECRET, STORAGE_SECRET):
         assert secret not in result.output, result
@@ -206,15 +219,7 @@ def test_endpoints_from_the_connections(home: CmdexecHome, moto_url: str) -> Non
     # and without any endpoint, the real AWS is not reachable from here. A re-import leaves the fields
     # the file does not set as they are (review L18), so the connections are removed first.
     for conn_id in ("cmdexec_ecs_default", "cmdexec_storage_default"):
-        delete = subprocess.run(
-            [str(VENV_BIN / "airflow"), "connections", "delete", conn_id],
-            env=home.env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert delete.returncode == 0, delete.stderr
+        delete_connection(home, conn_id)
     assert home.run("import-digdag-config", home.write("plain.properties", CONFIG)).returncode == 0
     unreachable = home.run("check", "--image", IMAGE, AWS_ENDPOINT_URL="http://127.0.0.1:9")
     assert unreachable.returncode == 1, unreachable
@@ -225,29 +230,13 @@ def test_endpoints_from_the_connections(home: CmdexecHome, moto_url: str) -> Non
 def test_half_configured_ecs_falls_back(home: CmdexecHome) -> None:
     broken = CONFIG.replace(f"agent.command_executor.ecs.{CLUSTER}.secret_access_key = {ECS_SECRET}\n", "")
     # A re-import keeps the stored secret the file does not set (review L18): start without the connection.
-    drop = subprocess.run(
-        [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_ecs_default"],
-        env=home.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert drop.returncode == 0, drop.stderr
+    delete_connection(home, "cmdexec_ecs_default")
     result = home.run("import-digdag-config", home.write("broken.properties", broken))
     assert result.returncode == 1  # the importer refuses half a key pair...
     assert "give both the access key id (Login) and the secret access key (Password)" in result.stderr
     assert home.run("import-digdag-config", home.write("full.properties", CONFIG)).returncode == 0
     # without temporal storage ECS is "not configured": the task falls back to Docker
-    delete = subprocess.run(
-        [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_storage_default"],
-        env=home.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert delete.returncode == 0, delete.stderr
+    delete_connection(home, "cmdexec_storage_default")
     no_storage = home.run("check", "--image", IMAGE)
     assert no_storage.returncode == 0, no_storage  # ECS not configured: falls back to Docker
     assert (
@@ -344,15 +333,7 @@ def test_cluster_credentials_from_the_shared_aws_connection(home: CmdexecHome) -
         f"agent.command_executor.ecs.__default_config__.secret_access_key = {ECS_SECRET}\n",
     )
     # A re-import keeps the cluster's own keys the file no longer sets (review L18): start without them.
-    drop = subprocess.run(
-        [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_ecs_default"],
-        env=home.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert drop.returncode == 0, drop.stderr
+    delete_connection(home, "cmdexec_ecs_default")
     imported = home.run("import-digdag-config", home.write("shared.properties", shared))
     assert imported.returncode == 0, imported
     assert "aws_conn_id='cmdexec_aws_default'" in imported.stdout, imported
@@ -362,15 +343,7 @@ def test_cluster_credentials_from_the_shared_aws_connection(home: CmdexecHome) -
     assert_no_secrets(imported)
     assert_no_secrets(result)
     # without that connection there are no credentials: the check says so
-    delete = subprocess.run(
-        [str(VENV_BIN / "airflow"), "connections", "delete", "cmdexec_aws_default"],
-        env=home.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert delete.returncode == 0, delete.stderr
+    delete_connection(home, "cmdexec_aws_default")
     no_keys = home.run("check", "--image", IMAGE)
     assert no_keys.returncode == 1, no_keys
     assert "UNREACHABLE" in backend_line(no_keys, "ecs")
