@@ -170,8 +170,8 @@ def runtime_params(context: Mapping[str, Any], project: str = "") -> dict[str, A
     """Map Digdag's runtime params (``session_time`` & co.) from an Airflow context.
 
     ``session_*`` values are in the DAG's timezone, as Digdag's are in the workflow's timezone; for a
-    DAG in UTC (Airflow's default) ``session_date`` equals ``ds``. ``last_session_*`` and
-    ``next_session_*`` exist for scheduled DAGs only, as in Digdag.
+    DAG in UTC (Airflow's default) ``session_date`` equals ``ds``. ``last_session_*``,
+    ``next_session_*`` and ``last_executed_session_*`` exist for scheduled DAGs only, as in Digdag.
     """
     tz_name, tz = _timezone(context)
     session = _session_time(context)
@@ -196,7 +196,10 @@ def runtime_params(context: Mapping[str, Any], project: str = "") -> dict[str, A
     if neighbours is not None:
         params.update(time_params("last_session", neighbours[0], tz))
         params.update(time_params("next_session", neighbours[1], tz))
-    params.update(time_params("last_executed_session", _last_executed(ti, context), tz))
+        # Scheduled sessions only, as in Digdag (0.9.0: "scheduled workflow sessions now have a
+        # last_executed_session_time"); finding the earlier run costs an API round trip, which an
+        # unscheduled DAG's tasks do not pay (issue 11).
+        params.update(time_params("last_executed_session", _last_executed(ti, context), tz))
     return params
 
 

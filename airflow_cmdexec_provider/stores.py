@@ -44,8 +44,20 @@ def is_command_task(task: Any) -> bool:
     return isinstance(operator_class, type) and issubclass(operator_class, CommandOperator)
 
 
+def can_store(task: Any) -> bool:
+    """A command task (mapped or not) whose kind can store values, and so publishes a store log."""
+    if not is_command_task(task):
+        return False
+    operator_class = getattr(task, "operator_class", None)
+    return bool(getattr(operator_class if isinstance(operator_class, type) else task, "can_store", True))
+
+
 def inherited_log(task: Any, ti: Any) -> StoreLog:
-    """The store log of every command task upstream of ``task`` in this run."""
+    """The store log of every command task upstream of ``task`` in this run.
+
+    Only tasks that can store are asked (one XCom read each, the nearest ones only); the others, and
+    plain Airflow tasks, are walked through without any call.
+    """
     log: StoreLog = {}
     seen: set[str] = set()
     frontier = list(task.upstream_list)
@@ -54,7 +66,7 @@ def inherited_log(task: Any, ti: Any) -> StoreLog:
         if upstream.task_id in seen:
             continue
         seen.add(upstream.task_id)
-        if is_command_task(upstream):
+        if can_store(upstream):
             published = ti.xcom_pull(task_ids=upstream.task_id, key=STORES_KEY)
             logs = published if isinstance(published, list) else [published]
             found = [entry for entry in logs if isinstance(entry, Mapping)]

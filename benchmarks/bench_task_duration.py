@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark: the task duration users see (TaskInstance.duration), ours against the peers, in ONE run.
 
-Writes a DAG whose tasks are the contenders interleaved in one chain, round-robin (A1 B1 C1 ...
-A2 B2 C2 ...; ``--rounds`` measured rounds after ``--warmup`` untimed ones), into the dags folder
+Writes a DAG whose tasks are the contenders interleaved round by round (A1 B1 C1 ... A2 B2 C2 ...;
+``--rounds`` measured rounds after ``--warmup`` untimed ones), into the dags folder
 of a throw-away Airflow home (SQLite, ``airflow db migrate``; no Airflow variable of the caller's
 environment reaches it, so there is no ECS connection and no ``cmdexec_executor_type`` Variable:
 a cmdexec task without ``docker`` params runs locally). Runs it once with ``airflow dags test``,
@@ -22,6 +22,12 @@ Groups (``--groups``, default ``local,python,docker``):
   ``docker={"image": IMAGE}`` (the default path) | the same with ``"docker": "docker"`` (the docker
   CLI path)
 - ``ruby`` (not in the default): BashOperator ``RUBY -e ''`` | RbOperator calling ``noop``
+
+Layouts (``--layout``): ``per-contender`` (the default) gives each contender a chain of its own
+(A1 -> A2 -> ..., as in a user's DAG of that operator); ``dags test`` runs round k of every chain
+before round k+1, so the contenders still alternate in time. ``one-chain`` puts all tasks in ONE
+chain, A1 -> B1 -> C1 -> ... -> A2 -> ...: every cmdexec task then has a ``py>`` task upstream, whose
+stored values it must read (one XCom read: what a mixed chain costs).
 
 ``--profile`` also installs a call timer in the task process (``_phase_timer``, not product
 code) and prints, per contender, the median time before ``execute`` (from the task instance's
@@ -138,6 +144,7 @@ def write_dag(
     rounds: int,
     settings: dict[str, str],
     profile_log: Path | None,
+    layout: str = "per-contender",
 ) -> list[str]:
     """The DAG file and the project module of py>/rb>; returns the task ids in chain order."""
     (folder / "bench_noop.py").write_text("def noop():\n    pass\n")
@@ -165,13 +172,17 @@ RUBY = {settings["ruby"]!r}
 LABEL = {f"{BENCH_LABEL}={settings['tag']}"!r}
 LABELS = {{{BENCH_LABEL!r}: {settings["tag"]!r}}}
 
-# One chain; a failed task must not stop the others (the benchmark reports it and fails).
+# Chains (see --layout); a failed task must not stop the others (the benchmark reports it and fails).
 with DAG(
     {dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), default_args={{"trigger_rule": "all_done"}}
 ):
     tasks = []
 {operators}
-    chain(*tasks)
+    if {layout!r} == "one-chain":
+        chain(*tasks)
+    else:  # tasks are round by round: every {len(contenders)}th one is the same contender
+        for first in range({len(contenders)}):
+            chain(*tasks[first::{len(contenders)}])
 ''')
     return [tid for tid, _ in chain_order]
 
@@ -273,6 +284,12 @@ def main() -> int:
     parser.add_argument("--image", default=os.environ.get("CMDEXEC_TEST_IMAGE", "cmdexec-test:bookworm"))
     parser.add_argument("--python", help="interpreter of both python contenders (default: what python3 runs)")
     parser.add_argument("--profile", action="store_true", help="also time the phases inside each task")
+    parser.add_argument(
+        "--layout",
+        choices=("per-contender", "one-chain"),
+        default="per-contender",
+        help="a chain per contender (default), or all tasks in one chain",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     groups = args.groups.split(",")
@@ -310,11 +327,13 @@ def main() -> int:
                 f"image {args.image} is not on this Docker host: run scripts/build-test-image.sh"
             )
         profile_log = home.path / "profile.jsonl" if args.profile else None
-        task_ids = write_dag(home.dags, dag_id, contenders, args.warmup + args.rounds, settings, profile_log)
+        task_ids = write_dag(
+            home.dags, dag_id, contenders, args.warmup + args.rounds, settings, profile_log, args.layout
+        )
         home.migrate()
         print(
             f"bench_task_duration: {len(task_ids)} tasks ({args.warmup} warm-up + {args.rounds} rounds of "
-            f"{', '.join(c.name for c in contenders)}), python {settings['python']}",
+            f"{', '.join(c.name for c in contenders)}; layout {args.layout}), python {settings['python']}",
             file=sys.stderr,
         )
         started = time.monotonic()
@@ -402,6 +421,7 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "rounds": args.rounds,
         "warmup": args.warmup,
+        "layout": args.layout,
         "groups": groups,
         "settings": {k: v for k, v in settings.items() if k != "tag"},
         "dags_test_wall_s": round(wall, 1),

@@ -425,6 +425,31 @@ def test_starting_handle_of_a_started_container_is_taken_over(project: Project, 
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
+def test_a_short_command_saves_its_handle_once_a_long_one_again_after_a_second(project: Project) -> None:
+    """Issue 11: a state-store write is an API round trip. A command that ends within a second saves
+    its handle once (before its container exists); a longer one also saves its started handle with
+    the log position, at most once a second."""
+    saves: list[dict] = []
+    short = backend()
+    short.save_handle = lambda handle: saves.append(dict(handle))
+    result = short.run(project.sh_request("echo quick", labels=unique_labels("save-short", 1)), Sink())
+    assert result.exit_code == 0
+    assert [save.get("starting") for save in saves] == [True]
+
+    saves.clear()
+    long = backend()
+    long.save_handle = lambda handle: saves.append(dict(handle))
+    script = "for i in 1 2 3; do echo line $i; sleep 1; done\n"
+    result = long.run(project.sh_request(script, labels=unique_labels("save-long", 1)), Sink())
+    assert result.exit_code == 0
+    assert saves[0].get("starting") is True
+    assert len(saves) >= 2, saves
+    assert all(not save.get("starting") for save in saves[1:])
+    assert saves[-1].get("log_since")  # the position, so a re-attach does not repeat lines
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leftovers")
 def test_a_handle_of_a_container_that_is_gone_does_not_wedge_the_next_try(project: Project) -> None:
     """review H4: the handle names a removed container; resume says so and the command runs again."""
     handle = backend().submit(project.sh_request("sleep 300", labels=unique_labels("gone", 1)), Sink())

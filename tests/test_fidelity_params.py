@@ -119,6 +119,28 @@ def test_fan_in_a_branch_that_stored_nothing_does_not_revert_a_newer_value(run_d
     assert result.xcom("d_fan_in") == {"x": 1, "only_a": "a"}
 
 
+def test_values_stored_upstream_reach_through_sh_tasks_which_publish_no_store_log(run_dag, project):
+    """sh> cannot store (Digdag: TaskResult.empty): it publishes no store log, and a task downstream of
+    it reads the log of the nearest task that can store (issue 11: no XCom read or write for sh tasks
+    that cannot change what anyone sees)."""
+    with _dag("fidelity_through_sh") as dag:
+        a = _store("a_stores", project, {"x": 7})
+        b = ShOperator(task_id="b_sh", project_dir=str(project), command='echo "b sees x=$x"')
+        c = ShOperator(task_id="c_sh", project_dir=str(project), command='echo "c sees x=$x"')
+        d = _show("d_show", project, ["x"])
+        a >> b >> c >> d
+    result = run_dag(dag)
+    assert result.state == "success", result.errors
+    assert "b sees x=7" in result.log_lines("b_sh")
+    assert "c sees x=7" in result.log_lines("c_sh")
+    assert _shown(result, "d_show") == {"x": 7}
+    assert result.has_xcom("a_stores", "cmdexec_stores")
+    assert not result.has_xcom("b_sh", "cmdexec_stores")
+    assert not result.has_xcom("c_sh", "cmdexec_stores")
+    # plain Airflow tasks still read every value stored so far from a sh task's return_value
+    assert result.xcom("c_sh") == {"x": 7}
+
+
 @pytest.mark.parametrize("first_defined", ["zz_sibling", "aa_sibling"])
 def test_parallel_siblings_merge_in_definition_order_the_later_one_winning(run_dag, project, first_defined):
     second_defined = "aa_sibling" if first_defined == "zz_sibling" else "zz_sibling"
@@ -303,12 +325,25 @@ def test_last_and_next_session_times_on_a_scheduled_run(run_dag, project):
 
 def test_unscheduled_dags_have_no_last_or_next_session_params(run_dag, project):
     with _dag("fidelity_unscheduled") as dag:
-        _show("shown", project, ["last_session_time", "next_session_time", "project_id", "session_id"])
+        _show(
+            "shown",
+            project,
+            [
+                "last_session_time",
+                "next_session_time",
+                "last_executed_session_time",
+                "project_id",
+                "session_id",
+            ],
+        )
     result = run_dag(dag, logical_date=pendulum.datetime(2026, 3, 10, tz="UTC"))
     assert result.state == "success", result.errors
     shown = _shown(result, "shown")
     assert shown["last_session_time"] is None
     assert shown["next_session_time"] is None
+    # Digdag sets last_executed_session_* for scheduled sessions only; without a schedule there is
+    # nothing to look up (no API call to find an earlier run: issue 11).
+    assert shown["last_executed_session_time"] is None
     assert isinstance(shown["project_id"], int)
     assert isinstance(shown["session_id"], int)
 

@@ -192,8 +192,11 @@ class DockerBackend(RemoteBackend):
             self._current = None
             self._discard_failed_start(handle, request, created, log_line)
             raise
+        # Not saved again here (a state-store write is a round trip to the API server, ~20-30 ms): a
+        # retry that finds the "starting" handle inspects the container itself (``_adopt``) and takes
+        # it over if it was started, which is what it does with a started handle. The first saved log
+        # position (a second on, if the command still runs) replaces it.
         del handle["starting"]
-        self._save(handle)
         log_line(f"Started container {name}")
         return handle
 
@@ -495,9 +498,12 @@ class DockerBackend(RemoteBackend):
     def _save(self, handle: Handle) -> None:
         if self.save_handle is not None:
             self.save_handle(handle)
+            self._last_save = time.monotonic()
 
     def _save_progress(self, handle: Handle) -> None:
-        """Save the log position (at most once a second), so a re-attach does not repeat lines."""
+        """Save the log position (at most once a second, counted from the handle's own save), so a
+        re-attach does not repeat lines. A command that ends within a second saves none: its handle
+        is cleared when it ends, so the write would be wasted."""
         position = (handle.get("log_since"), handle.get("log_skip"))
         now = time.monotonic()
         if self.save_handle is None or position == self._saved_position:

@@ -104,6 +104,7 @@ class _MessageOperator(DigdagTask):
 
     template_fields: Sequence[str] = ("message",)
     ui_color = "#f4f1e8"
+    can_store = False
 
     def __init__(self, *, message: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

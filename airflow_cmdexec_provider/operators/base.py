@@ -78,6 +78,9 @@ class CommandOperator(BaseOperator):
     program_key: ClassVar[str] = "shell"
     # Whether the command's IO dir must come back after it ran (the runners' output.json).
     needs_outputs: ClassVar[bool] = True
+    # Whether the task can store values (``digdag.env.store``). Tasks that cannot (sh>, echo>, fail>)
+    # publish no store log and are walked through like plain Airflow tasks: no XCom read or write.
+    can_store: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -294,14 +297,16 @@ class CommandOperator(BaseOperator):
         """Push this task's store log; return every value stored so far (the XCom ``return_value``),
         or None when nothing was stored at all (no XCom, as for a BashOperator that prints nothing).
 
-        The store log is pushed even when empty: it tells downstream tasks that this task ran and
-        everything upstream of it is covered, so their walk stops here.
+        A task that can store pushes its store log even when empty: it tells downstream tasks that
+        this task ran and everything upstream of it is covered, so their walk stops here. A task that
+        cannot store pushes none: downstream tasks walk through it (``stores.inherited_log``).
         """
         ti = context["ti"]
-        own_log = dict(log)
-        if stored:
-            own_log[stores.writer_id(self.task_id, getattr(ti, "map_index", -1))] = stored
-        ti.xcom_push(key=stores.STORES_KEY, value=own_log)
+        if self.can_store:
+            own_log = dict(log)
+            if stored:
+                own_log[stores.writer_id(self.task_id, getattr(ti, "map_index", -1))] = stored
+            ti.xcom_push(key=stores.STORES_KEY, value=own_log)
         view: dict[str, Any] = {}
         for scope in stores.stores_by_scope(self, log):
             for values in scope:

@@ -38,6 +38,7 @@ class ShOperator(CommandOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {"command": "bash", "env": "json"}
     program_key = "shell"
     needs_outputs = False  # sh> reports only its exit code
+    can_store = False  # and stores nothing (Digdag: TaskResult.empty)
 
     def __init__(
         self,
