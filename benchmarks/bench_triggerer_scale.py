@@ -173,6 +173,18 @@ class ApiCounter:
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, str, str, float, bool]] = []
+        # When CloudWatch Logs (the emulator) ingested each line read, from the events' ingestionTime:
+        # splits an ECS line's latency into the log service's part and the watcher's.
+        self.ingested: dict[str, float] = {}
+
+    def note_events(self, operation: str, result: Any) -> None:
+        if operation in ("FilterLogEvents", "GetLogEvents") and isinstance(result, dict):
+            for event in result.get("events") or ():
+                match = LINE.search(str(event.get("message", "")))
+                if match and event.get("ingestionTime"):
+                    self.ingested.setdefault(
+                        f"{match.group(1)}:{match.group(2)}", event["ingestionTime"] / 1000
+                    )
 
     def _record(self, start: float, service: str, operation: str, ok: bool) -> None:
         self.calls.append((start, service, operation, time.time() - start, ok))
@@ -187,6 +199,7 @@ class ApiCounter:
             try:
                 result = sync_call(client, operation, params)
                 ok = True
+                counter.note_events(operation, result)
                 return result
             finally:
                 counter._record(start, client.meta.service_model.service_name, operation, ok)
@@ -202,6 +215,7 @@ class ApiCounter:
                 try:
                     result = await async_call(client, operation, params)
                     ok = True
+                    counter.note_events(operation, result)
                     return result
                 finally:
                     counter._record(start, client.meta.service_model.service_name, operation, ok)
@@ -285,6 +299,7 @@ def triggerer_main(spec_file: str, result_file: str) -> None:
                 "outcomes": outcomes,
                 "lines": records,
                 "calls": counter.calls,
+                "ingested": counter.ingested,
             },
             default=str,
         )
@@ -682,13 +697,28 @@ def problems(result: dict[str, Any], lines: int, success: str) -> list[str]:
     return wrong
 
 
-def latency(result: dict[str, Any], prefix: str) -> dict[str, float]:
-    values = [
-        logged - printed
+def latency(result: dict[str, Any], prefix: str, part: str = "whole") -> dict[str, float]:
+    """Seconds from printed to logged (``whole``); for lines read from CloudWatch Logs also from
+    printed to ingested by the log service (``service``) and from ingested to logged (``watcher``)."""
+    ingested = result.get("ingested") or {}
+
+    def value(name: str, number: int, logged: float, printed: float) -> float | None:
+        if part == "whole":
+            return logged - printed
+        at = ingested.get(f"{name}:{number}")
+        if at is None:
+            return None
+        return at - printed if part == "service" else logged - at
+
+    found = (
+        value(name, number, logged, printed)
         for name, items in lines_by_task(result).items()
         if name.startswith(prefix)
-        for logged, _, printed in items
-    ]
+        for logged, number, printed in items
+    )
+    values = [v for v in found if v is not None]
+    if not values:
+        return {"n": 0, "median": float("nan"), "p90": float("nan"), "max": float("nan")}
     return {
         "n": len(values),
         "median": common.median(values),
@@ -767,6 +797,19 @@ def report(
                 ]
                 for kind, lat in (("Docker", ours["latency"]["docker"]), ("ECS", ours["latency"]["ecs"]))
             ],
+            *[
+                [
+                    f"  ECS {what} (s)",
+                    f"{lat['median']:.3f} / {lat['p90']:.3f} / {lat['max']:.2f}",
+                    f"p90 < {TARGET_P90_S}" if key == "ecs_watcher" else "",
+                    ("yes" if lat["p90"] < TARGET_P90_S else "NO") if key == "ecs_watcher" else "",
+                ]
+                for key, what in (
+                    ("ecs_service", "printed -> ingested by the log service (emulator)"),
+                    ("ecs_watcher", "ingested -> task log (ours)"),
+                )
+                for lat in (ours["latency"][key],)
+            ],
             [
                 "processes spawned by the triggerer",
                 ours["children_spawned"],
@@ -824,6 +867,15 @@ def report(
                 "line latency median / p90 (s)",
                 f"{ours['latency']['ecs']['median']:.2f} / {ours['latency']['ecs']['p90']:.2f}",
                 f"{peer['latency']['median']:.2f} / {peer['latency']['p90']:.2f}",
+                "-",
+            ]
+        )
+        ours_part, peer_part = ours["latency"]["ecs_watcher"], peer["latency_parts"]["watcher"]
+        rows.append(
+            [
+                "  of which ingested -> task log",
+                f"{ours_part['median']:.2f} / {ours_part['p90']:.2f}",
+                f"{peer_part['median']:.2f} / {peer_part['p90']:.2f}",
                 "-",
             ]
         )
@@ -952,7 +1004,12 @@ def main() -> int:
 
 
 def evaluate(ours: dict[str, Any], peer: dict[str, Any] | None, args: argparse.Namespace) -> None:
-    ours["latency"] = {"docker": latency(ours, "d"), "ecs": latency(ours, "e")}
+    ours["latency"] = {
+        "docker": latency(ours, "d"),
+        "ecs": latency(ours, "e"),
+        "ecs_service": latency(ours, "e", "service"),
+        "ecs_watcher": latency(ours, "e", "watcher"),
+    }
     ours["problems"] = problems(ours, args.seconds, "finished")
     ours["rounds"] = round_gaps(ours)
     ours["rates"] = {
@@ -961,6 +1018,10 @@ def evaluate(ours: dict[str, Any], peer: dict[str, Any] | None, args: argparse.N
     }
     if peer:
         peer["latency"] = latency(peer, "p")
+        peer["latency_parts"] = {
+            "service": latency(peer, "p", "service"),
+            "watcher": latency(peer, "p", "watcher"),
+        }
         peer["lines_complete"] = args.tasks - len(
             {p.split(":")[0] for p in problems(peer, args.seconds, "success")}
         )

@@ -7,6 +7,11 @@ that cluster. Each round (the connection's ``poll_interval``) it makes:
 - one FilterLogEvents per log group per 100 streams of running tasks, which returns only the
   streams' new events: a stream without new data costs nothing more.
 
+The two kinds of calls go out at the same time (the streams read are those of the tasks the
+previous round saw running), the log batches in parallel too, and rounds start on a fixed beat: a
+slow answer delays the next round by what it took beyond the interval, not by the whole interval
+on top of it (at a few hundred tasks, that is what keeps a line's way to the task log short).
+
 Per-task GetLogEvents/DescribeTasks every 2 s (what the blocking path and most operators do) would
 throttle an account at a few dozen concurrent tasks (review M1, L15). A failed or throttled round
 is retried with a doubled interval (up to a minute) and never ends a task; the interval recovers
@@ -126,9 +131,9 @@ class _ClusterLoop:
     async def _run(self) -> None:
         delay = self.interval
         while self.followed:
+            began = time.monotonic()
             try:
                 await self._round()
-                delay = self.interval
             except WatchError as exc:
                 delay = min(delay * 2, MAX_WATCH_BACKOFF_SECONDS)
                 for followed in list(self.followed.values()):
@@ -136,24 +141,29 @@ class _ClusterLoop:
                         f"WARNING: could not read the ECS task's state ({exc}); the command goes "
                         f"on, retrying in {delay:.0f} s"
                     )
+                await asyncio.sleep(delay)
+                continue
             except Exception as exc:  # noqa: BLE001 - a bug must not leave every trigger of the cluster waiting forever
                 for followed in list(self.followed.values()):
                     if followed.future is not None and not followed.future.done():
                         followed.future.set_exception(exc)
                 return
-            await asyncio.sleep(delay)
+            delay = self.interval
+            await asyncio.sleep(max(0.0, delay - (time.monotonic() - began)))  # a fixed beat
 
     async def _round(self) -> None:
         followed = list(self.followed.values())
-        described = await asyncio.to_thread(self._describe, [f.arn for f in followed])
+        # Streams of the tasks seen running (or stopped, for the end of their log) by the last round.
         reading = [
             f
             for f in followed
             if f.stream is not None
             and "marker" not in f.handle
-            and (described.get(f.arn) or {}).get("lastStatus") not in (None, "PROVISIONING", "PENDING")
+            and f.handle.get("last_status") not in (None, "PROVISIONING", "PENDING")
         ]
-        events = await asyncio.to_thread(self._read_logs, reading)
+        described, events = await asyncio.gather(
+            asyncio.to_thread(self._describe, [f.arn for f in followed]), self._read_logs(reading)
+        )
         for f in followed:
             if f.future is None or f.future.done():
                 continue
@@ -182,43 +192,52 @@ class _ClusterLoop:
             found.update({task["taskArn"]: task for task in response.get("tasks") or []})
         return found
 
-    def _read_logs(self, followed: list[_Followed]) -> dict[str, list[dict[str, Any]]]:
-        """New events of the followed streams, by stream name. A failed read is a warning, never an end."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    async def _read_logs(self, followed: list[_Followed]) -> dict[str, list[dict[str, Any]]]:
+        """New events of the followed streams, by stream name; one FilterLogEvents per log group and
+        100 streams, all at once. A failed read is a warning, never an end."""
         by_group: dict[tuple[str, str | None], list[tuple[_Followed, str]]] = {}
         for f in followed:
             if f.stream is None:
                 continue  # _round passes only tasks whose log stream is known
             group, stream, region = f.stream
             by_group.setdefault((group, region), []).append((f, stream))
+        batches = [
+            (group, region, members[start : start + STREAMS_BATCH])
+            for (group, region), members in by_group.items()
+            for start in range(0, len(members), STREAMS_BATCH)
+        ]
         events: dict[str, list[dict[str, Any]]] = {}
-        for (group, region), members in by_group.items():
-            for start in range(0, len(members), STREAMS_BATCH):
-                chunk = members[start : start + STREAMS_BATCH]
-                kwargs: dict[str, Any] = {
-                    "logGroupName": group,
-                    "logStreamNames": [stream for _, stream in chunk],
-                }
-                cursors = [f.cursor for f, _ in chunk]
-                if None not in cursors:
-                    kwargs["startTime"] = min(c for c in cursors if c is not None)
-                try:
-                    while True:
-                        response = self.backend.logs(region).filter_log_events(**kwargs)
-                        for event in response.get("events", []):
-                            events.setdefault(event.get("logStreamName", ""), []).append(event)
-                        if not response.get("nextToken"):
-                            break
-                        kwargs["nextToken"] = response["nextToken"]
-                except (ClientError, BotoCoreError) as exc:
-                    if "ResourceNotFoundException" not in str(exc):  # else: no stream yet
-                        for f, _ in chunk:
-                            f.log_line(
-                                f"WARNING: could not read the container's log ({aws_message(exc)}); the "
-                                "command goes on"
-                            )
+        for found in await asyncio.gather(
+            *(asyncio.to_thread(self._read_batch, *batch) for batch in batches)
+        ):
+            for event in found:
+                events.setdefault(event.get("logStreamName", ""), []).append(event)
         return events
+
+    def _read_batch(
+        self, group: str, region: str | None, chunk: list[tuple[_Followed, str]]
+    ) -> list[dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kwargs: dict[str, Any] = {"logGroupName": group, "logStreamNames": [stream for _, stream in chunk]}
+        cursors = [f.cursor for f, _ in chunk]
+        if None not in cursors:
+            kwargs["startTime"] = min(c for c in cursors if c is not None)
+        found: list[dict[str, Any]] = []
+        try:
+            while True:
+                response = self.backend.logs(region).filter_log_events(**kwargs)
+                found.extend(response.get("events", []))
+                if not response.get("nextToken"):
+                    return found
+                kwargs["nextToken"] = response["nextToken"]
+        except (ClientError, BotoCoreError) as exc:
+            if "ResourceNotFoundException" not in str(exc):  # else: no stream yet
+                for f, _ in chunk:
+                    f.log_line(
+                        f"WARNING: could not read the container's log ({aws_message(exc)}); the command goes on"
+                    )
+            return found
 
     def _on_description(self, f: _Followed, task: dict[str, Any] | None) -> CommandResult | None:
         handle, backend = f.handle, f.backend
