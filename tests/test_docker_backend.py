@@ -303,6 +303,32 @@ def test_kill_before_the_container_starts_prevents_it_cli(project: Project, tmp_
     assert inspect_container(run.name) is None
 
 
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leftovers")
+def test_a_failed_container_removal_is_reported_not_swallowed(project: Project, tmp_path: Path) -> None:
+    """Review L19: a ``docker rm`` that fails leaves the container; the task log must say so, naming it,
+    and the command's own result still stands."""
+    calls = tmp_path / "calls.log"
+    refuse_rm = (
+        'if [ "$cmd" = "rm" ]; then echo "Error response from daemon: removal refused by the test" >&2; '
+        "exit 1; fi\n"
+    )
+    cli = write_wrapper(tmp_path / "docker-no-rm", calls, extra=refuse_rm)
+    sink = Sink()
+    labels = unique_labels("rm-fails")
+    try:
+        result = backend(docker=str(cli)).run(project.sh_request("echo done", labels=labels), sink)
+        assert result.exit_code == 0, sink.text
+        assert "done" in sink.lines
+        name = container_name(labels)
+        warnings = [line for line in sink.lines if line.startswith("WARNING: could not clean up")]
+        assert warnings, sink.text
+        assert name in warnings[0] and "removal refused by the test" in warnings[0], warnings
+        assert inspect_container(name) is not None  # really left: that is what the warning reports
+    finally:
+        docker("rm", "--force", container_name(labels))
+
+
 # -- what earlier attempts and tries left ------------------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")

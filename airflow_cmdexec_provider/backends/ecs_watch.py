@@ -7,10 +7,11 @@ that cluster. Each round (the connection's ``poll_interval``) it makes:
 - one FilterLogEvents per log group per 100 streams of running tasks, which returns only the
   streams' new events: a stream without new data costs nothing more.
 
-The two kinds of calls go out at the same time (the streams read are those of the tasks the
-previous round saw running), the log batches in parallel too, and rounds start on a fixed beat: a
-slow answer delays the next round by what it took beyond the interval, not by the whole interval
-on top of it (at a few hundred tasks, that is what keeps a line's way to the task log short).
+All of a round's calls go out at the same time (the streams read are those of the tasks the
+previous round saw running), and rounds start on a fixed beat: a slow answer delays the next
+round by what it took beyond the interval, not by the whole interval on top of it (at a few
+hundred tasks, that is what keeps a line's way to the task log short). The states and the logs
+back off apart: while DescribeTasks is throttled, the log still arrives every round.
 
 Per-task GetLogEvents/DescribeTasks every 2 s (what the blocking path and most operators do) would
 throttle an account at a few dozen concurrent tasks (review M1, L15). A failed or throttled round
@@ -108,6 +109,27 @@ def _event_order(event: dict[str, Any]) -> tuple[int, int, str]:
     return int(event.get("timestamp", 0)), int(event_id) if event_id.isdigit() else 0, event_id
 
 
+class _Pacing:
+    """When a kind of call (the task states, the logs) is next due: every round while it succeeds;
+    after a failure (throttling) the wait doubles, up to a minute, and recovers on the first success."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.delay = interval
+        self.next_at = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_at
+
+    def failed(self) -> float:
+        self.delay = min(self.delay * 2, MAX_WATCH_BACKOFF_SECONDS)
+        self.next_at = time.monotonic() + self.delay
+        return self.delay
+
+    def succeeded(self) -> None:
+        self.delay, self.next_at = self.interval, 0.0
+
+
 class _ClusterLoop:
     """The rounds of one cluster: see the module docstring."""
 
@@ -117,6 +139,9 @@ class _ClusterLoop:
         self.interval = max(backend.poll_interval, 1.0)
         self.followed: dict[str, _Followed] = {}
         self._runner: asyncio.Task[None] | None = None
+        # Apart: a throttled DescribeTasks must not hold back the log, nor a throttled log the states.
+        self.states = _Pacing(self.interval)
+        self.logs = _Pacing(self.interval)
 
     async def follow(self, followed: _Followed) -> CommandResult:
         followed.future = asyncio.get_running_loop().create_future()
@@ -129,27 +154,16 @@ class _ClusterLoop:
             self.followed.pop(followed.arn, None)
 
     async def _run(self) -> None:
-        delay = self.interval
         while self.followed:
             began = time.monotonic()
             try:
                 await self._round()
-            except WatchError as exc:
-                delay = min(delay * 2, MAX_WATCH_BACKOFF_SECONDS)
-                for followed in list(self.followed.values()):
-                    followed.log_line(
-                        f"WARNING: could not read the ECS task's state ({exc}); the command goes "
-                        f"on, retrying in {delay:.0f} s"
-                    )
-                await asyncio.sleep(delay)
-                continue
             except Exception as exc:  # noqa: BLE001 - a bug must not leave every trigger of the cluster waiting forever
                 for followed in list(self.followed.values()):
                     if followed.future is not None and not followed.future.done():
                         followed.future.set_exception(exc)
                 return
-            delay = self.interval
-            await asyncio.sleep(max(0.0, delay - (time.monotonic() - began)))  # a fixed beat
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - began)))  # a fixed beat
 
     async def _round(self) -> None:
         followed = list(self.followed.values())
@@ -162,13 +176,15 @@ class _ClusterLoop:
             and f.handle.get("last_status") not in (None, "PROVISIONING", "PENDING")
         ]
         described, events = await asyncio.gather(
-            asyncio.to_thread(self._describe, [f.arn for f in followed]), self._read_logs(reading)
+            self._describe_due([f.arn for f in followed]), self._read_logs_due(reading)
         )
         for f in followed:
             if f.future is None or f.future.done():
                 continue
             if f.stream is not None:
                 f.deliver(events.get(f.stream[1], []))
+            if described is None:
+                continue
             try:
                 result = self._on_description(f, described.get(f.arn))
             except CommandGone as exc:
@@ -177,24 +193,63 @@ class _ClusterLoop:
             if result is not None:
                 f.future.set_result(result)
 
-    def _describe(self, arns: list[str]) -> dict[str, dict[str, Any]]:
+    async def _describe_due(self, arns: list[str]) -> dict[str, dict[str, Any]] | None:
+        """The tasks' states, or None when not due (backing off) or failed: then nothing ends this round."""
+        if not self.states.due():
+            return None
+        try:
+            described = await self._describe(arns)
+        except WatchError as exc:
+            delay = self.states.failed()
+            for followed in list(self.followed.values()):
+                followed.log_line(
+                    f"WARNING: could not read the ECS task's state ({exc}); the command goes on, "
+                    f"retrying in {delay:.0f} s"
+                )
+            return None
+        self.states.succeeded()
+        return described
+
+    async def _read_logs_due(self, followed: list[_Followed]) -> dict[str, list[dict[str, Any]]]:
+        if not followed or not self.logs.due():
+            return {}
+        events, failures = await self._read_logs(followed)
+        if not failures:
+            self.logs.succeeded()
+            return events
+        delay = self.logs.failed()
+        for f, message in failures:
+            f.log_line(
+                f"WARNING: could not read the container's log ({message}); the command goes on, "
+                f"retrying in {delay:.0f} s"
+            )
+        return events
+
+    async def _describe(self, arns: list[str]) -> dict[str, dict[str, Any]]:
+        """The state of every followed task: one DescribeTasks per 100 tasks, all at once."""
+        batches = [arns[start : start + DESCRIBE_BATCH] for start in range(0, len(arns), DESCRIBE_BATCH)]
+        found: dict[str, dict[str, Any]] = {}
+        for tasks in await asyncio.gather(
+            *(asyncio.to_thread(self._describe_batch, batch) for batch in batches)
+        ):
+            found.update({task["taskArn"]: task for task in tasks})
+        return found
+
+    def _describe_batch(self, arns: list[str]) -> list[dict[str, Any]]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         backend = self.backend
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(arns), DESCRIBE_BATCH):
-            try:
-                response = backend.ecs.describe_tasks(
-                    cluster=backend.config.cluster_name, tasks=arns[start : start + DESCRIBE_BATCH]
-                )
-            except (ClientError, BotoCoreError) as exc:
-                raise WatchError(f"ECS DescribeTasks failed: {aws_message(exc)}") from exc
-            found.update({task["taskArn"]: task for task in response.get("tasks") or []})
-        return found
+        try:
+            response = backend.ecs.describe_tasks(cluster=backend.config.cluster_name, tasks=arns)
+        except (ClientError, BotoCoreError) as exc:
+            raise WatchError(f"ECS DescribeTasks failed: {aws_message(exc)}") from exc
+        return list(response.get("tasks") or [])
 
-    async def _read_logs(self, followed: list[_Followed]) -> dict[str, list[dict[str, Any]]]:
-        """New events of the followed streams, by stream name; one FilterLogEvents per log group and
-        100 streams, all at once. A failed read is a warning, never an end."""
+    async def _read_logs(
+        self, followed: list[_Followed]
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[_Followed, str]]]:
+        """New events of the followed streams, by stream name, and the tasks whose read failed (with
+        why); one FilterLogEvents per log group and 100 streams, all at once."""
         by_group: dict[tuple[str, str | None], list[tuple[_Followed, str]]] = {}
         for f in followed:
             if f.stream is None:
@@ -207,16 +262,22 @@ class _ClusterLoop:
             for start in range(0, len(members), STREAMS_BATCH)
         ]
         events: dict[str, list[dict[str, Any]]] = {}
-        for found in await asyncio.gather(
-            *(asyncio.to_thread(self._read_batch, *batch) for batch in batches)
+        failures: list[tuple[_Followed, str]] = []
+        for batch, (found, failure) in zip(
+            batches,
+            await asyncio.gather(*(asyncio.to_thread(self._read_batch, *batch) for batch in batches)),
+            strict=True,
         ):
             for event in found:
                 events.setdefault(event.get("logStreamName", ""), []).append(event)
-        return events
+            if failure is not None:
+                failures.extend((f, failure) for f, _ in batch[2])
+        return events, failures
 
     def _read_batch(
         self, group: str, region: str | None, chunk: list[tuple[_Followed, str]]
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The batch's new events, and why the read failed (None if it did not)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         kwargs: dict[str, Any] = {"logGroupName": group, "logStreamNames": [stream for _, stream in chunk]}
@@ -229,15 +290,12 @@ class _ClusterLoop:
                 response = self.backend.logs(region).filter_log_events(**kwargs)
                 found.extend(response.get("events", []))
                 if not response.get("nextToken"):
-                    return found
+                    return found, None
                 kwargs["nextToken"] = response["nextToken"]
         except (ClientError, BotoCoreError) as exc:
-            if "ResourceNotFoundException" not in str(exc):  # else: no stream yet
-                for f, _ in chunk:
-                    f.log_line(
-                        f"WARNING: could not read the container's log ({aws_message(exc)}); the command goes on"
-                    )
-            return found
+            if "ResourceNotFoundException" in str(exc):  # no stream yet
+                return found, None
+            return found, aws_message(exc)
 
     def _on_description(self, f: _Followed, task: dict[str, Any] | None) -> CommandResult | None:
         handle, backend = f.handle, f.backend

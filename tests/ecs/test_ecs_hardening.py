@@ -240,6 +240,53 @@ def test_failing_log_reads_are_warnings_and_the_task_still_succeeds(ecs_world, r
     assert "two" in result.log_lines("t")
 
 
+def test_a_throttled_describe_tasks_does_not_hold_back_the_log(ecs_world, tmp_path):
+    """Issue 11: while DescribeTasks is throttled, the triggerer's watch backs off its state reads but
+    still brings the log every round; the task ends normally once ECS answers again. Before the fix a
+    throttled round delivered nothing, and its back-off (doubling to a minute) held every line back."""
+    from tests import scale_helpers
+
+    emulator = ecs_world["emulator"]
+    backend = _backend()
+    script = "echo first; sleep 3; for i in 1 2 3; do echo during $i; sleep 1; done; sleep 5; echo last"
+    handle = backend.submit(_request(tmp_path, script, ecs_world["project"]), lambda line: None)
+    followed = scale_helpers.Followed("t", backend, handle, backend_settings_json())
+
+    def seen(text: str) -> bool:
+        return any(line == text for _, line in followed.lines)
+
+    async def until(condition, timeout: float, what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"{what}: {followed.lines}"
+            await asyncio.sleep(0.1)
+
+    async def main() -> int:
+        following = asyncio.create_task(scale_helpers._follow(followed, "ecs"))
+        await until(lambda: seen("first"), 180, "the first line")
+        emulator.throttle_next(1_000_000, operation="DescribeTasks")
+        try:
+            await until(lambda: seen("during 3"), 60, "the lines printed while DescribeTasks is throttled")
+        finally:
+            left = emulator.stop_throttling("DescribeTasks")
+        await asyncio.wait_for(following, 300)
+        return left
+
+    left = asyncio.run(main())
+    assert left < 1_000_000  # DescribeTasks really was throttled while the lines came
+    texts = [line for _, line in followed.lines]
+    assert any("could not read the ECS task's state" in line for line in texts), texts
+    assert followed.event is not None and followed.event["status"] == "finished", followed.event
+    assert followed.event["exit_code"] == 0, followed.event
+    own = [line for line in texts if line == "first" or line.startswith("during ") or line == "last"]
+    assert own == ["first", "during 1", "during 2", "during 3", "last"], texts
+    backend.discard(followed.handle, lambda line: None)
+
+
+def backend_settings_json() -> dict:
+    return TaskSettings(task_label="ecs_hardening.t", docker={"image": TEST_IMAGE}).to_json()
+
+
 # -- M15 / H4: handles saved before anything exists, checked before they are reused ------------------------
 
 

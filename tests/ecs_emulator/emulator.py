@@ -384,6 +384,11 @@ class EcsEmulator:
         with self._lock:
             self._throttles[operation] = self._throttles.get(operation, 0) + int(n)
 
+    def stop_throttling(self, operation: str) -> int:
+        """Stop throttling ``operation``; returns how many throttled answers were still to come."""
+        with self._lock:
+            return self._throttles.pop(operation, 0)
+
     def fail_to_start_next(
         self,
         reason: str = (
