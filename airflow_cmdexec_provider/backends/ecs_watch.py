@@ -7,11 +7,11 @@ that cluster. Each round (the connection's ``poll_interval``) it makes:
 - one FilterLogEvents per log group per 100 streams of running tasks, which returns only the
   streams' new events: a stream without new data costs nothing more.
 
-All of a round's calls go out at the same time (the streams read are those of the tasks the
-previous round saw running), and rounds start on a fixed beat: a slow answer delays the next
-round by what it took beyond the interval, not by the whole interval on top of it (at a few
-hundred tasks, that is what keeps a line's way to the task log short). The states and the logs
-back off apart: while DescribeTasks is throttled, the log still arrives every round.
+The states and the logs have a beat each (the streams read are those of the tasks the states
+saw running), their batches go out in parallel, and each beat is fixed: a slow answer delays the
+next round by what it took beyond the interval, not by the whole interval on top of it (at a few
+hundred tasks, that is what keeps a line's way to the task log short). Each backs off on its own:
+while DescribeTasks is throttled (and botocore retries it), the log still arrives every round.
 
 Per-task GetLogEvents/DescribeTasks every 2 s (what the blocking path and most operators do) would
 throttle an account at a few dozen concurrent tasks (review M1, L15). A failed or throttled round
@@ -29,6 +29,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_cmdexec_provider.aws import aws_message
@@ -138,7 +139,9 @@ class _ClusterLoop:
         self.event_loop = asyncio.get_running_loop()
         self.interval = max(backend.poll_interval, 1.0)
         self.followed: dict[str, _Followed] = {}
-        self._runner: asyncio.Task[None] | None = None
+        # Two beats, the states and the logs, each every interval with its own back-off, so that
+        # neither a slow nor a throttled call of one kind delays the other.
+        self._beats: dict[str, asyncio.Task[None]] = {}
         # Apart: a throttled DescribeTasks must not hold back the log, nor a throttled log the states.
         self.states = _Pacing(self.interval)
         self.logs = _Pacing(self.interval)
@@ -146,18 +149,20 @@ class _ClusterLoop:
     async def follow(self, followed: _Followed) -> CommandResult:
         followed.future = asyncio.get_running_loop().create_future()
         self.followed[followed.arn] = followed
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
+        for name, step in (("states", self._states_round), ("logs", self._logs_round)):
+            beat = self._beats.get(name)
+            if beat is None or beat.done():  # each ends when nothing is left to follow
+                self._beats[name] = asyncio.create_task(self._beat(step))
         try:
             return await followed.future
         finally:  # also when the trigger is cancelled
             self.followed.pop(followed.arn, None)
 
-    async def _run(self) -> None:
+    async def _beat(self, step: Callable[[], Awaitable[None]]) -> None:
         while self.followed:
             began = time.monotonic()
             try:
-                await self._round()
+                await step()
             except Exception as exc:  # noqa: BLE001 - a bug must not leave every trigger of the cluster waiting forever
                 for followed in list(self.followed.values()):
                     if followed.future is not None and not followed.future.done():
@@ -165,25 +170,27 @@ class _ClusterLoop:
                 return
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - began)))  # a fixed beat
 
-    async def _round(self) -> None:
-        followed = list(self.followed.values())
-        # Streams of the tasks seen running (or stopped, for the end of their log) by the last round.
+    async def _logs_round(self) -> None:
+        # Streams of the tasks seen running (or stopped, for the end of their log) by the states.
         reading = [
             f
-            for f in followed
+            for f in self.followed.values()
             if f.stream is not None
             and "marker" not in f.handle
             and f.handle.get("last_status") not in (None, "PROVISIONING", "PENDING")
         ]
-        described, events = await asyncio.gather(
-            self._describe_due([f.arn for f in followed]), self._read_logs_due(reading)
-        )
+        events = await self._read_logs_due(reading)
+        for f in reading:
+            if f.stream is not None and f.future is not None and not f.future.done():
+                f.deliver(events.get(f.stream[1], []))
+
+    async def _states_round(self) -> None:
+        followed = list(self.followed.values())
+        described = await self._describe_due([f.arn for f in followed])
+        if described is None:
+            return
         for f in followed:
             if f.future is None or f.future.done():
-                continue
-            if f.stream is not None:
-                f.deliver(events.get(f.stream[1], []))
-            if described is None:
                 continue
             try:
                 result = self._on_description(f, described.get(f.arn))
