@@ -323,7 +323,8 @@ def test_a_failed_container_removal_is_reported_not_swallowed(project: Project, 
         name = container_name(labels)
         warnings = [line for line in sink.lines if line.startswith("WARNING: could not clean up")]
         assert warnings, sink.text
-        assert name in warnings[0] and "removal refused by the test" in warnings[0], warnings
+        assert name in warnings[0], warnings
+        assert "removal refused by the test" in warnings[0], warnings
         assert inspect_container(name) is not None  # really left: that is what the warning reports
     finally:
         docker("rm", "--force", container_name(labels))

@@ -255,8 +255,8 @@ def test_a_throttled_describe_tasks_does_not_hold_back_the_log(ecs_world, tmp_pa
     def seen(text: str) -> bool:
         return any(line == text for _, line in followed.lines)
 
-    async def until(condition, timeout: float, what: str) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def until(condition, seconds: float, what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
         while not condition():
             assert asyncio.get_running_loop().time() < deadline, f"{what}: {followed.lines}"
             await asyncio.sleep(0.1)
@@ -277,7 +277,8 @@ def test_a_throttled_describe_tasks_does_not_hold_back_the_log(ecs_world, tmp_pa
     # the first throttled call, so whether the warning was already logged is a matter of timing).
     assert left < 1_000_000
     texts = [line for _, line in followed.lines]
-    assert followed.event is not None and followed.event["status"] == "finished", followed.event
+    assert followed.event is not None
+    assert followed.event["status"] == "finished", followed.event
     assert followed.event["exit_code"] == 0, followed.event
     own = [line for line in texts if line == "first" or line.startswith("during ") or line == "last"]
     assert own == ["first", "during 1", "during 2", "during 3", "last"], texts
