@@ -1,10 +1,11 @@
 """Values stored with ``digdag.env.store``: who stored what, and in which order a task sees them.
 
-Every command task publishes, besides its XCom ``return_value`` (every value stored so far, for
-plain Airflow tasks), a *store log* under the XCom key ``cmdexec_stores``: ``{writer: own stores}``
-for itself and every command task upstream of it that stored something. A task merges the logs of
-its nearest upstream command tasks (walking through plain Airflow tasks, and through command tasks
-that left no log, e.g. because they failed) and orders the writers as Digdag does
+Every command task that can store (``py>``, ``rb>``) publishes, besides its XCom ``return_value``
+(every value stored so far, for plain Airflow tasks), a *store log* under the XCom key
+``cmdexec_stores``: ``{writer: own stores}`` for itself and every command task upstream of it that
+stored something. A task merges the logs of its nearest upstream command tasks that can store
+(walking through plain Airflow tasks, through command tasks that cannot store, such as ``sh>``, and
+through command tasks that left no log, e.g. because they failed) and orders the writers as Digdag does
 (``WorkflowExecutor.collectParams``): scope by scope from the DAG down to the task's innermost
 TaskGroup, and within a scope in graph order, so that the nearest writer wins and a branch that
 stored nothing changes nothing. Tasks at the same position (parallel siblings) are ordered by
