@@ -26,7 +26,7 @@ from airflow_cmdexec_provider.config import StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
 from airflow_cmdexec_provider.runner.workdir import GZIP_MEMBER, pack_to
 from airflow_cmdexec_provider.storage.parts import PART_SIZE
-from airflow_cmdexec_provider.storage.s3 import S3TemporalStorage
+from airflow_cmdexec_provider.storage.s3 import PARALLEL_PARTS, S3TemporalStorage
 
 MIB = 1 << 20
 REGION = "us-east-1"
@@ -186,12 +186,29 @@ def test_s3_parts_are_uploaded_in_parallel_while_the_project_is_packed(s3, tmp_p
     probe = PartsSeenWhilePacking(s3)
     calls = s3_calls(s3)
     with s3.upload_stream("t/input.tar.gz") as upload:
+        # The first PARALLEL_PARTS parts each wait until all of them are uploading: were parts sent one
+        # at a time, the barrier would break (after its timeout) and the upload fail.
+        together = threading.Barrier(PARALLEL_PARTS, timeout=120)
+        upload_part = upload.sink.upload_part
+
+        def upload_part_together(number: int, data: bytes):
+            if number <= PARALLEL_PARTS:
+                together.wait()
+            return upload_part(number, data)
+
+        upload.sink.upload_part = upload_part_together
         packed = pack_to(upload, project, io_dir, cancel=probe)
     parts = calls.count("UploadPart")
     assert parts >= 5
     # Every part but the last has PART_SIZE bytes, or a little more: parts end with a whole gzip member.
     assert (parts - 1) * PART_SIZE <= packed.size <= parts * (PART_SIZE + 2 * GZIP_MEMBER)
-    assert max(probe.parts) >= parts - 2, f"parts on the server while packing: {probe.parts}"
+    # Parts reach the server while the project is still being packed. How many depends on the machine's
+    # speed, but not fewer than this: the writer waits once PARALLEL_PARTS parts are uploading, so when it
+    # hands over part k, parts 1..k-PARALLEL_PARTS are stored, and the probe looks before each file (the
+    # last part and the one before it may be handed over after the last look).
+    assert max(probe.parts) >= parts - 2 - PARALLEL_PARTS > 0, (
+        f"parts on the server while packing: {probe.parts}"
+    )
     assert calls.count("CreateMultipartUpload") == 1
     assert calls[-1] == "CompleteMultipartUpload"
     head = s3.client.head_object(Bucket=s3.bucket, Key="t/input.tar.gz")
