@@ -20,8 +20,9 @@ def pid_gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def wait_gone(pids, timeout=5.0) -> list[int]:
-    """Wait until every pid is gone; return those still alive at the timeout."""
+def wait_gone(pids, timeout=60.0) -> list[int]:
+    """Wait until every pid is gone; return those still alive at the timeout (which only keeps a broken
+    test from hanging: it returns as soon as they are gone, however slow the machine is)."""
     deadline = time.monotonic() + timeout
     alive = list(pids)
     while alive and time.monotonic() < deadline:

@@ -19,7 +19,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -451,12 +450,20 @@ def test_execution_timeout_removes_the_container(run_dag, tmp_path: Path) -> Non
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert deaths.stdout is not None
+    exit_codes: list[str] = []
+    reader = threading.Thread(
+        target=lambda: exit_codes.extend(line.strip() for line in deaths.stdout), daemon=True
+    )
+    reader.start()
     try:
         result = run_dag(dag)
-        time.sleep(2)  # the die event reaches the stream
+        # The container is gone once the task failed; its die event reaches the stream soon after.
+        wait_for(lambda: exit_codes, 60, "the container's die event")
     finally:
         deaths.terminate()
-        exit_codes = deaths.communicate(timeout=30)[0].split()
+        deaths.wait(timeout=30)
+        reader.join(30)
     assert exit_codes == ["143"]
     assert result.task_states == {"sleepy": "failed"}
     assert type(result.error("sleepy")).__name__ == "AirflowTaskTimeout"
@@ -487,23 +494,19 @@ def test_on_kill_stops_and_removes_the_container(run_dag, tmp_path: Path) -> Non
 
     def killer() -> None:
         try:
-            (name,) = wait_for(lambda: managed_containers(dag_id), 30, "the task's container")
+            # Deadlines near the task's execution_timeout (90 s): they only end a broken test.
+            (name,) = wait_for(lambda: managed_containers(dag_id), 90, "the task's container")
+            # Its command printed "started", after it set its TERM trap: the SIGTERM below finds it set.
             wait_for(
-                lambda: (
-                    docker(
-                        "container", "inspect", "--format", "{{.State.Running}}", name, check=False
-                    ).stdout.strip()
-                    == "true"
-                ),
-                30,
-                "the container to run",
+                lambda: "started" in docker("logs", name, check=False).stdout.split(),
+                90,
+                "the container's command to start",
             )
             labels = docker("container", "inspect", "--format", "{{json .Config.Labels}}", name).stdout
             sent.append(labels)
             handler = signal.getsignal(signal.SIGTERM)
             # Only signal ourselves when Airflow's task runner handles SIGTERM (it calls on_kill).
             if getattr(handler, "__name__", "") == "_on_term":
-                time.sleep(0.5)
                 os.kill(os.getpid(), signal.SIGTERM)
                 sent.append("SIGTERM")
         except AssertionError as exc:

@@ -39,7 +39,8 @@ def dirs(tmp_path):
     return project, io_dir
 
 
-def _read_pids(path: Path, count: int, timeout: float = 10.0) -> list[int]:
+def _read_pids(path: Path, count: int, timeout: float = 120.0) -> list[int]:
+    """Poll until the command wrote ``count`` pids; the timeout only keeps a broken test from hanging."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
@@ -101,7 +102,8 @@ def test_explicit_base_env_replaces_the_worker_environment(dirs, monkeypatch):
 
 
 def test_output_is_streamed_line_by_line_while_the_command_runs(dirs, tmp_path):
-    """The command prints a line, then waits until the sink has seen it: only streaming can satisfy it."""
+    """The command prints a line, then waits until the sink has seen it: only streaming can satisfy it.
+    (It waits up to 120 s, so that a slow machine cannot fail it; without streaming it prints no-flag.)"""
     project, io_dir = dirs
     flag = tmp_path / "first-line-seen"
     seen: list[tuple[float, str]] = []
@@ -113,7 +115,7 @@ def test_output_is_streamed_line_by_line_while_the_command_runs(dirs, tmp_path):
 
     script = (
         "echo first; i=0; "
-        f'while [ ! -e "{flag}" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; '
+        f'while [ ! -e "{flag}" ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; '
         f'if [ -e "{flag}" ]; then echo saw-flag; else echo no-flag; fi; sleep 0.3; echo last'
     )
     result = LocalBackend().run(_sh(project, io_dir, script), sink)
@@ -229,9 +231,15 @@ def test_kill_escalates_to_sigkill_when_term_is_ignored(dirs, tmp_path):
         f'trap \'\' TERM; sleep 300 & echo $! > "{pidfile}.tmp"; echo $$ >> "{pidfile}.tmp"; '
         f'mv "{pidfile}.tmp" "{pidfile}"; echo ready; while :; do wait; done'
     )
-    backend = LocalBackend(kill_grace=1.5)
+    # 5 s: the check below, 0.3 s after the kill, must come inside the grace period even when the
+    # machine stalls this thread for a few seconds.
+    backend = LocalBackend(kill_grace=5)
     thread, outcome, lines = _run_in_thread(backend, _sh(project, io_dir, script))
     pids = _read_pids(pidfile, 2)
+    deadline = time.monotonic() + 120
+    while lines != ["ready"]:  # the command's only line, printed before the kill
+        assert time.monotonic() < deadline, f"the command did not print ready: {lines}"
+        time.sleep(0.02)
     backend.kill()
     time.sleep(0.3)
     # TERM is ignored: still running inside the grace period
@@ -272,7 +280,8 @@ def test_an_exception_in_the_caller_stops_the_group(dirs, tmp_path):
 
 @pytest.mark.parametrize("language", ["python", "ruby"])
 def test_runner_output_is_not_held_in_a_buffer(tmp_path, language):
-    """py> / rb> output reaches the log while the code runs, without PYTHONUNBUFFERED or $stdout.sync."""
+    """py> / rb> output reaches the log while the code runs, without PYTHONUNBUFFERED or $stdout.sync.
+    The code waits up to 120 s for the flag the sink sets on the first line (no-flag: it was buffered)."""
     from airflow_cmdexec_provider.operators import PyOperator, RbOperator
 
     project = tmp_path / "project"
@@ -284,7 +293,7 @@ def test_runner_output_is_not_held_in_a_buffer(tmp_path, language):
         "import os, time\n"
         "def run():\n"
         "    print('first')\n"
-        "    for _ in range(100):\n"
+        "    for _ in range(2400):\n"
         f"        if os.path.exists({str(flag)!r}):\n"
         "            print('saw-flag'); return\n"
         "        time.sleep(0.05)\n"
@@ -293,7 +302,7 @@ def test_runner_output_is_not_held_in_a_buffer(tmp_path, language):
     (project / "slow.rb").write_text(
         "def slow\n"
         "  puts 'first'\n"
-        f"  100.times {{ if File.exist?({str(flag)!r}) then puts 'saw-flag'; return end; sleep 0.05 }}\n"
+        f"  2400.times {{ if File.exist?({str(flag)!r}) then puts 'saw-flag'; return end; sleep 0.05 }}\n"
         "  puts 'no-flag'\n"
         "end\n"
     )
@@ -323,4 +332,4 @@ def test_background_children_left_in_the_group_end_with_the_command(tmp_path: Pa
     result = LocalBackend(kill_grace=1.0).run(request, lambda line: None)
     assert result.exit_code == 0
     child = int(pidfile.read_text())
-    assert wait_gone([child], timeout=10) == []
+    assert wait_gone([child]) == []

@@ -33,7 +33,7 @@ def _command_output(result, task_id: str) -> list[str]:
     ]
 
 
-def _wait_for(path: Path, timeout: float = 10.0) -> str:
+def _wait_for(path: Path, timeout: float = 120.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().endswith("\n"):
@@ -62,7 +62,9 @@ echo never-reached
             task_id="slow",
             project_dir=str(tmp_path),
             command=command,
-            execution_timeout=dt.timedelta(seconds=1.5),
+            # The command must be running (it printed "ready") when the timeout comes: 5 s leave room
+            # for a loaded machine to start it, and the sleep 300 still cannot end by itself.
+            execution_timeout=dt.timedelta(seconds=5),
         )
     result = run_dag(dag)
 

@@ -10,6 +10,7 @@ No timings are asserted; the benchmark reports the CPU cost per million lines.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -30,6 +31,11 @@ def test_sixteen_parallel_tasks_log_every_line_complete_and_in_order():
         home.migrate()
         dag = dag_id("sh")
         with AirflowStack(home, parallelism=TASKS) as stack:
+            # The stack is up once the first LocalExecutor worker shows its title; the executor forks
+            # all of them at once, but each sets its title when it gets to run: wait for the rest.
+            deadline = time.monotonic() + 120
+            while len(stack.worker_pids()) < TASKS and time.monotonic() < deadline:
+                time.sleep(0.5)
             assert len(stack.worker_pids()) == TASKS
             stack.wait_parsed([dag])
             stack.trigger(dag, "scale_lines", {"lines": LINES})

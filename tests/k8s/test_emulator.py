@@ -387,7 +387,7 @@ def test_force_deletion_removes_the_object_at_once_and_kills_the_container(
     with pytest.raises(ApiException) as err:
         api.read_namespaced_pod("stubborn", NS)
     assert err.value.status == 404
-    k8s_emulator.wait_for(lambda: docker_container_gone(container), timeout=30, what="container removed")
+    k8s_emulator.wait_for(lambda: docker_container_gone(container), timeout=120, what="container removed")
 
 
 def test_active_deadline_seconds_fails_the_pod(k8s_core_api: client.CoreV1Api) -> None:
@@ -603,7 +603,7 @@ def test_secret_config_map_and_empty_dir_volumes(
         delete_and_wait(api, "vols")
         api.delete_namespaced_secret("files", NS)
         api.delete_namespaced_config_map("conf", NS)
-    k8s_emulator.wait_for(lambda: not k8s_emulator.volumes(), timeout=30, what="emptyDir volumes removed")
+    k8s_emulator.wait_for(lambda: not k8s_emulator.volumes(), timeout=120, what="emptyDir volumes removed")
 
 
 def test_namespaces_persistent_volumes_and_claims(

@@ -236,7 +236,7 @@ def test_a_try_that_died_while_starting_takes_over_its_pod_and_claim(kube_world,
     kube_world.emulator.wait_deletions(timeout=60)
     kube_world.emulator.wait_for(
         lambda: not kube_world.emulator.objects("persistentvolumeclaims"),
-        timeout=30,
+        timeout=120,
         what="the claim deleted",
     )
     assert kube_world.remaining_objects() == []

@@ -322,7 +322,7 @@ def test_volume_and_claim_are_created_before_the_pod_and_deleted_after_it(kube_w
     posted = [r.path.rsplit("/", 1)[-1] for r in kube_world.emulator.requests if r.method == "POST"]
     assert posted == ["persistentvolumes", "persistentvolumeclaims", "pods"]
     kube_world.emulator.wait_for(
-        lambda: not kube_world.emulator.objects("persistentvolumes"), timeout=30, what="the volume deleted"
+        lambda: not kube_world.emulator.objects("persistentvolumes"), timeout=120, what="the volume deleted"
     )
     assert kube_world.emulator.objects("persistentvolumeclaims") == []
 
