@@ -454,7 +454,7 @@ def test_starting_handle_of_a_started_container_is_taken_over(project: Project, 
 @pytest.mark.usefixtures("no_leftovers")
 def test_a_short_command_saves_its_handle_once_a_long_one_again_after_a_second(project: Project) -> None:
     """Issue 11: a state-store write is an API round trip. A command that ends within a second saves
-    its handle once (before its container exists); a longer one also saves its started handle with
+    its handle once (before its container starts); a longer one also saves its started handle with
     the log position, at most once a second."""
     saves: list[dict] = []
     short = backend()
@@ -473,6 +473,53 @@ def test_a_short_command_saves_its_handle_once_a_long_one_again_after_a_second(p
     assert len(saves) >= 2, saves
     assert all(not save.get("starting") for save in saves[1:])
     assert saves[-1].get("log_since")  # the position, so a re-attach does not repeat lines
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leftovers")
+def test_the_handle_is_saved_while_the_container_is_made_and_before_it_starts(project: Project) -> None:
+    """Issue 11: the state-store write and the daemon's create and copy overlap (one wait, not two),
+    but the container starts only once its handle is saved: a crash leaves no started container that
+    no handle names."""
+    seen: list[str] = []
+
+    def slow_save(handle: dict) -> None:
+        # The container appears while this save is still in flight...
+        wait_for(lambda: inspect_container(handle["container"]) is not None, 60, "the container")
+        time.sleep(0.5)
+        # ...and is not started before the save returns.
+        seen.append(inspect_container(handle["container"])["State"]["Status"])
+
+    docker_backend = backend()
+    docker_backend.save_handle = slow_save
+    sink = Sink()
+    result = docker_backend.run(
+        project.sh_request("echo saved", labels=unique_labels("save-overlap", 1)), sink
+    )
+    assert result.exit_code == 0
+    assert seen == ["created"]
+    assert sink.lines[-1] == "saved"
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leftovers")
+def test_the_handle_is_forgotten_while_the_container_is_removed(project: Project) -> None:
+    """Issue 11: forgetting the handle (an API round trip) overlaps the container's removal; if it
+    fails, the command's result stands, the container is still removed and the hook tries again."""
+    forgotten: list[str] = []
+
+    def forget() -> None:
+        forgotten.append("once")
+        raise RuntimeError("the API server is away")
+
+    docker_backend = backend()
+    docker_backend.save_handle = lambda handle: None
+    docker_backend.forget_handle = forget
+    labels = unique_labels("forget-overlap", 1)
+    result = docker_backend.run(project.sh_request("exit 3", labels=labels), Sink())
+    assert result.exit_code == 3
+    assert forgotten == ["once"]
+    assert inspect_container(container_name(labels)) is None
 
 
 @pytest.mark.docker

@@ -30,6 +30,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -174,14 +175,19 @@ class RemoteBackend(CommandBackend):
     """A backend whose command outlives the worker process; see the module docstring.
 
     ``save_handle`` is set by the selection hook to the task's journal: a backend calls it with the
-    handle before it creates remote work (identifiers only) and again once the work exists, so a
-    worker crash at any moment leaves a handle through which a later try finds the work.
+    handle before it starts remote work (identifiers only) and again once the work exists, so a
+    worker crash at any moment leaves a handle through which a later try finds the work. (The
+    Docker backend saves while it creates the container, done before it starts it: a try that died
+    in between left a created container that the next try finds by its labels and removes.)
+    ``forget_handle`` is set by the selection hook too: it deletes the saved handle; a backend may
+    call it as the command's remains are removed (``_end``) rather than after.
     """
 
     poll_interval: float = 2.0
 
     def __init__(self) -> None:
         self.save_handle: HandleSink | None = None
+        self.forget_handle: Callable[[], None] | None = None
         self._current: Handle | None = None
         self._killed = threading.Event()
 
@@ -256,7 +262,12 @@ class RemoteBackend(CommandBackend):
             return result
         finally:
             self._current = None
-            self.discard(handle, log_line)
+            self._end(handle, log_line)
+
+    def _end(self, handle: Handle, log_line: LineSink) -> None:
+        """Remove what the ended (or stopped) command left; the hook forgets its handle afterwards.
+        Backends that find an earlier try's remains without a handle forget it meanwhile instead."""
+        self.discard(handle, log_line)
 
     def wait(self, handle: Handle, log_line: LineSink) -> CommandResult:
         """Poll until the command ends. Failed reads are retried with a warning; they never stop it."""
@@ -303,6 +314,23 @@ class RemoteBackend(CommandBackend):
             log_line(
                 f"WARNING: could not clean up after the {self.name} command ({_describe(handle)}): {exc}"
             )
+
+
+def alongside(call: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``call(*args)`` in a thread of its own while the caller goes on (two round trips to two
+    services, e.g. the API server and the Docker daemon, then cost the longer one, not their sum).
+    ``result()`` waits for it and raises what it raised."""
+    future: Future[Any] = Future()
+
+    def target() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="cmdexec-alongside", daemon=True).start()
+    return future
 
 
 class WatchBackoff:

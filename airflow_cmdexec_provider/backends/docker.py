@@ -49,6 +49,7 @@ from airflow_cmdexec_provider.backends.base import (
     TaskSettings,
     WatchBackoff,
     WatchError,
+    alongside,
 )
 from airflow_cmdexec_provider.backends.docker_transports import (
     DaemonError,
@@ -175,13 +176,18 @@ class DockerBackend(RemoteBackend):
             "io_dir": str(request.io_dir),
             "outputs": request.needs_outputs,
         }
-        self._save(handle)  # before the container exists: a crash from here on leaves a handle naming it
+        # The state-store write (a round trip to the API server) goes on while the daemon creates the
+        # container and copies the workspace in; it is done before the container starts. A crash
+        # before then leaves a created container that no handle may name: the next try finds it by
+        # its labels and removes it (``_remove_earlier_tries``), so nothing runs twice or stays.
+        saving = alongside(self._save, dict(handle))
         created = False
         try:
             self._remove_earlier_tries(request, log_line)
             self._create(name, image, request, log_line)
             created = True
             self._copy_in(name, request)
+            saving.result()
             self._current = handle  # kill() stops it from here on
             if self._killed.is_set():
                 raise BackendError(f"{self.label} was killed before its container started")
@@ -190,6 +196,7 @@ class DockerBackend(RemoteBackend):
                 self.stop(handle, "Stopped by Airflow: the task was killed while its container started")
         except BaseException:
             self._current = None
+            saving.exception()  # waits for the save; its error, if any, is not the one to report
             self._discard_failed_start(handle, request, created, log_line)
             raise
         # Not saved again here (a state-store write is a round trip to the API server, ~20-30 ms): a
@@ -199,6 +206,20 @@ class DockerBackend(RemoteBackend):
         del handle["starting"]
         log_line(f"Started container {name}")
         return handle
+
+    def _end(self, handle: Handle, log_line: LineSink) -> None:
+        """Remove the container while the hook forgets the handle (two services, one wait): a crash
+        in between leaves a container no handle names, which the next try removes by its labels."""
+        if self.forget_handle is None:
+            super()._end(handle, log_line)
+            return
+        removing = alongside(self.discard, handle, log_line)
+        try:
+            self.forget_handle()
+        except Exception as exc:  # noqa: BLE001 - the hook forgets it again once the command ended, and fails then
+            log.warning("Could not forget the handle of container %s yet: %s", handle["container"], exc)
+        finally:
+            removing.result()  # discard logs its failures, it does not raise
 
     def _discard_failed_start(
         self, handle: Handle, request: CommandRequest, created: bool, log_line: LineSink

@@ -128,6 +128,7 @@ class CommandExecutorHook(BaseHook):
         try:
             if isinstance(backend, RemoteBackend):
                 backend.save_handle = journal.save
+                backend.forget_handle = journal.clear
                 earlier = self.take_over(journal, backend, log_line)
                 if earlier is not None:
                     result = backend.resume(earlier, request, log_line)
