@@ -732,10 +732,12 @@ class EcsBackend(RemoteBackend):
             parsed = parse_marker_line(message, handle["end_marker"])
             if parsed is None:
                 log_line(message)
+                handle["log_lines"] = handle.get("log_lines", 0) + 1  # saved with the position: how far it is
                 continue
             before, phase, code = parsed
             if before:
                 log_line(before)
+                handle["log_lines"] = handle.get("log_lines", 0) + 1
             handle["marker"] = {"phase": phase, "code": code}
 
     def drain_logs(self, handle: Handle, log_line: LineSink, failed: bool) -> dict[str, Any] | None:

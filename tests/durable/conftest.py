@@ -76,3 +76,12 @@ def read_xcom(home: Path, dag_id: str, task_id: str = "job"):
 
 # The ECS emulator fixtures, for the ECS worker-crash tests in this folder.
 from tests.ecs.conftest import ecs_aws_env, ecs_emulator, ecs_emulator_session  # noqa: E402, F401
+
+
+def saved_handle(home: Path, dag_id: str) -> dict | None:
+    """The handle a worker saved in the task state store (read straight from the SQLite DB)."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        row = db.execute(
+            "SELECT value FROM task_state_store WHERE dag_id=? AND key='cmdexec_remote_command'", (dag_id,)
+        ).fetchone()
+    return None if row is None else json.loads(row[0])

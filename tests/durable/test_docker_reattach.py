@@ -7,8 +7,6 @@ of the same task instance, which finds the container's handle in the task state 
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.deployment.harness import ContainerWatch
-from tests.durable.conftest import read_xcom
+from tests.durable.conftest import read_xcom, saved_handle
 from tests.durable.harness import Worker, task_log_lines
 
 pytestmark = pytest.mark.docker
@@ -50,23 +48,14 @@ def watch_containers():
         watch.close()
 
 
-def _handle(home: Path, dag_id: str) -> dict | None:
-    """The handle the worker saved in the task state store (read straight from the SQLite DB)."""
-    with sqlite3.connect(home / "airflow.db") as db:
-        row = db.execute(
-            "SELECT value FROM task_state_store WHERE dag_id=? AND key='cmdexec_remote_command'", (dag_id,)
-        ).fetchone()
-    return None if row is None else json.loads(row[0])
-
-
 def _wait_for_handle(home: Path, dag_id: str, predicate, what: str, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        handle = _handle(home, dag_id)
+        handle = saved_handle(home, dag_id)
         if handle is not None and predicate(handle):
             return handle
         time.sleep(0.2)
-    raise AssertionError(f"the worker did not save {what} within {timeout}s: {_handle(home, dag_id)}")
+    raise AssertionError(f"the worker did not save {what} within {timeout}s: {saved_handle(home, dag_id)}")
 
 
 def test_retry_reattaches_to_the_running_container(worker_env, durable_home, tmp_path, watch_containers):
