@@ -572,6 +572,11 @@ class KubernetesBackend(RemoteBackend):
             )
         text = self._get_log(handle, query)
         skip = position["count"]
+
+        def show(line: str) -> None:
+            log_line(line)
+            handle["log_lines"] = handle.get("log_lines", 0) + 1  # saved with the position: how far it is
+
         for raw in text.splitlines():
             stamp, _, line = raw.partition(" ")
             at = parse_log_time(stamp)
@@ -591,13 +596,13 @@ class KubernetesBackend(RemoteBackend):
             # The script prints a line break before its marker: that one blank line is not the command's.
             blanks = position.pop("blanks", 0) - (parsed is not None and not parsed[0])
             for _ in range(blanks):
-                log_line("")
+                show("")
             if parsed is None:
-                log_line(line)
+                show(line)
                 continue
             before, phase, code = parsed
             if before:
-                log_line(before)
+                show(before)
             handle["marker"] = {"phase": phase, "code": code}
             return True
         return False

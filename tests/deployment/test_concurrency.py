@@ -31,6 +31,8 @@ def _max_overlap(tis: list[dict]) -> int:
     return peak
 
 
+# The run may take up to 900 s on a slow machine, and the deployment starts inside this test's time.
+@pytest.mark.timeout(1800)
 def test_fifty_concurrent_docker_tasks_leave_nothing(deployment, watch_containers):
     figures = Figures("f. 50 Docker tasks, max_active_tasks 16")
     watch = watch_containers(DAG_ID)

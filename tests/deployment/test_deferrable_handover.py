@@ -6,7 +6,7 @@ no worker consumes at first. The test makes worker-a consume it (Celery remote c
 ``add_consumer``) and waits until both tasks started there (state running or deferred, hostname
 worker-a). Then worker-a stops consuming the queue and worker-b starts: when the trigger fires, the
 task's resume (``execute_complete``) can only be picked up by worker-b. Each command prints a line
-every 2 s for 20 s, so it is still running at the switch.
+every 4 s for 40 s, so it is still running at the switch even if one task deferred well after the other.
 """
 
 from __future__ import annotations

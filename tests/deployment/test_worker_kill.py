@@ -31,25 +31,35 @@ def test_worker_killed_mid_command_retry_reattaches(deployment, watch_containers
 
     problems = []
     killed = {}
-    for task_id, label in TASKS.items():
+    waiting = dict(TASKS)
 
-        def third_line_or_end(task_id=task_id, label=label) -> dict | None:
+    def kill_at_the_third_line() -> bool:
+        """Kill each task's worker as soon as its command printed its third line (whichever task gets
+        there first: the other one goes on printing meanwhile); True once none is left to kill."""
+        for task_id, label in list(waiting.items()):
             ti = deployment.task_instance(DAG_ID, run_id, task_id)
-            log = deployment.task_log_file(DAG_ID, run_id, task_id, 1)
-            ended = ti["state"] in ("failed", "success", "up_for_retry")
-            return ti if ended or (ti["state"] == "running" and f"{label}-line 3" in log) else None
+            if ti["state"] in ("failed", "success", "up_for_retry"):
+                problems.append(
+                    f"{task_id} ended ({ti['state']}) before the kill:\n"
+                    + deployment.task_log(DAG_ID, run_id, task_id, 1)[-3000:]
+                )
+            elif ti["state"] == "running" and f"{label}-line 3" in deployment.task_log_file(
+                DAG_ID, run_id, task_id, 1
+            ):
+                task_pid, supervisor_pid = deployment.task_processes(ti["id"])
+                os.kill(supervisor_pid, signal.SIGKILL)
+                os.kill(task_pid, signal.SIGKILL)
+                killed[task_id] = {
+                    "host": ti["hostname"],
+                    "task_pid": task_pid,
+                    "supervisor_pid": supervisor_pid,
+                }
+            else:
+                continue
+            del waiting[task_id]
+        return not waiting
 
-        ti = wait_until(third_line_or_end, 240, f"{task_id} to print its third line")
-        if ti["state"] != "running":
-            problems.append(
-                f"{task_id} ended ({ti['state']}) before the kill:\n"
-                + deployment.task_log(DAG_ID, run_id, task_id, 1)[-3000:]
-            )
-            continue
-        task_pid, supervisor_pid = deployment.task_processes(ti["id"])
-        os.kill(supervisor_pid, signal.SIGKILL)
-        os.kill(task_pid, signal.SIGKILL)
-        killed[task_id] = {"host": ti["hostname"], "task_pid": task_pid, "supervisor_pid": supervisor_pid}
+    wait_until(kill_at_the_third_line, 240, f"{', '.join(waiting)} to print a third line")
     figures["killed"] = killed
 
     state = deployment.wait_run(DAG_ID, run_id, timeout=400)

@@ -18,7 +18,12 @@ from types import SimpleNamespace
 import pendulum
 import pytest
 
-from tests.durable.conftest import durable_home_fixture, read_xcom, worker_env_fixture  # noqa: F401 - fixtures
+from tests.durable.conftest import (  # noqa: F401 - fixtures
+    durable_home_fixture,
+    read_xcom,
+    saved_handle,
+    worker_env_fixture,
+)
 from tests.durable.harness import Worker, task_log_lines
 from tests.k8s.conftest import TEST_IMAGE
 from tests.k8s.kube_world import kube_world_fixture, make_dag, moto_endpoint  # noqa: F401 - fixtures
@@ -178,7 +183,16 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)
-    time.sleep(2.5)  # the log position is saved about once a second
+    # The log position is saved about once a second: kill once the saved one covers every line shown
+    # (the next line comes 15 s later), however late a loaded machine saves it.
+    deadline = time.monotonic() + 180
+    while True:
+        handle = saved_handle(durable_home, dag_id) or {}
+        shown = len(task_log_lines(first.output()))
+        if handle.get("log_lines", 0) >= 3 and handle.get("log_lines") == shown:
+            break
+        assert time.monotonic() < deadline, f"saved {handle.get('log_lines')} lines, shown {shown}"
+        time.sleep(0.2)
     first.kill()
     [pod] = emulator.pods()
     assert pod["status"]["phase"] == "Running"  # the worker died, its pod lives on

@@ -21,11 +21,11 @@ with DAG(
         task_id="docker_job",
         method="tasks.deploy.count",
         command_executor="docker",
-        params={"label": "docker", "lines": 10, "pause": 2},
+        params={"label": "docker", "lines": 10, "pause": 4},
     )
     PyOperator(
         task_id="ecs_job",
         method="tasks.deploy.count",
         command_executor="ecs",
-        params={"label": "ecs", "lines": 10, "pause": 2},
+        params={"label": "ecs", "lines": 10, "pause": 4},
     )
