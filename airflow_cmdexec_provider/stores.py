@@ -3,9 +3,11 @@
 Every command task that can store (``py>``, ``rb>``) publishes, besides its XCom ``return_value``
 (every value stored so far, for plain Airflow tasks), a *store log* under the XCom key
 ``cmdexec_stores``: ``{writer: own stores}`` for itself and every command task upstream of it that
-stored something. A task merges the logs of its nearest upstream command tasks that can store
-(walking through plain Airflow tasks, through command tasks that cannot store, such as ``sh>``, and
-through command tasks that left no log, e.g. because they failed) and orders the writers as Digdag does
+stored something; a log that would be empty is not published (one API write less per task). A
+task merges the logs of its nearest upstream command tasks that can store (walking through plain
+Airflow tasks, through command tasks that cannot store, such as ``sh>``, and through command tasks
+that left no log because they failed; one that succeeded without a log stored nothing, and nothing
+was stored above it) and orders the writers as Digdag does
 (``WorkflowExecutor.collectParams``): scope by scope from the DAG down to the task's innermost
 TaskGroup, and within a scope in graph order, so that the nearest writer wins and a branch that
 stored nothing changes nothing. Tasks at the same position (parallel siblings) are ordered by
@@ -57,13 +59,18 @@ def inherited_log(task: Any, ti: Any) -> StoreLog:
     """The store log of every command task upstream of ``task`` in this run.
 
     Only tasks that can store are asked (one XCom read each, the nearest ones only); the others, and
-    plain Airflow tasks, are walked through without any call.
+    plain Airflow tasks, are walked through without any call. A task that can store publishes its log
+    only when it is not empty (``CommandOperator._publish``), so a missing log means "nothing stored
+    up to here" when the task surely succeeded: it is upstream of a task that ran with the default
+    trigger rule (all_success) through tasks that all have it. Otherwise (an error handler after a
+    failure, ``all_done``), a missing log may be that of a task that failed: the walk goes on above it.
     """
     log: StoreLog = {}
     seen: set[str] = set()
-    frontier = list(task.upstream_list)
+    succeeded = _all_success(task)
+    frontier = [(upstream, succeeded) for upstream in task.upstream_list]
     while frontier:
-        upstream = frontier.pop()
+        upstream, surely_succeeded = frontier.pop()
         if upstream.task_id in seen:
             continue
         seen.add(upstream.task_id)
@@ -73,10 +80,17 @@ def inherited_log(task: Any, ti: Any) -> StoreLog:
             found = [entry for entry in logs if isinstance(entry, Mapping)]
             for entry in found:
                 log.update(entry)
-            if found:
-                continue  # its log already holds everything stored upstream of it
-        frontier.extend(upstream.upstream_list)
+            if found or surely_succeeded:
+                continue  # its log already holds everything stored upstream of it, or nothing was
+        above = surely_succeeded and _all_success(upstream)
+        frontier.extend((further, above) for further in upstream.upstream_list)
     return log
+
+
+def _all_success(task: Any) -> bool:
+    """Whether ``task`` runs only after every task directly upstream of it succeeded."""
+    rule = getattr(task, "trigger_rule", "all_success")
+    return str(getattr(rule, "value", rule)) == "all_success"
 
 
 def group_chain(task: Any) -> tuple[str, ...]:

@@ -62,6 +62,10 @@ class Compression(object):
 
 def show_best(best_path):
     print("using file: " + best_path)
+
+
+def fail():
+    raise RuntimeError("this task fails on purpose")
 '''
 
 
@@ -139,6 +143,40 @@ def test_values_stored_upstream_reach_through_sh_tasks_which_publish_no_store_lo
     assert not result.has_xcom("c_sh", "cmdexec_stores")
     # plain Airflow tasks still read every value stored so far from a sh task's return_value
     assert result.xcom("c_sh") == {"x": 7}
+
+
+def test_a_task_with_nothing_stored_up_to_it_publishes_no_store_log(run_dag, project):
+    """Issue 11: an empty store log is not pushed (an API write per task saved); the task after it
+    reads the missing log as "nothing stored" and values stored further up still reach everyone."""
+    with _dag("fidelity_no_empty_log") as dag:
+        a = _show("a_nothing", project, [])
+        b = _show("b_nothing", project, [])
+        c = _store("c_stores", project, {"x": 5})
+        d = _show("d_inherits", project, [])
+        e = _show("e_show", project, ["x"])
+        a >> b >> c >> d >> e
+    result = run_dag(dag)
+    assert result.state == "success", result.errors
+    assert not result.has_xcom("a_nothing", "cmdexec_stores")
+    assert not result.has_xcom("b_nothing", "cmdexec_stores")
+    assert result.has_xcom("c_stores", "cmdexec_stores")
+    assert result.has_xcom("d_inherits", "cmdexec_stores")  # it stored nothing but inherited x
+    assert _shown(result, "e_show") == {"x": 5}
+
+
+@pytest.mark.parametrize("rule", ["all_done", "one_failed"])
+def test_a_task_after_a_failure_sees_what_was_stored_before_it(run_dag, project, rule):
+    """A failed task publishes no store log; a task that runs anyway (error handler, all_done) cannot
+    take the missing log for "nothing stored": it looks above it and finds the values stored there."""
+    with _dag(f"fidelity_after_failure_{rule}") as dag:
+        a = _store("a_stores", project, {"x": 9})
+        f = PyOperator(task_id="f_fails", project_dir=str(project), method="tasks.fail")
+        h = _show("h_handler", project, ["x"], trigger_rule=rule)
+        a >> f >> h
+    result = run_dag(dag)
+    assert result.task_states["f_fails"] == "failed"
+    assert result.task_states["h_handler"] == "success"
+    assert _shown(result, "h_handler") == {"x": 9}
 
 
 @pytest.mark.parametrize("first_defined", ["zz_sibling", "aa_sibling"])

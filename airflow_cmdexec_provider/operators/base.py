@@ -297,16 +297,18 @@ class CommandOperator(BaseOperator):
         """Push this task's store log; return every value stored so far (the XCom ``return_value``),
         or None when nothing was stored at all (no XCom, as for a BashOperator that prints nothing).
 
-        A task that can store pushes its store log even when empty: it tells downstream tasks that
-        this task ran and everything upstream of it is covered, so their walk stops here. A task that
-        cannot store pushes none: downstream tasks walk through it (``stores.inherited_log``).
+        A task that can store pushes its store log unless it is empty (nothing stored here or
+        upstream): a task downstream that runs after its success reads "nothing" from the missing log
+        and stops its walk here, as it does at a log (``stores.inherited_log``). A task that cannot
+        store pushes none: downstream tasks walk through it.
         """
         ti = context["ti"]
         if self.can_store:
             own_log = dict(log)
             if stored:
                 own_log[stores.writer_id(self.task_id, getattr(ti, "map_index", -1))] = stored
-            ti.xcom_push(key=stores.STORES_KEY, value=own_log)
+            if own_log:
+                ti.xcom_push(key=stores.STORES_KEY, value=own_log)
         view: dict[str, Any] = {}
         for scope in stores.stores_by_scope(self, log):
             for values in scope:
