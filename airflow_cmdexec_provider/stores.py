@@ -3,7 +3,8 @@
 Every command task that can store (``py>``, ``rb>``) publishes, besides its XCom ``return_value``
 (every value stored so far, for plain Airflow tasks), a *store log* under the XCom key
 ``cmdexec_stores``: ``{writer: own stores}`` for itself and every command task upstream of it that
-stored something; a log that would be empty is not published (one API write less per task). A
+stored something; a log that would be empty is not published (one API write less per task) unless a
+task reading it may run after a failure of this one (``read_after_a_possible_failure``). A
 task merges the logs of its nearest upstream command tasks that can store (walking through plain
 Airflow tasks, through command tasks that cannot store, such as ``sh>``, and through command tasks
 that left no log because they failed; one that succeeded without a log stored nothing, and nothing
@@ -85,6 +86,29 @@ def inherited_log(task: Any, ti: Any) -> StoreLog:
         above = surely_succeeded and _all_success(upstream)
         frontier.extend((further, above) for further in upstream.upstream_list)
     return log
+
+
+def read_after_a_possible_failure(task: Any) -> bool:
+    """Whether a task that reads this task's store log may run even if this task failed: then an empty
+    log must be published, else that reader would take the missing log for a failure and walk on
+    above it (one XCom read per task above; in a chain of ``all_done`` tasks, all of them).
+
+    The readers are the command tasks downstream, reached through tasks that publish no log (plain
+    Airflow tasks, ``sh>``); the walk stops after a task that can store. No API call: the DAG is in
+    memory.
+    """
+    seen: set[str] = set()
+    frontier = list(task.downstream_list)
+    while frontier:
+        downstream = frontier.pop()
+        if downstream.task_id in seen:
+            continue
+        seen.add(downstream.task_id)
+        if not _all_success(downstream):
+            return True
+        if not can_store(downstream):
+            frontier.extend(downstream.downstream_list)
+    return False
 
 
 def _all_success(task: Any) -> bool:

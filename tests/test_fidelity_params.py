@@ -179,6 +179,25 @@ def test_a_task_after_a_failure_sees_what_was_stored_before_it(run_dag, project,
     assert _shown(result, "h_handler") == {"x": 9}
 
 
+def test_a_task_read_by_an_all_done_task_publishes_its_empty_store_log(run_dag, project):
+    """The reader of an empty log may run after a failure (all_done, here also through a sh> task):
+    the empty log is published, so that the reader stops there instead of reading every task above."""
+    with _dag("fidelity_empty_log_for_all_done") as dag:
+        e0 = _show("e0_nothing", project, [])
+        e1 = _show("e1_nothing", project, [])
+        c = _show("c_nothing", project, [])
+        sh = ShOperator(task_id="s_sh", project_dir=str(project), command="true", trigger_rule="all_done")
+        r = _show("r_reader", project, ["x"], trigger_rule="all_done")
+        e0 >> e1 >> sh >> r
+        c >> r
+    result = run_dag(dag)
+    assert result.state == "success", result.errors
+    assert not result.has_xcom("e0_nothing", "cmdexec_stores")  # read by e1 only, after its success
+    assert result.has_xcom("e1_nothing", "cmdexec_stores")  # read through an all_done sh> task
+    assert result.has_xcom("c_nothing", "cmdexec_stores")  # read by an all_done task
+    assert _shown(result, "r_reader") == {"x": None}
+
+
 @pytest.mark.parametrize("first_defined", ["zz_sibling", "aa_sibling"])
 def test_parallel_siblings_merge_in_definition_order_the_later_one_winning(run_dag, project, first_defined):
     second_defined = "aa_sibling" if first_defined == "zz_sibling" else "zz_sibling"

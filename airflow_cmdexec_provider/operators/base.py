@@ -298,16 +298,16 @@ class CommandOperator(BaseOperator):
         or None when nothing was stored at all (no XCom, as for a BashOperator that prints nothing).
 
         A task that can store pushes its store log unless it is empty (nothing stored here or
-        upstream): a task downstream that runs after its success reads "nothing" from the missing log
-        and stops its walk here, as it does at a log (``stores.inherited_log``). A task that cannot
-        store pushes none: downstream tasks walk through it.
+        upstream) and every task reading it runs only after its success: such a task reads "nothing"
+        from the missing log and stops its walk here, as it does at a log (``stores.inherited_log``).
+        A task that cannot store pushes none: downstream tasks walk through it.
         """
         ti = context["ti"]
         if self.can_store:
             own_log = dict(log)
             if stored:
                 own_log[stores.writer_id(self.task_id, getattr(ti, "map_index", -1))] = stored
-            if own_log:
+            if own_log or stores.read_after_a_possible_failure(self):
                 ti.xcom_push(key=stores.STORES_KEY, value=own_log)
         view: dict[str, Any] = {}
         for scope in stores.stores_by_scope(self, log):
