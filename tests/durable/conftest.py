@@ -8,11 +8,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.durable.harness import HERE, make_project
+from tests.durable.harness import HERE, make_project, task_log_lines
 
 
 @pytest.fixture(scope="session", name="durable_home")  # imported elsewhere as durable_home_fixture
@@ -85,3 +87,17 @@ def saved_handle(home: Path, dag_id: str) -> dict | None:
             "SELECT value FROM task_state_store WHERE dag_id=? AND key='cmdexec_remote_command'", (dag_id,)
         ).fetchone()
     return None if row is None else json.loads(row[0])
+
+
+def kill_once_the_position_is_saved(home: Path, dag_id: str, worker: Any) -> None:
+    """Kill ``worker`` once the log position it saved covers every line it showed (saved about once
+    a second; a loaded machine may save it late), so that its retry must show exactly the rest."""
+    deadline = time.monotonic() + 180
+    while True:
+        handle = saved_handle(home, dag_id) or {}
+        shown = len(task_log_lines(worker.output()))
+        if handle.get("log_lines", 0) >= 3 and handle.get("log_lines") == shown:
+            break
+        assert time.monotonic() < deadline, f"saved {handle.get('log_lines')} lines, shown {shown}"
+        time.sleep(0.2)
+    worker.kill()

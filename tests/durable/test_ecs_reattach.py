@@ -7,13 +7,12 @@ processes that reach it through AWS_ENDPOINT_URL, as they would reach AWS.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
-from tests.durable.conftest import read_xcom, saved_handle
+from tests.durable.conftest import kill_once_the_position_is_saved, read_xcom
 from tests.durable.harness import Worker, task_log_lines
 from tests.ecs.conftest import TEST_IMAGE
 from tests.ecs.test_ecs_roundtrip import (
@@ -74,17 +73,7 @@ def test_retry_reattaches_to_the_ecs_task(
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)
-    # The CloudWatch position is saved about once a second: kill once the saved one covers every line
-    # shown so far (the next line comes seconds later), however late a loaded machine saves it.
-    deadline = time.monotonic() + 180
-    while True:
-        handle = saved_handle(durable_home, dag_id) or {}
-        shown = len(task_log_lines(first.output()))
-        if handle.get("log_lines", 0) >= 3 and handle.get("log_lines") == shown:
-            break
-        assert time.monotonic() < deadline, f"saved {handle.get('log_lines')} lines, shown {shown}"
-        time.sleep(0.2)
-    first.kill()
+    kill_once_the_position_is_saved(durable_home, dag_id, first)
     assert ecs_emulator.started_tasks == 1
     if finished_before_retry:
         ecs_emulator.wait_all_stopped(timeout=60)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -20,8 +19,8 @@ import pytest
 
 from tests.durable.conftest import (  # noqa: F401 - fixtures
     durable_home_fixture,
+    kill_once_the_position_is_saved,
     read_xcom,
-    saved_handle,
     worker_env_fixture,
 )
 from tests.durable.harness import Worker, task_log_lines
@@ -183,17 +182,7 @@ def test_retry_reattaches_to_the_pod(kube_world, worker_env, durable_home, tmp_p
 
     first = Worker(env, logical_date, tmp_path / "first.log")
     first.wait_for("slow-line 3", timeout=180)
-    # The log position is saved about once a second: kill once the saved one covers every line shown
-    # (the next line comes 15 s later), however late a loaded machine saves it.
-    deadline = time.monotonic() + 180
-    while True:
-        handle = saved_handle(durable_home, dag_id) or {}
-        shown = len(task_log_lines(first.output()))
-        if handle.get("log_lines", 0) >= 3 and handle.get("log_lines") == shown:
-            break
-        assert time.monotonic() < deadline, f"saved {handle.get('log_lines')} lines, shown {shown}"
-        time.sleep(0.2)
-    first.kill()
+    kill_once_the_position_is_saved(durable_home, dag_id, first)
     [pod] = emulator.pods()
     assert pod["status"]["phase"] == "Running"  # the worker died, its pod lives on
 
