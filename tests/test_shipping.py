@@ -24,7 +24,7 @@ import pytest
 
 from airflow_cmdexec_provider.config import StorageConfig
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
-from airflow_cmdexec_provider.runner.workdir import GZIP_MEMBER, pack_to
+from airflow_cmdexec_provider.runner.workdir import pack_to
 from airflow_cmdexec_provider.storage.parts import PART_SIZE
 from airflow_cmdexec_provider.storage.s3 import PARALLEL_PARTS, S3TemporalStorage
 
@@ -200,8 +200,8 @@ def test_s3_parts_are_uploaded_in_parallel_while_the_project_is_packed(s3, tmp_p
         packed = pack_to(upload, project, io_dir, cancel=probe)
     parts = calls.count("UploadPart")
     assert parts >= 5
-    # Every part but the last has PART_SIZE bytes, or a little more: parts end with a whole gzip member.
-    assert (parts - 1) * PART_SIZE <= packed.size <= parts * (PART_SIZE + 2 * GZIP_MEMBER)
+    # Every part but the last has exactly PART_SIZE bytes.
+    assert (parts - 1) * PART_SIZE < packed.size <= parts * PART_SIZE
     # Parts reach the server while the project is still being packed. How many depends on the machine's
     # speed, but not fewer than this: the writer waits once PARALLEL_PARTS parts are uploading, so when it
     # hands over part k, parts 1..k-PARALLEL_PARTS are stored, and the probe looks before each file (the
@@ -217,6 +217,33 @@ def test_s3_parts_are_uploaded_in_parallel_while_the_project_is_packed(s3, tmp_p
     assert open_uploads(s3) == []
     archive = tmp_path / "downloaded.tar.gz"
     s3.client.download_file(s3.bucket, "t/input.tar.gz", str(archive))
+    assert_same_tree(archive, project, tmp_path / "dest")
+
+
+def test_s3_parts_are_exactly_part_size_and_reuse_a_fixed_set_of_buffers(s3, tmp_path):
+    """Memory does not grow with the archive: the parts of a 60 MiB archive are filled into at most
+    ``PARALLEL_PARTS + 1`` buffers, reused part after part (a new block per part made the worker's RSS
+    creep with the project's size, benchmarks/README-ecs.md). The sink below keeps every buffer it is
+    handed, so a buffer per part would show up as that many distinct objects."""
+    project, io_dir = make_project(tmp_path, 60)
+    handed: list[object] = []
+    sizes: list[int] = []
+    with s3.upload_stream("t/input.tar.gz") as upload:
+        upload_part = upload.sink.upload_part
+
+        def recording_upload_part(number: int, data):
+            handed.append(data)
+            sizes.append(len(data))
+            return upload_part(number, data)
+
+        upload.sink.upload_part = recording_upload_part
+        packed = pack_to(upload, project, io_dir)
+    assert len(sizes) == -(-packed.size // PART_SIZE) >= 12
+    assert sizes[:-1] == [PART_SIZE] * (len(sizes) - 1)
+    assert len({id(buffer) for buffer in handed}) <= PARALLEL_PARTS + 1
+    archive = tmp_path / "downloaded.tar.gz"
+    s3.client.download_file(s3.bucket, "t/input.tar.gz", str(archive))
+    assert archive.stat().st_size == packed.size
     assert_same_tree(archive, project, tmp_path / "dest")
 
 

@@ -119,6 +119,42 @@ def test_a_big_project_is_a_multi_member_gzip_that_gnu_tar_extracts_exactly(tmp_
     assert (dest / "io" / "input.json").read_text() == '{"params": {}}'
 
 
+def test_gzip_members_are_compressed_from_a_fixed_set_of_reused_buffers(tmp_path, monkeypatch):
+    """The tar bytes of each gzip member are gathered into one of at most ``threads + 2`` buffers, reused
+    member after member, not a new block per member (memory flat whatever the project's size). The
+    recorder keeps every buffer it is given, so a block per member would show up as distinct objects."""
+    from isal import isal_zlib
+
+    from airflow_cmdexec_provider.runner import workdir
+
+    given: list[object] = []
+
+    class RecordingCompressor:
+        def __getattr__(self, name):
+            return getattr(isal_zlib, name)
+
+        @staticmethod
+        def compress(data, *args):
+            given.append(data.obj if isinstance(data, memoryview) else data)
+            return isal_zlib.compress(data, *args)
+
+    monkeypatch.setattr(workdir, "isal_zlib", RecordingCompressor())
+    project, io_dir = _project(tmp_path)
+    (project / "data").mkdir()
+    for i in range(12):
+        (project / "data" / f"blob{i}.bin").write_bytes(os.urandom(GZIP_MEMBER + 1000 * i))
+    archive = tmp_path / "in.tar.gz"
+    pack(project, io_dir, archive)
+    assert len(given) == _gzip_members(archive.read_bytes()) >= 12
+    assert len({id(buffer) for buffer in given}) <= workdir.compress_threads() + 2
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(dest)], check=True)
+    for i in range(12):
+        name = f"data/blob{i}.bin"
+        assert (dest / "project" / name).read_bytes() == (project / name).read_bytes(), name
+
+
 def test_pack_stops_when_cancelled(tmp_path):
     project, io_dir = _project(tmp_path)
     cancel = threading.Event()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from isal import isal_zlib
 
+from airflow_cmdexec_provider.blocks import ReusedBlocks
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError
 
 if TYPE_CHECKING:
@@ -130,39 +131,36 @@ def _add_project_file(tar: tarfile.TarFile, project_dir: Path, rel: str, full: s
 
 class _GzipMembers:
     """A writable that gzips its input in members of ``GZIP_MEMBER`` bytes, compressed by a pool of
-    threads, and writes them to ``out`` in order. At most ``threads + 1`` members are in the pool."""
+    threads, and writes them to ``out`` in order. At most ``threads + 1`` members are in the pool and
+    one is being filled, in buffers reused member after member (``blocks.ReusedBlocks``)."""
 
     def __init__(self, out: Writable) -> None:
         self.out = out
         self.compressed_size = 0
         self._position = 0
-        self._chunks: list[bytes] = []  # tar bytes of the next member, joined once it is full
-        self._buffered = 0
+        self._blocks = ReusedBlocks(GZIP_MEMBER, self._compress)
         self._threads = compress_threads()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="cmdexec-gzip")
-        self._pending: deque[Future[bytes]] = deque()
+        self._pending: deque[tuple[Future[bytes], bytearray]] = deque()  # with the tar bytes it reads
 
     def tell(self) -> int:  # tarfile asks where it starts
         return self._position
 
     def write(self, data: bytes) -> int:
-        self._chunks.append(bytes(data))
-        self._buffered += len(data)
+        self._blocks.write(data)
         self._position += len(data)
-        if self._buffered >= GZIP_MEMBER:
-            self._compress()
         return len(data)
 
-    def _compress(self) -> None:
+    def _compress(self, member: bytearray) -> None:
         if len(self._pending) > self._threads:
-            self._write_out(self._pending.popleft())
-        member = b"".join(self._chunks)
-        self._pending.append(self._pool.submit(isal_zlib.compress, member, COMPRESS_LEVEL, GZIP_WBITS))
-        self._chunks.clear()
-        self._buffered = 0
+            self._write_out(*self._pending.popleft())
+        self._pending.append(
+            (self._pool.submit(isal_zlib.compress, member, COMPRESS_LEVEL, GZIP_WBITS), member)
+        )
 
-    def _write_out(self, member: Future[bytes]) -> None:
-        data = member.result()
+    def _write_out(self, compressing: Future[bytes], member: bytearray) -> None:
+        data = compressing.result()
+        self._blocks.reuse(member)
         self.out.write(data)
         self.compressed_size += len(data)
 
@@ -172,10 +170,11 @@ class _GzipMembers:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
             if exc_type is None:
-                if self._chunks:
-                    self._compress()
+                rest = self._blocks.rest()
+                if rest is not None:
+                    self._compress(rest)
                 while self._pending:
-                    self._write_out(self._pending.popleft())
+                    self._write_out(*self._pending.popleft())
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 

@@ -93,13 +93,13 @@ class _ResumableUpload:
         self.url = url
         self.writer: Any = None
 
-    def put(self, data: bytes) -> None:
-        self.blob.upload_from_string(data, content_type="application/gzip")
+    def put(self, data: bytearray) -> None:
+        self.blob.upload_from_string(bytes(data), content_type="application/gzip")  # bytes or str only
 
     def start(self) -> None:
         self.writer = self.blob.open("wb", chunk_size=PART_SIZE, content_type="application/gzip")
 
-    def upload_part(self, number: int, data: bytes) -> None:
+    def upload_part(self, number: int, data: bytearray) -> None:
         self.writer.write(data)
 
     def complete(self, parts: list[None]) -> None:

@@ -1,10 +1,11 @@
 """Upload a stream of unknown length while it is being written: in parts, a few at a time.
 
 ``PartedUpload`` is the writable that ``TemporalStorage.upload_stream`` hands out. What is written to
-it is gathered until it makes a part of ``PART_SIZE`` bytes (or a little more: writes are never cut);
-each part goes to a thread that uploads it while the writer goes on producing the next one. At most
-``workers`` parts are uploading and one is being gathered, so memory stays at about
-``(workers + 1) * PART_SIZE`` whatever the stream's length.
+it is copied into a part buffer of exactly ``PART_SIZE`` bytes (writes are cut where a part ends);
+each full part goes to a thread that uploads it while the writer fills the next one. At most
+``workers`` parts are uploading and one is being filled, and their buffers are reused part after
+part: memory stays at ``(workers + 1) * PART_SIZE`` whatever the stream's length, and no large
+block is allocated and freed per part (see ``blocks.ReusedBlocks``).
 
 The storage side is a ``PartSink``: S3 multipart uploads (parts in parallel) or GCS resumable uploads
 (one worker, so chunks go in order). A stream that never fills one part is sent as one plain upload.
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_cmdexec_provider.blocks import ReusedBlocks
 from airflow_cmdexec_provider.exceptions import BackendError
 
 if TYPE_CHECKING:
@@ -37,14 +39,15 @@ class PartSink(Protocol):
 
     url: str  # for messages: s3://bucket/key, gs://bucket/key
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytearray) -> None:
         """The whole object in one request (the stream was shorter than one part)."""
 
     def start(self) -> None:
         """Begin a multi-part upload, before the first part."""
 
-    def upload_part(self, number: int, data: bytes) -> Any:
-        """Upload part ``number`` (1, 2, ...); runs in a worker thread. Returns what ``complete`` needs."""
+    def upload_part(self, number: int, data: bytearray) -> Any:
+        """Upload part ``number`` (1, 2, ...); runs in a worker thread. Returns what ``complete`` needs.
+        ``data`` is reused for a later part once this returns: keep no reference to it."""
 
     def complete(self, parts: list[Any]) -> None:
         """Assemble the object from the parts' results, in part order."""
@@ -62,26 +65,16 @@ class PartedUpload:
     def __init__(self, sink: PartSink, workers: int) -> None:
         self.sink = sink
         self.workers = workers
-        self._gathered: list[bytes] = []  # the writes that make the next part
-        self._gathered_size = 0
+        self._blocks = ReusedBlocks(PART_SIZE, self._send)
         self._pool: ThreadPoolExecutor | None = None  # started with the first full part
-        self._uploading: set[Future[Any]] = set()
+        self._uploading: dict[Future[Any], bytearray] = {}  # the part each upload reads
         self._parts: list[Future[Any]] = []
 
     def write(self, data: bytes) -> int:
-        self._gathered.append(bytes(data))
-        self._gathered_size += len(data)
-        if self._gathered_size >= PART_SIZE:
-            self._send(self._take())
+        self._blocks.write(data)
         return len(data)
 
-    def _take(self) -> bytes:
-        part = b"".join(self._gathered)
-        self._gathered.clear()
-        self._gathered_size = 0
-        return part
-
-    def _send(self, part: bytes) -> None:
+    def _send(self, part: bytearray) -> None:
         if self._pool is None:
             self._call(self.sink.start)
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cmdexec-upload")
@@ -91,27 +84,29 @@ class PartedUpload:
                 "ship a smaller project (list large files that the command does not need in .digdagignore)"
             )
         while len(self._uploading) >= self.workers:
-            done, self._uploading = wait(self._uploading, return_when=FIRST_COMPLETED)
+            done, _ = wait(self._uploading, return_when=FIRST_COMPLETED)
             for future in done:
                 self._result(future)  # a failed part stops the upload now, not at the end
+                self._blocks.reuse(self._uploading.pop(future))
         future = self._pool.submit(self.sink.upload_part, len(self._parts) + 1, part)
         self._parts.append(future)
-        self._uploading.add(future)
+        self._uploading[future] = part
 
     def finish(self) -> None:
         """Send what is left and make the object."""
+        rest = self._blocks.rest()
         if self._pool is None:
-            self._call(self.sink.put, self._take())
+            self._call(self.sink.put, rest if rest is not None else bytearray())
             return
-        if self._gathered:
-            self._send(self._take())
+        if rest is not None:
+            self._send(rest)
         results = [self._result(future) for future in self._parts]
         self._pool.shutdown()
         self._call(self.sink.complete, results)
 
     def abort(self) -> None:
         """Stop: wait for the part uploads that are running, then drop the upload and any object."""
-        self._gathered.clear()
+        self._blocks.drop()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._call_quietly(self.sink.abort)

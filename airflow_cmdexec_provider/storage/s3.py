@@ -103,14 +103,14 @@ class _MultipartUpload:
             else {}
         )
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytearray) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data)
 
     def start(self) -> None:
         response = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.checksum)
         self.upload_id = response["UploadId"]
 
-    def upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+    def upload_part(self, number: int, data: bytearray) -> dict[str, Any]:
         response = self.client.upload_part(
             Bucket=self.bucket,
             Key=self.key,
