@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from airflow_cmdexec_provider.backends.base import CommandRequest, IoFile
 from airflow_cmdexec_provider.backends.local import LocalBackend
-from airflow_cmdexec_provider.exceptions import CommandNotFound
+from airflow_cmdexec_provider.exceptions import BackendError, CommandNotFound
 from tests.process_helpers import pid_gone, wait_gone
 
 
@@ -216,12 +217,43 @@ def test_kill_from_another_thread_terminates_the_whole_group(dirs, tmp_path):
     thread, outcome, _ = _run_in_thread(backend, _sh(project, io_dir, script))
     pids = [_read_pids(pid_dir / name, 1)[0] for name in ("child", "grandchild", "shell")]
     backend.kill()
-    thread.join(20)
+    thread.join(300)  # TERM ends the group at once; the long deadline is for a stalled machine
     assert not thread.is_alive(), "run() did not return after kill()"
     assert "error" not in outcome, outcome.get("error")
     assert outcome["result"].exit_code == 128 + 15
     assert outcome["result"].reason == "killed by signal SIGTERM"
     assert wait_gone(pids) == []
+
+
+def test_a_kill_that_comes_while_the_command_is_being_started_still_ends_it(dirs, tmp_path, monkeypatch):
+    """The command may run before ``run()`` has recorded its process (CI caught a test whose kill()
+    came in that window: it was lost, and the command ran on). Here the kill comes exactly there:
+    right after the process exists, before ``Popen`` returns to ``run()``."""
+    project, io_dir = dirs
+    marker = tmp_path / "finished"
+    backend = LocalBackend(kill_grace=5)
+    real_popen = subprocess.Popen
+
+    def popen_then_kill(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        backend.kill()
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", popen_then_kill)
+    result = backend.run(_sh(project, io_dir, f'sleep 3 && touch "{marker}"'), [].append)
+    assert result.exit_code == 128 + 15
+    assert result.reason == "killed by signal SIGTERM"
+    assert not marker.exists()
+
+
+def test_a_kill_before_the_command_starts_keeps_it_from_starting(dirs, tmp_path):
+    project, io_dir = dirs
+    marker = tmp_path / "started"
+    backend = LocalBackend(kill_grace=5)
+    backend.kill()
+    with pytest.raises(BackendError, match="killed before its command started"):
+        backend.run(_sh(project, io_dir, f'touch "{marker}"'), [].append)
+    assert not marker.exists()
 
 
 def test_kill_escalates_to_sigkill_when_term_is_ignored(dirs, tmp_path):

@@ -18,7 +18,7 @@ from airflow_cmdexec_provider.backends.base import (
     LineSink,
     TaskSettings,
 )
-from airflow_cmdexec_provider.exceptions import CommandNotFound
+from airflow_cmdexec_provider.exceptions import BackendError, CommandNotFound
 
 KILL_GRACE_SECONDS = 10.0
 
@@ -37,6 +37,9 @@ class LocalBackend(CommandBackend):
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._kill_grace = kill_grace
         self._proc: subprocess.Popen[bytes] | None = None
+        # kill() may come before the process exists or before run() has recorded it (the command
+        # can print, even finish its set-up, in between): it stays set, and run() checks it after.
+        self._killed = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: TaskSettings) -> LocalBackend:
@@ -45,6 +48,8 @@ class LocalBackend(CommandBackend):
     def run(self, request: CommandRequest, log_line: LineSink) -> CommandResult:
         argv = request.argv(request.io_dir)
         env = {**self._base_env, **request.env}
+        if self._killed.is_set():
+            raise BackendError(f"Task {request.task_label}: killed before its command started on the worker")
         try:
             proc = subprocess.Popen(
                 argv,
@@ -62,6 +67,8 @@ class LocalBackend(CommandBackend):
         stdout = proc.stdout
         assert stdout is not None
         try:
+            if self._killed.is_set():  # kill() came while the process was being started
+                self._stop(proc, wait=False)
             exit_code = self._forward_until_exit(proc, stdout.fileno(), log_line)
         finally:
             self._stop(proc, wait=True)
@@ -101,7 +108,9 @@ class LocalBackend(CommandBackend):
         return proc.wait()
 
     def kill(self) -> None:
-        """Stop the running process group; safe to call from a signal handler."""
+        """Stop the running process group, or keep the command from starting; safe to call from a
+        signal handler."""
+        self._killed.set()  # before reading _proc: run() records _proc before it reads the flag
         proc = self._proc
         if proc is not None:
             self._stop(proc, wait=False)
