@@ -10,9 +10,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pendulum
+import pytest
 
 from airflow_cmdexec_provider.backends.local import LocalBackend
-from airflow_cmdexec_provider.exceptions import CommandFailed
+from airflow_cmdexec_provider.exceptions import BackendError, CommandFailed
+from airflow_cmdexec_provider.hooks.command_executor import CommandExecutorHook
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from tests.process_helpers import wait_gone
 
@@ -120,13 +122,34 @@ def test_on_kill_from_another_thread_stops_the_command(tmp_path):
     thread.start()
     pids = [int(p) for p in _wait_for(pidfile).split()]
     op.on_kill()
-    thread.join(20)
+    thread.join(300)  # TERM ends the group at once; the long deadline is for a stalled machine
     assert not thread.is_alive(), "execute() did not return after on_kill()"
     error = outcome.get("error")
     assert isinstance(error, CommandFailed), outcome
     assert str(error) == "Task on_kill.slow: command failed with code 143 (killed by signal SIGTERM)"
     assert wait_gone(pids) == []
     op.on_kill()  # after the command ended: nothing to do, no error
+
+
+def test_on_kill_while_the_executor_is_chosen_keeps_the_command_from_starting(tmp_path, monkeypatch):
+    """Airflow's SIGTERM handler calls on_kill and lets execute() go on. A kill that came before the
+    operator knew its backend was lost: the command then started and ran to its end (and, once the
+    supervisor killed the task process, on as an orphan). Here on_kill comes right after the executor
+    is chosen, before the operator has recorded the backend."""
+    marker = tmp_path / "started"
+    with _dag("on_kill_early"):
+        op = ShOperator(task_id="early", project_dir=str(tmp_path), command=f'touch "{marker}"')
+    choose = CommandExecutorHook.get_backend
+
+    def choose_then_kill(hook):
+        backend = choose(hook)
+        op.on_kill()
+        return backend
+
+    monkeypatch.setattr(CommandExecutorHook, "get_backend", choose_then_kill)
+    with pytest.raises(BackendError, match=r"^Task on_kill_early\.early: killed before its command started"):
+        op.execute(_fake_context(op))
+    assert not marker.exists()
 
 
 # -- runner files --------------------------------------------------------------------------------------------

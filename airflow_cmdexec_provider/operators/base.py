@@ -127,6 +127,9 @@ class CommandOperator(BaseOperator):
             else command_executor
         )
         self._running_backend: CommandBackend | None = None  # the backend running the command, for on_kill
+        # on_kill came (Airflow's SIGTERM handler lets execute go on): a backend chosen after it must
+        # not start the command. Each try runs on its own copy of the operator.
+        self._kill_requested = False
 
     # -- subclass contract -------------------------------------------------------------------
     def prepare(
@@ -228,6 +231,8 @@ class CommandOperator(BaseOperator):
                 needs_outputs=self.needs_outputs,
             )
             backend = self._running_backend = hook.get_backend()
+            if self._kill_requested:  # on_kill came before the backend was recorded: it refuses to start
+                backend.kill()
             if self.deferrable and isinstance(backend, RemoteBackend):
                 self._defer(context, hook, backend, request, journal)
             if self.deferrable:
@@ -410,6 +415,7 @@ class CommandOperator(BaseOperator):
         return self._publish(context, stores.inherited_log(self, context["ti"]), stored)
 
     def on_kill(self) -> None:
+        self._kill_requested = True  # before reading the backend: _execute records it, then reads this
         backend = self._running_backend
         if backend is not None:
             self.log.info("Task %s was killed: stopping its command", self.task_label)
