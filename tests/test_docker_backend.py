@@ -459,9 +459,15 @@ def test_a_short_command_saves_its_handle_once_a_long_one_again_after_a_second(p
     saves: list[dict] = []
     short = backend()
     short.save_handle = lambda handle: saves.append(dict(handle))
+    began = time.monotonic()
     result = short.run(project.sh_request("echo quick", labels=unique_labels("save-short", 1)), Sink())
+    took = time.monotonic() - began
     assert result.exit_code == 0
-    assert [save.get("starting") for save in saves] == [True]
+    assert saves[0].get("starting") is True
+    # A loaded machine may stretch even `echo` past a second (CI did): then one position save may follow.
+    assert len(saves) <= 1 + int(took), (took, saves)
+    if took < 1:
+        assert len(saves) == 1, saves
 
     saves.clear()
     long = backend()
