@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import http.server
 import io
 import json
 import os
 import re
 import signal
+import socketserver
 import subprocess
 import sys
 import tarfile
@@ -64,7 +66,12 @@ from airflow_cmdexec_provider.backends.docker import (
     extract_outputs,
     workspace_archive,
 )
-from airflow_cmdexec_provider.backends.docker_transports import ENV_FILE_MAX_LINE, cli_env
+from airflow_cmdexec_provider.backends.docker_transports import (
+    ENV_FILE_MAX_LINE,
+    EngineApi,
+    cli_env,
+    speakable_version,
+)
 from airflow_cmdexec_provider.config import docker_config
 from airflow_cmdexec_provider.exceptions import BackendError, CmdExecConfigError, CommandNotFound
 
@@ -170,7 +177,7 @@ def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recor
         return f"{path}?follow={follow[1]}" if path.endswith("/logs") else path
 
     assert [short(call) for call in recorder.calls()] == [
-        "GET /version",
+        "GET /_ping",  # the API version, as the docker CLI learns it (GET /version costs the daemon more)
         "POST /containers/create",
         "PUT /containers/C/archive",
         "POST /containers/C/start",
@@ -180,6 +187,74 @@ def test_a_task_makes_these_engine_api_calls_and_no_more(project: Project, recor
         "GET /containers/C/archive",
         "DELETE /containers/C",
     ]
+
+
+@pytest.mark.docker
+def test_the_client_speaks_the_daemons_api_version_learnt_from_its_ping() -> None:
+    """The version the SDK's ``version="auto"`` would pick (the daemon's own), without ``GET /version``."""
+    require_docker()
+    from docker.constants import DEFAULT_DOCKER_API_VERSION
+    from docker.utils import version_lt
+
+    offered = json.loads(docker("version", "--format", "{{json .Server.APIVersion}}").stdout)
+    client = EngineApi(docker_config({"image": IMAGE}, "dockertest.version")).new_client()
+    try:
+        expected = offered if version_lt(offered, DEFAULT_DOCKER_API_VERSION) else DEFAULT_DOCKER_API_VERSION
+        assert client.api_version == expected
+        assert client.ping()
+    finally:
+        client.close()
+
+
+def test_the_spoken_api_version_is_the_older_of_the_daemons_and_the_sdks() -> None:
+    from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERSION
+    from docker.errors import InvalidVersion
+
+    assert speakable_version("1.41") == "1.41"
+    assert speakable_version(MINIMUM_DOCKER_API_VERSION) == MINIMUM_DOCKER_API_VERSION
+    assert speakable_version("1.99") == DEFAULT_DOCKER_API_VERSION
+    with pytest.raises(InvalidVersion, match=r"speaks Docker API 1\.12; the docker SDK needs"):
+        speakable_version("1.12")
+
+
+class _OldDaemon(http.server.BaseHTTPRequestHandler):
+    """A daemon from before API 1.25: its ping names no version, ``/version`` does."""
+
+    api_version = "1.24"
+
+    def do_GET(self) -> None:  # the http.server hook
+        body = b"OK" if self.path == "/_ping" else json.dumps({"ApiVersion": self.api_version}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("api_version", "error"), [("1.24", None), ("1.19", "the docker SDK needs 1.24")])
+def test_a_daemon_whose_ping_names_no_version_is_asked_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_version: str, error: str | None
+) -> None:
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    handler = type("Handler", (_OldDaemon,), {"api_version": api_version})
+    sock = tmp_path / "d.sock"
+    with Server(str(sock), handler) as server:
+        server.client_address = ("local", 0)  # http.server logs it; a unix socket has none
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+        api = EngineApi(docker_config({"image": IMAGE}, "dockertest.old"))
+        try:
+            if error is None:
+                assert api.new_client().api_version == api_version
+            else:
+                with pytest.raises(BackendError, match=f"Task dockertest.old: the Docker daemon .*{error}"):
+                    api.new_client()
+        finally:
+            server.shutdown()
 
 
 @pytest.mark.docker
