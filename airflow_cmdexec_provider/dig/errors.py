@@ -26,14 +26,27 @@ class Problem:
 
 
 class DigLoadError(CmdExecConfigError):
-    """A workflow that was asked for cannot be loaded; the message lists every problem found."""
+    """A workflow that was asked for cannot be loaded; the message lists every problem found.
 
-    def __init__(self, problems: list[Problem], workflows: list[str] | None = None) -> None:
+    ``loaded`` names the workflows of the same call that did load: the message then says how to load
+    them alone, since one workflow that cannot load fails the whole DAG file (Airflow shows the
+    file's import error, and none of its DAGs)."""
+
+    def __init__(
+        self, problems: list[Problem], workflows: list[str] | None = None, loaded: list[str] | None = None
+    ) -> None:
         self.problems = list(problems)
         self.workflows = workflows
+        self.loaded = loaded
         names = ", ".join(workflows or sorted({p.file.stem for p in problems}))
         lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"Digdag workflow(s) {names} cannot be loaded as Airflow DAGs:\n{lines}")
+        message = f"Digdag workflow(s) {names} cannot be loaded as Airflow DAGs:\n{lines}"
+        if loaded:
+            message += (
+                f"\nThe other workflow(s) asked for load: {', '.join(loaded)}. To load them while these "
+                f"are fixed, name them: load_project(..., include={sorted(loaded)!r})"
+            )
+        super().__init__(message)
 
-    def __reduce__(self) -> tuple[type[Self], tuple[list[Problem], list[str] | None]]:
-        return (type(self), (self.problems, self.workflows))
+    def __reduce__(self) -> tuple[type[Self], tuple[list[Problem], list[str] | None, list[str] | None]]:
+        return (type(self), (self.problems, self.workflows, self.loaded))

@@ -120,6 +120,8 @@ def load_project(
         dags[dag.dag_id] = dag
     if errors:
         raise DigLoadError(
-            [p for e in errors for p in e.problems], [w for e in errors for w in e.workflows or []]
+            [p for e in errors for p in e.problems],
+            [w for e in errors for w in e.workflows or []],
+            loaded=[dag_id.removeprefix(dag_id_prefix) for dag_id in dags],
         )
     return dags

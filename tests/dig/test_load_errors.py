@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import textwrap
 from pathlib import Path
 
@@ -244,7 +245,23 @@ def test_every_problem_of_a_workflow_is_listed_and_nothing_loads(tmp_path):
     assert message.startswith("Digdag workflow(s) bad cannot be loaded")
     for line, construct in ((2, "emr>"), (4, "${1 + 1}"), (5, "sla")):
         assert f"bad.dig, line {line}: {construct}" in message, message
+    assert "The other workflow(s) asked for load: good. To load them while these are fixed" in message
+    assert message.endswith("name them: load_project(..., include=['good'])"), message
     assert load_project(tmp_path, include=["good"])["good"].task_ids == ["a"]
+
+
+def test_a_load_error_names_no_other_workflow_when_none_loaded(tmp_path):
+    write(tmp_path, "bad.dig", "+a:\n  emr>:\n")
+    write(tmp_path, "worse.dig", "+a:\n  td>: q.sql\n")
+    with pytest.raises(DigLoadError) as info:
+        load_project(tmp_path, dag_id_prefix="team_")
+    assert "asked for load" not in str(info.value)
+    assert info.value.loaded == []
+    write(tmp_path, "fine.dig", "+a:\n  echo>: fine\n")
+    with pytest.raises(DigLoadError) as info:
+        load_project(tmp_path, include=["fine", "bad"], dag_id_prefix="team_")
+    assert info.value.loaded == ["fine"]  # workflow names, as include takes them, not dag ids
+    assert pickle.loads(pickle.dumps(info.value)).loaded == ["fine"]  # Airflow may pickle the error
 
 
 def test_include_that_matches_nothing_names_the_workflows_there(tmp_path):
