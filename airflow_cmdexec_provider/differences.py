@@ -156,7 +156,9 @@ DIFFERENCES: tuple[Difference, ...] = (
         "99",
         "`${...}` is JavaScript (`moment()`, operators) everywhere in the config",
         "P",
-        'Names and dotted paths (`${a.b}`) with `templating="digdag"`; other expressions are a clear error',
+        'Names, dotted paths (`${a.b}`) and moment.js dates (`${moment(session_time).add(-1, "days")'
+        '.format("YYYYMMDD")}`, evaluated in Python) with `templating="digdag"`; other expressions are a '
+        "clear error",
     ),
     Difference(
         "103",

@@ -1,11 +1,12 @@
 """Digdag's ``${...}`` in text: names and dotted paths, evaluated with a task's params when it runs.
 
 Digdag evaluates ``${...}`` as JavaScript (``ConfigEvalEngine`` with ``digdag.js``). We evaluate
-the part nearly every workflow uses: a param name (``${session_date}``) or a dotted path into an
-object param (``${td.last_job_id}``, ``${user.name}``). The result is the value as JavaScript's
-``String()`` would print it, with objects and arrays as JSON, as Digdag's template does. An unknown
-name fails, as the JavaScript ``ReferenceError`` does in Digdag. Anything else (operators, function
-calls such as ``moment()``, ``${secret:...}``) is refused with a clear message rather than guessed.
+the part nearly every workflow uses: a param name (``${session_date}``), a dotted path into an
+object param (``${td.last_job_id}``, ``${user.name}``), and date arithmetic and formatting with
+``moment(...)`` (``moment.py``). The result is the value as JavaScript's ``String()`` would print it,
+with objects and arrays as JSON, as Digdag's template does. An unknown name fails, as the JavaScript
+``ReferenceError`` does in Digdag. Anything else (operators, other function calls, ``${secret:...}``)
+is refused with a clear message rather than guessed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_cmdexec_provider import moment
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 
 _EXPRESSION = re.compile(r"\$\{([^{}]*)\}")
@@ -33,8 +35,22 @@ def evaluate(value: Any, params: Mapping[str, Any], where: str) -> Any:
 
 
 def is_supported(expression: str) -> bool:
-    """Whether ``expression`` (the text between ``${`` and ``}``) is a name or a dotted path."""
-    return bool(_PATH.fullmatch(expression.strip()))
+    """Whether ``expression`` (the text between ``${`` and ``}``) is evaluated: a name, a dotted path
+    or a ``moment(...)`` call of the subset ``moment.py`` evaluates."""
+    return unsupported_reason(expression) is None
+
+
+def unsupported_reason(expression: str) -> str | None:
+    """Why ``expression`` is not evaluated, or None when it is."""
+    if _PATH.fullmatch(expression.strip()):
+        return None
+    if moment.is_moment(expression):
+        try:
+            moment.parse(expression)
+        except moment.UnsupportedMoment as exc:
+            return f"moment(): {exc}"
+        return None
+    return "only param names, dotted paths and moment(...) dates are evaluated"
 
 
 def expressions_in(text: str) -> list[str]:
@@ -44,12 +60,24 @@ def expressions_in(text: str) -> list[str]:
 
 def _value_text(expression: str, params: Mapping[str, Any], where: str) -> str:
     path = expression.strip()
-    if not _PATH.fullmatch(path):
+    if _PATH.fullmatch(path):
+        return js_string(_param(path, params, expression, where))
+    if not moment.is_moment(path):
         raise CmdExecConfigError(
-            f"{where}: ${{{expression}}} is not supported: only param names and dotted paths are evaluated "
-            "(e.g. ${session_date}, ${td.last_job_id}); JavaScript expressions, function calls and "
+            f"{where}: ${{{expression}}} is not supported: only param names, dotted paths and moment(...) "
+            "dates are evaluated (e.g. ${session_date}, ${td.last_job_id}, "
+            "${moment(session_time).add(-1, 'days').format('YYYYMMDD')}); other JavaScript and "
             "${secret:...} are not"
         )
+    try:
+        call = moment.parse(path)
+        value = call.evaluate(params.get("timezone"), lambda name: _param(name, params, expression, where))
+    except (moment.UnsupportedMoment, ValueError) as exc:
+        raise CmdExecConfigError(f"{where}: ${{{expression}}}: {exc}") from exc
+    return js_string(value)
+
+
+def _param(path: str, params: Mapping[str, Any], expression: str, where: str) -> Any:
     value: Any = params
     walked: list[str] = []
     for part in path.split("."):
@@ -60,7 +88,7 @@ def _value_text(expression: str, params: Mapping[str, Any], where: str) -> str:
                 "ReferenceError here too); define the param or fix the name"
             )
         value = value[part]
-    return js_string(value)
+    return value
 
 
 def js_string(value: Any) -> str:

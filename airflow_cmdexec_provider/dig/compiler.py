@@ -55,7 +55,7 @@ from airflow_cmdexec_provider.dig.operators import (
 from airflow_cmdexec_provider.dig.timetable import KINDS, DigdagTimetable
 from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, FileLoader
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
-from airflow_cmdexec_provider.expressions import expressions_in, is_supported, js_string
+from airflow_cmdexec_provider.expressions import expressions_in, js_string, unsupported_reason
 from airflow_cmdexec_provider.params import ENV_KEY, deep_merge
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,16 @@ class Compiler:
         self.problem(where, key, written or construct.written.replace("`", "").rstrip(":"), construct.airflow)
 
     def check_expressions(self, value: Any, where: DigMap, key: str) -> None:
-        """Every ``${...}`` must be a name or a dotted path (evaluated when the task runs)."""
+        """Every ``${...}`` must be a name, a dotted path or a ``moment(...)`` date (evaluated when the
+        task runs); a ``moment(...)`` outside what is evaluated gets its own reason."""
         if isinstance(value, str):
-            bad = [f"${{{e}}}" for e in expressions_in(value) if not is_supported(e)]
+            bad: list[str] = []
+            for e in expressions_in(value):
+                reason = unsupported_reason(e)
+                if reason is not None and reason.startswith("moment():"):
+                    self.problem(where, key, f"${{{e}}}", f"{reason}; {CONSTRUCTS['javascript'].airflow}")
+                elif reason is not None:
+                    bad.append(f"${{{e}}}")
             rest = _EXPRESSION.sub("", value)
             if "${" in rest:  # an expression with braces inside, e.g. ${moment().format('{x}')}
                 bad.append(rest[rest.index("${") :][:60])

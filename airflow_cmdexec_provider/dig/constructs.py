@@ -129,6 +129,15 @@ _SUPPORTED = [
         "evaluated when the task runs with the task's params; in `sh>` the value is pasted into the "
         "script text, as Digdag does",
     ),
+    Construct(
+        "moment",
+        "`${moment(session_time).add(-1, 'days').format('YYYYMMDD')}`",
+        True,
+        "moment.js dates without a JavaScript engine: `moment()`, `moment(param)`, `moment('2026-01-30')`; "
+        "`.utc()`, `.local()`, `.add`/`.subtract(n, unit)`, `.startOf`/`.endOf(unit)`; ending with "
+        "`.format('...')` (English names), `.unix()`, `.valueOf()` or `.toISOString()`, in the "
+        "workflow's `timezone` as in Digdag; anything else in a `moment(...)` is a load error saying what",
+    ),
 ]
 
 _LATER = [
@@ -156,9 +165,10 @@ _LATER = [
     ),
     Construct(
         "javascript",
-        "`${...}` JavaScript (`${1 + 1}`, `${moment(...)}`)",
+        "`${...}` other JavaScript (`${1 + 1}`, `${a || b}`, `${JSON.stringify(x)}`)",
         False,
-        f"{LATER} (an embedded JavaScript engine); only names and dotted paths are evaluated now",
+        f"{LATER} (an embedded JavaScript engine); names, dotted paths and moment(...) dates are "
+        "evaluated now",
     ),
     Construct("sla", "`sla:`", False, f"{LATER} (Airflow Deadline Alerts); remove it to load the workflow"),
     Construct(

@@ -24,9 +24,15 @@ def lines(result, task_id):
 
 
 def test_basic_runs_in_order(project, run_workflow):
-    result = run_workflow(project("examples"), "basic")
+    result = run_workflow(
+        project("examples"), "basic", logical_date=pendulum.datetime(2026, 1, 30, 8, 30, tz="UTC")
+    )
     assert result.state == "success", result.errors
     assert "the first step runs first" in lines(result, "first_step")
+    # Digdag's moment() idiom, pasted into the sh> script
+    assert "the second step runs next, in the session of 2026-01-30 08:30:00 +00:00" in lines(
+        result, "second_step"
+    )
     assert "which keep their order" in lines(result, "a_group.inner_two")
     assert "left runs together with right" in lines(result, "at_once.left")
 

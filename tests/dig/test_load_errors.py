@@ -74,7 +74,17 @@ CASES = {
     ),
     "secret": ("+s:\n  sh>: echo ${secret:db.password}\n", 2, ["${secret:db.password}", "a later version"]),
     "javascript": ("+task2:\n  val: ${1 + 1}\n  sh>: echo ${val}\n", 2, ["${1 + 1}", "JavaScript"]),
-    "moment": ("+now:\n  echo>: ${moment(session_time).utc().format('YYYY-MM-DD')}\n", 2, ["JavaScript"]),
+    "moment_tz": (
+        "+now:\n  echo>: ${moment(session_time).tz('Asia/Tokyo').format('YYYY-MM-DD')}\n",
+        2,
+        ["${moment(session_time).tz('Asia/Tokyo')", ".tz() is not evaluated", "no time zone data"],
+    ),
+    "moment_object": ("+now:\n  echo>: ${moment()}\n", 2, ["${moment()}", "end it with .format('...')"]),
+    "moment_token": (
+        "+now:\n  echo>: ${moment().format('YYYY zz')}\n",
+        2,
+        ["the token 'zz' is not formatted here", "[brackets]"],
+    ),
     "sla": (
         """
         schedule:
