@@ -8,7 +8,8 @@ that idiom without a JavaScript engine, the same way moment does:
 
 - ``moment()`` (now), ``moment(name.or.path)`` of a param, ``moment('2026-01-30')``, ``moment(ms)``:
   an ISO 8601 text with an offset is that instant; without one it is the workflow's local time;
-- then, in any order: ``.utc()``, ``.local()``, ``.add(n, unit)``, ``.subtract(n, unit)``,
+- then, in any order: ``.utc()``, ``.local()``, ``.utcOffset(9 | 540 | '+09:00')``, ``.add(n, unit)``,
+  ``.subtract(n, unit)``,
   ``.startOf(unit)``, ``.endOf(unit)`` (units as moment spells them: ``'days'``, ``'d'``, ``'M'``...;
   days and longer move the wall clock, hours and shorter the instant);
 - ending with ``.format('...')`` (moment's tokens, English names), ``.unix()``, ``.valueOf()`` or
@@ -24,7 +25,7 @@ import calendar
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -113,10 +114,10 @@ class MomentCall:
     arg: tuple[str, Any] | None
     steps: tuple[tuple[str, tuple[Any, ...]], ...]
 
-    def evaluate(self, timezone: Any, lookup: Callable[[str], Any]) -> str | int:
+    def evaluate(self, workflow_timezone: Any, lookup: Callable[[str], Any]) -> str | int:
         """The value as Digdag prints it, in the workflow's ``timezone`` (its JavaScript engine's local
         zone); ``lookup(path)`` gives a param's value (and raises for an unknown one)."""
-        local = _zone(timezone)
+        local = _zone(workflow_timezone)
         if self.arg is None:
             moment = datetime.now(local)
         elif self.arg[0] == "ms":
@@ -130,6 +131,9 @@ class MomentCall:
                 zone, moment = UTC, moment.astimezone(UTC)
             elif method == "local":
                 zone, moment = local, moment.astimezone(local)
+            elif method == "utcOffset":
+                zone = timezone(timedelta(minutes=args[0]))
+                moment = moment.astimezone(zone)
             elif method in ("add", "subtract"):
                 amount = args[0] if method == "add" else -args[0]
                 moment = _add(moment, zone, int(amount), args[1])
@@ -243,6 +247,14 @@ def _checked(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         if args:
             raise UnsupportedMoment(f".{method}() takes no arguments here")
         return args
+    if method == "utcOffset":  # a fixed offset: hours below 16, else minutes, or "+09:00" (moment's rules)
+        offset = args[0] if len(args) == 1 else None
+        if isinstance(offset, str) and (match := re.fullmatch(r"([+-])(\d\d):?(\d\d)", offset.strip())):
+            minutes = int(match[2]) * 60 + int(match[3])
+            return (-minutes if match[1] == "-" else minutes,)
+        if isinstance(offset, int):
+            return (offset * 60 if -16 < offset < 16 else offset,)
+        raise UnsupportedMoment(".utcOffset() takes hours, minutes or a '+09:00' text, e.g. .utcOffset(9)")
     if method in ("add", "subtract"):
         if len(args) != 2 or not isinstance(args[0], int) or not isinstance(args[1], str):
             raise UnsupportedMoment(f".{method}() takes a whole number and a unit, e.g. .{method}(1, 'days')")

@@ -76,6 +76,13 @@ LA = {
         ("moment(session_time).endOf('day').utc().toISOString()", "2026-01-31T07:59:59.999Z"),
         ("moment('2026-01-30T10:00:00Z').format('HH:mm')", "02:00"),
         ("moment(session_time).add(90, 'minutes').add(30, 's').format('HH:mm:ss')", "01:30:30"),
+        # a fixed offset, the way to another zone without time zone data
+        ("moment(session_time).utcOffset(9).format('YYYY-MM-DD HH:mm Z')", "2026-01-30 17:00 +09:00"),
+        ("moment(session_time).utcOffset(-330).format('HH:mm ZZ')", "02:30 -0530"),
+        (
+            "moment(session_time).utcOffset('+09:00').startOf('day').utc().format('MM-DD HH:mm')",
+            "01-29 15:00",
+        ),
     ],
 )
 def test_moment_prints_what_digdags_moment_prints(expression: str, expected: str) -> None:
@@ -113,6 +120,7 @@ def test_moment_now_is_now_in_the_workflows_zone() -> None:
         ("moment(session_time).format()", ".format() takes a format text"),
         ("moment(session_time).add(n, 'days').format('D')", "literal arguments"),
         ("moment(session_time).format('D') + 1", "is not part of a moment() call"),
+        ("moment(session_time).utcOffset('JST').format('D')", ".utcOffset() takes hours, minutes"),
     ],
 )
 def test_what_is_not_evaluated_says_why_before_anything_runs(expression: str, reason: str) -> None:
