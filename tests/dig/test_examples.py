@@ -150,6 +150,17 @@ def test_init_sh_template(project, run_workflow):
     ]
 
 
+def test_init_echo_template_with_moment_dates(project, run_workflow):
+    result = run_workflow(
+        project("init_echo"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="Asia/Tokyo")
+    )
+    assert result.state == "success", result.errors
+    assert "begin 2026-01-30T00:00:00+09:00" in lines(result, "begin")
+    assert "2026-01-30 00:00 +09:00 is 2026-01-29 15:00 +00:00" in lines(result, "local_and_utc")
+    said = sorted(line for t in result.task_states if t.startswith("pairs.") for line in lines(result, t))
+    assert said == ["a big apple", "a big pear", "a small apple", "a small pear"]
+
+
 def test_init_python_template(project, run_workflow):
     result = run_workflow(
         project("init_python"), "workflow", logical_date=pendulum.datetime(2026, 1, 30, tz="UTC")
