@@ -12,8 +12,8 @@ that idiom without a JavaScript engine, the same way moment does:
   ``.subtract(n, unit)``,
   ``.startOf(unit)``, ``.endOf(unit)`` (units as moment spells them: ``'days'``, ``'d'``, ``'M'``...;
   days and longer move the wall clock, hours and shorter the instant);
-- ending with ``.format('...')`` (moment's tokens, English names), ``.unix()``, ``.valueOf()`` or
-  ``.toISOString()``.
+- ending with ``.format('...')`` (moment's tokens, English names), ``.unix()``, ``.valueOf()``,
+  ``.toISOString()`` or a getter (``.year()``, ``.month()`` from 0, ``.date()``, ``.day()``...).
 
 Everything else (other methods, ``.tz()`` which Digdag's moment does not have, tokens we do not
 format) is refused when the workflow loads, with the reason; nothing is guessed.
@@ -62,7 +62,26 @@ _LONG_UNITS = {
 _CALENDAR_STEPS = {"year": 12, "quarter": 3, "month": 1}  # months
 _WALL_STEPS = {"week": 7, "isoWeek": 7, "day": 1, "date": 1}  # days, on the wall clock
 _INSTANT_STEPS = {"hour": 3_600_000, "minute": 60_000, "second": 1000, "millisecond": 1}  # ms
-_TERMINAL = {"format", "unix", "valueOf", "toISOString"}
+# Getters (numbers, moment's meaning: month() counts from 0, day() is Sunday 0); with an argument
+# they are setters, which are not evaluated.
+_GETTERS: dict[str, Callable[[datetime], int]] = {
+    "year": lambda m: m.year,
+    "quarter": lambda m: (m.month - 1) // 3 + 1,
+    "month": lambda m: m.month - 1,
+    "date": lambda m: m.day,
+    "day": lambda m: (m.weekday() + 1) % 7,
+    "weekday": lambda m: (m.weekday() + 1) % 7,
+    "isoWeekday": lambda m: m.isoweekday(),
+    "dayOfYear": lambda m: m.timetuple().tm_yday,
+    "week": lambda m: _locale_week(m)[1],
+    "isoWeek": lambda m: m.isocalendar()[1],
+    "hour": lambda m: m.hour,
+    "minute": lambda m: m.minute,
+    "second": lambda m: m.second,
+    "millisecond": lambda m: m.microsecond // 1000,
+    "daysInMonth": lambda m: calendar.monthrange(m.year, m.month)[1],
+}
+_TERMINAL = {"format", "unix", "valueOf", "toISOString", *_GETTERS}
 # moment's format tokens, longest first where they share a start (moment's own order); "." is a
 # character that is no token and is copied.
 _FORMAT_TOKEN = re.compile(
@@ -147,6 +166,8 @@ class MomentCall:
                 return int(moment.timestamp())
             elif method == "valueOf":
                 return round(moment.timestamp() * 1000)
+            elif method in _GETTERS:
+                return _GETTERS[method](moment)
             else:  # toISOString
                 utc = moment.astimezone(UTC)
                 return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
@@ -216,8 +237,8 @@ def parse(expression: str) -> MomentCall:
         steps.append((method, _checked(method, tuple(args))))
     if not steps or steps[-1][0] not in _TERMINAL:
         raise UnsupportedMoment(
-            "end it with .format('...'), .unix(), .valueOf() or .toISOString() (a moment object itself "
-            "prints as JSON in Digdag)"
+            "end it with .format('...'), .unix(), .valueOf(), .toISOString() or a getter such as .year() "
+            "(a moment object itself prints as JSON in Digdag)"
         )
     return MomentCall(arg, tuple(steps))
 
@@ -243,9 +264,12 @@ def _lex(expression: str) -> list[tuple[str, Any]]:
 
 def _checked(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """The method's arguments, checked when the workflow loads."""
-    if method in ("utc", "local", "unix", "valueOf", "toISOString"):
+    if method in ("utc", "local", "unix", "valueOf", "toISOString", *_GETTERS):
         if args:
-            raise UnsupportedMoment(f".{method}() takes no arguments here")
+            setter = (
+                " (with an argument it sets the value, which is not evaluated)" if method in _GETTERS else ""
+            )
+            raise UnsupportedMoment(f".{method}() takes no arguments here{setter}")
         return args
     if method == "utcOffset":  # a fixed offset: hours below 16, else minutes, or "+09:00" (moment's rules)
         offset = args[0] if len(args) == 1 else None

@@ -76,6 +76,19 @@ LA = {
         ("moment(session_time).endOf('day').utc().toISOString()", "2026-01-31T07:59:59.999Z"),
         ("moment('2026-01-30T10:00:00Z').format('HH:mm')", "02:00"),
         ("moment(session_time).add(90, 'minutes').add(30, 's').format('HH:mm:ss')", "01:30:30"),
+        # getters: moment's numbers (month() counts from 0, day() is Sunday 0)
+        ("moment(session_time).year()", "2026"),
+        ("moment(session_time).month()", "0"),
+        ("moment(session_time).date()", "30"),
+        ("moment(session_time).day()", "5"),
+        ("moment(session_time).isoWeekday()", "5"),
+        ("moment(session_time).utc().hour()", "8"),
+        ("moment(session_time).dayOfYear()", "30"),
+        ("moment(session_time).week()", "5"),
+        ("moment('2027-01-01').isoWeek()", "53"),
+        ("moment(session_time).quarter()", "1"),
+        ("moment('2028-02-10').daysInMonth()", "29"),
+        ("moment('2026-02-10T10:20:30.456').millisecond()", "456"),
         # a fixed offset, the way to another zone without time zone data
         ("moment(session_time).utcOffset(9).format('YYYY-MM-DD HH:mm Z')", "2026-01-30 17:00 +09:00"),
         ("moment(session_time).utcOffset(-330).format('HH:mm ZZ')", "02:30 -0530"),
@@ -121,6 +134,8 @@ def test_moment_now_is_now_in_the_workflows_zone() -> None:
         ("moment(session_time).add(n, 'days').format('D')", "literal arguments"),
         ("moment(session_time).format('D') + 1", "is not part of a moment() call"),
         ("moment(session_time).utcOffset('JST').format('D')", ".utcOffset() takes hours, minutes"),
+        ("moment(session_time).date(1).format('D')", "with an argument it sets the value"),
+        ("moment(session_time).year().format('D')", ".year() must come last"),
     ],
 )
 def test_what_is_not_evaluated_says_why_before_anything_runs(expression: str, reason: str) -> None:

@@ -135,7 +135,8 @@ _SUPPORTED = [
         True,
         "moment.js dates without a JavaScript engine: `moment()`, `moment(param)`, `moment('2026-01-30')`; "
         "`.utc()`, `.local()`, `.utcOffset(9)`, `.add`/`.subtract(n, unit)`, `.startOf`/`.endOf(unit)`; "
-        "ending with `.format('...')` (English names), `.unix()`, `.valueOf()` or `.toISOString()`, in the "
+        "ending with `.format('...')` (English names), `.unix()`, `.valueOf()`, `.toISOString()` or a getter "
+        "(`.year()`, `.month()`, ...), in the "
         "workflow's `timezone` as in Digdag; anything else in a `moment(...)` is a load error saying what",
     ),
 ]
