@@ -161,7 +161,7 @@ class MomentCall:
             elif method == "endOf":
                 moment = _add(_start_of(moment, zone, args[0]), zone, 1, args[0]) - timedelta(milliseconds=1)
             elif method == "format":
-                return format_moment(moment, args[0], zone is UTC)
+                return format_moment(moment, args[0])
             elif method == "unix":
                 return int(moment.timestamp())
             elif method == "valueOf":
@@ -322,7 +322,10 @@ def _unit(written: str) -> str:
 def _zone(name: Any) -> tzinfo:
     if not name or name == "UTC":
         return UTC
-    return ZoneInfo(str(name))
+    try:
+        return ZoneInfo(str(name))
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"the timezone param {name!r} is not a time zone name (e.g. Asia/Tokyo)") from None
 
 
 def _parse(value: Any, local: tzinfo, written: str) -> datetime:
@@ -379,18 +382,18 @@ def _start_of(moment: datetime, zone: tzinfo, unit: str) -> datetime:
     return _wall(wall, zone)
 
 
-def format_moment(moment: datetime, pattern: str, utc: bool) -> str:
+def format_moment(moment: datetime, pattern: str) -> str:
     """moment's ``format(pattern)`` in its English locale."""
-    return "".join(_token(moment, token, utc) for token in _FORMAT_TOKEN.findall(pattern))
+    return "".join(_token(moment, token) for token in _FORMAT_TOKEN.findall(pattern))
 
 
-def _token(m: datetime, token: str, utc: bool) -> str:
+def _token(m: datetime, token: str) -> str:
     if token.startswith("[") and token.endswith("]") and len(token) > 1:
         return token[1:-1]
     if token.startswith("\\"):
         return token[1:]
     if token in _LOCALE_FORMATS:
-        return format_moment(m, _LOCALE_FORMATS[token], utc)
+        return format_moment(m, _LOCALE_FORMATS[token])
     weekday = (m.weekday() + 1) % 7  # Sunday 0, as JavaScript counts
     iso_year, iso_week, iso_day = m.isocalendar()
     day_of_year = m.timetuple().tm_yday
@@ -444,7 +447,7 @@ def _token(m: datetime, token: str, utc: bool) -> str:
         year = _locale_week(m)[0]
         return f"{year % 100:02d}" if token == "gg" else f"{year:04d}"
     if token in ("Hmm", "Hmmss", "hmm", "hmmss"):
-        return "".join(_token(m, part, utc) for part in (token[0], "mm", "ss")[: 2 if len(token) == 3 else 3])
+        return "".join(_token(m, part) for part in (token[0], "mm", "ss")[: 2 if len(token) == 3 else 3])
     if token.startswith("S"):
         return f"{m.microsecond:06d}000"[: len(token)]
     if token in ("Z", "ZZ"):

@@ -152,3 +152,5 @@ def test_run_time_errors_name_the_task_and_the_param() -> None:
         evaluate("${moment(nope).format('D')}", LA, "Task t")
     with pytest.raises(CmdExecConfigError, match=r"Task t: .*'yesterday' is not an ISO 8601 date"):
         evaluate("${moment(day).format('D')}", {**LA, "day": "yesterday"}, "Task t")
+    with pytest.raises(CmdExecConfigError, match=r"Task t: .*timezone param 'Mars/Base' is not a time zone"):
+        evaluate("${moment().format('D')}", {**LA, "timezone": "Mars/Base"}, "Task t")
