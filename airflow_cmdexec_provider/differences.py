@@ -156,8 +156,10 @@ DIFFERENCES: tuple[Difference, ...] = (
         "99",
         "`${...}` is JavaScript (`moment()`, operators) everywhere in the config",
         "P",
-        'Names, dotted paths (`${a.b}`) and moment.js dates (`${moment(session_time).add(-1, "days")'
-        '.format("YYYYMMDD")}`, evaluated in Python) with `templating="digdag"`; other expressions are a '
+        "Names, paths (`${a.b}`, `${a[0]}`), literals and operators with JavaScript's coercions "
+        "(`${n + 1}`, `${a || 'x'}`, `${n > 1 ? 'many' : 'one'}`) and moment.js dates "
+        "(`${moment(session_time).add(-1, 'days').format('YYYYMMDD')}`), evaluated in Python with "
+        '`templating="digdag"`; other calls are a '
         "clear error",
     ),
     Difference(
@@ -199,5 +201,6 @@ def differences_table() -> str:
     rows = ["| fidelity rows | Digdag | status | here |", "|---|---|---|---|"]
     for d in DIFFERENCES:
         here = d.here + (" *(deliberate)*" if d.deliberate else "")
-        rows.append(f"| {d.rows} | {d.digdag} | {d.status} | {here} |")
+        cells = (d.rows, d.digdag, d.status, here)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a || in a cell
     return "\n".join(rows) + "\n"

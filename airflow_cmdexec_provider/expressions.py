@@ -1,25 +1,26 @@
-"""Digdag's ``${...}`` in text: names and dotted paths, evaluated with a task's params when it runs.
+"""Digdag's ``${...}`` in text, evaluated with a task's params when it runs.
 
 Digdag evaluates ``${...}`` as JavaScript (``ConfigEvalEngine`` with ``digdag.js``). We evaluate
-the part nearly every workflow uses: a param name (``${session_date}``), a dotted path into an
-object param (``${td.last_job_id}``, ``${user.name}``), and date arithmetic and formatting with
-``moment(...)`` (``moment.py``). The result is the value as JavaScript's ``String()`` would print it,
-with objects and arrays as JSON, as Digdag's template does. An unknown name fails, as the JavaScript
-``ReferenceError`` does in Digdag. Anything else (operators, other function calls, ``${secret:...}``)
-is refused with a clear message rather than guessed.
+the part workflows write (``javascript.py``): param names (``${session_date}``), paths into object
+params (``${td.last_job_id}``), moment.js dates (``moment.py``) and the operators around them
+(``${'out_' + name}``, ``${n + 1}``, ``${a || 'default'}``, ``${n > 1 ? 'many' : 'one'}``). The text
+pasted is what Digdag pastes: nothing for null and undefined, a string as it is, anything else as
+``JSON.stringify`` writes it. An unknown name fails, as the JavaScript ``ReferenceError`` does in
+Digdag. Anything else (calls other than moment, ``${secret:...}``) is refused with a clear message
+when the workflow loads rather than guessed.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_cmdexec_provider import moment
+from airflow_cmdexec_provider import javascript
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 
 _EXPRESSION = re.compile(r"\$\{([^{}]*)\}")
+_LITERALS = {"true", "false", "null"}  # JavaScript literals, not names a param can shadow
 _PATH = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*")
 
 
@@ -35,22 +36,18 @@ def evaluate(value: Any, params: Mapping[str, Any], where: str) -> Any:
 
 
 def is_supported(expression: str) -> bool:
-    """Whether ``expression`` (the text between ``${`` and ``}``) is evaluated: a name, a dotted path
-    or a ``moment(...)`` call of the subset ``moment.py`` evaluates."""
+    """Whether ``expression`` (the text between ``${`` and ``}``) is evaluated."""
     return unsupported_reason(expression) is None
 
 
 def unsupported_reason(expression: str) -> str | None:
-    """Why ``expression`` is not evaluated, or None when it is."""
-    if _PATH.fullmatch(expression.strip()):
-        return None
-    if moment.is_moment(expression):
-        try:
-            moment.parse(expression)
-        except moment.UnsupportedMoment as exc:
-            return f"moment(): {exc}"
-        return None
-    return "only param names, dotted paths and moment(...) dates are evaluated"
+    """Why ``expression`` is not evaluated, or None when it is. A reason about a ``moment(...)`` call
+    starts with ``moment():``."""
+    try:
+        javascript.parse(expression)
+    except javascript.Unsupported as exc:
+        return str(exc)
+    return None
 
 
 def expressions_in(text: str) -> list[str]:
@@ -60,21 +57,22 @@ def expressions_in(text: str) -> list[str]:
 
 def _value_text(expression: str, params: Mapping[str, Any], where: str) -> str:
     path = expression.strip()
-    if _PATH.fullmatch(path):
-        return js_string(_param(path, params, expression, where))
-    if not moment.is_moment(path):
-        raise CmdExecConfigError(
-            f"{where}: ${{{expression}}} is not supported: only param names, dotted paths and moment(...) "
-            "dates are evaluated (e.g. ${session_date}, ${td.last_job_id}, "
-            "${moment(session_time).add(-1, 'days').format('YYYYMMDD')}); other JavaScript and "
-            "${secret:...} are not"
-        )
+    if path in params and _PATH.fullmatch(path) and path not in _LITERALS:  # the common case, kept quick
+        return javascript.template_text(javascript.from_python(params[path]))
     try:
-        call = moment.parse(path)
-        value = call.evaluate(params.get("timezone"), lambda name: _param(name, params, expression, where))
-    except (moment.UnsupportedMoment, ValueError) as exc:
+        parsed = javascript.parse(expression)
+    except javascript.Unsupported as exc:
+        raise CmdExecConfigError(
+            f"{where}: ${{{expression}}} is not supported: {exc}. Names, paths, moment(...) dates and "
+            "operators are evaluated (e.g. ${session_date}, ${td.last_job_id}, ${'out_' + name}, "
+            "${moment(session_time).add(-1, 'days').format('YYYYMMDD')}); other calls and "
+            "${secret:...} are not"
+        ) from exc
+    try:
+        value = parsed.evaluate(params, lambda name: _param(name, params, expression, where))
+    except (javascript.JsError, ValueError) as exc:
         raise CmdExecConfigError(f"{where}: ${{{expression}}}: {exc}") from exc
-    return js_string(value)
+    return javascript.template_text(value)
 
 
 def _param(path: str, params: Mapping[str, Any], expression: str, where: str) -> Any:
@@ -92,15 +90,8 @@ def _param(path: str, params: Mapping[str, Any], expression: str, where: str) ->
 
 
 def js_string(value: Any) -> str:
-    """JavaScript's ``String(value)`` for JSON values, objects and arrays as JSON (Digdag's template)."""
+    """A config value as text: a string as it is, anything else as JavaScript's ``JSON.stringify``
+    (``null``, ``true``, ``2``, ``{"a":1}``); for messages and for keys, which Digdag turns into text."""
     if isinstance(value, str):
         return value
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return javascript.json_stringify(javascript.from_python(value)) or "undefined"

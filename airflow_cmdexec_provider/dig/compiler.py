@@ -195,22 +195,17 @@ class Compiler:
         self.problem(where, key, written or construct.written.replace("`", "").rstrip(":"), construct.airflow)
 
     def check_expressions(self, value: Any, where: DigMap, key: str) -> None:
-        """Every ``${...}`` must be a name, a dotted path or a ``moment(...)`` date (evaluated when the
-        task runs); a ``moment(...)`` outside what is evaluated gets its own reason."""
+        """Every ``${...}`` must be of the JavaScript that is evaluated when the task runs
+        (``javascript.py``); one outside it is a load error with its reason."""
         if isinstance(value, str):
-            bad: list[str] = []
             for e in expressions_in(value):
-                reason = unsupported_reason(e)
-                if reason is not None and reason.startswith("moment():"):
+                if e.strip().startswith("secret:"):
+                    self.unsupported(where, key, "secret", f"${{{e}}}")
+                elif (reason := unsupported_reason(e)) is not None:
                     self.problem(where, key, f"${{{e}}}", f"{reason}; {CONSTRUCTS['javascript'].airflow}")
-                elif reason is not None:
-                    bad.append(f"${{{e}}}")
             rest = _EXPRESSION.sub("", value)
             if "${" in rest:  # an expression with braces inside, e.g. ${moment().format('{x}')}
-                bad.append(rest[rest.index("${") :][:60])
-            for expression in bad:
-                secret = expression[2:].strip().startswith("secret:")
-                self.unsupported(where, key, "secret" if secret else "javascript", expression)
+                self.unsupported(where, key, "javascript", rest[rest.index("${") :][:60])
         elif isinstance(value, Mapping):
             for k, v in value.items():
                 self.check_expressions(v, value if isinstance(value, DigMap) else where, k)

@@ -139,6 +139,15 @@ _SUPPORTED = [
         "(`.year()`, `.month()`, ...), in the "
         "workflow's `timezone` as in Digdag; anything else in a `moment(...)` is a load error saying what",
     ),
+    Construct(
+        "operators",
+        "`${'out_' + name}`, `${n + 1}`, `${a.b || 'none'}`, `${n > 1 ? 'many' : 'one'}`, `${list[0]}`",
+        True,
+        "JavaScript expressions without a JavaScript engine: literals, `!` `-` `+` `typeof`, `*` `/` `%` "
+        "`+` `-`, comparisons, `==` `===` `!=` `!==`, `&&` `||`, `?:`, `a[b]`, `.length`, with "
+        "JavaScript's coercions (`'1' + 1` is `11`); null and undefined print nothing, numbers and objects "
+        "as `JSON.stringify` writes them, as in Digdag",
+    ),
 ]
 
 _LATER = [
@@ -166,9 +175,9 @@ _LATER = [
     ),
     Construct(
         "javascript",
-        "`${...}` other JavaScript (`${1 + 1}`, `${a || b}`, `${JSON.stringify(x)}`)",
+        "`${...}` other JavaScript (`${JSON.stringify(x)}`, `${s.split(',')}`, `${[1, 2]}`, `${a = 1}`)",
         False,
-        f"{LATER} (an embedded JavaScript engine); names, dotted paths and moment(...) dates are "
+        f"{LATER} (an embedded JavaScript engine); names, paths, operators and moment(...) dates are "
         "evaluated now",
     ),
     Construct("sla", "`sla:`", False, f"{LATER} (Airflow Deadline Alerts); remove it to load the workflow"),

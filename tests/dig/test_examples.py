@@ -100,6 +100,17 @@ def test_python_args_binds_params_and_e_fails_as_in_digdag(project, run_workflow
     assert "not_written_yet" in result.error_text("e")
 
 
+def test_js_vars_evaluates_javascript_as_digdag_does(project, run_workflow):
+    """Digdag's js_vars: a param computed with ${1 + 1}, one built from another, and expressions over
+    a stored value and an exported object (a missing member is undefined, so || gives the default)."""
+    result = run_workflow(project("examples"), "js_vars")
+    assert result.state == "success", result.errors
+    assert "count is 1" in lines(result, "literal")
+    assert "count is 2" in lines(result, "computed")
+    assert "total is 5" in lines(result, "nested.inner")
+    assert "3 rows in events, owner nobody, ratio 0.75" in lines(result, "report")
+
+
 def test_ruby_args_with_the_rb_namespace(project, run_workflow):
     result = run_workflow(project("examples"), "ruby_args")
     assert result.state == "success", result.errors

@@ -73,7 +73,11 @@ CASES = {
         ["loop>: ${count}", "a later version"],
     ),
     "secret": ("+s:\n  sh>: echo ${secret:db.password}\n", 2, ["${secret:db.password}", "a later version"]),
-    "javascript": ("+task2:\n  val: ${1 + 1}\n  sh>: echo ${val}\n", 2, ["${1 + 1}", "JavaScript"]),
+    "javascript": (
+        "+task2:\n  val: ${JSON.stringify(x)}\n  sh>: echo ${val}\n",
+        2,
+        ["${JSON.stringify(x)}", "calls other than moment(...) are not evaluated", "JavaScript engine"],
+    ),
     "moment_tz": (
         "+now:\n  echo>: ${moment(session_time).tz('Asia/Tokyo').format('YYYY-MM-DD')}\n",
         2,
@@ -248,12 +252,12 @@ def test_generated_subtasks_in_task_code_are_found_without_running_it(tmp_path):
 
 def test_every_problem_of_a_workflow_is_listed_and_nothing_loads(tmp_path):
     write(tmp_path, "good.dig", "+a:\n  echo>: fine\n")
-    write(tmp_path, "bad.dig", "+a:\n  emr>:\n+b:\n  sh>: echo ${1 + 1}\nsla:\n  time: 01:00\n")
+    write(tmp_path, "bad.dig", "+a:\n  emr>:\n+b:\n  sh>: echo ${n = 1}\nsla:\n  time: 01:00\n")
     with pytest.raises(DigLoadError) as info:
         load_project(tmp_path)  # every workflow was asked for: one that cannot load fails the whole call
     message = str(info.value)
     assert message.startswith("Digdag workflow(s) bad cannot be loaded")
-    for line, construct in ((2, "emr>"), (4, "${1 + 1}"), (5, "sla")):
+    for line, construct in ((2, "emr>"), (4, "${n = 1}: assignment is not evaluated"), (5, "sla")):
         assert f"bad.dig, line {line}: {construct}" in message, message
     assert "The other workflow(s) asked for load: good. To load them while these are fixed" in message
     assert message.endswith("name them: load_project(..., include=['good'])"), message

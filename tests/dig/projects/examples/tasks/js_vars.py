@@ -1,0 +1,5 @@
+import digdag
+
+
+def measure():
+    digdag.env.store({"rows": 3})
