@@ -14,8 +14,8 @@ Digdag's model, and ours:
   scope fails (``trigger_rule="one_failed"``), with the ``error`` param; an ``_end`` task after
   the main path keeps such a run failed, as in Digdag. Those of a group are inside its TaskGroup
   (``_check``, ``_error``), those of an operator task next to it (``<task>_check``, ``<task>_error``).
-- ``call>``, literal ``for_each>`` and ``loop>`` generate their tasks at load time (Digdag: at run
-  time) into a TaskGroup named after the task; Digdag names them ``<task>^sub+...``.
+- ``call>``, literal ``for_each>``, ``loop>`` and ``for_range>`` generate their tasks at load time
+  (Digdag: at run time) into a TaskGroup named after the task; Digdag names them ``<task>^sub+...``.
 
 Every construct the loader does not support (``constructs.py``) is collected as a Problem with its
 file and line, and the workflow then fails to load as a whole: never a DAG with tasks missing.
@@ -93,7 +93,7 @@ TASK_KEYS = frozenset(
         "_disable",
     }
 )
-GENERATORS = ("call", "for_each", "loop")
+GENERATORS = ("call", "for_each", "loop", "for_range")
 # Operator settings per operator (Digdag reads them from the task's merged config), and the
 # keys each namespace (sh:/py:/rb:) may hold.
 SETTINGS = {"sh": ("shell",), "py": ("python",), "rb": ("require", "ruby")}
@@ -520,7 +520,7 @@ class Compiler:
                 construct.supported
                 and key.startswith("_")
                 and key not in TASK_KEYS
-                and not (kind in ("for_each", "loop") and key in ("_do", "_parallel"))
+                and not (kind in ("for_each", "loop", "for_range") and key in ("_do", "_parallel"))
             ):
                 log.warning(
                     "%s, line %s: %s is not used by %s (Digdag ignores it too)",
@@ -734,7 +734,7 @@ class Compiler:
                 f"rb>: {method} (Digdag.env.add_subtask in {path.name})",
             )
 
-    # -- call>, for_each>, loop> -----------------------------------------------------------------
+    # -- call>, for_each>, loop>, for_range> -----------------------------------------------------
     def generated(
         self,
         kind: str,
@@ -745,7 +745,8 @@ class Compiler:
         own_export: DigMap,
         scope: Scope,
     ) -> Node:
-        """The tasks Digdag generates when ``call>``/``for_each>``/``loop>`` runs, as a TaskGroup."""
+        """The tasks Digdag generates when ``call>``/``for_each>``/``loop>``/``for_range>`` runs, as a
+        TaskGroup."""
         workdir = scope.workdir
         calls = scope.calls
         export: Mapping[str, Any] = own_export
@@ -762,7 +763,8 @@ class Compiler:
                 deep_merge, [own_export, {"_workdir": workdir} if workdir else {}, called_export], {}
             )
         else:
-            generated = self.for_each(command, config) if kind == "for_each" else self.loop(command, config)
+            unroll = {"for_each": self.for_each, "loop": self.loop, "for_range": self.for_range}[kind]
+            generated = unroll(command, config)
             if generated is None:
                 return Node()
             body = generated
@@ -853,6 +855,59 @@ class Compiler:
         for i in range(count):
             generated[f"+loop-{i}"] = _with_export(body, {"i": i})
             generated.key_lines[f"+loop-{i}"] = config.where(key)
+        return self.with_parallel(generated, config)
+
+    def for_range(self, command: Any, config: DigMap) -> DigMap | None:
+        """Digdag's ``ForRangeOperator``: ``+range-from=F&to=T`` tasks over [from, to) by ``step``, or
+        cut into ``slices`` (step = ceil((to - from) / slices)), each exporting ``range: {from, to,
+        index}``."""
+        key = "for_range>" if "for_range>" in config else "_command"
+        if isinstance(command, str) and "${" in command:
+            self.unsupported(config, key, "dynamic", f"for_range>: {command}")
+            return None
+        if isinstance(command, str):
+            with contextlib.suppress(ValueError):
+                command = json.loads(command)
+        body = config.get("_do")
+        if not isinstance(command, Mapping) or not isinstance(body, DigMap):
+            self.problem(config, key, "for_range>", "needs {from: N, to: N, step: N or slices: N} and _do")
+            return None
+        numbers: dict[str, int] = {}
+        for name in ("from", "to", "step", "slices"):
+            value = command.get(name)
+            if isinstance(value, str) and "${" in value:
+                self.unsupported(config, key, "dynamic", f"for_range> {name}: {value}")
+                return None
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                self.problem(
+                    config, key, "for_range>", f"{name} must be a whole number, got {js_string(value)!r}"
+                )
+                return None
+            if value is not None:
+                numbers[name] = value
+        problem = None
+        if "from" not in numbers or "to" not in numbers:
+            problem = "needs from and to"
+        elif ("step" in numbers) == ("slices" in numbers):
+            problem = "needs one of step and slices (Digdag: 'step or slices option is required', not both)"
+        elif numbers.get("step", numbers.get("slices", 1)) <= 0:
+            problem = "step and slices must be 1 or more"
+        if problem:
+            self.problem(config, key, "for_range>", problem)
+            return None
+        start, end = numbers["from"], numbers["to"]
+        slices = numbers.get("slices", 1)
+        step = numbers.get("step") or int((end - start + slices - 1) / slices)  # Java's long division
+        generated = DigMap(config.file, config.where(key)[1])
+        for index, position in enumerate(range(start, end, step) if step > 0 else ()):
+            upper = min(position + step, end)
+            generated_key = f"+range-from={position}&to={upper}"
+            generated[generated_key] = _with_export(
+                body, {"range": {"from": position, "to": upper, "index": index}}
+            )
+            generated.key_lines[generated_key] = config.where(key)
         return self.with_parallel(generated, config)
 
     def literal(self, value: Any, config: DigMap, key: str, kind: type) -> Any:

@@ -53,6 +53,13 @@ _SUPPORTED = [
         "its values; `_parallel` applies to the iterations",
     ),
     Construct(
+        "for_range>",
+        "`for_range>: {from, to, step | slices}` (literal numbers), `_do`",
+        True,
+        "unrolled at load time as Digdag names them (`+range-from=0&to=3`, ...), each exporting "
+        "`range: {from, to, index}`; `_parallel` applies",
+    ),
+    Construct(
         "loop>",
         "`loop>: N` (a literal number), `_do`",
         True,
@@ -154,10 +161,9 @@ _LATER = [
     Construct("require>", "`require>:`", False, f"{LATER} (TriggerDagRunOperator waiting for the run)"),
     Construct("if>", "`if>:`", False, f"{LATER} (a branch task)"),
     Construct("wait>", "`wait>:`", False, f"{LATER} (a time-delta sensor)"),
-    Construct("for_range>", "`for_range>:`", False, f"{LATER} (unrolled like `for_each>`)"),
     Construct(
         "dynamic",
-        "`for_each>`/`loop>` over `${...}`",
+        "`for_each>`/`loop>`/`for_range>` over `${...}`",
         False,
         f"{LATER} (a mapped TaskGroup); write the values literally",
     ),

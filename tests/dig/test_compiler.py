@@ -152,6 +152,28 @@ def test_for_each_unrolls_in_digdag_order_with_digdag_names():
     assert all(not dag.get_task(g + ".say").upstream_task_ids for g in groups)  # _parallel: true
 
 
+def test_for_range_unrolls_by_step_or_slices_with_digdag_names():
+    dag = dag_of(PROJECTS / "constructs", "ranges")
+    steps = [dag.get_task(f"steps.range-from_{a}_to_{b}") for a, b in ((0, 4), (4, 8), (8, 10))]
+    assert [t.dig_export["range"] for t in steps] == [
+        {"from": 0, "to": 4, "index": 0},
+        {"from": 4, "to": 8, "index": 1},
+        {"from": 8, "to": 10, "index": 2},
+    ]
+    assert steps[1].digdag_task_name == "+ranges+steps^sub+range-from=4&to=8"
+    assert upstream(dag, steps[1].task_id) == [steps[0].task_id]  # in order, as written
+    # slices: 3 of [10, 20) -> step ceil(10 / 3) = 4, as Digdag computes it; _parallel: true
+    groups = list(dag.task_group.get_child_by_label("sliced").children)
+    assert groups == [
+        "sliced.range-from_10_to_14",
+        "sliced.range-from_14_to_18",
+        "sliced.range-from_18_to_20",
+    ]
+    work = [dag.get_task(g + ".work") for g in groups]
+    assert [t.task_group.default_args["params"]["range"]["to"] for t in work] == [14, 18, 20]
+    assert upstream(dag, work[0].task_id) == upstream(dag, work[2].task_id) == [steps[2].task_id]
+
+
 def test_init_template_operators_and_settings():
     ruby = dag_of(PROJECTS / "init_ruby", "workflow")
     setup = ruby.get_task("setup")

@@ -63,3 +63,11 @@ def test_call_runs_the_called_files_in_their_folder(project, run_workflow):
     assert result.state == "success", result.errors
     assert "the caller runs child in sub with place=sub" in printed(result, "local_call.where")
     assert "grandchild in sub" in printed(result, "local_call.nested.deepest")
+
+
+def test_for_range_gives_each_task_its_range(project, run_workflow):
+    result = run_workflow(project("constructs"), "ranges")
+    assert result.state == "success", result.errors
+    assert printed(result, "steps.range-from_4_to_8") == ["rows 4 to 8 (slice 1)"]
+    assert printed(result, "steps.range-from_8_to_10") == ["rows 8 to 10 (slice 2)"]
+    assert printed(result, "sliced.range-from_18_to_20.work") == ["from 18 to 20, 2 rows"]

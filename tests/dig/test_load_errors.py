@@ -51,10 +51,21 @@ CASES = {
     "require_op": ("+other:\n  require>: another_workflow\n", 2, ["require>", "a later version"]),
     "if_op": ("+maybe:\n  if>: true\n  _do:\n    echo>: yes\n", 2, ["if>", "a later version"]),
     "wait_op": ("+pause:\n  wait>: 10s\n", 2, ["wait>", "a later version"]),
-    "for_range_op": (
-        "+r:\n  for_range>:\n    from: 0\n    to: 3\n  _do:\n    echo>: x\n",
+    "for_range_step_and_slices": (
+        "+r:\n  for_range>:\n    from: 0\n    to: 3\n    step: 1\n    slices: 2\n  _do:\n    echo>: x\n",
         2,
-        ["for_range>", "a later version"],
+        ["for_range>", "needs one of step and slices"],
+    ),
+    "for_range_no_do": ("+r:\n  for_range>: {from: 0, to: 3, step: 1}\n", 2, ["for_range>", "and _do"]),
+    "for_range_text": (
+        "+r:\n  for_range>: {from: a, to: 3, step: 1}\n  _do:\n    echo>: x\n",
+        2,
+        ["for_range>", "from must be a whole number, got 'a'"],
+    ),
+    "dynamic_for_range": (
+        "+r:\n  for_range>: {from: 0, to: '${n}', slices: 2}\n  _do:\n    echo>: x\n",
+        2,
+        ["for_range> to: ${n}", "a later version"],
     ),
     "dynamic_for_each": (
         """
@@ -287,7 +298,7 @@ def test_include_that_matches_nothing_names_the_workflows_there(tmp_path):
 
 
 def test_an_unsupported_operators_own_keys_raise_no_misleading_warning(tmp_path, caplog):
-    """``if>`` and ``for_range>`` use ``_do`` themselves: the load error names the operator, and no
+    """``if>`` uses ``_do`` itself: the load error names the operator, and no
     warning says that Digdag ignores ``_do`` (it does not)."""
     caplog.set_level("WARNING")
     message = load_error(tmp_path, "branch", "+maybe:\n  if>: true\n  _do:\n    echo>: yes\n")
