@@ -51,6 +51,7 @@ from airflow_cmdexec_provider.dig.operators import (
     DigShOperator,
     EchoOperator,
     FailOperator,
+    IfOperator,
 )
 from airflow_cmdexec_provider.dig.timetable import KINDS, DigdagTimetable
 from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, FileLoader
@@ -521,6 +522,7 @@ class Compiler:
                 and key.startswith("_")
                 and key not in TASK_KEYS
                 and not (kind in ("for_each", "loop", "for_range") and key in ("_do", "_parallel"))
+                and not (kind == "if" and key in ("_do", "_else_do"))
             ):
                 log.warning(
                     "%s, line %s: %s is not used by %s (Digdag ignores it too)",
@@ -538,7 +540,7 @@ class Compiler:
                 local_keys[key] = value
                 local_keys.key_lines[key] = config.where(key)
         for key, value in config.items():
-            if key not in ("_do", "_check", "_error"):
+            if key not in ("_do", "_else_do", "_check", "_error"):
                 self.check_expressions(value, config, key)
         airflow_id = self.new_id(scope, local or name.rpartition("+")[2] or name, name, config)
         if airflow_id is None:
@@ -547,6 +549,8 @@ class Compiler:
             if "_retry" in config:
                 self.unsupported(config, "_retry", "_retry group", f"_retry on {kind}>")
             node = self.generated(kind, command, name, airflow_id, config, own_export, scope)
+        elif kind == "if":
+            node = self.branch(command, name, airflow_id, config, own_export, local_keys, scope)
         else:
             node = self.command_task(kind, command, name, airflow_id, config, own_export, local_keys, scope)
         own_scope = replace(
@@ -564,6 +568,7 @@ class Compiler:
         own_export: DigMap,
         local_keys: DigMap,
         scope: Scope,
+        branch_ids: Mapping[str, str] | None = None,
     ) -> Node:
         if command is None or isinstance(command, (DigMap, list)):
             self.problem(
@@ -598,6 +603,8 @@ class Compiler:
         self.check_env(task_env, config)
         if kind == "echo":
             task: BaseOperator = EchoOperator(message=command, **kwargs)
+        elif kind == "if":
+            task = IfOperator(condition=command, **(branch_ids or {}), **kwargs)
         elif kind == "fail":
             task = FailOperator(message=command, **kwargs)
         else:
@@ -772,6 +779,66 @@ class Compiler:
         with group:
             inner = replace(scope.enter(name + "^sub", group, export), workdir=workdir, calls=calls)
             return self.content(body, inner, name + "^sub")
+
+    def branch(
+        self,
+        command: Any,
+        name: str,
+        airflow_id: str,
+        config: DigMap,
+        own_export: DigMap,
+        local_keys: DigMap,
+        scope: Scope,
+    ) -> Node:
+        """Digdag's ``if>``, as a TaskGroup: the task ``if`` evaluates the condition when it runs and
+        lets ``do`` (``_do``) or ``else_do`` (``_else_do``) run, skipping the other (a branch task);
+        ``end`` runs after whichever ran, or after ``if`` alone, so the tasks after it run either way.
+        Digdag names the tasks of either branch ``<task>^sub+...``."""
+        key = "if>" if "if>" in config else "_command"
+        bodies = {k: config[k] for k in ("_do", "_else_do") if k in config}
+        if not bodies:
+            self.problem(
+                config, key, "if>", "needs _do or _else_do (Digdag: '_do or _else_do must be specified')"
+            )
+            return Node()
+        for body_key, body in bodies.items():
+            if not isinstance(body, DigMap):
+                self.problem(
+                    config,
+                    body_key,
+                    body_key,
+                    f"must be a task (a mapping such as {{sh>: ...}}), got {js_string(body)!r}",
+                )
+                return Node()
+        group = _task_group(airflow_id, deep_merge(scope.pending, own_export))
+        branches = {"_do": "do", "_else_do": "else_do"}
+        with group:
+            inner = scope.enter(name, group, own_export)
+            ids = {
+                "end_task": f"{group.group_id}.end",
+                **{
+                    ("then_group" if body_key == "_do" else "else_group"): f"{group.group_id}.{branch_id}"
+                    for body_key, branch_id in branches.items()
+                    if body_key in bodies
+                },
+            }
+            empty = DigMap(config.file, config.line)
+            test = self.command_task("if", command, name, "if", config, empty, local_keys, inner, ids)
+            if not test.tasks:
+                return Node()
+            end = EmptyOperator(task_id="end", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+            ending = Node([end], [end], [end])
+            connect(test, ending)
+            tasks = [*test.tasks, end]
+            for body_key, branch_id in branches.items():
+                if body_key in bodies:
+                    with _task_group(branch_id, {}) as branch_group:
+                        branch_scope = inner.enter(name + "^sub", branch_group, {})
+                        body = self.content(bodies[body_key], branch_scope, name + "^sub")
+                    connect(test, body)
+                    connect(body, ending)
+                    tasks.extend(body.tasks)
+        return Node(test.roots, [end], tasks)
 
     def called(self, command: Any, config: DigMap, scope: Scope) -> tuple[Path, DigMap] | None:
         key = "call>" if "call>" in config else "_command"

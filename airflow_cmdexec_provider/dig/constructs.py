@@ -53,6 +53,13 @@ _SUPPORTED = [
         "its values; `_parallel` applies to the iterations",
     ),
     Construct(
+        "if>",
+        "`if>: ${...}`, `_do`, `_else_do`",
+        True,
+        "a TaskGroup: the task `if` evaluates the condition when it runs (`true` or `false`) and runs "
+        "the `do` or `else_do` group, skipping the other; its `end` task runs either way",
+    ),
+    Construct(
         "for_range>",
         "`for_range>: {from, to, step | slices}` (literal numbers), `_do`",
         True,
@@ -159,7 +166,6 @@ _SUPPORTED = [
 
 _LATER = [
     Construct("require>", "`require>:`", False, f"{LATER} (TriggerDagRunOperator waiting for the run)"),
-    Construct("if>", "`if>:`", False, f"{LATER} (a branch task)"),
     Construct("wait>", "`wait>:`", False, f"{LATER} (a time-delta sensor)"),
     Construct(
         "dynamic",

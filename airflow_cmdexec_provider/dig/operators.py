@@ -1,4 +1,4 @@
-"""The operators a loaded ``.dig`` workflow runs: sh>/py>/rb> with Digdag's evaluation, echo> and fail>.
+"""The operators a loaded ``.dig`` workflow runs: sh>/py>/rb> with Digdag's evaluation, echo>, fail>, if>.
 
 A Digdag task evaluates ``${...}`` in *every* value of its config, not only in the command
 (``OperatorManager``/``ConfigEvalEngine``): its own keys in the order written, each seeing the
@@ -19,9 +19,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.providers.standard.operators.branch import BranchMixIn
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_cmdexec_provider import stores
+from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.expressions import evaluate
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from airflow_cmdexec_provider.operators.base import CommandOperator
@@ -132,3 +134,47 @@ class FailOperator(_MessageOperator):
 
     def act(self) -> None:
         raise AirflowFailException(self.message)
+
+
+class IfOperator(_MessageOperator, BranchMixIn):
+    """Digdag ``if>``: evaluate the condition with the task's params, then let ``then_group``
+    (``_do``) run if it is true, ``else_group`` (``_else_do``) if false, and skip the other; the
+    ``end_task`` after both runs either way (a branch task)."""
+
+    inherits_from_skipmixin = True
+    ui_color = "#f0e4ff"
+
+    def __init__(
+        self,
+        *,
+        condition: str,
+        end_task: str,
+        then_group: str | None = None,
+        else_group: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message=condition, **kwargs)
+        self.end_task = end_task
+        self.then_group = then_group
+        self.else_group = else_group
+        self._holds = False
+
+    def execute(self, context: Context) -> None:
+        super().execute(context)  # evaluates the condition; a bad one is the task's recorded error
+        chosen = self.then_group if self._holds else self.else_group
+        # Skipping raises DownstreamTasksSkipped, which the task runner takes for success.
+        self.do_branch(context, [task_id for task_id in (chosen, self.end_task) if task_id])
+
+    def act(self) -> None:
+        """Digdag reads the evaluated condition as a boolean (``params.get("_command", boolean.class)``):
+        ``true`` or ``false``, as Jackson spells them; anything else fails the task."""
+        text = self.message.strip()
+        if text not in _BOOLEANS:
+            raise CmdExecConfigError(
+                f"Task {self.task_label}: if>: the condition must be true or false, got {self.message!r}; "
+                "write a comparison such as ${n > 0} or a param holding true or false"
+            )
+        self._holds = _BOOLEANS[text]
+
+
+_BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}

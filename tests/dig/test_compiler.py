@@ -15,6 +15,7 @@ from airflow_cmdexec_provider.dig.operators import (
     DigShOperator,
     EchoOperator,
     FailOperator,
+    IfOperator,
 )
 
 PROJECTS = Path(__file__).resolve().parent / "projects"
@@ -172,6 +173,29 @@ def test_for_range_unrolls_by_step_or_slices_with_digdag_names():
     work = [dag.get_task(g + ".work") for g in groups]
     assert [t.task_group.default_args["params"]["range"]["to"] for t in work] == [14, 18, 20]
     assert upstream(dag, work[0].task_id) == upstream(dag, work[2].task_id) == [steps[2].task_id]
+
+
+def test_if_is_a_branch_task_with_a_group_per_branch_and_an_end_that_runs_either_way():
+    dag = dag_of(PROJECTS / "constructs", "branches")
+    test = dag.get_task("big_or_small.if")
+    assert isinstance(test, IfOperator)
+    assert test.message == "${rows > 2}"
+    assert test.digdag_task_name == "+branches+big_or_small"
+    assert (test.then_group, test.else_group, test.end_task) == (
+        "big_or_small.do",
+        "big_or_small.else_do",
+        "big_or_small.end",
+    )
+    assert dag.get_task("big_or_small.do.judge").digdag_task_name == "+branches+big_or_small^sub+judge"
+    assert upstream(dag, "big_or_small.do.report") == upstream(dag, "big_or_small.else_do.big_or_small_sub")
+    assert upstream(dag, "big_or_small.end") == [
+        "big_or_small.do.judge",
+        "big_or_small.else_do.big_or_small_sub",
+        "big_or_small.if",
+    ]
+    assert dag.get_task("big_or_small.end").trigger_rule == "none_failed_min_one_success"
+    assert upstream(dag, "only_when_few.if") == ["big_or_small.end"]
+    assert dag.get_task("only_when_few.if").else_group is None
 
 
 def test_init_template_operators_and_settings():

@@ -71,3 +71,43 @@ def test_for_range_gives_each_task_its_range(project, run_workflow):
     assert printed(result, "steps.range-from_4_to_8") == ["rows 4 to 8 (slice 1)"]
     assert printed(result, "steps.range-from_8_to_10") == ["rows 8 to 10 (slice 2)"]
     assert printed(result, "sliced.range-from_18_to_20.work") == ["from 18 to 20, 2 rows"]
+
+
+def test_if_runs_do_or_else_do_and_the_tasks_after_it_run_either_way(project, run_workflow):
+    """The condition is evaluated when the task runs, here over a value stored upstream; a value
+    stored inside the branch that ran reaches the tasks after it."""
+    result = run_workflow(project("constructs"), "branches")
+    assert result.state == "success", result.errors
+    states = result.task_states
+    assert states["big_or_small.if"] == states["big_or_small.end"] == "success"
+    assert states["big_or_small.do.report"] == states["big_or_small.do.judge"] == "success"
+    assert states["big_or_small.else_do.big_or_small_sub"] == "skipped"
+    assert printed(result, "big_or_small.do.report") == ["big, 3 rows"]
+    assert states["only_when_few.do.only_when_few_sub"] == "skipped"  # false, and no _else_do
+    assert states["only_when_few.end"] == "success"
+    assert printed(result, "literal.else_do.literal_sub") == ["a literal false runs _else_do"]
+    assert printed(result, "after") == ["after the branches the verdict is big"]
+
+
+def test_an_if_condition_that_is_not_a_boolean_fails_the_task_and_runs_no_branch(tmp_path, run_workflow):
+    (tmp_path / "maybe.dig").write_text(
+        "+check:\n  if>: ${answer}\n  answer: maybe\n  _do:\n    echo>: yes\n+after:\n  echo>: after\n"
+    )
+    result = run_workflow(tmp_path, "maybe")
+    assert result.state == "failed"
+    assert result.task_states["check.if"] == "failed"
+    assert result.task_states["check.do.check_sub"] == "upstream_failed"
+    assert result.task_states["after"] == "upstream_failed"
+    assert "if>: the condition must be true or false, got 'maybe'" in result.error_text("check.if")
+
+
+def test_airflow_dags_test_runs_if_branches(project, dags_test):
+    """Through the real task runner and a serialized DAG, as a user runs it: the skipped branch and
+    the end task."""
+    proc = dags_test(project("constructs"), "branches", prefix="cli_")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "state=success" in output
+    assert "big, 3 rows" in output
+    assert "after the branches the verdict is big" in output
+    assert "never printed" not in output

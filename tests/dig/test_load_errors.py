@@ -49,7 +49,7 @@ CASES = {
         ["mail>", "not part of Digdag's Command Executor"],
     ),
     "require_op": ("+other:\n  require>: another_workflow\n", 2, ["require>", "a later version"]),
-    "if_op": ("+maybe:\n  if>: true\n  _do:\n    echo>: yes\n", 2, ["if>", "a later version"]),
+    "if_without_branches": ("+maybe:\n  if>: true\n", 2, ["if>", "needs _do or _else_do"]),
     "wait_op": ("+pause:\n  wait>: 10s\n", 2, ["wait>", "a later version"]),
     "for_range_step_and_slices": (
         "+r:\n  for_range>:\n    from: 0\n    to: 3\n    step: 1\n    slices: 2\n  _do:\n    echo>: x\n",
@@ -297,12 +297,15 @@ def test_include_that_matches_nothing_names_the_workflows_there(tmp_path):
         load_project(tmp_path / "missing")
 
 
-def test_an_unsupported_operators_own_keys_raise_no_misleading_warning(tmp_path, caplog):
-    """``if>`` uses ``_do`` itself: the load error names the operator, and no
-    warning says that Digdag ignores ``_do`` (it does not)."""
+def test_operators_that_use_do_raise_no_misleading_warning(tmp_path, caplog):
+    """``if>`` and ``for_range>`` read ``_do`` (and ``_else_do``) themselves: no warning may say that
+    Digdag ignores them."""
     caplog.set_level("WARNING")
-    message = load_error(tmp_path, "branch", "+maybe:\n  if>: true\n  _do:\n    echo>: yes\n")
-    assert "if>" in message
+    write(
+        tmp_path, "branch.dig", "+maybe:\n  if>: true\n  _do:\n    echo>: yes\n  _else_do:\n    echo>: no\n"
+    )
+    write(tmp_path, "ranges.dig", "+r:\n  for_range>: {from: 0, to: 2, step: 1}\n  _do:\n    echo>: x\n")
+    assert sorted(load_project(tmp_path)) == ["branch", "ranges"]
     assert not [r for r in caplog.records if "is not used by" in r.getMessage()]
 
 
