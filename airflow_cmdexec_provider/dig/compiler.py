@@ -41,6 +41,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
+from airflow_cmdexec_provider.config import parse_duration
 from airflow_cmdexec_provider.dig import code_scan
 from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
 from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
@@ -52,6 +53,7 @@ from airflow_cmdexec_provider.dig.operators import (
     EchoOperator,
     FailOperator,
     IfOperator,
+    WaitOperator,
 )
 from airflow_cmdexec_provider.dig.timetable import KINDS, DigdagTimetable
 from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, FileLoader
@@ -605,6 +607,15 @@ class Compiler:
             task: BaseOperator = EchoOperator(message=command, **kwargs)
         elif kind == "if":
             task = IfOperator(condition=command, **(branch_ids or {}), **kwargs)
+        elif kind == "wait":
+            if "${" not in command and parse_duration(command) is None:
+                self.problem(
+                    config,
+                    "wait>" if "wait>" in config else "_command",
+                    f"wait>: {command}",
+                    "is not a duration; write e.g. 10s, 5m, 1h 30m or 1d",
+                )
+            task = WaitOperator(message=command, **kwargs)
         elif kind == "fail":
             task = FailOperator(message=command, **kwargs)
         else:

@@ -60,6 +60,14 @@ _SUPPORTED = [
         "the `do` or `else_do` group, skipping the other; its `end` task runs either way",
     ),
     Construct(
+        "wait>",
+        "`wait>: 10s` (`blocking`, `poll_interval`)",
+        True,
+        "`WaitOperator`: waits the duration, deferred to the triggerer (a "
+        "`DateTimeTrigger`) when `blocking: false`, or when unset and the task is deferrable "
+        "(`default_deferrable`); else sleeping on the worker",
+    ),
+    Construct(
         "for_range>",
         "`for_range>: {from, to, step | slices}` (literal numbers), `_do`",
         True,
@@ -166,7 +174,6 @@ _SUPPORTED = [
 
 _LATER = [
     Construct("require>", "`require>:`", False, f"{LATER} (TriggerDagRunOperator waiting for the run)"),
-    Construct("wait>", "`wait>:`", False, f"{LATER} (a time-delta sensor)"),
     Construct(
         "dynamic",
         "`for_each>`/`loop>`/`for_range>` over `${...}`",

@@ -1,4 +1,5 @@
-"""The operators a loaded ``.dig`` workflow runs: sh>/py>/rb> with Digdag's evaluation, echo>, fail>, if>.
+"""The operators a loaded ``.dig`` workflow runs: sh>/py>/rb> with Digdag's evaluation, echo>, fail>,
+if>, wait>.
 
 A Digdag task evaluates ``${...}`` in *every* value of its config, not only in the command
 (``OperatorManager``/``ConfigEvalEngine``): its own keys in the order written, each seeing the
@@ -15,7 +16,9 @@ stored values, and a local key must be evaluated against the value below it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,6 +26,7 @@ from airflow.providers.standard.operators.branch import BranchMixIn
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_cmdexec_provider import stores
+from airflow_cmdexec_provider.config import parse_duration
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.expressions import evaluate
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
@@ -178,3 +182,49 @@ class IfOperator(_MessageOperator, BranchMixIn):
 
 
 _BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+
+
+class WaitOperator(_MessageOperator):
+    """Digdag ``wait>``: wait the evaluated duration (``10s``, ``5m``, ``1h 30m``, ``1d``) from the
+    moment the task evaluated it. Digdag's default, non-blocking, frees the agent while it waits:
+    here the task defers to the triggerer (a ``DateTimeTrigger``) when ``blocking`` is false, or,
+    when unset, when the task is deferrable (``[operators] default_deferrable``); otherwise it
+    sleeps on the worker. ``poll_interval`` is accepted and not needed: the triggerer wakes the
+    task at the time."""
+
+    ui_color = "#e8f1f4"
+
+    def _execute(self, context: Context) -> None:
+        log = stores.inherited_log(self, context["ti"])
+        params = self.digdag_params(context, log, self._project_dir())
+        self.expand_digdag(params)
+        seconds = parse_duration(self.message)
+        if seconds is None:
+            raise CmdExecConfigError(
+                f"Task {self.task_label}: wait>: {self.message!r} is not a duration; write e.g. 10s, 5m, "
+                "1h 30m or 1d"
+            )
+        blocking = params.get("blocking")
+        if blocking is not None and not isinstance(blocking, bool):
+            text = str(blocking).strip()
+            if text not in _BOOLEANS:
+                raise CmdExecConfigError(
+                    f"Task {self.task_label}: wait>: blocking must be true or false, got {blocking!r}"
+                )
+            blocking = _BOOLEANS[text]
+        # From now, not from the try's start_date, which dag.test() sets when the run is created; a
+        # resumed (deferred) task does not come back here: the trigger holds the time.
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        self.log.info("Waiting %s (until %s)", self.message, until.isoformat())
+        if blocking is False or (blocking is None and self.deferrable):
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+            self.defer(trigger=DateTimeTrigger(moment=until), method_name="waited")
+        while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
+            time.sleep(min(left, 60.0))
+        return None
+
+    def waited(self, context: Context, event: Any = None) -> None:
+        """Back from the triggerer, which sends the time it waited for (this is a fresh instance: its
+        message is not evaluated)."""
+        self.log.info("Waited until %s", event)

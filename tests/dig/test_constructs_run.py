@@ -111,3 +111,26 @@ def test_airflow_dags_test_runs_if_branches(project, dags_test):
     assert "big, 3 rows" in output
     assert "after the branches the verdict is big" in output
     assert "never printed" not in output
+
+
+def test_wait_waits_on_the_worker_or_in_the_triggerer(project, run_workflow):
+    result = run_workflow(project("constructs"), "waits")
+    assert result.state == "success", result.errors
+
+    def first(task_id, prefix):
+        return next(r for r in result.records if r.task_id == task_id and r.message.startswith(prefix))
+
+    # blocking: true sleeps in the task; blocking: false defers and comes back from the trigger
+    assert not any(r.message.startswith("Waited") for r in result.records if r.task_id == "on_the_worker")
+    assert first("in_the_triggerer", "Waiting 2s (until ")
+    assert first("in_the_triggerer", "Waited until 20")
+    # the wait is at least what was asked (a lower bound: it is correctness, not speed)
+    assert first("in_the_triggerer", "Waiting").time - first("on_the_worker", "Waiting").time >= 1.0
+    assert first("after", "waited").time - first("in_the_triggerer", "Waiting").time >= 2.0
+
+
+def test_a_wait_whose_duration_is_not_one_fails_naming_it(tmp_path, run_workflow):
+    (tmp_path / "soon.dig").write_text("+pause:\n  wait>: ${when}\n  when: soon\n")
+    result = run_workflow(tmp_path, "soon")
+    assert result.state == "failed"
+    assert "wait>: 'soon' is not a duration; write e.g. 10s" in result.error_text("pause")

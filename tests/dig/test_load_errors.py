@@ -50,7 +50,7 @@ CASES = {
     ),
     "require_op": ("+other:\n  require>: another_workflow\n", 2, ["require>", "a later version"]),
     "if_without_branches": ("+maybe:\n  if>: true\n", 2, ["if>", "needs _do or _else_do"]),
-    "wait_op": ("+pause:\n  wait>: 10s\n", 2, ["wait>", "a later version"]),
+    "wait_not_a_duration": ("+pause:\n  wait>: soon\n", 2, ["wait>: soon", "is not a duration"]),
     "for_range_step_and_slices": (
         "+r:\n  for_range>:\n    from: 0\n    to: 3\n    step: 1\n    slices: 2\n  _do:\n    echo>: x\n",
         2,
