@@ -622,7 +622,6 @@ class Compiler:
             if kind == "sh":
                 task = DigShOperator(command=command, shell=values["shell"], sh=namespace, **kwargs)
             elif kind == "py":
-                self.scan_python(command, kwargs["workdir"], config)
                 task = DigPyOperator(method=command, python=values["python"], py=namespace, **kwargs)
             else:
                 self.scan_ruby(
@@ -722,19 +721,6 @@ class Compiler:
             "must be a number of retries or {limit: N, interval: S, interval_type: constant|exponential}",
         )
         return {}
-
-    def scan_python(self, method: str, workdir: str, config: DigMap) -> None:
-        path, names = code_scan.python_file(self.project / workdir, method)
-        if path is None:
-            return
-        self.files_read.append(path)
-        if code_scan.python_generates_tasks(path, names):
-            self.unsupported(
-                config,
-                "py>" if "py>" in config else "_command",
-                "add_subtask",
-                f"py>: {method} (digdag.env.add_subtask in {path.name})",
-            )
 
     def scan_ruby(self, method: str, require: Any, workdir: str, config: DigMap) -> None:
         path = code_scan.ruby_file(self.project / workdir, require if isinstance(require, str) else None)

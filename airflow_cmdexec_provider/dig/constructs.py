@@ -68,6 +68,14 @@ _SUPPORTED = [
         "(`default_deferrable`); else sleeping on the worker",
     ),
     Construct(
+        "add_subtask py",
+        "`digdag.env.add_subtask(...)` in `py>` code",
+        True,
+        "the generated `py>` tasks run inside the generating task, after it, one after the other (also "
+        "with `_parallel`), each seeing what it exported and stored and their own keys; what they store "
+        "reaches the tasks after it. Other generated operators fail the task, saying so",
+    ),
+    Construct(
         "for_range>",
         "`for_range>: {from, to, step | slices}` (literal numbers), `_do`",
         True,
@@ -206,9 +214,9 @@ _LATER = [
     Construct("_secrets", "`_secrets:`", False, LATER),
     Construct(
         "add_subtask",
-        "`digdag.env.add_subtask` in `py>`/`rb>` code",
+        "`Digdag.env.add_subtask` in `rb>` code",
         False,
-        f"{LATER}; tasks that generate tasks at run time cannot become DAG structure at load time",
+        f"{LATER}; generate `py>` tasks, which run inside the generating task",
     ),
 ]
 

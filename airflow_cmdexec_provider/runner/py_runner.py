@@ -29,7 +29,7 @@ import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping, NoReturn
+    from typing import Any, Callable, Mapping
 
     Params = Mapping[str, Any]
     Error = dict[str, Any]
@@ -71,11 +71,22 @@ class _Env:
     def set_state(self, params: "Params | None" = None, **kwargs: "Any") -> None:
         self._merge("set_state", self.state_params, params, kwargs)
 
-    def add_subtask(self, function: object = None, **params: "Any") -> "NoReturn":
-        raise NotImplementedError(
-            "digdag.env.add_subtask is not supported on Airflow: tasks cannot be added to a running "
-            "DAG run. Use dynamic task mapping (.expand) in the DAG instead."
-        )
+    def add_subtask(self, function: object = None, **params: "Any") -> None:
+        """Digdag's: a task to run after this one, as its child (``+subtask0``, ``+subtask1``...):
+        ``add_subtask(Class.method, k=v)`` makes ``{"py>": "module.Class.method", "k": v}``,
+        ``add_subtask({...}, k=v)`` a copy of the mapping with ``k`` set."""
+        if function is not None and not isinstance(function, dict):
+            config = dict(params)
+            config["py>"] = getattr(function, "__module__", "") + "." + getattr(function, "__qualname__", "")
+        else:
+            config = dict(function or {})
+            config.update(params)
+        try:
+            json.dumps(config)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"Parameters must be serializable using JSON: {exc}") from exc
+        self.subtask_config["+subtask" + str(self.subtask_index)] = config
+        self.subtask_index += 1
 
 
 def _install_digdag_module(env: _Env) -> None:
@@ -180,6 +191,44 @@ def _call(command: str, params: "Params") -> object:
     return method(**_bind(method, params, command, skip_self=isinstance(method, types.MethodType)))
 
 
+def _run_subtasks(parent: _Env, params: "Params") -> None:
+    """Run the tasks ``parent`` generated, here, in the order added (Digdag runs them as the task's
+    children, after it; with ``_parallel`` at once: here always one after the other). Each sees the
+    parent's params, what the parent exported and stored, what earlier subtasks stored, and its own
+    keys; what it stores reaches the later subtasks and, as the parent's, the tasks after it. Only
+    ``py>`` subtasks can run in this process: anything else fails the task and says so."""
+    ran = False
+    for name, config in list(parent.subtask_config.items()):
+        if not name.startswith("+"):
+            continue  # _parallel and other settings of the generated group
+        ran = True
+        operators = sorted(k for k in (config if isinstance(config, dict) else {}) if k.endswith(">"))
+        nested = isinstance(config, dict) and any(k.startswith("+") for k in config)
+        if operators != ["py>"] or nested:
+            raise ValueError(
+                f"generated subtask {name} ({json.dumps(config)[:200]}): on Airflow, tasks generated "
+                "with add_subtask run inside the generating task, and only py> tasks can: generate "
+                "py> tasks, or write the steps in the workflow"
+            )
+        child_params = dict(params)
+        child_params.update(parent.export_params)
+        child_params.update(parent.store_params)
+        exported = config.get("_export")
+        if isinstance(exported, dict):
+            child_params.update(exported)
+        child_params.update({k: v for k, v in config.items() if not k.startswith("_") and k != "py>"})
+        child = _Env(child_params)
+        _install_digdag_module(child)
+        print(f"Running generated subtask {name}: py> {config['py>']}", flush=True)
+        _call(config["py>"], child_params)
+        _run_subtasks(child, child_params)
+        parent.store_params.update(child.store_params)
+    _install_digdag_module(parent)
+    parent.subtask_config.clear()  # they ran: nothing is left for the operator to run
+    if ran:
+        parent.export_params.clear()  # applied to the children, which is all an export does
+
+
 def _user_backtrace(exc: BaseException) -> "list[str]":
     """Return the user's frames of the traceback, one 'File "f", line N, in name' (+ source) each."""
     import traceback  # only on failure: its import costs a no-op task start-up time
@@ -254,6 +303,7 @@ def main(argv: "list[str]") -> int:
     exit_code = 0
     try:
         _call(command, params)
+        _run_subtasks(env, params)
     except SystemExit as exc:
         error, exit_code = _exit_error(exc)
     except BaseException as exc:  # noqa: BLE001 - everything the user's code raises is reported

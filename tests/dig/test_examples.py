@@ -111,6 +111,41 @@ def test_js_vars_evaluates_javascript_as_digdag_does(project, run_workflow):
     assert "3 rows in events, owner nobody, ratio 0.75" in lines(result, "report")
 
 
+def test_python_generate_subtasks_run_inside_the_generating_task(project, run_workflow):
+    """Digdag's python_generate_subtasks: a task adds py> subtasks with add_subtask; here they run in
+    the generating task, after it, in order, each seeing the export and its own keys, and what they
+    store reaches the next task."""
+    result = run_workflow(project("examples"), "python_generate_subtasks")
+    assert result.state == "success", result.errors
+    assert lines(result, "process") == [
+        "Running generated subtask +subtask0: py> tasks.fanout.Batches.handle",
+        "batch 0 handled",
+        "Running generated subtask +subtask1: py> tasks.fanout.Batches.handle",
+        "batch 1 handled",
+        "Running generated subtask +subtask2: py> tasks.fanout.Batches.handle",
+        "batch 2 handled",
+    ]
+    assert lines(result, "summary") == ["last handled: 2; first and last: True True"]
+
+
+def test_generated_subtasks_other_than_py_fail_the_task_saying_so(tmp_path, run_workflow):
+    (tmp_path / "gen.py").write_text(
+        "import digdag\n\n\n"
+        "def make():\n"
+        "    digdag.env.add_subtask({'py>': 'gen.child'}, x=1)\n"
+        "    digdag.env.add_subtask({'sh>': 'echo hi'})\n\n\n"
+        "def child(x):\n"
+        "    print('child got %d' % x)\n"
+    )
+    (tmp_path / "gen.dig").write_text("+make:\n  py>: gen.make\n")
+    result = run_workflow(tmp_path, "gen")
+    assert result.state == "failed"
+    assert "child got 1" in lines(result, "make")
+    error = result.error_text("make")
+    assert "generated subtask +subtask1" in error
+    assert "only py> tasks can" in error
+
+
 def test_ruby_args_with_the_rb_namespace(project, run_workflow):
     result = run_workflow(project("examples"), "ruby_args")
     assert result.state == "success", result.errors

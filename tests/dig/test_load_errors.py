@@ -254,10 +254,10 @@ def test_generated_subtasks_in_task_code_are_found_without_running_it(tmp_path):
           require: tasks/gen
         """,
     )
-    assert "generate.dig, line 4: py>: tasks.gen.Split.run (digdag.env.add_subtask in gen.py)" in message
+    # generated py> tasks run inside the generating task: only the Ruby one is refused
     assert "generate.dig, line 9: rb>: Gen::Split.run (Digdag.env.add_subtask in gen.rb)" in message
-    assert "line 2" not in message
-    assert "line 6" not in message
+    for line in (2, 4, 6):
+        assert f"line {line}" not in message
     assert not (tmp_path / "imported.txt").exists()
 
 
