@@ -172,20 +172,15 @@ DIFFERENCES: tuple[Difference, ...] = (
         "105",
         "`export_params` applies to child tasks",
         "P",
-        "Applied to the `py>` tasks it generates; without any, accepted with a warning: use `store`",
+        "Applied to the `py>`/`rb>` tasks it generates; without any, accepted with a warning: use `store`",
     ),
     Difference(
-        "106, 122",
-        "`digdag.env.add_subtask` generates child tasks",
+        "106, 122, 133",
+        "`digdag.env.add_subtask` / `Digdag.env.add_subtask` generate child tasks",
         "P",
-        "Generated `py>` tasks run inside the generating task, after it and one after the other (also "
-        "with `_parallel`); other generated operators fail the task with a clear error",
-    ),
-    Difference(
-        "133",
-        "`Digdag.env.add_subtask` (Ruby) generates child tasks",
-        "N",
-        "A load error naming the method: generate `py>` tasks, or use dynamic task mapping (`.expand`)",
+        "The generated `py>`/`rb>` tasks run inside the generating task, after it and one after the "
+        "other (also with `_parallel`); a generated task of another operator fails the task with a "
+        "clear error",
     ),
     Difference(
         "115",

@@ -2,8 +2,9 @@
 
 Modules: ``yaml_dialect`` (Digdag's YAML), ``compiler`` (workflow -> DAG), ``constructs`` (what is
 supported: enforced by the compiler, printed in the README), ``timetable`` (``schedule:``),
-``operators`` (sh>/py>/rb> with Digdag's evaluation, echo>, fail>), ``code_scan`` (task code that
-generates tasks), ``project`` (``load_project`` and its cache), ``plugin`` (registers the timetable).
+``unroll`` (for_each>/loop>/for_range> generated at load time), ``operators`` (sh>/py>/rb> with
+Digdag's evaluation, echo>, fail>, if>, wait>), ``project`` (``load_project`` and its cache),
+``plugin`` (registers the timetable).
 """
 
 from __future__ import annotations

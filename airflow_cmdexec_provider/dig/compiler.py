@@ -39,7 +39,7 @@ from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
 from airflow_cmdexec_provider.config import parse_duration
-from airflow_cmdexec_provider.dig import code_scan, unroll
+from airflow_cmdexec_provider.dig import unroll
 from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
 from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
 from airflow_cmdexec_provider.dig.operators import (
@@ -624,9 +624,6 @@ class Compiler:
             elif kind == "py":
                 task = DigPyOperator(method=command, python=values["python"], py=namespace, **kwargs)
             else:
-                self.scan_ruby(
-                    command, values["require"] or (namespace or {}).get("require"), kwargs["workdir"], config
-                )
                 task = DigRbOperator(
                     method=command, require=values["require"], ruby=values["ruby"], rb=namespace, **kwargs
                 )
@@ -721,19 +718,6 @@ class Compiler:
             "must be a number of retries or {limit: N, interval: S, interval_type: constant|exponential}",
         )
         return {}
-
-    def scan_ruby(self, method: str, require: Any, workdir: str, config: DigMap) -> None:
-        path = code_scan.ruby_file(self.project / workdir, require if isinstance(require, str) else None)
-        if path is None:
-            return
-        self.files_read.append(path)
-        if code_scan.ruby_generates_tasks(path, method):
-            self.unsupported(
-                config,
-                "rb>" if "rb>" in config else "_command",
-                "add_subtask",
-                f"rb>: {method} (Digdag.env.add_subtask in {path.name})",
-            )
 
     # -- call>, for_each>, loop>, for_range> -----------------------------------------------------
     def generated(

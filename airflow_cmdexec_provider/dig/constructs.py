@@ -68,12 +68,13 @@ _SUPPORTED = [
         "(`default_deferrable`); else sleeping on the worker",
     ),
     Construct(
-        "add_subtask py",
-        "`digdag.env.add_subtask(...)` in `py>` code",
+        "add_subtask",
+        "`digdag.env.add_subtask(...)` in `py>` code, `Digdag.env.add_subtask(...)` in `rb>` code",
         True,
-        "the generated `py>` tasks run inside the generating task, after it, one after the other (also "
-        "with `_parallel`), each seeing what it exported and stored and their own keys; what they store "
-        "reaches the tasks after it. Other generated operators fail the task, saying so",
+        "the generated tasks (and groups of them) run inside the generating task, after it, one after "
+        "the other (also with `_parallel`), each seeing what it exported and stored and their own keys; "
+        "what they store reaches the tasks after it. A generated task of another operator fails the "
+        "task, saying so",
     ),
     Construct(
         "for_range>",
@@ -212,12 +213,6 @@ _LATER = [
         "schedule options", "`schedule:` `start`, `end`, `skip_on_overtime`, `skip_delayed_by`", False, LATER
     ),
     Construct("_secrets", "`_secrets:`", False, LATER),
-    Construct(
-        "add_subtask",
-        "`Digdag.env.add_subtask` in `rb>` code",
-        False,
-        f"{LATER}; generate `py>` tasks, which run inside the generating task",
-    ),
 ]
 
 _OUTSIDE = Construct(

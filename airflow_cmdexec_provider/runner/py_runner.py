@@ -195,38 +195,50 @@ def _run_subtasks(parent: _Env, params: "Params") -> None:
     """Run the tasks ``parent`` generated, here, in the order added (Digdag runs them as the task's
     children, after it; with ``_parallel`` at once: here always one after the other). Each sees the
     parent's params, what the parent exported and stored, what earlier subtasks stored, and its own
-    keys; what it stores reaches the later subtasks and, as the parent's, the tasks after it. Only
-    ``py>`` subtasks can run in this process: anything else fails the task and says so."""
+    keys; what it stores reaches the later subtasks and, as the parent's, the tasks after it. A
+    generated group (``{"+a": {...}, "+b": {...}}``) runs its tasks in order. Only ``py>`` tasks can
+    run in this process: anything else fails the task and says so."""
     ran = False
     for name, config in list(parent.subtask_config.items()):
-        if not name.startswith("+"):
-            continue  # _parallel and other settings of the generated group
-        ran = True
-        operators = sorted(k for k in (config if isinstance(config, dict) else {}) if k.endswith(">"))
-        nested = isinstance(config, dict) and any(k.startswith("+") for k in config)
-        if operators != ["py>"] or nested:
-            raise ValueError(
-                f"generated subtask {name} ({json.dumps(config)[:200]}): on Airflow, tasks generated "
-                "with add_subtask run inside the generating task, and only py> tasks can: generate "
-                "py> tasks, or write the steps in the workflow"
-            )
-        child_params = dict(params)
-        child_params.update(parent.export_params)
-        child_params.update(parent.store_params)
-        exported = config.get("_export")
-        if isinstance(exported, dict):
-            child_params.update(exported)
-        child_params.update({k: v for k, v in config.items() if not k.startswith("_") and k != "py>"})
-        child = _Env(child_params)
-        _install_digdag_module(child)
-        print(f"Running generated subtask {name}: py> {config['py>']}", flush=True)
-        _call(config["py>"], child_params)
-        _run_subtasks(child, child_params)
-        parent.store_params.update(child.store_params)
+        if name.startswith("+"):
+            ran = True
+            _run_generated(name, config, parent, params)
     _install_digdag_module(parent)
     parent.subtask_config.clear()  # they ran: nothing is left for the operator to run
     if ran:
         parent.export_params.clear()  # applied to the children, which is all an export does
+
+
+def _run_generated(name: str, config: object, parent: _Env, params: "Params") -> None:
+    if not isinstance(config, dict):
+        raise ValueError(f"generated subtask {name} must be a mapping, got {json.dumps(config)[:200]}")
+    child_params = dict(params)
+    child_params.update(parent.export_params)
+    child_params.update(parent.store_params)
+    exported = config.get("_export")
+    if isinstance(exported, dict):
+        child_params.update(exported)
+    operators = sorted(k for k in config if k.endswith(">"))
+    children = [(k, v) for k, v in config.items() if k.startswith("+")]
+    if children and not operators:
+        group = _Env(child_params)  # the group's tasks store into it, in turn
+        for child_name, child in children:
+            _run_generated(f"{name}{child_name}", child, group, child_params)
+        parent.store_params.update(group.store_params)
+        return
+    if operators != ["py>"] or children:
+        raise ValueError(
+            f"generated subtask {name} ({json.dumps(config)[:200]}): on Airflow, tasks generated "
+            "with add_subtask run inside the generating task, and only py> tasks can: generate "
+            "py> tasks, or write the steps in the workflow"
+        )
+    child_params.update({k: v for k, v in config.items() if not k.startswith("_") and k != "py>"})
+    child = _Env(child_params)
+    _install_digdag_module(child)
+    print(f"Running generated subtask {name}: py> {config['py>']}", flush=True)
+    _call(config["py>"], child_params)
+    _run_subtasks(child, child_params)
+    parent.store_params.update(child.store_params)
 
 
 def _user_backtrace(exc: BaseException) -> "list[str]":

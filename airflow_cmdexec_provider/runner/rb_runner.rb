@@ -25,6 +25,7 @@ module Digdag
       @export_params = {}
       @store_params = {}
       @state_params = {}
+      @subtask_index = 0
     end
 
     def export(params = {}, **kwargs)
@@ -39,9 +40,27 @@ module Digdag
       merge_into('set_state', @state_params, params, kwargs)
     end
 
-    def add_subtask(*_args, **_kwargs)
-      raise NotImplementedError, 'Digdag.env.add_subtask is not supported on Airflow: tasks cannot be ' \
-                                 'added to a running DAG run. Use dynamic task mapping (.expand) in the DAG instead.'
+    # Digdag's three forms, a task to run after this one as its child (+subtask0, +subtask1...):
+    # add_subtask(params) with the whole task ({'rb>' => 'Klass.meth', ...}, or a group of '+name'
+    # tasks), add_subtask(method_name, params = {}) for a top-level method, and
+    # add_subtask(klass, method_name, params = {}).
+    def add_subtask(*args, **kwargs)
+      params = args.last.is_a?(Hash) ? args.pop : {}
+      config = DigdagRunner.deep_stringify(params.merge(kwargs))
+      case args.size
+      when 0 then nil
+      when 1 then config['rb>'] = args[0].to_s
+      when 2 then config['rb>'] = "#{args[0]}.#{args[1]}"
+      else raise ArgumentError, 'add_subtask(params), add_subtask(method_name, params) or ' \
+                                'add_subtask(klass, method_name, params)'
+      end
+      begin
+        JSON.generate(config)
+      rescue StandardError => e
+        raise TypeError, "Parameters must be serializable using JSON: #{e.message}"
+      end
+      @subtask_config["+subtask#{@subtask_index}"] = config
+      @subtask_index += 1
     end
 
     private
@@ -83,6 +102,68 @@ end
 
 module DigdagRunner
   module_function
+
+  def deep_stringify(value)
+    case value
+    when Hash then value.each_with_object({}) { |(k, v), h| h[k.to_s] = deep_stringify(v) }
+    when Array then value.map { |v| deep_stringify(v) }
+    when Symbol then value.to_s
+    else value
+    end
+  end
+
+  # Run the tasks env generated, here, in the order added (Digdag runs them as the task's children,
+  # after it; with _parallel at once: here one after the other). Each sees the parent's params, what
+  # the parent exported and stored, what earlier subtasks stored, and its own keys; what it stores
+  # reaches the later ones and, as the parent's, the tasks after it. A generated group runs its
+  # tasks in order. Only rb> tasks can run in this process: anything else fails the task.
+  def run_subtasks(parent, params)
+    ran = false
+    parent.subtask_config.each do |name, config|
+      next unless name.to_s.start_with?('+')
+
+      ran = true
+      run_generated(name.to_s, config, parent, params)
+    end
+    use_env(parent)
+    parent.subtask_config.clear # they ran: nothing is left for the operator to run
+    parent.export_params.clear if ran # applied to the children, which is all an export does
+  end
+
+  def run_generated(name, config, parent, params)
+    raise ArgumentError, "generated subtask #{name} must be a Hash, got #{config.inspect[0, 200]}" unless config.is_a?(Hash)
+
+    config = deep_stringify(config)
+    child_params = params.merge(deep_stringify(parent.export_params)).merge(deep_stringify(parent.store_params))
+    child_params = child_params.merge(config['_export']) if config['_export'].is_a?(Hash)
+    operators = config.keys.select { |k| k.end_with?('>') }.sort
+    children = config.select { |k, _| k.start_with?('+') }
+    if !children.empty? && operators.empty?
+      group = Digdag::Env.new(child_params) # the group's tasks store into it, in turn
+      children.each { |child_name, child| run_generated("#{name}#{child_name}", child, group, child_params) }
+      parent.store_params.merge!(group.store_params)
+      return
+    end
+    unless operators == ['rb>'] && children.empty?
+      raise ArgumentError, "generated subtask #{name} (#{JSON.generate(config)[0, 200]}): on Airflow, tasks " \
+                           'generated with add_subtask run inside the generating task, and only rb> tasks ' \
+                           'can: generate rb> tasks, or write the steps in the workflow'
+    end
+    child_params = child_params.merge(config.reject { |k, _| k.start_with?('_') || k == 'rb>' })
+    child = Digdag::Env.new(child_params)
+    use_env(child)
+    puts "Running generated subtask #{name}: rb> #{config['rb>']}"
+    callable, qualname = resolve(config['rb>'], child_params)
+    args, kwargs = bind(callable, child_params, qualname)
+    callable.call(*args, **kwargs)
+    run_subtasks(child, child_params)
+    parent.store_params.merge!(child.store_params)
+  end
+
+  def use_env(env)
+    Digdag.env = env
+    define_constants(env)
+  end
 
   def deep_symbolize(value)
     case value
@@ -164,6 +245,7 @@ module DigdagRunner
   def define_constants(env)
     { PARAMS: env.params, SUBTASK_CONFIG: env.subtask_config, EXPORT_PARAMS: env.export_params,
       STORE_PARAMS: env.store_params, STATE_PARAMS: env.state_params }.each do |name, hash|
+      DigdagEnv.send(:remove_const, name) if DigdagEnv.const_defined?(name, false) # a subtask's env
       DigdagEnv.const_set(name, hash)
     end
   end
@@ -201,6 +283,7 @@ module DigdagRunner
       callable, qualname = resolve(command, env.params)
       args, kwargs = bind(callable, env.params, qualname)
       callable.call(*args, **kwargs)
+      run_subtasks(env, env.params)
     rescue SystemExit => e
       unless e.success?
         # An exit status is one byte: 256 would read as success.

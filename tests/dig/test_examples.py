@@ -128,6 +128,28 @@ def test_python_generate_subtasks_run_inside_the_generating_task(project, run_wo
     assert lines(result, "summary") == ["last handled: 2; first and last: True True"]
 
 
+def test_ruby_generate_subtasks_in_all_three_forms(project, run_workflow):
+    """Digdag's ruby_generate_subtasks: Digdag.env.add_subtask with a group of tasks, a method name, or a
+    class and a method; the tasks run inside the generating task, in order."""
+    result = run_workflow(project("examples"), "ruby_generate_subtasks")
+    assert result.state == "success", result.errors
+    assert lines(result, "as_hash") == [
+        "Running generated subtask +subtask0+part0: rb> AsHash::Fanout.handle",
+        "hash form: part 0",
+        "Running generated subtask +subtask0+part1: rb> AsHash::Fanout.handle",
+        "hash form: part 1",
+    ]
+    assert [line for line in lines(result, "by_name") if not line.startswith("Running")] == [
+        "method name form: part 0",
+        "method name form: part 1",
+    ]
+    assert lines(result, "by_class")[:2] == [
+        "Running generated subtask +subtask0: rb> ByClass::Fanout.handle",
+        "class form: part 0",
+    ]
+    assert lines(result, "report") == ["last part 1"]
+
+
 def test_generated_subtasks_other_than_py_fail_the_task_saying_so(tmp_path, run_workflow):
     (tmp_path / "gen.py").write_text(
         "import digdag\n\n\n"
