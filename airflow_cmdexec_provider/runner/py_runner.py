@@ -90,10 +90,13 @@ class _Env:
 
 
 def _install_digdag_module(env: _Env) -> None:
-    digdag_env = types.ModuleType("digdag_env")
+    """Make ``env`` what ``digdag.env`` (and ``digdag_env``) is. The module objects are made once and
+    then changed in place: a user's module that did ``import digdag`` holds the object, and must
+    see the env of the generated task that runs now."""
+    digdag_env = sys.modules.get("digdag_env") or types.ModuleType("digdag_env")
     for name in ("params", "subtask_config", "export_params", "store_params", "state_params"):
         setattr(digdag_env, name, getattr(env, name))
-    digdag = types.ModuleType("digdag")
+    digdag = sys.modules.get("digdag") or types.ModuleType("digdag")
     digdag.__dict__["env"] = env  # a plain module declares no attributes to assign to
     sys.modules["digdag_env"] = digdag_env
     sys.modules["digdag"] = digdag

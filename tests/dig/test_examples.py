@@ -119,11 +119,11 @@ def test_python_generate_subtasks_run_inside_the_generating_task(project, run_wo
     assert result.state == "success", result.errors
     assert lines(result, "process") == [
         "Running generated subtask +subtask0: py> tasks.fanout.Batches.handle",
-        "batch 0 handled",
+        "batch 0 handled (0)",
         "Running generated subtask +subtask1: py> tasks.fanout.Batches.handle",
-        "batch 1 handled",
+        "batch 1 handled (1)",
         "Running generated subtask +subtask2: py> tasks.fanout.Batches.handle",
-        "batch 2 handled",
+        "batch 2 handled (2)",
     ]
     assert lines(result, "summary") == ["last handled: 2; first and last: True True"]
 
@@ -135,9 +135,9 @@ def test_ruby_generate_subtasks_in_all_three_forms(project, run_workflow):
     assert result.state == "success", result.errors
     assert lines(result, "as_hash") == [
         "Running generated subtask +subtask0+part0: rb> AsHash::Fanout.handle",
-        "hash form: part 0",
+        "hash form: part 0 (0, 0)",
         "Running generated subtask +subtask0+part1: rb> AsHash::Fanout.handle",
-        "hash form: part 1",
+        "hash form: part 1 (1, 1)",
     ]
     assert [line for line in lines(result, "by_name") if not line.startswith("Running")] == [
         "method name form: part 0",

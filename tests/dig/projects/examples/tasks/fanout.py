@@ -12,7 +12,8 @@ class Batches:
         digdag.env.subtask_config["_parallel"] = True
 
     def handle(self, number, label):
-        print(f"{label} {number} handled")
+        # digdag.env, bound when this module was imported, is the running subtask's
+        print(f"{label} {number} handled ({digdag.env.params['number']})")
         digdag.env.store({"last_handled": number, f"handled_{number}": True})
 
 

@@ -15,7 +15,7 @@ module AsHash
     end
 
     def handle(part)
-      puts "hash form: part #{part}"
+      puts "hash form: part #{part} (#{Digdag.env.params['part']}, #{DigdagEnv::PARAMS['part']})"
       Digdag.env.store(last_part: part)
     end
   end
