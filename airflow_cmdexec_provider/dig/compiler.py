@@ -39,7 +39,7 @@ from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
 from airflow_cmdexec_provider.config import parse_duration
-from airflow_cmdexec_provider.dig import unroll
+from airflow_cmdexec_provider.dig import sla, unroll
 from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
 from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
 from airflow_cmdexec_provider.dig.operators import (
@@ -247,8 +247,6 @@ class Compiler:
             self.files_read.extend(loader.read)
         timezone = self.timezone(root)
         timetable = self.schedule(root, timezone)
-        if "sla" in root:
-            self.unsupported(root, "sla", "sla")
         export = self.mapping(root, "_export")
         self.check_expressions(export, export, "_export")
         dag = DAG(
@@ -266,9 +264,48 @@ class Compiler:
             node = self.content(root, scope, name)
             if self.has_error_tasks:  # keeps a run failed when an _error task succeeded
                 connect(node, self.placeholder(scope, "_end", "(the end of the main path)", root))
+            if "sla" in root:
+                self.sla(root, scope, timezone)
         if self.problems:
             raise DigLoadError(self.problems, [self.file.stem])
         return dag
+
+    def sla(self, root: DigMap, scope: Scope, timezone: Any) -> None:
+        """The TaskGroup ``_sla`` of the workflow's ``sla:`` (``sla.py``), beside its tasks: the
+        deadline task, then the ``fail`` task and the ``+tasks``, which see the workflow's params."""
+        config = self.mapping(root, "sla")
+        parsed, problems = sla.parse(config)
+        for key, construct, message in problems:
+            self.problem(config, key, construct, message)
+        name = f"{scope.name}^sla"
+        group_id = self.new_id(scope, "_sla", name, config)
+        if parsed is None or group_id is None:
+            return
+        group = _task_group(group_id, {})
+        with group:
+            inner = scope.enter(name, group, {})
+            deadline_id = self.new_id(inner, "_deadline", f"{name} (its deadline)", config)
+            if deadline_id is None:
+                return
+            waiting = sla.SlaOperator(
+                task_id=deadline_id,
+                sla=parsed,
+                timezone=timezone.name,
+                sla_group=group_id,
+                workflow=self.file.stem,
+            )
+            after = Node([waiting], [waiting], [waiting])
+            if parsed.fail:
+                failing = DigMap(config.file, config.line)
+                failing["fail>"] = "SLA violation"
+                connect(after, self.operator_task(f"{name}^fail", failing, inner, "_fail"))
+            tasks = DigMap(config.file, config.line)
+            for key, value in config.items():
+                if key.startswith("+"):
+                    tasks[key] = value
+                    tasks.key_lines[key] = config.where(key)
+            if tasks:
+                connect(after, self.group_body(tasks, inner))
 
     def timezone(self, root: DigMap) -> Any:
         name = root.get("timezone", "UTC")

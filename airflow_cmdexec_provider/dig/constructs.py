@@ -89,6 +89,15 @@ _SUPPORTED = [
         True,
         "unrolled at load time (`+loop-0`, ..., exporting `i`); `_parallel` applies",
     ),
+    Construct(
+        "sla",
+        "`sla:` (`time` or `duration`, `alert`, `fail`, `+tasks`)",
+        True,
+        "a TaskGroup `_sla` beside the workflow: `_deadline` waits (a sensor in reschedule mode) for "
+        "Digdag's deadline from the run's `run_after`; if the run is not finished by then, it logs "
+        'the alert (ERROR "SLA violation") and the `+tasks` run, and `_fail` fails the run with '
+        "`fail: true`; a run finished first skips them (noticed within 60 s)",
+    ),
     Construct("_type", "`_type:` / `_command:`", True, "the long form of `op>: command`"),
     Construct(
         "_parallel",
@@ -208,7 +217,6 @@ _LATER = [
         f"{LATER} (an embedded JavaScript engine); names, paths, operators and moment(...) dates are "
         "evaluated now",
     ),
-    Construct("sla", "`sla:`", False, f"{LATER} (Airflow Deadline Alerts); remove it to load the workflow"),
     Construct(
         "schedule options", "`schedule:` `start`, `end`, `skip_on_overtime`, `skip_delayed_by`", False, LATER
     ),

@@ -28,6 +28,8 @@ DAG_IDS = (
     "deploy_mark_failed",
     "deploy_env_injection",
     "deploy_fifty",
+    "deploy_sla_late",
+    "deploy_sla_on_time",
 )
 
 

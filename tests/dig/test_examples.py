@@ -264,3 +264,14 @@ def test_airflow_dags_test_schedule_daily_session_time(project, dags_test):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "session 2026-01-30T00:00:00-08:00" in output
+
+
+def test_airflow_dags_test_sla_duration_done_in_time(project, dags_test):
+    """Digdag's sla_duration example (its task shortened): the run is done before the deadline, so
+    the SLA's +notice is skipped and the run succeeds."""
+    proc = dags_test(project("examples"), "sla_duration", prefix="cli_")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "state=success" in output
+    assert "finished before its SLA deadline" in output
+    assert "missed its SLA" not in output

@@ -100,20 +100,6 @@ CASES = {
         2,
         ["the token 'zz' is not formatted here", "[brackets]"],
     ),
-    "sla": (
-        """
-        schedule:
-          daily>: 02:00:00
-        sla:
-          time: 02:02
-          +notice:
-            sh>: echo late
-        +work:
-          sh>: sleep 1
-        """,
-        3,
-        ["sla", "Deadline Alerts"],
-    ),
     "schedule_options": (
         "schedule:\n  minutes_interval>: 1\n  skip_delayed_by: 3m\n+a:\n  echo>: a\n",
         3,
@@ -263,12 +249,16 @@ def test_task_code_that_generates_tasks_loads_and_is_never_run_at_load_time(tmp_
 
 def test_every_problem_of_a_workflow_is_listed_and_nothing_loads(tmp_path):
     write(tmp_path, "good.dig", "+a:\n  echo>: fine\n")
-    write(tmp_path, "bad.dig", "+a:\n  emr>:\n+b:\n  sh>: echo ${n = 1}\nsla:\n  time: 01:00\n")
+    write(tmp_path, "bad.dig", "+a:\n  emr>:\n+b:\n  sh>: echo ${n = 1}\nsla:\n  time: soon\n")
     with pytest.raises(DigLoadError) as info:
         load_project(tmp_path)  # every workflow was asked for: one that cannot load fails the whole call
     message = str(info.value)
     assert message.startswith("Digdag workflow(s) bad cannot be loaded")
-    for line, construct in ((2, "emr>"), (4, "${n = 1}: assignment is not evaluated"), (5, "sla")):
+    for line, construct in (
+        (2, "emr>"),
+        (4, "${n = 1}: assignment is not evaluated"),
+        (6, "sla: time: soon"),
+    ):
         assert f"bad.dig, line {line}: {construct}" in message, message
     assert "The other workflow(s) asked for load: good. To load them while these are fixed" in message
     assert message.endswith("name them: load_project(..., include=['good'])"), message

@@ -1,0 +1,63 @@
+"""Scenario: Digdag's ``sla:`` on the real deployment (dig/sla.py). The deadline task checks between
+reschedules while the workflow's task runs on a Celery worker: past the deadline it alerts and the
+SLA tasks run beside the running task (``fail: true`` then fails the run); a run done first skips
+them and succeeds."""
+
+from __future__ import annotations
+
+import time
+
+import pendulum
+import pytest
+
+from tests.deployment.harness import Figures
+
+pytestmark = pytest.mark.deployment
+
+
+def run_and_report(deployment, dag_id, title):
+    """Trigger a run, wait for it, print its figures; ``(run_id, state, task instances)``."""
+    figures = Figures(title)
+    started = time.monotonic()
+    run_id = deployment.trigger(dag_id)
+    state = deployment.wait_run(dag_id, run_id, timeout=300)
+    figures["wall_seconds"] = round(time.monotonic() - started, 1)
+    tis = deployment.task_instances(dag_id, run_id)
+    figures["tasks"] = {t: {k: ti[k] for k in ("state", "start_date", "end_date")} for t, ti in tis.items()}
+    figures.print()
+    return run_id, state, tis
+
+
+def test_a_missed_sla_runs_its_tasks_while_the_workflow_still_runs(deployment):
+    dag_id = "deploy_sla_late"
+    run_id, state, tis = run_and_report(deployment, dag_id, "sla: deadline 5 s into a 30 s task")
+
+    states = {t: ti["state"] for t, ti in tis.items()}
+    assert states == {
+        "slow": "success",
+        "_sla._deadline": "success",
+        "_sla._fail": "failed",
+        "_sla.notice": "success",
+    }, {t: deployment.task_log(dag_id, run_id, t)[-2000:] for t in tis}
+    assert state == "failed"  # fail: true
+    # the SLA tasks ran while +slow was running, not after it
+    slow_end = pendulum.parse(tis["slow"]["end_date"])
+    assert pendulum.parse(tis["_sla.notice"]["end_date"]) < slow_end
+    assert pendulum.parse(tis["_sla._deadline"]["end_date"]) < slow_end
+    deadline_log = deployment.task_log(dag_id, run_id, "_sla._deadline")
+    assert "SLA violation: workflow late is not finished at its deadline" in deadline_log, deadline_log
+    assert "not finished: slow" in deadline_log
+    assert "late for the session of 20" in deployment.task_log(dag_id, run_id, "_sla.notice")
+
+
+def test_a_run_done_before_its_sla_deadline_skips_the_sla_tasks(deployment):
+    dag_id = "deploy_sla_on_time"
+    run_id, state, tis = run_and_report(deployment, dag_id, "sla: a run done before its deadline")
+
+    assert state == "success"
+    assert {t: ti["state"] for t, ti in tis.items()} == {
+        "quick": "success",
+        "_sla._deadline": "skipped",
+        "_sla.notice": "skipped",
+    }
+    assert "finished before its SLA deadline" in deployment.task_log(dag_id, run_id, "_sla._deadline")
