@@ -6,6 +6,7 @@ Every error names the Digdag key and where it lives in Airflow.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -363,6 +364,26 @@ def get_connection(conn_id: str) -> Any | None:
     CLI, where there is no supervisor) the lookup goes through ``airflow.models``.
     """
     return _lookup("connection", conn_id)
+
+
+SECRET_VARIABLE_PREFIX = "cmdexec_secret."
+
+
+def digdag_secret(key: str, task_label: str) -> str:
+    """Digdag's ``${secret:key}``: the Airflow Variable ``cmdexec_secret.<key>`` (from the metadata DB
+    or a secrets backend), registered with the log masker before anything can print it."""
+    from airflow.sdk.log import mask_secret
+
+    name = SECRET_VARIABLE_PREFIX + key
+    value = _lookup("variable", name)
+    if value is None:
+        raise CmdExecConfigError(
+            f"Task {task_label}: ${{secret:{key}}}: there is no secret {key!r}; set it as the Airflow "
+            f"Variable {name} (airflow variables set {name} VALUE, or in the secrets backend)"
+        )
+    text = value if isinstance(value, str) else json.dumps(value)
+    mask_secret(text, name)
+    return text
 
 
 class ConfigLookupError(CmdExecConfigError):

@@ -140,9 +140,12 @@ DIFFERENCES: tuple[Difference, ...] = (
     ),
     Difference(
         "89, 90",
-        "`${secret:key}` and `_secrets`",
-        "N",
-        "Use Airflow's secrets: `{{ conn.x.password }}` / `{{ var.value.x }}` (Jinja) or `env=`",
+        "`${secret:key}` (in `_env` values and the `sh>` command) and `_secrets`",
+        "P",
+        "In `.dig` workflows `${secret:key}` is the Airflow Variable `cmdexec_secret.<key>`, masked in "
+        "the task log and kept out of ECS overrides and pod specs; a param holding one is text (Digdag "
+        "would resolve it). `_secrets` is not supported. Python DAGs use Airflow's secrets: "
+        "`{{ conn.x.password }}` / `{{ var.value.x }}` (Jinja) or `env=`",
     ),
     Difference(
         "98",

@@ -6,14 +6,15 @@ params (``${td.last_job_id}``), moment.js dates (``moment.py``) and the operator
 (``${'out_' + name}``, ``${n + 1}``, ``${a || 'default'}``, ``${n > 1 ? 'many' : 'one'}``). The text
 pasted is what Digdag pastes: nothing for null and undefined, a string as it is, anything else as
 ``JSON.stringify`` writes it. An unknown name fails, as the JavaScript ``ReferenceError`` does in
-Digdag. Anything else (calls other than moment, ``${secret:...}``) is refused with a clear message
-when the workflow loads rather than guessed.
+Digdag. Anything else (calls other than moment) is refused with a clear message when the workflow
+loads rather than guessed. ``${secret:key}`` is Digdag's secret reference, valid only where a
+``secret`` lookup is given (``sh>`` command text and ``_env`` values, ``dig/secrets.py``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow_cmdexec_provider import javascript
@@ -22,17 +23,44 @@ from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 _EXPRESSION = re.compile(r"\$\{([^{}]*)\}")
 _LITERALS = {"true", "false", "null"}  # JavaScript literals, not names a param can shadow
 _PATH = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*")
+# Digdag's secret keys (SecretValidation): dot-separated words of letters, digits, '_' and '-'.
+SECRET_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*")
 
 
-def evaluate(value: Any, params: Mapping[str, Any], where: str) -> Any:
-    """Evaluate every ``${...}`` in ``value`` (a string, or strings inside lists and dicts)."""
+def evaluate(
+    value: Any, params: Mapping[str, Any], where: str, secret: Callable[[str], str] | None = None
+) -> Any:
+    """Evaluate every ``${...}`` in ``value`` (a string, or strings inside lists and dicts).
+
+    :param secret: looks up ``${secret:key}``; without it a secret reference is an error. One pass
+        over the text as written: a value pasted in (a param holding ``${secret:x}``) is never
+        evaluated again, so params cannot reach a secret.
+    """
     if isinstance(value, str):
-        return _EXPRESSION.sub(lambda m: _value_text(m.group(1), params, where), value)
+        return _EXPRESSION.sub(lambda m: _text(m.group(1), params, where, secret), value)
     if isinstance(value, Mapping):
-        return {k: evaluate(v, params, where) for k, v in value.items()}
+        return {k: evaluate(v, params, where, secret) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(evaluate(v, params, where) for v in value)
+        return type(value)(evaluate(v, params, where, secret) for v in value)
     return value
+
+
+def secret_key(expression: str) -> str | None:
+    """The key of a ``${secret:key}`` expression (the text inside ``${}``), or None if it is not one."""
+    text = expression.strip()
+    return text[len("secret:") :].strip() if text.startswith("secret:") else None
+
+
+def _text(expression: str, params: Mapping[str, Any], where: str, secret: Callable[[str], str] | None) -> str:
+    key = secret_key(expression)
+    if key is not None and secret is not None:
+        if not SECRET_KEY.fullmatch(key):
+            raise CmdExecConfigError(
+                f"{where}: ${{{expression}}}: {key!r} is not a secret key (words of letters, digits, _ "
+                "and -, separated by dots, e.g. ${secret:db.password})"
+            )
+        return secret(key)
+    return _value_text(expression, params, where)
 
 
 def is_supported(expression: str) -> bool:
@@ -65,8 +93,8 @@ def _value_text(expression: str, params: Mapping[str, Any], where: str) -> str:
         raise CmdExecConfigError(
             f"{where}: ${{{expression}}} is not supported: {exc}. Names, paths, moment(...) dates and "
             "operators are evaluated (e.g. ${session_date}, ${td.last_job_id}, ${'out_' + name}, "
-            "${moment(session_time).add(-1, 'days').format('YYYYMMDD')}); other calls and "
-            "${secret:...} are not"
+            "${moment(session_time).add(-1, 'days').format('YYYYMMDD')}); other calls are not, and "
+            "${secret:...} only in the sh> command and _env values"
         ) from exc
     try:
         value = parsed.evaluate(params, lambda name: _param(name, params, expression, where))

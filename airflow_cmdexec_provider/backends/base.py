@@ -69,6 +69,9 @@ class CommandRequest:
     # Whether what the command writes into the IO dir must come back (py>/rb>: output.json). sh>
     # reports only its exit code, so a remote backend may skip copying the IO dir back.
     needs_outputs: bool = True
+    # Whether env holds a secret (``${secret:...}`` of a .dig task): a remote backend must not put it
+    # where others can read it (ECS RunTask overrides, a Kubernetes pod spec).
+    secret_env: bool = False
 
     @property
     def working_dir(self) -> Path:

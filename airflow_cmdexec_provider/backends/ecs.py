@@ -380,7 +380,7 @@ class EcsBackend(RemoteBackend):
         env = dict(request.env)
         overrides = self._overrides(request, handle, container_name, {**env, **urls}, [], False)
         too_large = len(json.dumps(overrides["containerOverrides"])) > OVERRIDES_LIMIT - OVERRIDES_HEADROOM
-        if too_large or self.config.use_environment_file:
+        if too_large or self.config.use_environment_file or request.secret_env:
             env_files, sourced = self._env_elsewhere(request, handle, env, too_large, log_line)
             overrides = self._overrides(request, handle, container_name, urls, env_files, sourced)
             if len(json.dumps(overrides["containerOverrides"])) > OVERRIDES_LIMIT:
@@ -466,9 +466,15 @@ class EcsBackend(RemoteBackend):
         sourced = {k: v for k, v in env.items() if k not in file_env}
         if sourced:
             (request.io_dir / ENV_SCRIPT).write_text(env_script(sourced), encoding="utf-8")
-        why = "too large for the ECS overrides limit" if too_large else "use_environment_file is set"
+        why = (
+            "is too large for the ECS overrides limit"
+            if too_large
+            else "is kept out of the overrides (use_environment_file)"
+            if self.config.use_environment_file
+            else "holds a secret, kept out of the overrides"
+        )
         log_line(
-            f"Environment ({len(env)} variables) is {why}: {len(file_env)} passed in an S3 environment "
+            f"Environment ({len(env)} variables) {why}: {len(file_env)} passed in an S3 environment "
             f"file, {len(sourced)} in the shipped archive"
         )
         return env_files, bool(sourced)

@@ -50,12 +50,14 @@ from airflow_cmdexec_provider.backends.base import (
     WatchError,
 )
 from airflow_cmdexec_provider.backends.container_script import (
+    ENV_SCRIPT,
     EXIT_DOWNLOAD_FAILED,
     EXIT_UPLOAD_FAILED,
     PHASE_DOWNLOAD,
     PHASE_SETUP,
     PHASE_UPLOAD,
     container_script,
+    env_script,
     parse_marker_line,
 )
 from airflow_cmdexec_provider.backends.shipping import (
@@ -275,13 +277,17 @@ class KubernetesBackend(RemoteBackend):
                 task=self.label,
             )
             self._urls = list(urls.values())
+            pod_env = {**request.env, **urls}
+            if request.secret_env:  # not in the pod spec, which others may read: sourced from the archive
+                (request.io_dir / ENV_SCRIPT).write_text(env_script(dict(request.env)), encoding="utf-8")
+                pod_env = dict(urls)
             upload_project(
                 request, self.input_storage, handle["keys"]["input"], "the Kubernetes pod", log_line
             )
             if self._killed.is_set():
                 raise BackendError(f"{self.label}: killed before its pod was created")
             self._create_volumes(handle, log_line)
-            self._create_pod(handle, self.pod_body(request, handle, {**request.env, **urls}), log_line)
+            self._create_pod(handle, self.pod_body(request, handle, pod_env), log_line)
         except BaseException:
             self.discard(handle, log_line)
             self._current = None
@@ -328,7 +334,7 @@ class KubernetesBackend(RemoteBackend):
             retry_downloads=CURL_DOWNLOAD_RETRIES,
             retry_uploads=CURL_UPLOAD_RETRIES,
             fail_on_upload=True,
-            source_env_script=False,
+            source_env_script=request.secret_env,
         )
         container = {
             "name": CONTAINER,

@@ -55,7 +55,13 @@ from airflow_cmdexec_provider.dig.operators import (
 from airflow_cmdexec_provider.dig.timetable import KINDS, DigdagTimetable
 from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, FileLoader
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
-from airflow_cmdexec_provider.expressions import expressions_in, js_string, unsupported_reason
+from airflow_cmdexec_provider.expressions import (
+    SECRET_KEY,
+    expressions_in,
+    js_string,
+    secret_key,
+    unsupported_reason,
+)
 from airflow_cmdexec_provider.params import ENV_KEY, deep_merge
 
 log = logging.getLogger(__name__)
@@ -194,13 +200,28 @@ class Compiler:
         construct = CONSTRUCTS[construct_key]
         self.problem(where, key, written or construct.written.replace("`", "").rstrip(":"), construct.airflow)
 
-    def check_expressions(self, value: Any, where: DigMap, key: str) -> None:
+    def check_expressions(self, value: Any, where: DigMap, key: str, secrets: bool = False) -> None:
         """Every ``${...}`` must be of the JavaScript that is evaluated when the task runs
-        (``javascript.py``); one outside it is a load error with its reason."""
+        (``javascript.py``); one outside it is a load error with its reason. ``secrets``: where
+        Digdag resolves ``${secret:key}`` (the ``sh>`` command, ``_env`` values)."""
         if isinstance(value, str):
             for e in expressions_in(value):
-                if e.strip().startswith("secret:"):
-                    self.unsupported(where, key, "secret", f"${{{e}}}")
+                if (secret := secret_key(e)) is not None:
+                    if not secrets:
+                        self.problem(
+                            where,
+                            key,
+                            f"${{{e}}}",
+                            "Digdag resolves secrets only in the sh> command and in _env values; "
+                            "pass the secret to the task through _env",
+                        )
+                    elif not SECRET_KEY.fullmatch(secret):
+                        self.problem(
+                            where,
+                            key,
+                            f"${{{e}}}",
+                            "not a secret key: words of letters, digits, _ and -, separated by dots",
+                        )
                 elif (reason := unsupported_reason(e)) is not None:
                     self.problem(where, key, f"${{{e}}}", f"{reason}; {CONSTRUCTS['javascript'].airflow}")
             rest = _EXPRESSION.sub("", value)
@@ -208,10 +229,11 @@ class Compiler:
                 self.unsupported(where, key, "javascript", rest[rest.index("${") :][:60])
         elif isinstance(value, Mapping):
             for k, v in value.items():
-                self.check_expressions(v, value if isinstance(value, DigMap) else where, k)
+                inner = value if isinstance(value, DigMap) else where
+                self.check_expressions(v, inner, k, secrets or (k == "_env" and key == "_export"))
         elif isinstance(value, list):
             for v in value:
-                self.check_expressions(v, where, key)
+                self.check_expressions(v, where, key, secrets)
 
     def mapping(self, config: DigMap, key: str) -> DigMap:
         value = config.get(key)
@@ -577,7 +599,8 @@ class Compiler:
                 local_keys.key_lines[key] = config.where(key)
         for key, value in config.items():
             if key not in ("_do", "_else_do", "_check", "_error"):
-                self.check_expressions(value, config, key)
+                command_text = kind == "sh" and key in (op_key, "_command")
+                self.check_expressions(value, config, key, command_text or key == "_env")
         airflow_id = self.new_id(scope, local or name.rpartition("+")[2] or name, name, config)
         if airflow_id is None:
             return Node()

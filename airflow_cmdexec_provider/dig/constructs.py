@@ -98,6 +98,14 @@ _SUPPORTED = [
         'the alert (ERROR "SLA violation") and the `+tasks` run, and `_fail` fails the run with '
         "`fail: true`; a run finished first skips them (noticed within 60 s)",
     ),
+    Construct(
+        "secret",
+        "`${secret:key}` in the `sh>` command and in `_env` values",
+        True,
+        "the Airflow Variable `cmdexec_secret.<key>` (the metadata DB or a secrets backend), read when "
+        "the task runs and masked in its log; an environment holding one stays out of ECS overrides and "
+        "pod specs; anywhere else (as in Digdag) a load error. A param holding `${secret:...}` is text",
+    ),
     Construct("_type", "`_type:` / `_command:`", True, "the long form of `op>: command`"),
     Construct(
         "_parallel",
@@ -205,12 +213,6 @@ _LATER = [
         f"{LATER}; Airflow retries tasks, not groups: put `_retry` on the tasks",
     ),
     Construct(
-        "secret",
-        "`${secret:...}`",
-        False,
-        f"{LATER}; until then give the task its secret through the worker's environment",
-    ),
-    Construct(
         "javascript",
         "`${...}` other JavaScript (`${JSON.stringify(x)}`, `${s.split(',')}`, `${[1, 2]}`, `${a = 1}`)",
         False,
@@ -220,7 +222,12 @@ _LATER = [
     Construct(
         "schedule options", "`schedule:` `start`, `end`, `skip_on_overtime`, `skip_delayed_by`", False, LATER
     ),
-    Construct("_secrets", "`_secrets:`", False, LATER),
+    Construct(
+        "_secrets",
+        "`_secrets:`",
+        False,
+        f"{LATER}; `sh>`/`py>`/`rb>` need no grant: they read `${{secret:...}}` in `_env` and `sh>`",
+    ),
 ]
 
 _OUTSIDE = Construct(

@@ -26,7 +26,7 @@ from airflow.providers.standard.operators.branch import BranchMixIn
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_cmdexec_provider import stores
-from airflow_cmdexec_provider.config import parse_duration
+from airflow_cmdexec_provider.config import digdag_secret, parse_duration
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.expressions import evaluate
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
@@ -48,6 +48,9 @@ class DigdagTask(CommandOperator):
 
     # Operator settings that may hold ${...} besides the operator's template fields.
     dig_settings: ClassVar[tuple[str, ...]] = ("docker", "ecs", "workdir")
+    # Where Digdag resolves ${secret:key} (ShOperatorFactory, GrantedPrivilegedVariables).
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    _secrets_read = 0
 
     def __init__(
         self,
@@ -73,36 +76,58 @@ class DigdagTask(CommandOperator):
         # change them), evaluated one by one against the params below them.
         own = {k: v for k, v in self.local_params.items() if k in self.dig_local_keys}
         params = deep_merge(super().digdag_params(context, log, project_dir, local={}), self.dig_export)
+        # A ${secret:...} in a param (only an exported _env may hold one) stays as written, as Digdag's
+        # ConfigEvalEngine leaves it: secrets are resolved only into env and the sh> command.
         for key in self.dig_expression_keys:
             if key in params and key not in own:
-                params[key] = evaluate(params[key], params, f"Task {self.task_label}: param {key}")
+                params[key] = evaluate(
+                    params[key], params, f"Task {self.task_label}: param {key}", _secret_reference
+                )
         for key in self.dig_local_keys:
-            value = evaluate(own.get(key), params, f"Task {self.task_label}: param {key}")
+            value = evaluate(own.get(key), params, f"Task {self.task_label}: param {key}", _secret_reference)
             params = deep_merge(params, {key: value})
         return params
 
     def expand_digdag(self, params: Mapping[str, Any]) -> None:
-        super().expand_digdag(params)
-        for name in self.dig_settings:
-            setattr(self, name, evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}"))
+        for name in (*self.template_fields, *self.dig_settings):
+            secret = self._secret if name in self.secret_fields else None
+            before = self._secrets_read
+            value = evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}", secret)
+            setattr(self, name, value)
+            if name == "env" and self._secrets_read > before:
+                # The environment holds a secret: backends keep it out of what others can read
+                # (ECS RunTask overrides, Kubernetes pod specs).
+                self.secret_env = True
+
+    def _secret(self, key: str) -> str:
+        self._secrets_read += 1
+        return digdag_secret(key, self.task_label)
+
+
+def _secret_reference(key: str) -> str:
+    return f"${{secret:{key}}}"
 
 
 class DigShOperator(DigdagTask, ShOperator):
-    """``sh>`` of a ``.dig`` file."""
+    """``sh>`` of a ``.dig`` file. ``${secret:key}`` in its command text and ``_env`` values is the
+    Airflow Variable ``cmdexec_secret.<key>``, masked in the logs (``config.digdag_secret``)."""
 
     dig_settings = (*DigdagTask.dig_settings, "shell", "sh")
+    secret_fields = ("command", "env")
 
 
 class DigPyOperator(DigdagTask, PyOperator):
     """``py>`` of a ``.dig`` file."""
 
     dig_settings = (*DigdagTask.dig_settings, "python", "py")
+    secret_fields = ("env",)
 
 
 class DigRbOperator(DigdagTask, RbOperator):
     """``rb>`` of a ``.dig`` file."""
 
     dig_settings = (*DigdagTask.dig_settings, "require", "ruby", "rb")
+    secret_fields = ("env",)
 
 
 class _MessageOperator(DigdagTask):

@@ -78,6 +78,8 @@ class CommandOperator(BaseOperator):
     program_key: ClassVar[str] = "shell"
     # Whether the command's IO dir must come back after it ran (the runners' output.json).
     needs_outputs: ClassVar[bool] = True
+    # Set when the task runs if env holds a secret (.dig tasks: ${secret:...} in _env).
+    secret_env = False
     # Whether the task can store values (``digdag.env.store``). Tasks that cannot (sh>, echo>, fail>)
     # publish no store log and are walked through like plain Airflow tasks: no XCom read or write.
     can_store: ClassVar[bool] = True
@@ -229,6 +231,7 @@ class CommandOperator(BaseOperator):
                 env=command_env,
                 labels=_labels(context),
                 needs_outputs=self.needs_outputs,
+                secret_env=self.secret_env,
             )
             backend = self._running_backend = hook.get_backend()
             if self._kill_requested:  # on_kill came before the backend was recorded: it refuses to start

@@ -28,8 +28,9 @@ DAG_IDS = (
     "deploy_mark_failed",
     "deploy_env_injection",
     "deploy_fifty",
-    "deploy_sla_late",
-    "deploy_sla_on_time",
+    "deploy_dig_late",
+    "deploy_dig_on_time",
+    "deploy_dig_secrets",
 )
 
 

@@ -83,7 +83,11 @@ CASES = {
         2,
         ["loop>: ${count}", "a later version"],
     ),
-    "secret": ("+s:\n  sh>: echo ${secret:db.password}\n", 2, ["${secret:db.password}", "a later version"]),
+    "secret": (
+        "+s:\n  echo>: ${secret:db.password}\n",
+        2,
+        ["${secret:db.password}", "Digdag resolves secrets only in the sh> command and in _env values"],
+    ),
     "javascript": (
         "+task2:\n  val: ${JSON.stringify(x)}\n  sh>: echo ${val}\n",
         2,

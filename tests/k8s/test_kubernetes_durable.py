@@ -282,3 +282,33 @@ def test_a_failed_read_is_retried_and_a_vanished_pod_is_gone(kube_world, k8s_cor
         backend.poll(handle, lambda line: None)
     backend.cleanup(handle, lambda line: None)
     assert kube_world.remaining_objects() == []
+
+
+def test_an_env_holding_a_secret_stays_out_of_the_pod_spec(kube_world, tmp_path):
+    """A pod spec is readable by whoever may get pods: an environment holding a ${secret:...} (of a .dig
+    task) is shipped in the archive and sourced by the container script instead."""
+    from dataclasses import replace
+
+    from airflow_cmdexec_provider.backends.base import TaskSettings
+    from airflow_cmdexec_provider.backends.kubernetes import KubernetesBackend
+
+    settings = TaskSettings(task_label="t.secret", docker={"image": TEST_IMAGE})
+    backend = KubernetesBackend.from_settings(settings)
+    request = replace(
+        _request(kube_world, "secret", ("sh", "-c", 'echo "arrived: ${#API_TOKEN} characters"'), tmp_path),
+        env={"API_TOKEN": "tok-k8s-9", "PLAIN": "x"},
+        secret_env=True,
+    )
+    lines: list[str] = []
+    handle = backend.submit(request, lines.append)
+    spec = kube_world.emulator.pod("default", handle["pod"])["spec"]
+    result = backend.wait(handle, lines.append)
+    backend.cleanup(handle, lines.append)
+
+    assert "tok-k8s-9" not in str(spec), spec
+    names = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
+    assert not {"API_TOKEN", "PLAIN"} & names, names
+    assert result.exit_code == 0, lines
+    assert "arrived: 9 characters" in lines
+    kube_world.emulator.wait_deletions(timeout=60)
+    assert kube_world.remaining_objects() == []

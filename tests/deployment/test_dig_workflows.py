@@ -1,7 +1,9 @@
-"""Scenario: Digdag's ``sla:`` on the real deployment (dig/sla.py). The deadline task checks between
-reschedules while the workflow's task runs on a Celery worker: past the deadline it alerts and the
-SLA tasks run beside the running task (``fail: true`` then fails the run); a run done first skips
-them and succeeds."""
+"""Digdag workflows on the real deployment (dags/deploy_dig.py).
+
+``sla:`` (dig/sla.py): the deadline task checks between reschedules while the workflow's task runs on
+a Celery worker: past the deadline it alerts and the SLA tasks run beside the running task
+(``fail: true`` then fails the run); a run done first skips them and succeeds. ``${secret:...}``:
+the task gets the value, its log shows it masked."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def run_and_report(deployment, dag_id, title):
 
 
 def test_a_missed_sla_runs_its_tasks_while_the_workflow_still_runs(deployment):
-    dag_id = "deploy_sla_late"
+    dag_id = "deploy_dig_late"
     run_id, state, tis = run_and_report(deployment, dag_id, "sla: deadline 5 s into a 30 s task")
 
     states = {t: ti["state"] for t, ti in tis.items()}
@@ -51,7 +53,7 @@ def test_a_missed_sla_runs_its_tasks_while_the_workflow_still_runs(deployment):
 
 
 def test_a_run_done_before_its_sla_deadline_skips_the_sla_tasks(deployment):
-    dag_id = "deploy_sla_on_time"
+    dag_id = "deploy_dig_on_time"
     run_id, state, tis = run_and_report(deployment, dag_id, "sla: a run done before its deadline")
 
     assert state == "success"
@@ -61,3 +63,19 @@ def test_a_run_done_before_its_sla_deadline_skips_the_sla_tasks(deployment):
         "_sla.notice": "skipped",
     }
     assert "finished before its SLA deadline" in deployment.task_log(dag_id, run_id, "_sla._deadline")
+
+
+def test_a_secret_reaches_the_task_and_its_log_shows_it_masked(deployment):
+    """${secret:deploy.token} is the Airflow Variable cmdexec_secret.deploy.token (set here through the
+    REST API); the command gets it in _env and in its text; the task log that the worker's supervisor
+    writes shows *** instead."""
+    name = "cmdexec_secret.deploy.token"
+    deployment.api("POST", "/api/v2/variables", json={"key": name, "value": "deploy-tok-77"})
+    try:
+        run_id, state, _ = run_and_report(deployment, "deploy_dig_secrets", "dig: a secret in _env")
+        log = deployment.task_log("deploy_dig_secrets", run_id, "use")
+    finally:
+        deployment.api("DELETE", f"/api/v2/variables/{name}")
+    assert state == "success", log[-3000:]
+    assert "token in env: ***, in the text: ***" in log, log[-3000:]
+    assert "deploy-tok-77" not in log
