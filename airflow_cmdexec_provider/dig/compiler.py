@@ -275,7 +275,7 @@ class Compiler:
             self.dag_id,
             schedule=timetable,
             start_date=pendulum.datetime(2000, 1, 1, tz=timezone),
-            catchup=False,
+            catchup=True,  # the timetable starts a new schedule now and runs missed sessions, as Digdag
             params=plain(export),
             tags=["digdag"],
             description=f"Digdag workflow {self.file.name}",
@@ -350,9 +350,21 @@ class Compiler:
             self.problem(root, "schedule", "schedule", "must be a mapping such as {daily>: 07:00:00}")
             return None
         kinds = [k for k in schedule if k.endswith(">")]
-        others = [k for k in schedule if not k.endswith(">")]
-        for key in others:
-            self.unsupported(schedule, key, "schedule options", f"schedule: {key}")
+        options: dict[str, Any] = {}
+        for key in (k for k in schedule if not k.endswith(">")):
+            if key in ("start", "end"):
+                options[key] = str(schedule[key])
+            elif key == "skip_delayed_by":
+                options[key] = parse_duration(schedule[key])
+                if options[key] is None:
+                    self.problem(
+                        schedule,
+                        key,
+                        f"schedule: skip_delayed_by: {schedule[key]}",
+                        "write e.g. 30s, 10m or 1h",
+                    )
+            else:
+                self.unsupported(schedule, key, "schedule options", f"schedule: {key}")
         if len(kinds) != 1 or kinds[0][:-1] not in KINDS:
             self.problem(
                 root,
@@ -362,7 +374,7 @@ class Compiler:
             )
             return None
         try:
-            return DigdagTimetable(kinds[0][:-1], schedule[kinds[0]], timezone)
+            return DigdagTimetable(kinds[0][:-1], schedule[kinds[0]], timezone, **options)
         except Exception as exc:  # noqa: BLE001 - a bad value or cron expression
             self.problem(schedule, kinds[0], f"{kinds[0]} {schedule[kinds[0]]}", str(exc))
             return None

@@ -165,10 +165,13 @@ _SUPPORTED = [
     Construct("timezone", "`timezone:`", True, "the DAG's timezone: `session_*` params and the schedule"),
     Construct(
         "schedule",
-        "`schedule:` `hourly>`, `daily>`, `weekly>`, `monthly>`, `minutes_interval>`, `cron>`",
+        "`schedule:` `hourly>`, `daily>`, `weekly>`, `monthly>`, `minutes_interval>`, `cron>`; "
+        "`start`, `end`, `skip_delayed_by`",
         True,
         "`DigdagTimetable`: the logical date is Digdag's `session_time` (the start of the hour/day/"
-        "week/month, or the cron time) and the run starts at the scheduled time",
+        "week/month, or the cron time) and the run starts at the scheduled time; the first run is the "
+        "next session, and sessions missed while the scheduler was down run afterwards (`catchup=True`) "
+        "unless older than `skip_delayed_by`; `start`/`end` dates bound the sessions (`end` included)",
     ),
     Construct(
         "${name}",
@@ -220,7 +223,10 @@ _LATER = [
         "evaluated now",
     ),
     Construct(
-        "schedule options", "`schedule:` `start`, `end`, `skip_on_overtime`, `skip_delayed_by`", False, LATER
+        "schedule options",
+        "`schedule:` `skip_on_overtime`",
+        False,
+        f"{LATER}; `max_active_runs` only delays the next run, it does not skip it",
     ),
     Construct(
         "_secrets",

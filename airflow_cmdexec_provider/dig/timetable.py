@@ -10,7 +10,10 @@ a daylight-saving day ``daily>: 10:00:00`` runs at 11:00 or 09:00 wall-clock tim
 Here each run's data interval is ``[session time, run time]``, so its logical date (the interval's
 start) is the session time, which ``params.runtime_params`` turns into ``session_time``; its
 ``_get_prev``/``_get_next`` give ``last_session_time``/``next_session_time``. A new schedule
-starts with the first session whose run time is still ahead, as Digdag's does.
+starts with the first session whose run time is still ahead, as Digdag's does; after the scheduler
+was down, every missed session runs (the DAG has ``catchup=True``), as Digdag's scheduler
+backfills them, except those whose run time is more than ``skip_delayed_by`` ago. ``start`` and
+``end`` (dates, ``end`` included) bound the session times.
 
 The class is registered by the provider's Airflow plugin (``dig.plugin``) so that the scheduler
 can deserialize it.
@@ -97,14 +100,37 @@ class DigdagTimetable(CronMixin, Timetable):
     :param timezone: the workflow's timezone.
     """
 
-    def __init__(self, kind: str, spec: str, timezone: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        spec: str,
+        timezone: Any,
+        start: str | None = None,
+        end: str | None = None,
+        skip_delayed_by: int | None = None,
+    ) -> None:
         cron, delay = cron_and_delay(kind, spec)
         super().__init__(cron, timezone)
         self.kind = kind
         self.spec = str(spec)
         self.delay = datetime.timedelta(seconds=delay)
+        self.start = start
+        self.end = end
+        self.skip_delayed_by = skip_delayed_by
+        # start/end are dates of the workflow's timezone: sessions from start 00:00 to the end of end.
+        self._start = self._local_midnight(start, "start") if start else None
+        self._end = self._local_midnight(end, "end") + datetime.timedelta(days=1) if end else None
+        if self._start and self._end and self._end <= self._start:
+            raise CmdExecConfigError(f"schedule: end {end} is before start {start}")
         self.description = f"Digdag {kind}>: {self.spec}"
         self.validate()
+
+    def _local_midnight(self, text: str, key: str) -> Any:
+        try:
+            day = datetime.date.fromisoformat(str(text).strip())
+        except ValueError:
+            raise CmdExecConfigError(f"schedule: {key}: {text!r} is not a date YYYY-MM-DD") from None
+        return coerce_datetime(datetime.datetime(day.year, day.month, day.day, tzinfo=self._timezone))
 
     @property
     def summary(self) -> str:
@@ -113,11 +139,25 @@ class DigdagTimetable(CronMixin, Timetable):
     def serialize(self) -> dict[str, Any]:
         from airflow.serialization.encoders import encode_timezone
 
-        return {"kind": self.kind, "spec": self.spec, "timezone": encode_timezone(self._timezone)}
+        return {
+            "kind": self.kind,
+            "spec": self.spec,
+            "timezone": encode_timezone(self._timezone),
+            "start": self.start,
+            "end": self.end,
+            "skip_delayed_by": self.skip_delayed_by,
+        }
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> DigdagTimetable:
-        return cls(data["kind"], data["spec"], parse_timezone(data["timezone"]))
+        return cls(
+            data["kind"],
+            data["spec"],
+            parse_timezone(data["timezone"]),
+            data.get("start"),
+            data.get("end"),
+            data.get("skip_delayed_by"),
+        )
 
     def infer_manual_data_interval(self, *, run_after: Any) -> DataInterval:
         """A manual run belongs to the newest session that is due at ``run_after``."""
@@ -127,17 +167,25 @@ class DigdagTimetable(CronMixin, Timetable):
     def next_dagrun_info(
         self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
     ) -> DagRunInfo | None:
-        due = coerce_datetime(utcnow()) - self.delay  # sessions up to here have reached their run time
+        now = coerce_datetime(utcnow())
+        due = now - self.delay  # sessions up to here have reached their run time
         if last_automated_data_interval is not None:
+            # After the scheduler was down, Digdag runs every missed session (its "backfill"), but
+            # those whose run time is more than skip_delayed_by ago.
             session = self._get_next(last_automated_data_interval.start)
             if not restriction.catchup:  # skip the missed sessions but the newest
                 session = max(session, self._align_to_prev(due))
-        elif restriction.catchup and restriction.earliest is not None:
-            session = self._align_to_next(restriction.earliest)
+            if self.skip_delayed_by is not None:
+                late = due - datetime.timedelta(seconds=self.skip_delayed_by)
+                session = max(session, self._align_to_next(late))
         else:  # a new schedule starts with the first session that is not due yet, as Digdag's does
             session = self._align_to_next(due)
             if restriction.earliest is not None:
                 session = max(session, self._align_to_next(restriction.earliest))
-        if restriction.latest is not None and session > restriction.latest:
+        if self._start is not None:
+            session = max(session, self._align_to_next(self._start))
+        if (self._end is not None and session >= self._end) or (
+            restriction.latest is not None and session > restriction.latest
+        ):
             return None
         return DagRunInfo.interval(start=session, end=session + self.delay)

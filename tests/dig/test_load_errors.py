@@ -105,9 +105,9 @@ CASES = {
         ["the token 'zz' is not formatted here", "[brackets]"],
     ),
     "schedule_options": (
-        "schedule:\n  minutes_interval>: 1\n  skip_delayed_by: 3m\n+a:\n  echo>: a\n",
+        "schedule:\n  minutes_interval>: 1\n  skip_on_overtime: true\n+a:\n  echo>: a\n",
         3,
-        ["schedule: skip_delayed_by", "a later version"],
+        ["schedule: skip_on_overtime", "a later version"],
     ),
     "schedule_value": (
         "schedule:\n  daily>: 25:00:00\n+a:\n  echo>: a\n",

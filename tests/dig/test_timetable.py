@@ -61,6 +61,12 @@ def test_a_new_schedule_starts_with_the_first_session_not_yet_due():
     assert info.run_after >= now
     assert info.run_after - now <= pendulum.duration(days=1)
     assert info.logical_date.in_timezone(LA).time() == pendulum.time(0)
+    # catchup (on for loaded workflows) runs missed sessions, never the years since start_date
+    caught_up = daily.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=at(2000, 1, 1), latest=None, catchup=True),
+    )
+    assert caught_up.logical_date == info.logical_date
     ended = daily.next_dagrun_info(
         last_automated_data_interval=None,
         restriction=TimeRestriction(earliest=None, latest=at(2001, 1, 1), catchup=False),
@@ -104,3 +110,49 @@ def test_serializes_and_is_registered_as_a_plugin():
 def test_bad_values_say_what_is_expected(kind, spec, message):
     with pytest.raises(CmdExecConfigError, match=message):
         DigdagTimetable(kind, spec, LA)
+
+
+def test_missed_sessions_run_after_an_outage_unless_older_than_skip_delayed_by():
+    """Digdag's scheduler backfills the sessions it missed while down; skip_delayed_by drops those
+    whose run time is more than that ago (Digdag's example: minutes_interval 1, skip_delayed_by 3m)."""
+    now = pendulum.now("UTC").replace(second=0, microsecond=0)
+    restriction = TimeRestriction(earliest=None, latest=None, catchup=True)
+    last = DataInterval(now - pendulum.duration(minutes=10), now - pendulum.duration(minutes=10))
+    every_minute = DigdagTimetable("minutes_interval", "1", "UTC")
+    assert every_minute.next_dagrun_info(
+        last_automated_data_interval=last, restriction=restriction
+    ).logical_date == (now - pendulum.duration(minutes=9))
+    skipping = DigdagTimetable("minutes_interval", "1", "UTC", skip_delayed_by=180)
+    info = skipping.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+    assert now - pendulum.duration(minutes=3) <= info.run_after <= now - pendulum.duration(minutes=2)
+
+
+def test_start_and_end_dates_bound_the_sessions_in_the_workflow_timezone():
+    daily = DigdagTimetable("daily", "10:00:00", LA, start="2099-03-01", end="2099-03-02")
+    restriction = TimeRestriction(earliest=None, latest=None, catchup=True)
+    first = daily.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert first.logical_date == at(2099, 3, 1)  # not before start, whenever the schedule begins
+    second = daily.next_dagrun_info(last_automated_data_interval=first.data_interval, restriction=restriction)
+    assert second.logical_date == at(2099, 3, 2)  # end is included
+    assert (
+        daily.next_dagrun_info(last_automated_data_interval=second.data_interval, restriction=restriction)
+        is None
+    )
+    again = DigdagTimetable.deserialize(daily.serialize())
+    assert (again.start, again.end, again.skip_delayed_by) == ("2099-03-01", "2099-03-02", None)
+    with pytest.raises(CmdExecConfigError, match="not a date YYYY-MM-DD"):
+        DigdagTimetable("daily", "10:00:00", LA, start="March")
+
+
+def test_a_workflow_with_schedule_options_loads_them(tmp_path):
+    from airflow_cmdexec_provider.dig import load_project
+
+    (tmp_path / "bounded.dig").write_text(
+        "timezone: Asia/Tokyo\n"
+        "schedule:\n  hourly>: 05:00\n  start: 2099-01-01\n  end: 2099-12-31\n  skip_delayed_by: 1h\n"
+        "+a:\n  echo>: ${session_time}\n"
+    )
+    dag = load_project(tmp_path)["bounded"]
+    assert dag.catchup  # missed sessions run, as in Digdag
+    timetable = dag.timetable
+    assert (timetable.start, timetable.end, timetable.skip_delayed_by) == ("2099-01-01", "2099-12-31", 3600)
