@@ -112,7 +112,7 @@ def is_startup_env_name(name: str) -> bool:
 
 
 # -- runtime params -----------------------------------------------------------------------------
-def _session_time(context: Mapping[str, Any]) -> datetime:
+def session_time_of(context: Mapping[str, Any]) -> datetime:
     """Return the run's logical date, or its ``run_after`` for manual runs that have none."""
     logical_date: datetime | None = context.get("logical_date")
     if logical_date is not None:
@@ -174,7 +174,7 @@ def runtime_params(context: Mapping[str, Any], project: str = "") -> dict[str, A
     ``next_session_*`` and ``last_executed_session_*`` exist for scheduled DAGs only, as in Digdag.
     """
     tz_name, tz = _timezone(context)
-    session = _session_time(context)
+    session = session_time_of(context)
     ti = context.get("ti")
     dag = context.get("dag")
     dag_id: str = getattr(ti, "dag_id", "") or getattr(dag, "dag_id", "")

@@ -28,7 +28,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
 from airflow_cmdexec_provider.config import parse_duration
-from airflow_cmdexec_provider.dig import sla, unroll
+from airflow_cmdexec_provider.dig import require, sla, unroll
 from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
 from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
 from airflow_cmdexec_provider.dig.operators import (
@@ -188,6 +188,7 @@ class Compiler:
         self.files_read: list[Path] = []
         self.ids: dict[str, str] = {}  # full Airflow id -> Digdag name, against collisions
         self.has_error_tasks = False
+        self.tz: Any = pendulum.timezone("UTC")  # the workflow's timezone, once compile() read it
 
     # -- problems --------------------------------------------------------------------------------
     def problem(self, where: DigMap, key: str | None, construct: str, message: str) -> None:
@@ -267,7 +268,7 @@ class Compiler:
             root = loader.load()
         finally:
             self.files_read.extend(loader.read)
-        timezone = self.timezone(root)
+        timezone = self.tz = self.timezone(root)
         timetable = self.schedule(root, timezone)
         export = self.mapping(root, "_export")
         self.check_expressions(export, export, "_export")
@@ -622,6 +623,8 @@ class Compiler:
             node = self.generated(kind, command, name, airflow_id, config, own_export, scope)
         elif kind == "if":
             node = self.branch(command, name, airflow_id, config, own_export, local_keys, scope)
+        elif kind == "require":
+            node = self.required(command, airflow_id, config, op_key)
         else:
             node = self.command_task(kind, command, name, airflow_id, config, own_export, local_keys, scope)
         own_scope = replace(
@@ -888,6 +891,84 @@ class Compiler:
                     connect(body, ending)
                     tasks.extend(body.tasks)
         return Node(test.roots, [end], tasks)
+
+    def required(self, command: Any, airflow_id: str, config: DigMap, op_key: str) -> Node:
+        """``require>: workflow`` (``require.py``): a workflow of this project, options written literally."""
+        workflow = command if isinstance(command, str) else ""
+        if not workflow.strip() or "${" in workflow:
+            self.problem(
+                config,
+                op_key,
+                f"require>: {js_string(command)}",
+                "name a workflow of this project literally (a ${...} here is not evaluated yet)",
+            )
+            return Node()
+        workflow = workflow.strip().removesuffix(".dig")
+        if not (self.project / f"{workflow}.dig").is_file():
+            self.problem(
+                config,
+                op_key,
+                f"require>: {workflow}",
+                f"there is no {workflow}.dig in the project {self.project}",
+            )
+        options: dict[str, Any] = {}
+        for key, value in config.items():
+            if key.startswith(("_", "+")) or key.endswith(">"):
+                continue
+            if key in ("project_id", "project_name", "retry_attempt_name"):
+                self.problem(
+                    config,
+                    key,
+                    f"require>: {key}",
+                    "a workflow of another project (or a retry name) is not supported: load that project "
+                    "into the same Airflow and require its DAG from a workflow of this one",
+                )
+            elif key not in require.OPTIONS:
+                log.warning("%s, line %s: %s is not a require> option", *config.where(key), key)
+            elif has_expression(value):
+                self.problem(
+                    config, key, f"require>: {key}", "write it literally (${...} is not evaluated here yet)"
+                )
+            else:
+                options[key] = value
+        session_time = None
+        if "session_time" in options:
+            try:
+                parsed = pendulum.parse(str(options["session_time"]), tz=self.tz)
+                if not isinstance(parsed, datetime):
+                    raise ValueError("not a date and time")
+                session_time = parsed
+            except Exception:  # noqa: BLE001 - pendulum raises several types for a bad date
+                self.problem(
+                    config,
+                    "session_time",
+                    f"require>: session_time: {options['session_time']}",
+                    "write an ISO 8601 time such as 2026-01-30T00:00:00+09:00",
+                )
+        rerun_on = str(options.get("rerun_on", "none"))
+        if rerun_on not in require.RERUN_ON:
+            self.problem(config, "rerun_on", f"require>: rerun_on: {rerun_on}", "give none, failed or all")
+        ignore_failure = options.get("ignore_failure", False)
+        if not isinstance(ignore_failure, bool):
+            self.problem(
+                config, "ignore_failure", f"require>: ignore_failure: {ignore_failure}", "give true or false"
+            )
+        run_conf = options.get("params") or {}
+        if not isinstance(run_conf, Mapping):
+            self.problem(config, "params", "require>: params", "must be a mapping of params")
+            run_conf = {}
+        prefix = self.dag_id[: -len(self.file.stem)] if self.dag_id.endswith(self.file.stem) else ""
+        task = require.RequireOperator(
+            task_id=airflow_id,
+            required_dag_id=prefix + workflow,
+            workflow=workflow,
+            session_time=session_time,
+            rerun_on=rerun_on,
+            ignore_failure=ignore_failure is True,
+            run_conf=plain(run_conf),
+            **self.retry(config),
+        )
+        return Node([task], [task], [task])
 
     def called(self, command: Any, config: DigMap, scope: Scope) -> tuple[Path, DigMap] | None:
         key = "call>" if "call>" in config else "_command"

@@ -106,6 +106,16 @@ _SUPPORTED = [
         "the task runs and masked in its log; an environment holding one stays out of ECS overrides and "
         "pod specs; anywhere else (as in Digdag) a load error. A param holding `${secret:...}` is text",
     ),
+    Construct(
+        "require>",
+        "`require>: workflow` (`session_time`, `rerun_on`, `ignore_failure`, `params`)",
+        True,
+        "`RequireOperator` (a sensor in reschedule mode): waits for the run of that workflow's DAG whose "
+        "logical date is the session time, triggering it (`params` as its conf) when there is none and "
+        "clearing it as `rerun_on` says; fails when it failed unless `ignore_failure`. Under `airflow "
+        "dags test` it only checks that run. Another project's workflow and `${...}` in the options "
+        "are load errors",
+    ),
     Construct("_type", "`_type:` / `_command:`", True, "the long form of `op>: command`"),
     Construct(
         "_parallel",
@@ -202,7 +212,6 @@ _SUPPORTED = [
 ]
 
 _LATER = [
-    Construct("require>", "`require>:`", False, f"{LATER} (TriggerDagRunOperator waiting for the run)"),
     Construct(
         "dynamic",
         "`for_each>`/`loop>`/`for_range>` over `${...}`",

@@ -31,6 +31,9 @@ DAG_IDS = (
     "deploy_dig_late",
     "deploy_dig_on_time",
     "deploy_dig_secrets",
+    "deploy_dig_upstream",
+    "deploy_dig_downstream",
+    "deploy_dig_again",
 )
 
 

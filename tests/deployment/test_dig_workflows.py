@@ -79,3 +79,32 @@ def test_a_secret_reaches_the_task_and_its_log_shows_it_masked(deployment):
     assert state == "success", log[-3000:]
     assert "token in env: ***, in the text: ***" in log, log[-3000:]
     assert "deploy-tok-77" not in log
+
+
+def test_require_starts_the_required_session_and_waits_for_it(deployment):
+    """require>: the scheduler runs the upstream run that the task triggers for its session time, with
+    require>'s params as its conf; the task goes on once that run succeeded."""
+    run_id, state, tis = run_and_report(deployment, "deploy_dig_downstream", "dig: require> a new session")
+    assert state == "success", {
+        t: deployment.task_log("deploy_dig_downstream", run_id, t)[-2000:] for t in tis
+    }
+    run = deployment.api("GET", f"/api/v2/dags/deploy_dig_downstream/dagRuns/{run_id}")
+    session = pendulum.parse(run["run_after"])  # a manual run's session time
+    upstream_run = f"require__{session.isoformat()}"
+    upstream = deployment.api("GET", f"/api/v2/dags/deploy_dig_upstream/dagRuns/{upstream_run}")
+    assert (upstream["state"], pendulum.parse(upstream["logical_date"])) == ("success", session)
+    log = deployment.task_log("deploy_dig_upstream", upstream_run, "produce")
+    shown = session.replace(microsecond=0).isoformat()  # Digdag's session_time has whole seconds
+    assert f"upstream session {shown} value=from-downstream" in log, log[-2000:]
+
+
+def test_require_with_rerun_on_all_runs_the_required_session_again(deployment):
+    upstream_run = "require__2026-01-30T00:00:00+00:00"
+    first_id, first, _ = run_and_report(deployment, "deploy_dig_again", "dig: require> rerun_on all, 1st")
+    assert first == "success", deployment.task_log("deploy_dig_again", first_id, "need")[-2000:]
+    assert deployment.task_instances("deploy_dig_upstream", upstream_run)["produce"]["try_number"] == 1
+    second_id, second, _ = run_and_report(deployment, "deploy_dig_again", "dig: require> rerun_on all, 2nd")
+    assert second == "success", deployment.task_log("deploy_dig_again", second_id, "need")[-2000:]
+    # the same upstream run, cleared and run again
+    assert deployment.task_instances("deploy_dig_upstream", upstream_run)["produce"]["try_number"] == 2
+    assert "cleared upstream run" in deployment.task_log("deploy_dig_again", second_id, "need")

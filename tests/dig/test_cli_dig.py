@@ -57,4 +57,4 @@ def test_readme_construct_table_is_generated_from_the_enforced_table(capsys):
     assert main(["dig", "constructs"]) == 0
     table = capsys.readouterr().out
     assert "| `sh>:` | yes |" in table
-    assert "| `require>:` | no |" in table
+    assert "| `schedule:` `skip_on_overtime` | no |" in table

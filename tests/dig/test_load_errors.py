@@ -48,7 +48,6 @@ CASES = {
         2,
         ["mail>", "not part of Digdag's Command Executor"],
     ),
-    "require_op": ("+other:\n  require>: another_workflow\n", 2, ["require>", "a later version"]),
     "if_without_branches": ("+maybe:\n  if>: true\n", 2, ["if>", "needs _do or _else_do"]),
     "wait_not_a_duration": ("+pause:\n  wait>: soon\n", 2, ["wait>: soon", "is not a duration"]),
     "for_range_step_and_slices": (
