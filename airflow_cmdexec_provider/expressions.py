@@ -45,6 +45,17 @@ def evaluate(
     return value
 
 
+def has_expression(value: Any) -> bool:
+    """Whether ``value`` (a string, or strings inside lists and dicts) holds a ``${...}``."""
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, Mapping):
+        return any(has_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_expression(v) for v in value)
+    return False
+
+
 def secret_key(expression: str) -> str | None:
     """The key of a ``${secret:key}`` expression (the text inside ``${}``), or None if it is not one."""
     text = expression.strip()

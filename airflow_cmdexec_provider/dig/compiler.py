@@ -28,7 +28,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,12 @@ from airflow_cmdexec_provider.dig.operators import (
     WaitOperator,
 )
 from airflow_cmdexec_provider.dig.timetable import KINDS, DigdagTimetable
-from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, FileLoader
+from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, FileLoader, plain
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 from airflow_cmdexec_provider.expressions import (
     SECRET_KEY,
     expressions_in,
+    has_expression,
     js_string,
     secret_key,
     unsupported_reason,
@@ -110,25 +111,6 @@ _EXPRESSION = re.compile(r"\$\{[^{}]*\}")
 def task_id(name: str) -> str:
     """An Airflow id for a Digdag name: ``+`` stripped, characters outside ``[A-Za-z0-9_-]`` as ``_``."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", name.lstrip("+")) or "_"
-
-
-def plain(value: Any) -> Any:
-    """DigMaps (and lists of them) as plain dicts and lists, for Airflow."""
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
-def has_expression(value: Any) -> bool:
-    if isinstance(value, str):
-        return "${" in value
-    if isinstance(value, Mapping):
-        return any(has_expression(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_expression(v) for v in value)
-    return False
 
 
 def expression_keys(layers: list[Mapping[str, Any]]) -> list[str]:
@@ -894,78 +876,16 @@ class Compiler:
 
     def required(self, command: Any, airflow_id: str, config: DigMap, op_key: str) -> Node:
         """``require>: workflow`` (``require.py``): a workflow of this project, options written literally."""
-        workflow = command if isinstance(command, str) else ""
-        if not workflow.strip() or "${" in workflow:
-            self.problem(
-                config,
-                op_key,
-                f"require>: {js_string(command)}",
-                "name a workflow of this project literally (a ${...} here is not evaluated yet)",
-            )
+        parsed = require.parse(self, command, config, op_key, self.project, self.tz)
+        if parsed is None:
             return Node()
-        workflow = workflow.strip().removesuffix(".dig")
-        if not (self.project / f"{workflow}.dig").is_file():
-            self.problem(
-                config,
-                op_key,
-                f"require>: {workflow}",
-                f"there is no {workflow}.dig in the project {self.project}",
-            )
-        options: dict[str, Any] = {}
-        for key, value in config.items():
-            if key.startswith(("_", "+")) or key.endswith(">"):
-                continue
-            if key in ("project_id", "project_name", "retry_attempt_name"):
-                self.problem(
-                    config,
-                    key,
-                    f"require>: {key}",
-                    "a workflow of another project (or a retry name) is not supported: load that project "
-                    "into the same Airflow and require its DAG from a workflow of this one",
-                )
-            elif key not in require.OPTIONS:
-                log.warning("%s, line %s: %s is not a require> option", *config.where(key), key)
-            elif has_expression(value):
-                self.problem(
-                    config, key, f"require>: {key}", "write it literally (${...} is not evaluated here yet)"
-                )
-            else:
-                options[key] = value
-        session_time = None
-        if "session_time" in options:
-            try:
-                parsed = pendulum.parse(str(options["session_time"]), tz=self.tz)
-                if not isinstance(parsed, datetime):
-                    raise ValueError("not a date and time")
-                session_time = parsed
-            except Exception:  # noqa: BLE001 - pendulum raises several types for a bad date
-                self.problem(
-                    config,
-                    "session_time",
-                    f"require>: session_time: {options['session_time']}",
-                    "write an ISO 8601 time such as 2026-01-30T00:00:00+09:00",
-                )
-        rerun_on = str(options.get("rerun_on", "none"))
-        if rerun_on not in require.RERUN_ON:
-            self.problem(config, "rerun_on", f"require>: rerun_on: {rerun_on}", "give none, failed or all")
-        ignore_failure = options.get("ignore_failure", False)
-        if not isinstance(ignore_failure, bool):
-            self.problem(
-                config, "ignore_failure", f"require>: ignore_failure: {ignore_failure}", "give true or false"
-            )
-        run_conf = options.get("params") or {}
-        if not isinstance(run_conf, Mapping):
-            self.problem(config, "params", "require>: params", "must be a mapping of params")
-            run_conf = {}
+        workflow, options = parsed
         prefix = self.dag_id[: -len(self.file.stem)] if self.dag_id.endswith(self.file.stem) else ""
         task = require.RequireOperator(
             task_id=airflow_id,
             required_dag_id=prefix + workflow,
             workflow=workflow,
-            session_time=session_time,
-            rerun_on=rerun_on,
-            ignore_failure=ignore_failure is True,
-            run_conf=plain(run_conf),
+            **options,
             **self.retry(config),
         )
         return Node([task], [task], [task])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
 
@@ -50,3 +50,14 @@ class DigLoadError(CmdExecConfigError):
 
     def __reduce__(self) -> tuple[type[Self], tuple[list[Problem], list[str] | None, list[str] | None]]:
         return (type(self), (self.problems, self.workflows, self.loaded))
+
+
+class Reporter(Protocol):
+    """Where a problem goes (the compiler, which collects them into one load error); ``where`` is
+    the DigMap holding ``key``."""
+
+    def problem(self, where: Any, key: str | None, construct: str, message: str) -> None: ...
+
+    def unsupported(
+        self, where: Any, key: str | None, construct_key: str, written: str | None = None
+    ) -> None: ...

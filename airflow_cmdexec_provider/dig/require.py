@@ -24,22 +24,99 @@ succeeds if the required run of that session time already succeeded (run it firs
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_cmdexec_provider.dig.errors import Reporter
+from airflow_cmdexec_provider.dig.yaml_dialect import DigMap, plain
+from airflow_cmdexec_provider.expressions import has_expression, js_string
 from airflow_cmdexec_provider.params import session_time_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+log = logging.getLogger(__name__)
+
 RERUN_ON = ("none", "failed", "all")
 OPTIONS = ("session_time", "rerun_on", "ignore_failure", "params")
 _STATE_KEY = "cmdexec_require"
 _DAG_TEST_USER = "dag_test"  # the triggering user of dag.test() / airflow dags test runs
+
+
+def parse(
+    report: Reporter, command: Any, config: DigMap, op_key: str, project: Path, timezone: Any
+) -> tuple[str, dict[str, Any]] | None:
+    """The required workflow's name and the RequireOperator options of a ``require>`` task, checked
+    as the loader checks everything: each problem reported with its key, None if any."""
+    workflow = command.strip().removesuffix(".dig") if isinstance(command, str) else ""
+    if not workflow or "${" in workflow:
+        report.problem(
+            config,
+            op_key,
+            f"require>: {js_string(command)}",
+            "name a workflow of this project literally (a ${...} here is not evaluated yet)",
+        )
+        return None
+    problems = 0
+
+    def problem(key: str, construct: str, message: str) -> None:
+        nonlocal problems
+        problems += 1
+        report.problem(config, key, construct, message)
+
+    if not (project / f"{workflow}.dig").is_file():
+        problem(op_key, f"require>: {workflow}", f"there is no {workflow}.dig in the project {project}")
+    written: dict[str, Any] = {}
+    for key, value in config.items():
+        if key.startswith(("_", "+")) or key.endswith(">"):
+            continue
+        if key in ("project_id", "project_name", "retry_attempt_name"):
+            problem(
+                key,
+                f"require>: {key}",
+                "a workflow of another project (or a retry name) is not supported: load that project "
+                "into the same Airflow and require its DAG from a workflow of this one",
+            )
+        elif key not in OPTIONS:
+            log.warning("%s, line %s: %s is not a require> option", *config.where(key), key)
+        elif has_expression(value):
+            problem(key, f"require>: {key}", "write it literally (${...} is not evaluated here yet)")
+        else:
+            written[key] = value
+    options: dict[str, Any] = {"session_time": None}
+    if "session_time" in written:
+        parsed = None
+        with contextlib.suppress(Exception):  # pendulum raises several types for a bad date
+            parsed = pendulum.parse(str(written["session_time"]), tz=timezone)
+        if isinstance(parsed, datetime):
+            options["session_time"] = parsed
+        else:
+            problem(
+                "session_time",
+                f"require>: session_time: {written['session_time']}",
+                "write an ISO 8601 time such as 2026-01-30T00:00:00+09:00",
+            )
+    options["rerun_on"] = str(written.get("rerun_on", "none"))
+    if options["rerun_on"] not in RERUN_ON:
+        problem("rerun_on", f"require>: rerun_on: {options['rerun_on']}", "give none, failed or all")
+    options["ignore_failure"] = written.get("ignore_failure", False)
+    if not isinstance(options["ignore_failure"], bool):
+        problem(
+            "ignore_failure", f"require>: ignore_failure: {options['ignore_failure']}", "give true or false"
+        )
+    options["run_conf"] = written.get("params") or {}
+    if not isinstance(options["run_conf"], Mapping):
+        problem("params", "require>: params", "must be a mapping of params")
+    options["run_conf"] = plain(options["run_conf"])
+    return None if problems else (workflow, options)
 
 
 class RequireOperator(BaseSensorOperator):

@@ -9,21 +9,12 @@ import contextlib
 import itertools
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
+from airflow_cmdexec_provider.dig.errors import Reporter
 from airflow_cmdexec_provider.dig.yaml_dialect import DigMap
 from airflow_cmdexec_provider.expressions import js_string
-
-
-class Reporter(Protocol):
-    """Where a problem goes (the compiler, which collects them into one load error)."""
-
-    def problem(self, where: DigMap, key: str | None, construct: str, message: str) -> None: ...
-
-    def unsupported(
-        self, where: DigMap, key: str | None, construct_key: str, written: str | None = None
-    ) -> None: ...
 
 
 def for_each(report: Reporter, command: Any, config: DigMap) -> DigMap | None:

@@ -14,6 +14,7 @@ load error can name the file and the line.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ class DigMap(dict[str, Any]):  # keys are strings: construct_dig_map turns other
         if key is not None and key in self.key_lines:
             return self.key_lines[key]
         return self.file, self.line
+
+
+def plain(value: Any) -> Any:
+    """DigMaps (and lists of them) as plain dicts and lists, for Airflow."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 class _Resolver(BaseResolver):
