@@ -79,7 +79,7 @@ check_venv() {  # check_venv NAME INSTALL-ARGS...
   step "$name: a fresh virtualenv with a plain Airflow and the wheel"
   make_venv "$venv"
   install "$venv" "$@" "$WHEEL"
-  "$venv/bin/python" -c 'import airflow, airflow_cmdexec_provider as p, pathspec, boto3
+  "$venv/bin/python" -c 'import airflow, airflow_cmdexec_provider as p, pathspec, boto3, hjson
 print(f"apache-airflow {airflow.__version__}, airflow-cmdexec-provider {p.__version__} from {p.__file__}")
 assert "/site-packages/" in p.__file__, "the checkout was imported, not the wheel"'
 

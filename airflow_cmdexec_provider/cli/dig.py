@@ -57,7 +57,7 @@ def check(output: Output, path: str, include: list[str] | None) -> int:
     files = workflow_files(project, include)
     if not files:
         raise CliError(f"{project} holds no .dig workflow file")
-    failed = 0
+    failed = skipped = 0
     for file in files:
         try:
             dag = compile_file(project, file, file.stem)
@@ -67,8 +67,12 @@ def check(output: Output, path: str, include: list[str] | None) -> int:
             for problem in exc.problems:
                 output.out(f"  {problem}")
             continue
+        if dag is None:
+            skipped += 1
+            output.out(f"{file.stem}: Digdag's old project file (a list of the workflows), not a workflow")
+            continue
         output.out(describe(dag))
-    output.out(f"{len(files) - failed} of {len(files)} workflow(s) load")
+    output.out(f"{len(files) - failed - skipped} of {len(files) - skipped} workflow(s) load")
     return EXIT_ERROR if failed else EXIT_OK
 
 

@@ -244,12 +244,16 @@ class Compiler:
         return local
 
     # -- the workflow ----------------------------------------------------------------------------
-    def compile(self) -> DAG:
+    def compile(self) -> DAG | None:
+        """The DAG, or None for Digdag's old project file (``digdag.dig`` holding only ``workflows:``,
+        the list of the project's workflow files), which is not a workflow."""
         loader = FileLoader(self.file)
         try:
             root = loader.load()
         finally:
             self.files_read.extend(loader.read)
+        if set(root) == {"workflows"} and isinstance(root["workflows"], list):
+            return None
         timezone = self.tz = self.timezone(root)
         timetable = self.schedule(root, timezone)
         export = self.mapping(root, "_export")
@@ -939,7 +943,8 @@ def _task_group(group_id: str, export: Mapping[str, Any]) -> _TaskGroup:
 def compile_workflow(
     project: Path, file: Path, dag_id: str
 ) -> tuple[DAG | None, list[Path], DigLoadError | None]:
-    """Compile ``file``; return the DAG (or the error) and every file the result depends on."""
+    """Compile ``file``; return the DAG (None: not a workflow) or the error, and every file the result
+    depends on."""
     compiler = Compiler(project, file, dag_id)
     try:
         return compiler.compile(), compiler.files_read, None

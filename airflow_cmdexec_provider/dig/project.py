@@ -116,6 +116,8 @@ def load_project(
             # A problem in a file it reads (call>, !include) belongs to this workflow all the same.
             errors.append(DigLoadError(exc.problems, exc.workflows or [file.stem]))
             continue
+        if dag is None:  # Digdag's old project file, a list of workflows: they load as files of their own
+            continue
         dag.fileloc = caller  # the DAG file, not this module: Airflow ties the DAG to the file that made it
         dags[dag.dag_id] = dag
     if errors:

@@ -9,6 +9,13 @@ that holds the key.
 
 Mappings load as :class:`DigMap`, a dict that remembers where each key was written, so that every
 load error can name the file and the line.
+
+Digdag's early ``.dig`` files (early 2016, ``DigConfigLoader``) were Hjson: ``+task: {`` with one
+``key: value`` per line and no commas, which YAML cannot read. Some of Digdag's examples are still
+in that form, so a file that YAML rejects and that looks like it is read as Hjson, with Hjson's
+rules (an unquoted value runs to the end of its line; numbers, ``true``, ``false`` and ``null``
+are typed) but for a `` # comment`` after a value, which is dropped as YAML drops it; duplicate keys
+are refused, and each key's line is found in the text.
 """
 
 from __future__ import annotations
@@ -178,9 +185,11 @@ class FileLoader:
         except yaml.MarkedYAMLError as exc:  # a syntax error, or a structure we cannot build
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
-            raise DigLoadError(
-                [Problem(path, line, "YAML", f"invalid workflow definition: {exc.problem or exc}")]
-            ) from exc
+            data = _early_brace_format(text, path)
+            if data is None:
+                raise DigLoadError(
+                    [Problem(path, line, "YAML", f"invalid workflow definition: {exc.problem or exc}")]
+                ) from exc
         finally:
             self._including.pop()
         if not isinstance(data, DigMap):
@@ -218,3 +227,80 @@ class FileLoader:
 
     def error(self, line: int, construct: str, message: str, file: Path | None = None) -> DigLoadError:
         return DigLoadError([Problem(file or self._including[-1], line, construct, message)])
+
+
+_COMMENT = re.compile(r"\s+#")
+_BRACE_LINE = re.compile(r"^\s*[^\s#{}\[\]][^:#]*:\s*\{\s*$", re.MULTILINE)  # "+task: {" alone on a line
+
+
+def _early_brace_format(text: str, path: Path) -> DigMap | None:
+    """The mapping of a file in Digdag's early Hjson form, or None if it is not one."""
+    if not _BRACE_LINE.search(text):
+        return None
+    import hjson  # type: ignore[import-untyped]  # only for these old files (no type hints published)
+
+    def mapping(pairs: list[tuple[str, Any]]) -> DigMap:
+        built = DigMap(path, 1)
+        for key, value in pairs:
+            if key in built:
+                raise DigLoadError(
+                    [
+                        Problem(
+                            path,
+                            1,
+                            f"duplicate key {key!r}",
+                            "Digdag rejects a key written twice in one mapping",
+                        )
+                    ]
+                )
+            if key.startswith(INCLUDE_TAG):
+                raise DigLoadError(
+                    [
+                        Problem(
+                            path,
+                            1,
+                            INCLUDE_TAG,
+                            "!include is read in YAML files only; write this file as YAML",
+                        )
+                    ]
+                )
+            built[key] = value
+        return built
+
+    # Hjson reads "value   # note" as one string; these files mean a YAML-style comment (Digdag's
+    # schedule_weekly example): a " #..." outside quotes is dropped, line by line (the lines stay).
+    text = "\n".join(_without_comment(line) for line in text.splitlines())
+    try:
+        data = hjson.loads(text, object_pairs_hook=mapping)
+    except hjson.HjsonDecodeError:
+        return None
+    if not isinstance(data, DigMap):
+        return None
+    _place(data, text.splitlines(), 0, path)
+    return data
+
+
+def _without_comment(line: str) -> str:
+    """``line`` without a YAML-style comment: from the first whitespace + ``#`` outside quotes on."""
+    for match in _COMMENT.finditer(line):
+        before = line[: match.start()]
+        if before.count('"') % 2 == 0 and before.count("'") % 2 == 0:
+            return before
+    return line
+
+
+def _place(mapping: DigMap, lines: list[str], cursor: int, path: Path) -> int:
+    """Give each key the line it is written on: keys come in the order of the text, so each is
+    looked for from where the one before it was found."""
+    for key, value in mapping.items():
+        written = re.compile(r'^\s*"?' + re.escape(key) + r'"?\s*:')
+        found = next((i for i in range(cursor, len(lines)) if written.match(lines[i])), None)
+        if found is not None:
+            cursor = found
+        mapping.key_lines[key] = (path, cursor + 1)
+        children = [value] if isinstance(value, DigMap) else value if isinstance(value, list) else []
+        for child in children:
+            if isinstance(child, DigMap):
+                child.line = cursor + 1
+                cursor = _place(child, lines, cursor + 1, path) if child else cursor
+    return cursor

@@ -37,6 +37,14 @@ def test_basic_runs_in_order(project, run_workflow):
     assert "left runs together with right" in lines(result, "at_once.left")
 
 
+def test_a_workflow_in_the_early_brace_format_runs(project, run_workflow):
+    result = run_workflow(project("examples"), "basic_braces")
+    assert result.state == "success", result.errors
+    assert set(result.task_states) == {"first_step", "a_group.inner", "at_once.left", "at_once.right"}
+    assert "braces: the first step runs first" in lines(result, "first_step")
+    assert "groups nest in braces too" in lines(result, "a_group.inner")
+
+
 def test_call_runs_the_called_workflow_inside_a_group(project, run_workflow):
     result = run_workflow(project("examples"), "call")
     assert result.state == "success", result.errors

@@ -101,3 +101,73 @@ def test_syntax_errors_and_non_mappings_name_the_line(tmp_path):
     assert "YAML" in str(error)
     assert "must be a YAML mapping" in str(load_error(tmp_path, "- a\n- b\n"))
     assert "Digdag knows no such YAML tag" in str(load_error(tmp_path, "a: !custom x\n"))
+
+
+# -- Digdag's early brace format (Hjson) ---------------------------------------------------------
+BRACES = """timezone: Asia/Tokyo   # a note after the value
+
+_export: {
+  region: "ap-northeast-1"
+  retries: 3
+}
+
++first: {
+  sh>: echo "first in ${region}"
+}
+
++group: {
+  _parallel: true
+  +a: {
+    echo>: a ${session_date}
+  }
+  +b: {
+    emr>: cluster
+  }
+}
+"""
+
+
+def test_the_early_brace_format_loads_with_its_lines(tmp_path):
+    path = tmp_path / "braces.dig"
+    path.write_text(BRACES.replace("emr>: cluster", "echo>: b"))
+    loaded = FileLoader(path).load()
+    assert loaded["timezone"] == "Asia/Tokyo"  # the " # note" is a comment, as in YAML
+    assert loaded["_export"] == {"region": "ap-northeast-1", "retries": 3}
+    assert loaded["+first"]["sh>"] == 'echo "first in ${region}"'
+    assert loaded["+group"]["_parallel"] is True
+    assert loaded.where("+group") == (path, 12)
+    assert loaded["+group"].where("+b") == (path, 17)
+    assert loaded["+group"]["+b"].where("echo>") == (path, 18)
+
+
+def test_a_problem_in_the_brace_format_names_its_line(tmp_path):
+    from airflow_cmdexec_provider.dig import load_project
+
+    (tmp_path / "braces.dig").write_text(BRACES)
+    with pytest.raises(DigLoadError) as info:
+        load_project(tmp_path)
+    assert "braces.dig, line 18: emr>: not part of Digdag's Command Executor" in str(info.value)
+
+
+def test_the_brace_format_refuses_duplicate_keys_and_yaml_errors_stay_yaml_errors(tmp_path):
+    path = tmp_path / "twice.dig"
+    path.write_text("+a: {\n  echo>: one\n  echo>: two\n}\n")
+    with pytest.raises(DigLoadError, match="duplicate key 'echo>'"):
+        FileLoader(path).load()
+    broken = tmp_path / "broken.dig"
+    broken.write_text("+a:\n  echo>: [unclosed\n")
+    with pytest.raises(DigLoadError, match="YAML: invalid workflow definition"):
+        FileLoader(broken).load()
+
+
+def test_digdags_old_project_file_is_not_a_workflow(tmp_path, capsys):
+    from airflow_cmdexec_provider.cli import main
+    from airflow_cmdexec_provider.dig import load_project
+
+    (tmp_path / "digdag.dig").write_text("workflows:\n  - hello.dig\n")
+    (tmp_path / "hello.dig").write_text("+hi:\n  echo>: hello\n")
+    assert list(load_project(tmp_path)) == ["hello"]
+    assert main(["dig", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "digdag: Digdag's old project file (a list of the workflows), not a workflow" in out
+    assert "1 of 1 workflow(s) load" in out
