@@ -28,7 +28,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_cmdexec_provider import stores
 from airflow_cmdexec_provider.config import digdag_secret, parse_duration
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
-from airflow_cmdexec_provider.expressions import evaluate
+from airflow_cmdexec_provider.expressions import evaluate, expressions_in, secret_key
 from airflow_cmdexec_provider.operators import PyOperator, RbOperator, ShOperator
 from airflow_cmdexec_provider.operators.base import CommandOperator
 from airflow_cmdexec_provider.params import deep_merge
@@ -50,7 +50,6 @@ class DigdagTask(CommandOperator):
     dig_settings: ClassVar[tuple[str, ...]] = ("docker", "ecs", "workdir")
     # Where Digdag resolves ${secret:key} (ShOperatorFactory, GrantedPrivilegedVariables).
     secret_fields: ClassVar[tuple[str, ...]] = ()
-    _secrets_read = 0
 
     def __init__(
         self,
@@ -90,22 +89,29 @@ class DigdagTask(CommandOperator):
 
     def expand_digdag(self, params: Mapping[str, Any]) -> None:
         for name in (*self.template_fields, *self.dig_settings):
+            template = getattr(self, name)
             secret = self._secret if name in self.secret_fields else None
-            before = self._secrets_read
-            value = evaluate(getattr(self, name), params, f"Task {self.task_label}: {name}", secret)
-            setattr(self, name, value)
-            if name == "env" and self._secrets_read > before:
-                # The environment holds a secret: backends keep it out of what others can read
+            if name == "env" and secret is not None and _mentions_secret(template):
+                # The environment will hold a secret: backends keep it out of what others can read
                 # (ECS RunTask overrides, Kubernetes pod specs).
                 self.secret_env = True
+            setattr(self, name, evaluate(template, params, f"Task {self.task_label}: {name}", secret))
 
     def _secret(self, key: str) -> str:
-        self._secrets_read += 1
         return digdag_secret(key, self.task_label)
 
 
 def _secret_reference(key: str) -> str:
     return f"${{secret:{key}}}"
+
+
+def _mentions_secret(value: Any) -> bool:
+    """Whether the text as written (strings inside mappings too) holds a ``${secret:...}``."""
+    if isinstance(value, str):
+        return any(secret_key(e) is not None for e in expressions_in(value))
+    if isinstance(value, Mapping):
+        return any(_mentions_secret(v) for v in value.values())
+    return False
 
 
 class DigShOperator(DigdagTask, ShOperator):
