@@ -58,3 +58,16 @@ def test_readme_construct_table_is_generated_from_the_enforced_table(capsys):
     table = capsys.readouterr().out
     assert "| `sh>:` | yes |" in table
     assert "| `schedule:` `skip_on_overtime` | no |" in table
+
+
+def test_digdags_old_project_file_is_not_a_workflow(tmp_path, capsys):
+    """Digdag's old digdag.dig (only workflows:, the list of the project's files) is skipped."""
+    from airflow_cmdexec_provider.dig import load_project
+
+    (tmp_path / "digdag.dig").write_text("workflows:\n  - hello.dig\n")
+    (tmp_path / "hello.dig").write_text("+hi:\n  echo>: hello\n")
+    assert list(load_project(tmp_path)) == ["hello"]
+    assert main(["dig", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "digdag: Digdag's old project file (a list of the workflows), not a workflow" in out
+    assert "1 of 1 workflow(s) load" in out

@@ -158,16 +158,3 @@ def test_the_brace_format_refuses_duplicate_keys_and_yaml_errors_stay_yaml_error
     broken.write_text("+a:\n  echo>: [unclosed\n")
     with pytest.raises(DigLoadError, match="YAML: invalid workflow definition"):
         FileLoader(broken).load()
-
-
-def test_digdags_old_project_file_is_not_a_workflow(tmp_path, capsys):
-    from airflow_cmdexec_provider.cli import main
-    from airflow_cmdexec_provider.dig import load_project
-
-    (tmp_path / "digdag.dig").write_text("workflows:\n  - hello.dig\n")
-    (tmp_path / "hello.dig").write_text("+hi:\n  echo>: hello\n")
-    assert list(load_project(tmp_path)) == ["hello"]
-    assert main(["dig", "check", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "digdag: Digdag's old project file (a list of the workflows), not a workflow" in out
-    assert "1 of 1 workflow(s) load" in out
