@@ -2,13 +2,15 @@
 
 Digdag evaluates ``${...}`` as JavaScript (``ConfigEvalEngine`` with ``digdag.js``). We evaluate
 the part workflows write (``javascript.py``): param names (``${session_date}``), paths into object
-params (``${td.last_job_id}``), moment.js dates (``moment.py``) and the operators around them
-(``${'out_' + name}``, ``${n + 1}``, ``${a || 'default'}``, ``${n > 1 ? 'many' : 'one'}``). The text
-pasted is what Digdag pastes: nothing for null and undefined, a string as it is, anything else as
-``JSON.stringify`` writes it. An unknown name fails, as the JavaScript ``ReferenceError`` does in
-Digdag. Anything else (calls other than moment) is refused with a clear message when the workflow
-loads rather than guessed. ``${secret:key}`` is Digdag's secret reference, valid only where a
-``secret`` lookup is given (``sh>`` command text and ``_env`` values, ``dig/secrets.py``).
+params (``${td.last_job_id}``), moment.js dates (``moment.py``), the operators around them
+(``${'out_' + name}``, ``${n + 1}``, ``${a || 'default'}``, ``${n > 1 ? 'many' : 'one'}``), and
+ES5's built-in functions and methods (``js_builtins.py``: ``${s.split(',')}``,
+``${JSON.stringify(x)}``). The text pasted is what Digdag pastes: nothing for null and undefined,
+a string as it is, anything else as ``JSON.stringify`` writes it. An unknown name fails, as the
+JavaScript ``ReferenceError`` does in Digdag. Anything else (regular expressions, functions,
+object literals) is refused with a clear message when the workflow loads rather than guessed.
+``${secret:key}`` is Digdag's secret reference, valid only where a ``secret`` lookup is given
+(``sh>`` command text and ``_env`` values, ``dig/secrets.py``).
 """
 
 from __future__ import annotations
@@ -102,9 +104,10 @@ def _value_text(expression: str, params: Mapping[str, Any], where: str) -> str:
         parsed = javascript.parse(expression)
     except javascript.Unsupported as exc:
         raise CmdExecConfigError(
-            f"{where}: ${{{expression}}} is not supported: {exc}. Names, paths, moment(...) dates and "
-            "operators are evaluated (e.g. ${session_date}, ${td.last_job_id}, ${'out_' + name}, "
-            "${moment(session_time).add(-1, 'days').format('YYYYMMDD')}); other calls are not, and "
+            f"{where}: ${{{expression}}} is not supported: {exc}. Names, paths, operators, moment(...) "
+            "dates and ES5's built-ins are evaluated (e.g. ${session_date}, ${td.last_job_id}, "
+            "${'out_' + name}, ${moment(session_time).add(-1, 'days').format('YYYYMMDD')}, "
+            "${s.split(',').join('-')}); regular expressions and functions are not, and "
             "${secret:...} only in the sh> command and _env values"
         ) from exc
     try:

@@ -12,12 +12,15 @@ it when the task runs, with ECMAScript 5's rules (Digdag's engine is Nashorn):
 - names and members: ``a``, ``a.b``, ``a['b']``, ``a[0]``, ``s.length``;
 - operators: ``!`` ``-`` ``+`` ``typeof``; ``*`` ``/`` ``%``; ``+`` ``-``; ``<`` ``<=`` ``>`` ``>=``;
   ``==`` ``!=`` ``===`` ``!==``; ``&&`` ``||``; ``c ? a : b``; parentheses;
-- ``moment(...)`` chains (``moment.py``), also inside a larger expression.
+- ``moment(...)`` chains (``moment.py``), also inside a larger expression;
+- array literals (``[a, 'b']``) and calls of ES5's built-in functions and methods
+  (``js_builtins.py``: ``JSON.stringify(x)``, ``s.split(',')``, ``list.join('-')``,
+  ``Math.floor(n / 2)``, ``parseInt(s)``, ...), checked by name when the workflow loads.
 
 Each with JavaScript's coercions: ``'1' + 1`` is ``'11'``, ``'3' * 2`` is 6, ``5 / 2`` is 2.5,
 ``null == undefined``, ``&&``/``||`` give an operand, numbers print as JavaScript prints them.
-Everything else (calls other than ``moment``, assignment, object literals, bit operators) is refused
-when the workflow loads, with the reason: nothing is guessed.
+Everything else (other calls, regular expressions, functions, assignment, object literals, bit
+operators) is refused when the workflow loads, with the reason: nothing is guessed.
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ _GLOBALS: dict[str, Any] = {"undefined": UNDEFINED, "NaN": math.nan, "Infinity":
 
 # -- parsing -------------------------------------------------------------------------------------
 # A tree is a tuple: ("lit", value), ("name", name), ("member", obj, key_tree), ("unary", op, x),
-# ("binary", op, a, b), ("cond", c, a, b), ("moment", MomentCall).
+# ("binary", op, a, b), ("cond", c, a, b), ("moment", MomentCall), ("array", items),
+# ("call", callee, args) where callee is ("function", name), ("namespace", "JSON"|"Math", name) or
+# ("method", receiver_tree, name).
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,8 @@ class _Parser:
         while (op := self._peek(".", "[", "(")) is not None:
             self.position += 1
             if op == "(":
-                raise Unsupported(f"calls other than moment(...) are not evaluated ({_describe(tree)}(...))")
+                tree = ("call", _callee(tree), self.arguments())
+                continue
             if op == ".":
                 if self.position >= len(self.tokens) or self.tokens[self.position][0] != "name":
                     raise Unsupported(f"expected a property name at {self._here()}")
@@ -212,6 +218,16 @@ class _Parser:
                 self._take("]")
                 tree = ("member", tree, key)
         return tree
+
+    def arguments(self) -> tuple[tuple[Any, ...], ...]:
+        """The arguments of a call, after its ``(``, through its ``)``."""
+        found: list[tuple[Any, ...]] = []
+        while self._peek(")") is None:
+            found.append(self.conditional())
+            if self._peek(")") is None:
+                self._take(",")
+        self.position += 1
+        return tuple(found)
 
     def primary(self) -> tuple[Any, ...]:
         if self.position >= len(self.tokens):
@@ -232,8 +248,18 @@ class _Parser:
             tree = self.conditional()
             self._take(")")
             return tree
+        if value == "/":
+            raise Unsupported("regular expressions (/.../) are not evaluated; give a string")
         if value == "[":
-            raise Unsupported("array literals are not evaluated")
+            items: list[tuple[Any, ...]] = []
+            while self._peek("]") is None:
+                if self._peek(","):
+                    raise Unsupported("array holes ([1, , 2]) are not evaluated")
+                items.append(self.conditional())
+                if self._peek("]") is None:
+                    self._take(",")
+            self.position += 1
+            return ("array", tuple(items))
         raise Unsupported(f"unexpected {value!r}")
 
 
@@ -276,6 +302,35 @@ def _after_parentheses(text: str, position: int) -> int:
     raise Unsupported("moment(...) has no closing parenthesis")
 
 
+def _callee(tree: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What a call calls, checked when the workflow loads: a built-in function (``parseInt(x)``),
+    a ``JSON``/``Math`` function, or a method by name (``s.split(',')``, ``list.join('-')``); the
+    method's receiver is known only when the task runs (``js_builtins.call_method``)."""
+    from airflow_cmdexec_provider import js_builtins
+
+    if tree[0] == "name" and tree[1] in js_builtins.FUNCTIONS:
+        return ("function", tree[1])
+    if tree[0] == "member" and tree[2][0] == "lit":
+        name = tree[2][1]
+        target = tree[1]
+        if target[0] == "name" and target[1] in js_builtins.NAMESPACES:
+            if name in js_builtins.NAMESPACES[target[1]]:
+                return ("namespace", target[1], name)
+            known = ", ".join(js_builtins.NAMESPACES[target[1]])
+            raise Unsupported(f"{target[1]}.{name}() is not evaluated (of {target[1]}: {known})")
+        if name in js_builtins.METHODS:
+            return ("method", target, name)
+        raise Unsupported(
+            f"the method .{name}() is not evaluated ({_describe(tree)}(...)); the methods that are: "
+            f"{', '.join(sorted(js_builtins.METHODS))}"
+        )
+    raise Unsupported(
+        f"calls of {_describe(tree)} are not evaluated; the functions that are: moment(...), "
+        f"{', '.join(js_builtins.FUNCTIONS)}, JSON.stringify/parse, Math.*, and string, array and "
+        "number methods"
+    )
+
+
 def _describe(tree: tuple[Any, ...]) -> str:
     if tree[0] == "name":
         return str(tree[1])
@@ -307,6 +362,10 @@ class _Evaluator:
             )
         if kind == "member":
             return self.member(tree)
+        if kind == "array":
+            return [self.value(item) for item in tree[1]]
+        if kind == "call":
+            return self.call(tree[1], [self.value(arg) for arg in tree[2]])
         if kind == "moment":
             return from_python(tree[1].evaluate(self.params.get("timezone"), self.lookup))
         if kind == "cond":
@@ -323,6 +382,21 @@ class _Evaluator:
         if op == "||":
             return left if truthy(left) else self.value(tree[3])
         return _binary(op, left, self.value(tree[3]))
+
+    def call(self, callee: tuple[Any, ...], args: list[Any]) -> Any:
+        from airflow_cmdexec_provider import js_builtins
+
+        if callee[0] == "function":
+            return js_builtins.call_function(callee[1], args)
+        if callee[0] == "namespace":
+            return js_builtins.call_namespace(callee[1], callee[2], args)
+        target = self.value(callee[1])
+        if target is None or target is UNDEFINED:
+            raise JsError(
+                f"cannot call .{callee[2]}() of {to_string(target)} ({_describe(callee[1])}; Digdag "
+                "fails with a TypeError here too)"
+            )
+        return js_builtins.call_method(target, callee[2], args, _describe(callee[1]))
 
     def _defined(self, name: str) -> bool:
         return name in self.params or name in _GLOBALS

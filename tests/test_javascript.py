@@ -170,10 +170,14 @@ def test_a_null_param_prints_nothing_as_in_digdag() -> None:
 @pytest.mark.parametrize(
     ("expression", "reason"),
     [
-        ("JSON.stringify(target)", "calls other than moment(...) are not evaluated (JSON.stringify(...))"),
-        ("name.toUpperCase()", "calls other than moment(...) are not evaluated (name.toUpperCase(...))"),
-        ("Math.floor(half)", "(Math.floor(...))"),
-        ("[1, 2]", "array literals are not evaluated"),
+        ("Math.random()", "Math.random() is not evaluated (of Math: abs, ceil"),
+        ("JSON.foo(target)", "JSON.foo() is not evaluated (of JSON: stringify, parse)"),
+        ("tags.map(name)", "the method .map() is not evaluated (tags.map(...)); the methods that are:"),
+        ("tags.push(1)", "the method .push() is not evaluated"),
+        ("alert(name)", "calls of alert are not evaluated; the functions that are: moment(...), parseInt"),
+        ("name.replace(/e/g, '')", "regular expressions (/.../) are not evaluated"),
+        ("[1, , 2]", "array holes ([1, , 2]) are not evaluated"),
+        ("parseInt(name", "expected ','"),
         ("n = 1", "assignment is not evaluated"),
         ("n & 1", "bit operators are not evaluated"),
         ("n; n", "statements are not evaluated"),
@@ -192,6 +196,82 @@ def test_what_is_not_evaluated_is_refused_with_the_reason(expression: str, reaso
     assert why is not None
     assert reason in why, why
     with pytest.raises(CmdExecConfigError, match=re.escape(reason)):
+        evaluate(f"${{{expression}}}", PARAMS, "Task t")
+
+
+# What node printed for each (JSON.stringify of what digdag.js pastes) when this table was written:
+# these functions behave the same in every ES5 engine, Digdag's Nashorn included. Params: PARAMS.
+BUILTINS = [
+    # strings (positions in UTF-16 code units)
+    ("session_date.split('-')", '["2026","01","30"]'),
+    ("session_date.split('-', 2).join('/')", "2026/01"),
+    ("name.split('')", '["e","v","e","n","t","s"]'),
+    ("session_date.replace('-', '')", "202601-30"),
+    ("session_date.split('-').join('')", "20260130"),
+    ("name.replace('ev', '[$&]')", "[ev]ents"),
+    ("name.toUpperCase() + word.toUpperCase()", "EVENTSH\u00c9LLO"),
+    ("'  padded \\n'.trim()", "padded"),
+    ("name.indexOf('n') + name.lastIndexOf('e')", "5"),
+    ("name.slice(-3) + name.substring(3, 1) + name.substr(1, 2)", "ntsveve"),
+    ("name.charAt(1) + name.charCodeAt(0)", "v101"),
+    ("name.concat('_', n, '_', tags)", "events_3_a,b,"),
+    # arrays
+    ("[name, n + 1]", '["events",4]'),
+    ("tags.join('-')", "a-b-"),
+    ("target.sizes.join()", "1,2.5,4"),
+    ("target.sizes.indexOf(2.5)", "1"),
+    ("target.sizes.slice(1).concat([8], 9)", "[2.5,4,8,9]"),
+    ("[1, 2].length + [].length", "2"),
+    # JSON, Math
+    ("JSON.stringify(target.nested)", '{"depth":2}'),
+    ("JSON.stringify(target.sizes, null, 2)", "[\n  1,\n  2.5,\n  4\n]"),
+    ("JSON.parse('[1, 2.5]')[1] + JSON.parse('\"q\"')", "2.5q"),
+    ("Math.floor(n / 2) + Math.ceil(half) + Math.round(-2.5)", "0"),
+    ("String(Math.max(1, n, text_number) + Math.min())", "Infinity"),
+    ("Math.pow(2, 10) + Math.sqrt(16) + Math.abs(-1)", "1029"),
+    # functions
+    ("parseInt('42px') + parseInt('0x1f') + parseInt('08') + parseInt('z', 36)", "116"),
+    ("parseFloat('3.14abc') + parseFloat('.5')", "3.64"),
+    ("isNaN(parseInt(name))", "true"),
+    ("String(n) + Number(text_number) + Boolean(empty)", "37false"),
+    ("isFinite('12') && !isNaN('12')", "true"),
+    ("encodeURIComponent('a b&c/' + word)", "a%20b%26c%2Fh%C3%A9llo"),
+    ("decodeURIComponent('a%20b%C3%A9')", "a b\u00e9"),
+    # numbers
+    (
+        "half.toFixed(2) + ' ' + (1.005).toFixed(2) + ' ' + (0.125).toFixed(2) + ' ' + (-0.0001).toFixed(2)",
+        "0.50 1.00 0.13 -0.00",
+    ),
+    ("(255).toString(16) + (-255).toString(2) + n.toString()", "ff-111111113"),
+    ("yes.toString()", "true"),
+]
+
+
+@pytest.mark.parametrize(("expression", "printed"), BUILTINS)
+def test_built_in_functions_and_methods_print_what_an_es5_engine_prints(
+    expression: str, printed: str
+) -> None:
+    assert unsupported_reason(expression) is None
+    expected = printed.encode().decode("unicode_escape") if "\\" in printed else printed
+    assert evaluate(f"${{{expression}}}", PARAMS, "Task t") == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "error"),
+    [
+        ("target.owner.toString()", r"cannot call .toString\(\) of null \(target.owner; .*TypeError"),
+        (
+            "target.join(',')",
+            r"target.join is not a function \(a TypeError in Digdag too\): target is an object",
+        ),
+        ("JSON.parse(name)", r"JSON.parse: .* \(a SyntaxError in Digdag too\)"),
+        ("decodeURIComponent('%')", r"malformed URI sequence in '%' \(a URIError in Digdag too\)"),
+        ("n.toFixed(21)", r"toFixed\(21\): digits must be 0 to 20 \(a RangeError in Digdag too\)"),
+    ],
+)
+def test_built_ins_fail_where_javascript_throws(expression: str, error: str) -> None:
+    assert unsupported_reason(expression) is None
+    with pytest.raises(CmdExecConfigError, match=error):
         evaluate(f"${{{expression}}}", PARAMS, "Task t")
 
 

@@ -23,6 +23,7 @@ file and line, and the workflow then fails to load as a whole: never a DAG with 
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import logging
 import re
@@ -39,7 +40,7 @@ from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
 
 from airflow_cmdexec_provider.config import parse_duration
-from airflow_cmdexec_provider.dig import require, sla, unroll
+from airflow_cmdexec_provider.dig import overtime, require, sla, unroll
 from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
 from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
 from airflow_cmdexec_provider.dig.operators import (
@@ -170,6 +171,7 @@ class Compiler:
         self.files_read: list[Path] = []
         self.ids: dict[str, str] = {}  # full Airflow id -> Digdag name, against collisions
         self.has_error_tasks = False
+        self.skip_on_overtime = False  # schedule: skip_on_overtime: true
         self.tz: Any = pendulum.timezone("UTC")  # the workflow's timezone, once compile() read it
 
     # -- problems --------------------------------------------------------------------------------
@@ -275,6 +277,8 @@ class Compiler:
                 connect(node, self.placeholder(scope, "_end", "(the end of the main path)", root))
             if "sla" in root:
                 self.sla(root, scope, timezone)
+            if self.skip_on_overtime:
+                self.overtime_gate(dag, root, scope)
         if self.problems:
             raise DigLoadError(self.problems, [self.file.stem])
         return dag
@@ -316,6 +320,19 @@ class Compiler:
             if tasks:
                 connect(after, self.group_body(tasks, inner))
 
+    def overtime_gate(self, dag: DAG, root: DigMap, scope: Scope) -> None:
+        """``schedule: skip_on_overtime: true``: the task ``_skip_on_overtime`` (``overtime.py``)
+        before every task that has no upstream, the SLA's included: when it skips the run, so does
+        every task after it."""
+        schedule = self.mapping(root, "schedule")
+        starts = [task for task in dag.tasks if not task.upstream_list]
+        gate_id = self.new_id(scope, overtime.TASK_ID, f"{scope.name} (skip_on_overtime)", schedule)
+        if gate_id is None:
+            return
+        gate = overtime.SkipOnOvertimeOperator(task_id=gate_id, workflow=self.file.stem)
+        for task in starts:
+            gate.set_downstream(task)
+
     def timezone(self, root: DigMap) -> Any:
         name = root.get("timezone", "UTC")
         try:
@@ -341,6 +358,13 @@ class Compiler:
         for key in (k for k in schedule if not k.endswith(">")):
             if key in ("start", "end"):
                 options[key] = str(schedule[key])
+            elif key == "skip_on_overtime":
+                if isinstance(schedule[key], bool):
+                    self.skip_on_overtime = schedule[key]
+                else:
+                    self.problem(
+                        schedule, key, f"schedule: skip_on_overtime: {schedule[key]}", "write true or false"
+                    )
             elif key == "skip_delayed_by":
                 options[key] = parse_duration(schedule[key])
                 if options[key] is None:
@@ -351,7 +375,12 @@ class Compiler:
                         "write e.g. 30s, 10m or 1h",
                     )
             else:
-                self.unsupported(schedule, key, "schedule options", f"schedule: {key}")
+                self.problem(
+                    schedule,
+                    key,
+                    f"schedule: {key}",
+                    "unknown schedule option; Digdag's are start, end, skip_delayed_by and skip_on_overtime",
+                )
         if len(kinds) != 1 or kinds[0][:-1] not in KINDS:
             self.problem(
                 root,
@@ -397,12 +426,15 @@ class Compiler:
             if key.startswith("+"):
                 continue
             if key not in GROUP_KEYS:
+                # Digdag suggests the directive a misspelt key may be (its EditDistance, 0.5)
+                close = difflib.get_close_matches(key, sorted(GROUP_KEYS), n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]}? Else p" if close else "p"
                 self.problem(
                     config,
                     key,
                     key,
                     "a group takes no local keys (Digdag: 'contains invalid keys'); "
-                    "put params in _export or in a task",
+                    f"{hint}ut params in _export or in a task",
                 )
             elif key == "_retry":
                 self.unsupported(config, key, "_retry group")

@@ -184,6 +184,13 @@ _SUPPORTED = [
         "unless older than `skip_delayed_by`; `start`/`end` dates bound the sessions (`end` included)",
     ),
     Construct(
+        "skip_on_overtime",
+        "`schedule:` `skip_on_overtime: true`",
+        True,
+        "a first task `_skip_on_overtime` skips a scheduled run (every task skipped) while an earlier "
+        "session is still queued or running; manual runs and backfills always run, as in Digdag",
+    ),
+    Construct(
         "${name}",
         "`${name}`, `${a.b}`",
         True,
@@ -199,6 +206,17 @@ _SUPPORTED = [
         "ending with `.format('...')` (English names), `.unix()`, `.valueOf()`, `.toISOString()` or a getter "
         "(`.year()`, `.month()`, ...), in the "
         "workflow's `timezone` as in Digdag; anything else in a `moment(...)` is a load error saying what",
+    ),
+    Construct(
+        "builtins",
+        "`${JSON.stringify(x)}`, `${s.split(',')}`, `${list.join('-')}`, `${Math.floor(n / 2)}`, "
+        "`${parseInt(s)}`, `${[a, b]}`",
+        True,
+        "ES5's built-ins without a JavaScript engine: `parseInt`, `parseFloat`, `String`, `Number`, "
+        "`Boolean`, `isNaN`, `isFinite`, `encode`/`decodeURIComponent`, `JSON.stringify`/`parse`, "
+        "`Math.abs`/`ceil`/`floor`/`round`/`max`/`min`/`pow`/`sqrt`; string methods (`split`, `replace` "
+        "of a string, `slice`, `substring`, `substr`, `indexOf`, `trim`, `toUpperCase`, ...), array "
+        "methods (`join`, `indexOf`, `slice`, `concat`), `toFixed`; array literals",
     ),
     Construct(
         "operators",
@@ -226,16 +244,10 @@ _LATER = [
     ),
     Construct(
         "javascript",
-        "`${...}` other JavaScript (`${JSON.stringify(x)}`, `${s.split(',')}`, `${[1, 2]}`, `${a = 1}`)",
+        "`${...}` other JavaScript (`${s.replace(/-/g, '')}`, `${list.map(f)}`, `${ {a: 1} }`, `${a = 1}`)",
         False,
-        f"{LATER} (an embedded JavaScript engine); names, paths, operators and moment(...) dates are "
-        "evaluated now",
-    ),
-    Construct(
-        "schedule options",
-        "`schedule:` `skip_on_overtime`",
-        False,
-        f"{LATER}; `max_active_runs` only delays the next run, it does not skip it",
+        f"{LATER} (an embedded JavaScript engine); names, paths, operators, built-in functions and "
+        "methods, array literals and moment(...) dates are evaluated now",
     ),
     Construct(
         "_secrets",

@@ -34,6 +34,7 @@ DAG_IDS = (
     "deploy_dig_upstream",
     "deploy_dig_downstream",
     "deploy_dig_again",
+    "deploy_dig_overtime",
 )
 
 

@@ -3,7 +3,8 @@
 ``sla:`` (dig/sla.py): the deadline task checks between reschedules while the workflow's task runs on
 a Celery worker: past the deadline it alerts and the SLA tasks run beside the running task
 (``fail: true`` then fails the run); a run done first skips them and succeeds. ``${secret:...}``:
-the task gets the value, its log shows it masked."""
+the task gets the value, its log shows it masked. ``schedule: skip_on_overtime`` (dig/overtime.py):
+a scheduled session skips while an earlier one still runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import pendulum
 import pytest
 
-from tests.deployment.harness import Figures
+from tests.deployment.harness import Figures, wait_until
 
 pytestmark = pytest.mark.deployment
 
@@ -108,3 +109,40 @@ def test_require_with_rerun_on_all_runs_the_required_session_again(deployment):
     # the same upstream run, cleared and run again
     assert deployment.task_instances("deploy_dig_upstream", upstream_run)["produce"]["try_number"] == 2
     assert "cleared upstream run" in deployment.task_log("deploy_dig_again", second_id, "need")
+
+
+def test_skip_on_overtime_skips_a_scheduled_session_while_an_earlier_one_runs(deployment):
+    """schedule: skip_on_overtime: true (dig/overtime.py), with scheduled runs made as the scheduler
+    makes them: the 2026 session starts while the 2025 one still runs its 30 s task, so its
+    _skip_on_overtime task skips it (every task skipped); a June 2026 session started after both ended
+    looks past the skipped run to the finished 2025 one, and runs."""
+    dag_id = "deploy_dig_overtime"
+    figures = Figures("skip_on_overtime: a session while the one before still runs")
+    first = deployment.create_scheduled_run(dag_id, "2025-01-01T00:00:00+00:00")
+    wait_until(
+        lambda: deployment.task_instances(dag_id, first).get("work", {}).get("state") == "running",
+        120,
+        "the first session's task to run",
+    )
+    second = deployment.create_scheduled_run(dag_id, "2026-01-01T00:00:00+00:00")
+    second_state = deployment.wait_run(dag_id, second, timeout=300)
+    first_state_then = deployment.run_state(dag_id, first)
+    first_state = deployment.wait_run(dag_id, first, timeout=300)
+    third = deployment.create_scheduled_run(dag_id, "2026-06-01T00:00:00+00:00")
+    third_state = deployment.wait_run(dag_id, third, timeout=300)
+    states = {
+        run: {t: ti["state"] for t, ti in deployment.task_instances(dag_id, run).items()}
+        for run in (first, second, third)
+    }
+    figures["states"] = states
+    figures.print()
+
+    assert first_state_then == "running"  # the second session was decided while the first ran
+    assert (first_state, second_state, third_state) == ("success", "success", "success")
+    assert states[first] == {"_skip_on_overtime": "success", "work": "success"}
+    assert states[second] == {"_skip_on_overtime": "skipped", "work": "skipped"}
+    assert states[third] == {"_skip_on_overtime": "success", "work": "success"}
+    gate_log = deployment.task_log(dag_id, second, "_skip_on_overtime")
+    expected = f"the session of 2025-01-01T00:00:00+00:00 of workflow overtime (run {first}) is still running"
+    assert expected in gate_log, gate_log
+    assert "worked for 2026-06-01" in deployment.task_log(dag_id, third, "work")

@@ -39,12 +39,12 @@ def test_check_prints_each_workflows_dag(capsys):
 
 def test_check_prints_every_unsupported_construct_with_file_and_line(tmp_path, capsys):
     (tmp_path / "good.dig").write_text("+a:\n  echo>: hi\n")
-    (tmp_path / "bad.dig").write_text("+a:\n  td>: queries/q.sql\n+b:\n  sh>: echo ${Math.max(1, 2)}\n")
+    (tmp_path / "bad.dig").write_text("+a:\n  td>: queries/q.sql\n+b:\n  sh>: echo ${Math.random()}\n")
     assert main(["dig", "check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "bad: cannot be loaded" in out
     assert f"  {tmp_path / 'bad.dig'}, line 2: td>: not part of Digdag's Command Executor" in out
-    assert f"  {tmp_path / 'bad.dig'}, line 4: ${{Math.max(1, 2)}}: calls other than moment" in out
+    assert f"  {tmp_path / 'bad.dig'}, line 4: ${{Math.random()}}: Math.random() is not evaluated" in out
     assert "good: DAG with 1 task(s)" in out
     assert out.rstrip().endswith("1 of 2 workflow(s) load")
     assert main(["dig", "check", str(tmp_path / "good.dig")]) == 0
@@ -57,7 +57,8 @@ def test_readme_construct_table_is_generated_from_the_enforced_table(capsys):
     assert main(["dig", "constructs"]) == 0
     table = capsys.readouterr().out
     assert "| `sh>:` | yes |" in table
-    assert "| `schedule:` `skip_on_overtime` | no |" in table
+    assert "| `schedule:` `skip_on_overtime: true` | yes |" in table
+    assert "| `_retry:` on a group | no |" in table
 
 
 def test_digdags_old_project_file_is_not_a_workflow(tmp_path, capsys):

@@ -26,6 +26,11 @@ def test_params_and_expressions_resolve_as_in_digdag(project, run_workflow):
     assert "first=one second=one and two" in printed(result, "scoped.locals")
     # a value stored by an earlier task beats the scope's export (Digdag), inside and after the group
     assert "greeting is now stored hello" in printed(result, "scoped.after_store")
+    # ES5 built-ins (js_builtins.py), evaluated when the task runs, after the stored greeting; the
+    # JSON is pasted into the script text, inside the echo's double quotes, which the shell removes
+    assert printed(result, "scoped.builtins")[0] == (
+        "compact=20260130 json={name:world,size:3} upper=WORLD half=1 list=stored hello+3"
+    )
     assert (
         printed(result, "outside")[0]
         == "outside the group the greeting is stored hello, task +params+outside"

@@ -88,9 +88,9 @@ CASES = {
         ["${secret:db.password}", "Digdag resolves secrets only in the sh> command and in _env values"],
     ),
     "javascript": (
-        "+task2:\n  val: ${JSON.stringify(x)}\n  sh>: echo ${val}\n",
+        "+task2:\n  val: ${x.map(f)}\n  sh>: echo ${val}\n",
         2,
-        ["${JSON.stringify(x)}", "calls other than moment(...) are not evaluated", "JavaScript engine"],
+        ["${x.map(f)}", "the method .map() is not evaluated", "JavaScript engine"],
     ),
     "moment_tz": (
         "+now:\n  echo>: ${moment(session_time).tz('Asia/Tokyo').format('YYYY-MM-DD')}\n",
@@ -104,9 +104,19 @@ CASES = {
         ["the token 'zz' is not formatted here", "[brackets]"],
     ),
     "schedule_options": (
-        "schedule:\n  minutes_interval>: 1\n  skip_on_overtime: true\n+a:\n  echo>: a\n",
+        "schedule:\n  minutes_interval>: 1\n  skip_on_overtim: true\n+a:\n  echo>: a\n",
         3,
-        ["schedule: skip_on_overtime", "a later version"],
+        ["schedule: skip_on_overtim", "unknown schedule option", "skip_on_overtime"],
+    ),
+    "skip_on_overtime_value": (
+        "schedule:\n  minutes_interval>: 1\n  skip_on_overtime: sometimes\n+a:\n  echo>: a\n",
+        3,
+        ["schedule: skip_on_overtime: sometimes", "write true or false"],
+    ),
+    "misspelt_directive": (
+        "timezone: UTC\n_schedule:\n  daily>: 10:00:00\n+a:\n  echo>: a\n",
+        2,
+        ["_schedule", "contains invalid keys", "did you mean schedule?"],
     ),
     "schedule_value": (
         "schedule:\n  daily>: 25:00:00\n+a:\n  echo>: a\n",
