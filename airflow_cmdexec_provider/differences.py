@@ -162,8 +162,9 @@ DIFFERENCES: tuple[Difference, ...] = (
         "Names, paths (`${a.b}`, `${a[0]}`), literals and operators with JavaScript's coercions "
         "(`${n + 1}`, `${a || 'x'}`, `${n > 1 ? 'many' : 'one'}`) and moment.js dates "
         "(`${moment(session_time).add(-1, 'days').format('YYYYMMDD')}`), ES5's built-in functions and "
-        "methods (`${s.split(',')}`, `${JSON.stringify(x)}`, `${Math.floor(n)}`), evaluated in Python "
-        'with `templating="digdag"`; regular expressions, functions and object literals are a clear error',
+        "methods (`${s.split(',')}`, `${JSON.stringify(x)}`, `${Math.floor(n)}`) "
+        "and regular expressions (`${s.replace(/-/g, '')}`), evaluated in Python with "
+        '`templating="digdag"`; functions and object literals are a clear error',
     ),
     Difference(
         "103",

@@ -7,8 +7,8 @@ params (``${td.last_job_id}``), moment.js dates (``moment.py``), the operators a
 ES5's built-in functions and methods (``js_builtins.py``: ``${s.split(',')}``,
 ``${JSON.stringify(x)}``). The text pasted is what Digdag pastes: nothing for null and undefined,
 a string as it is, anything else as ``JSON.stringify`` writes it. An unknown name fails, as the
-JavaScript ``ReferenceError`` does in Digdag. Anything else (regular expressions, functions,
-object literals) is refused with a clear message when the workflow loads rather than guessed.
+JavaScript ``ReferenceError`` does in Digdag. Anything else (functions, object literals) is refused
+with a clear message when the workflow loads rather than guessed.
 ``${secret:key}`` is Digdag's secret reference, valid only where a ``secret`` lookup is given
 (``sh>`` command text and ``_env`` values, ``dig/secrets.py``).
 """
@@ -107,7 +107,7 @@ def _value_text(expression: str, params: Mapping[str, Any], where: str) -> str:
             f"{where}: ${{{expression}}} is not supported: {exc}. Names, paths, operators, moment(...) "
             "dates and ES5's built-ins are evaluated (e.g. ${session_date}, ${td.last_job_id}, "
             "${'out_' + name}, ${moment(session_time).add(-1, 'days').format('YYYYMMDD')}, "
-            "${s.split(',').join('-')}); regular expressions and functions are not, and "
+            "${s.split(',').join('-')}, ${s.replace(/-/g, '')}); functions are not, and "
             "${secret:...} only in the sh> command and _env values"
         ) from exc
     try:

@@ -13,14 +13,15 @@ it when the task runs, with ECMAScript 5's rules (Digdag's engine is Nashorn):
 - operators: ``!`` ``-`` ``+`` ``typeof``; ``*`` ``/`` ``%``; ``+`` ``-``; ``<`` ``<=`` ``>`` ``>=``;
   ``==`` ``!=`` ``===`` ``!==``; ``&&`` ``||``; ``c ? a : b``; parentheses;
 - ``moment(...)`` chains (``moment.py``), also inside a larger expression;
-- array literals (``[a, 'b']``) and calls of ES5's built-in functions and methods
-  (``js_builtins.py``: ``JSON.stringify(x)``, ``s.split(',')``, ``list.join('-')``,
-  ``Math.floor(n / 2)``, ``parseInt(s)``, ...), checked by name when the workflow loads.
+- array literals (``[a, 'b']``), regular expression literals (``/-/g``, ``js_regexp.py``) and
+  calls of ES5's built-in functions and methods (``js_builtins.py``: ``JSON.stringify(x)``,
+  ``s.split(',')``, ``list.join('-')``, ``Math.floor(n / 2)``, ``parseInt(s)``,
+  ``s.replace(/-/g, '')``, ...), checked by name when the workflow loads.
 
 Each with JavaScript's coercions: ``'1' + 1`` is ``'11'``, ``'3' * 2`` is 6, ``5 / 2`` is 2.5,
 ``null == undefined``, ``&&``/``||`` give an operand, numbers print as JavaScript prints them.
-Everything else (other calls, regular expressions, functions, assignment, object literals, bit
-operators) is refused when the workflow loads, with the reason: nothing is guessed.
+Everything else (other calls, functions, assignment, object literals, bit operators) is refused
+when the workflow loads, with the reason: nothing is guessed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from airflow_cmdexec_provider import moment
+from airflow_cmdexec_provider import js_regexp, moment
 
 
 class Unsupported(ValueError):
@@ -130,6 +131,14 @@ class _Parser:
                     raise Unsupported(f"moment(): {exc}") from exc
                 position = end
                 continue
+            if text[position:].lstrip().startswith("/") and self._operand_expected(tokens):
+                start = position + len(text[position:]) - len(text[position:].lstrip())
+                try:
+                    regex, position = js_regexp.scan(text, start)
+                except js_regexp.RegexSyntax as exc:
+                    raise Unsupported(str(exc)) from exc
+                tokens.append(("regex", regex))
+                continue
             match = _TOKEN.match(text, position)
             if match is None:
                 rest = text[position:].lstrip()
@@ -145,6 +154,15 @@ class _Parser:
             tokens.append((kind, value))
             position = match.end()
         return tokens
+
+    @staticmethod
+    def _operand_expected(tokens: list[tuple[str, Any]]) -> bool:
+        """Whether a ``/`` here starts a regular expression rather than divides: after nothing, an
+        operator or an opening bracket, as JavaScript decides."""
+        if not tokens:
+            return True
+        kind, value = tokens[-1]
+        return (kind == "punct" and value not in (")", "]")) or (kind, value) == ("name", "typeof")
 
     # -- helpers
     def _peek(self, *values: str) -> str | None:
@@ -234,7 +252,7 @@ class _Parser:
             raise Unsupported("the expression ends too early")
         kind, value = self.tokens[self.position]
         self.position += 1
-        if kind in ("number", "string"):
+        if kind in ("number", "string", "regex"):
             return ("lit", value)
         if kind == "moment":
             return ("moment", value)
@@ -248,8 +266,6 @@ class _Parser:
             tree = self.conditional()
             self._take(")")
             return tree
-        if value == "/":
-            raise Unsupported("regular expressions (/.../) are not evaluated; give a string")
         if value == "[":
             items: list[tuple[Any, ...]] = []
             while self._peek("]") is None:
@@ -535,6 +551,8 @@ def json_stringify(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ",".join(json_stringify(from_python(v)) or "null" for v in value) + "]"
+    if isinstance(value, js_regexp.JsRegExp):
+        return "{}"  # a RegExp has no enumerable own properties
     if isinstance(value, Mapping):
         members = [
             f"{json.dumps(str(k), ensure_ascii=False)}:{text}"

@@ -9,11 +9,13 @@ ECMAScript 5.1's rules, as Digdag's engine (Nashorn) has them:
   ``substring``, ``substr``, ``toLowerCase``, ``toUpperCase``, ``trim``, ``split``, ``replace``,
   ``concat``, ``toString`` (positions count UTF-16 code units, as JavaScript's do);
 - array methods: ``join``, ``indexOf``, ``lastIndexOf``, ``slice``, ``concat``, ``toString``;
-- number methods: ``toFixed``, ``toString`` (a radix for integers).
+- number methods: ``toFixed``, ``toString`` (a radix for integers);
+- with a regular expression (``js_regexp.py``): ``replace``, ``split``, ``match``, ``search``, and
+  the regex's ``test`` and ``exec``.
 
-What takes a function or a regular expression (``replace(/-/g, '')``, ``map``, ``filter``) is refused
-when the workflow loads: the parser reads no regular expression and no function. Methods that
-change an array (``push``, ``sort``, ``reverse``) are refused too: a ``${...}`` computes a value.
+What takes a function (``map``, ``filter``, ``replace`` with a function) is refused when the workflow
+loads: the parser reads no function. Methods that change an array (``push``, ``sort``, ``reverse``)
+are refused too: a ``${...}`` computes a value.
 Arguments and results are JavaScript values as ``javascript.py`` holds them (float numbers, str,
 bool, None for null, ``UNDEFINED``, lists, mappings).
 """
@@ -28,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from airflow_cmdexec_provider import js_regexp
 from airflow_cmdexec_provider.javascript import (
     UNDEFINED,
     JsError,
@@ -70,10 +73,13 @@ STRING_METHODS = (
     "replace",
     "concat",
     "toString",
+    "match",
+    "search",
 )
+REGEX_METHODS = ("test", "exec")
 ARRAY_METHODS = ("join", "indexOf", "lastIndexOf", "slice", "concat", "toString")
 NUMBER_METHODS = ("toFixed", "toString")
-METHODS = frozenset(STRING_METHODS + ARRAY_METHODS + NUMBER_METHODS)
+METHODS = frozenset(STRING_METHODS + REGEX_METHODS + ARRAY_METHODS + NUMBER_METHODS)
 
 # ES5 WhiteSpace and LineTerminator: what trim() and parseInt/parseFloat skip.
 _SPACE = (
@@ -99,6 +105,16 @@ def call_method(target: Any, name: str, args: Sequence[Any], described: str) -> 
     """``target.name(args)``; a TypeError (JsError) where JavaScript has no such method."""
     if isinstance(target, str) and name == "concat":
         return target + "".join(to_string(a) for a in args)
+    regex_first = name in ("match", "search") or (name in ("replace", "split") and _is_regex(_arg(args, 0)))
+    if isinstance(target, str) and regex_first:
+        return _with_regex(target, name, args)
+    if isinstance(target, js_regexp.JsRegExp) and name in REGEX_METHODS:
+        text = to_string(_arg(args, 0))
+        if name == "test":
+            return js_regexp.test(target, text)
+        return _or_null(js_regexp.execute(target, text, UNDEFINED))
+    if isinstance(target, js_regexp.JsRegExp) and name == "toString":
+        return str(target)
     if isinstance(target, str) and name in STRING_METHODS:
         return _STRING[name](target, *_padded(args, 2))
     if isinstance(target, list) and name in ARRAY_METHODS:
@@ -115,6 +131,32 @@ def call_method(target: Any, name: str, args: Sequence[Any], described: str) -> 
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _is_regex(value: Any) -> bool:
+    return isinstance(value, js_regexp.JsRegExp)
+
+
+def _or_null(value: Any) -> Any:
+    return None if value is None else value
+
+
+def _with_regex(text: str, name: str, args: Sequence[Any]) -> Any:
+    """``replace``/``split`` with a regex, ``match``/``search`` with anything (made a regex)."""
+    first = _arg(args, 0)
+    if name == "replace":
+        return js_regexp.replace(text, first, to_string(_arg(args, 1)))
+    if name == "split":
+        limit = _arg(args, 1)
+        most = math.inf if limit is UNDEFINED else float(int(_integer(limit)) % 2**32)
+        return js_regexp.split(text, first, most, UNDEFINED)
+    try:
+        regex = js_regexp.from_value(first, None if first is UNDEFINED else to_string(first))
+    except js_regexp.RegexSyntax as exc:
+        raise JsError(f"{name}: {exc} (a SyntaxError in Digdag too)") from exc
+    if name == "search":
+        return js_regexp.search(text, regex)
+    return _or_null(js_regexp.match(text, regex, UNDEFINED))
 
 
 def _padded(args: Sequence[Any], count: int) -> list[Any]:

@@ -175,7 +175,9 @@ def test_a_null_param_prints_nothing_as_in_digdag() -> None:
         ("tags.map(name)", "the method .map() is not evaluated (tags.map(...)); the methods that are:"),
         ("tags.push(1)", "the method .push() is not evaluated"),
         ("alert(name)", "calls of alert are not evaluated; the functions that are: moment(...), parseInt"),
-        ("name.replace(/e/g, '')", "regular expressions (/.../) are not evaluated"),
+        ("/(?<=e)v/.test(name)", "lookbehind and named groups are not ES5"),
+        ("/e/y.test(name)", "flags are g, i and m, each once (ES5)"),
+        ("name.replace(/e, '')", "a regular expression literal has no closing /"),
         ("[1, , 2]", "array holes ([1, , 2]) are not evaluated"),
         ("parseInt(name", "expected ','"),
         ("n = 1", "assignment is not evaluated"),
@@ -254,6 +256,37 @@ def test_built_in_functions_and_methods_print_what_an_es5_engine_prints(
     assert unsupported_reason(expression) is None
     expected = printed.encode().decode("unicode_escape") if "\\" in printed else printed
     assert evaluate(f"${{{expression}}}", PARAMS, "Task t") == expected
+
+
+# Regular expression literals (js_regexp.py), the same way: what node printed when this was written.
+REGEXES = [
+    ("session_date.replace(/-/g, '')", "20260130"),
+    ("session_date.replace(/-/, '')", "202601-30"),
+    ("session_date.replace(/(\\d+)-(\\d+)-(\\d+)/, '$3.$2.$1')", "30.01.2026"),
+    ("name.replace(/E/i, '[$&]')", "[e]vents"),
+    ("'CamelCase'.replace(/([A-Z])/g, '_$1').toLowerCase()", "_camel_case"),
+    ("'a b\\tc'.replace(/\\s/g, '_')", "a_b_c"),
+    ("session_date.split(/-/)", '["2026","01","30"]'),
+    ("session_date.split(/(-)/, 3)", '["2026","-","01"]'),
+    ("'a1b22c'.split(/\\d+/)", '["a","b","c"]'),
+    ("'ab'.split(/x*/)", '["a","b"]'),
+    ("name.match(/[aeiou]/g)", '["e","e"]'),
+    ("JSON.stringify(name.match(/(v)(x)?/))", '["v","v",null]'),
+    ("name.match(/z/)", ""),
+    ("name.search(/n/) + name.search('q')", "2"),
+    ("/^ev/.test(name) && !/S$/.test(name) && /S$/i.test(name)", "true"),
+    ("/c$/.test('c\\n') + ',' + /^d/m.test('c\\nd')", "false,true"),
+    ("/\\d/.test('\\u0663') + ',' + /\\w/.test('\\u00e9')", "false,false"),
+    ("/(x)?y/.exec('y').length", "2"),
+    ("String(/a\\/b/g) + typeof /x/", "/a\\/b/gobject"),
+    ("n / 2 / 1", "1.5"),
+]
+
+
+@pytest.mark.parametrize(("expression", "printed"), REGEXES)
+def test_regular_expressions_match_as_in_javascript(expression: str, printed: str) -> None:
+    assert unsupported_reason(expression) is None
+    assert evaluate(f"${{{expression}}}", PARAMS, "Task t") == printed
 
 
 @pytest.mark.parametrize(

@@ -216,7 +216,9 @@ _SUPPORTED = [
         "`Boolean`, `isNaN`, `isFinite`, `encode`/`decodeURIComponent`, `JSON.stringify`/`parse`, "
         "`Math.abs`/`ceil`/`floor`/`round`/`max`/`min`/`pow`/`sqrt`; string methods (`split`, `replace` "
         "of a string, `slice`, `substring`, `substr`, `indexOf`, `trim`, `toUpperCase`, ...), array "
-        "methods (`join`, `indexOf`, `slice`, `concat`), `toFixed`; array literals",
+        "methods (`join`, `indexOf`, `slice`, `concat`), `toFixed`; array literals; regular expression "
+        "literals (`${session_date.replace(/-/g, '')}`, flags `g` `i` `m`) with `replace`, `split`, "
+        "`match`, `search`, `test`, `exec`",
     ),
     Construct(
         "operators",
@@ -244,10 +246,10 @@ _LATER = [
     ),
     Construct(
         "javascript",
-        "`${...}` other JavaScript (`${s.replace(/-/g, '')}`, `${list.map(f)}`, `${ {a: 1} }`, `${a = 1}`)",
+        "`${...}` other JavaScript (`${list.map(f)}`, `${ {a: 1} }`, `${a = 1}`, `${new Date()}`)",
         False,
         f"{LATER} (an embedded JavaScript engine); names, paths, operators, built-in functions and "
-        "methods, array literals and moment(...) dates are evaluated now",
+        "methods, array and regular expression literals and moment(...) dates are evaluated now",
     ),
     Construct(
         "_secrets",

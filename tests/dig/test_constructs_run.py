@@ -29,7 +29,7 @@ def test_params_and_expressions_resolve_as_in_digdag(project, run_workflow):
     # ES5 built-ins (js_builtins.py), evaluated when the task runs, after the stored greeting; the
     # JSON is pasted into the script text, inside the echo's double quotes, which the shell removes
     assert printed(result, "scoped.builtins")[0] == (
-        "compact=20260130 json={name:world,size:3} upper=WORLD half=1 list=stored hello+3"
+        "compact=20260130 json={name:world,size:3} upper=WORLD half=1 list=stored hello+3 nodash=20260130"
     )
     assert (
         printed(result, "outside")[0]
