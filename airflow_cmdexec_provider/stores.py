@@ -13,7 +13,8 @@ was stored above it) and orders the writers as Digdag does
 TaskGroup, and within a scope in graph order, so that the nearest writer wins and a branch that
 stored nothing changes nothing. Tasks at the same position (parallel siblings) are ordered by
 definition order (the order in which they were added to the DAG): the later sibling wins. The map
-indexes of a mapped (``.expand``) task are merged in map-index order.
+indexes of a mapped (``.expand``) task are merged in map-index order; inside a mapped task group
+(a ``.dig`` loop over ``${...}``), a task reads the tasks of its own group in its own copy only.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def inherited_log(task: Any, ti: Any) -> StoreLog:
             continue
         seen.add(upstream.task_id)
         if can_store(upstream):
-            published = ti.xcom_pull(task_ids=upstream.task_id, key=STORES_KEY)
+            published = ti.xcom_pull(
+                task_ids=upstream.task_id, key=STORES_KEY, **_same_copy(task, upstream, ti)
+            )
             logs = published if isinstance(published, list) else [published]
             found = [entry for entry in logs if isinstance(entry, Mapping)]
             for entry in found:
@@ -86,6 +89,20 @@ def inherited_log(task: Any, ti: Any) -> StoreLog:
         above = surely_succeeded and _all_success(upstream)
         frontier.extend((further, above) for further in upstream.upstream_list)
     return log
+
+
+def _same_copy(task: Any, upstream: Any, ti: Any) -> dict[str, Any]:
+    """In a mapped task group, an upstream task of the same group is read in this task's copy only
+    (Airflow's xcom_pull reads every copy); any other upstream task, in all of its copies."""
+    mine = _closest_mapped_group(task)
+    if mine is not None and mine is _closest_mapped_group(upstream):
+        return {"map_indexes": getattr(ti, "map_index", -1)}
+    return {}
+
+
+def _closest_mapped_group(task: Any) -> Any:
+    closest = getattr(task, "get_closest_mapped_task_group", None)
+    return closest() if callable(closest) else None
 
 
 def read_after_a_possible_failure(task: Any) -> bool:

@@ -37,12 +37,15 @@ from typing import Any
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, TaskGroup, TriggerRule
-from airflow.sdk.definitions.taskgroup import TaskGroup as _TaskGroup
+from airflow.sdk.definitions._internal.expandinput import DictOfListsExpandInput
+from airflow.sdk.definitions.taskgroup import MappedTaskGroup, TaskGroup as _TaskGroup
+from airflow.sdk.definitions.xcom_arg import XComArg
 
 from airflow_cmdexec_provider.config import parse_duration
 from airflow_cmdexec_provider.dig import overtime, require, sla, unroll
 from airflow_cmdexec_provider.dig.constructs import CONSTRUCTS, operator_construct
 from airflow_cmdexec_provider.dig.errors import DigLoadError, Problem
+from airflow_cmdexec_provider.dig.loops import ITERATION_NAME, LoopInfo, LoopValuesOperator
 from airflow_cmdexec_provider.dig.operators import (
     DigdagTask,
     DigPyOperator,
@@ -151,6 +154,7 @@ class Scope:
     pending: Mapping[str, Any]  # exports that no TaskGroup holds (a task's own, for its _check/_error)
     workdir: str  # project-relative folder where call> finds files ("" = the project)
     calls: tuple[Path, ...]  # the files being called, against recursion
+    loop: LoopInfo | None = None  # inside the _do of a loop over ${...} (loops.py)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -558,7 +562,9 @@ class Compiler:
             connect(node, checked)
             node = Node(node.roots, checked.leaves, node.tasks + checked.tasks)
         error = config.get("_error")
-        if error is not None:
+        if error is not None and scope.loop is not None:
+            self.problem(config, "_error", "_error", _INSIDE_RUNTIME_LOOP)
+        elif error is not None:
             handler = self.special(error, config, "_error", scope, name + "^error", id_prefix + "^error")
             if handler.tasks:
                 self.has_error_tasks = True
@@ -639,6 +645,9 @@ class Compiler:
             if "_retry" in config:
                 self.unsupported(config, "_retry", "_retry group", f"_retry on {kind}>")
             node = self.generated(kind, command, name, airflow_id, config, own_export, scope)
+        elif kind in ("if", "require") and scope.loop is not None:
+            self.problem(config, op_key, f"{kind}>", _INSIDE_RUNTIME_LOOP)
+            return Node()
         elif kind == "if":
             node = self.branch(command, name, airflow_id, config, own_export, local_keys, scope)
         elif kind == "require":
@@ -692,6 +701,8 @@ class Compiler:
             "ecs": self.setting_mapping(settings, "ecs", config),
             **self.retry(config),
         }
+        if scope.loop is not None:
+            kwargs["dig_loop"] = scope.loop
         self.check_env(task_env, config)
         if kind == "echo":
             task: BaseOperator = EchoOperator(message=command, **kwargs)
@@ -840,8 +851,10 @@ class Compiler:
             export = reduce(
                 deep_merge, [own_export, {"_workdir": workdir} if workdir else {}, called_export], {}
             )
+        elif unroll.is_dynamic(kind, command, config):
+            return self.runtime_loop(kind, command, name, airflow_id, config, own_export, scope)
         else:
-            generated = unroll.GENERATORS[kind](self, command, config)
+            generated = unroll.unrolled(self, kind, command, config)
             if generated is None:
                 return Node()
             body = generated
@@ -849,6 +862,85 @@ class Compiler:
         with group:
             inner = replace(scope.enter(name + "^sub", group, export), workdir=workdir, calls=calls)
             return self.content(body, inner, name + "^sub")
+
+    def runtime_loop(
+        self,
+        kind: str,
+        command: Any,
+        name: str,
+        airflow_id: str,
+        config: DigMap,
+        own_export: DigMap,
+        scope: Scope,
+    ) -> Node:
+        """A loop over ``${...}`` (``loops.py``): the group ``<task>`` holding ``_values`` (the
+        iterations, when the task runs), the mapped group ``iteration`` (``_do``, once per
+        iteration) and ``_end``."""
+        key = next((k for k in ("count", f"{kind}>", "_command") if k in config), "_command")
+        written = f"{kind}> over ${{...}}"
+        if scope.loop is not None:
+            self.problem(
+                config,
+                key,
+                written,
+                "cannot be inside another loop over ${...} (Airflow maps one level of task groups); "
+                "write one of the two with literal values",
+            )
+            return Node()
+        body = config.get("_do")
+        if not isinstance(body, DigMap):
+            self.problem(config, key, f"{kind}>", "needs _do: the task to run for each iteration")
+            return Node()
+        parallel = config.get("_parallel", False)
+        limit = None
+        if isinstance(parallel, DigMap) and isinstance(parallel.get("limit"), int) and parallel["limit"] > 0:
+            limit = parallel["limit"]
+        elif not isinstance(parallel, bool):
+            self.problem(config, "_parallel", "_parallel", "must be true, false or {limit: N}")
+            return Node()
+        group = _task_group(airflow_id, deep_merge(scope.pending, own_export))
+        with group:
+            inner = scope.enter(name + "^sub", group, own_export)
+            values_id = self.new_id(inner, "_values", f"{name} (its iterations)", config)
+            if values_id is None:
+                return Node()
+            values = LoopValuesOperator(
+                task_id=values_id,
+                loop_kind=kind,
+                message=plain(unroll.generator_value(kind, command, config)),
+                project_dir=str(self.project),
+                digdag_task_name=name,
+                dig_export=plain(scope.pending),
+                dig_expression_keys=expression_keys(list(scope.exports)),
+            )
+            iteration_id = self.new_id(inner, "iteration", f"{name} (each iteration)", config)
+            if iteration_id is None:
+                return Node()
+            mapped = MappedTaskGroup(
+                group_id=iteration_id,
+                expand_input=DictOfListsExpandInput({"iteration": XComArg(values)}),
+            )
+            with mapped:
+                loop = LoopInfo(values.task_id, str(mapped.group_id), sequential=parallel is False)
+                body_name = name + "^sub" + ITERATION_NAME
+                body_scope = replace(scope.enter(body_name, mapped, {}), loop=loop)
+                if self.operator_of(body) is not None:
+                    body_scope = replace(body_scope, loop=replace(loop, direct=True))
+                    node = self.operator_task(body_name, body, body_scope, "do")
+                else:
+                    node = self.group_body(body, body_scope)
+            end_id = self.new_id(inner, "_end", f"{name} (the end of the loop)", config)
+            if end_id is None:
+                return Node()
+            # Runs after the iterations, and also when there is none (Airflow skips an empty mapped
+            # group); fails (upstream_failed) when one of them failed.
+            end = EmptyOperator(task_id=end_id, trigger_rule=TriggerRule.NONE_FAILED)
+        for task in node.tasks:
+            if limit is not None:
+                task.max_active_tis_per_dagrun = limit
+        mapped.set_upstream(values)
+        end.set_upstream(node.leaves or [values])
+        return Node([values], [end], [values, *node.tasks, end])
 
     def branch(
         self,
@@ -964,6 +1056,13 @@ class Compiler:
         finally:
             self.files_read.extend(loader.read)
         return path, body
+
+
+_INSIDE_RUNTIME_LOOP = (
+    "is not supported inside the _do of a loop over ${...}, which Airflow runs as a mapped task group "
+    "(its branches or handlers would have to be mapped too); move it out of the loop, or write the "
+    "loop's values literally"
+)
 
 
 def _task_group(group_id: str, export: Mapping[str, Any]) -> _TaskGroup:

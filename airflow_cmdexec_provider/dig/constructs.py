@@ -53,6 +53,16 @@ _SUPPORTED = [
         "its values; `_parallel` applies to the iterations",
     ),
     Construct(
+        "runtime loop",
+        "`for_each>`/`loop>`/`for_range>` over `${...}` (`for_each>: {table: ${tables}}`, `loop>: ${n}`)",
+        True,
+        "a task `_values` computes the iterations when it runs (stored values included) and `_do` runs "
+        "once per iteration as a mapped TaskGroup `iteration`, with Digdag's exports and task names; "
+        "without `_parallel` each copy waits for the one before it and a failure stops the rest, as "
+        "in Digdag; `_parallel: {limit: N}` caps the copies of each task; not inside it: another such "
+        "loop, `if>`, `_error`, `require>`",
+    ),
+    Construct(
         "if>",
         "`if>: ${...}`, `_do`, `_else_do`",
         True,
@@ -234,9 +244,9 @@ _SUPPORTED = [
 _LATER = [
     Construct(
         "dynamic",
-        "`for_each>`/`loop>`/`for_range>` over `${...}`",
+        "`_parallel: ${...}`",
         False,
-        f"{LATER} (a mapped TaskGroup); write the values literally",
+        f"{LATER}; write true, false or {{limit: N}}",
     ),
     Construct(
         "_retry group",

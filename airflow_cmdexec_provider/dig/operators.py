@@ -36,6 +36,8 @@ from airflow_cmdexec_provider.params import deep_merge
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_cmdexec_provider.dig.loops import LoopInfo
+
 
 class DigdagTask(CommandOperator):
     """What every operator of a loaded ``.dig`` workflow adds to CommandOperator.
@@ -57,12 +59,45 @@ class DigdagTask(CommandOperator):
         dig_local_keys: Sequence[str] = (),
         dig_export: Mapping[str, Any] | None = None,
         dig_expression_keys: Sequence[str] = (),
+        dig_loop: LoopInfo | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(templating="digdag", **kwargs)
         self.dig_local_keys = tuple(dig_local_keys)
         self.dig_export = dict(dig_export or {})
         self.dig_expression_keys = tuple(dig_expression_keys)
+        self.dig_loop = dig_loop
+        self._iteration: dict[str, Any] | None = None
+
+    def execute(self, context: Context) -> Any:
+        if self.dig_loop is not None:
+            from airflow_cmdexec_provider.dig import loops
+
+            loops.wait_for_previous_copy(self, context, self.dig_loop)
+            self._iteration = loops.iteration(context, self.dig_loop)
+            self.digdag_task_name = (self.digdag_task_name or "").replace(
+                loops.ITERATION_NAME, self._iteration["name"]
+            )
+        return super().execute(context)
+
+    def scope_exports(self, context: Context) -> list[dict[str, Any]]:
+        """In a copy of a run-time loop's ``_do``, the iteration's exports are those of the mapped
+        group's scope (or the task's own, when it is the whole ``_do``), as Digdag exports them in
+        its generated task."""
+        exports = super().scope_exports(context)
+        loop = self.dig_loop
+        if loop is None or loop.direct or self._iteration is None:
+            return exports
+        depth, group = 1, getattr(self, "task_group", None)
+        chain = []
+        while group is not None and getattr(group, "group_id", None) is not None:
+            chain.append(group.group_id)
+            group = group.parent_group
+        chain.reverse()
+        if loop.group in chain:
+            depth += chain.index(loop.group)
+            exports[depth] = deep_merge(exports[depth], self._iteration["export"])
+        return exports
 
     def digdag_params(
         self,
@@ -74,7 +109,10 @@ class DigdagTask(CommandOperator):
         # The task's own keys as the .dig file wrote them (copied at parse time: dag_run.conf cannot
         # change them), evaluated one by one against the params below them.
         own = {k: v for k, v in self.local_params.items() if k in self.dig_local_keys}
-        params = deep_merge(super().digdag_params(context, log, project_dir, local={}), self.dig_export)
+        export = self.dig_export
+        if self.dig_loop is not None and self.dig_loop.direct and self._iteration is not None:
+            export = deep_merge(export, self._iteration["export"])  # the generated task's _export
+        params = deep_merge(super().digdag_params(context, log, project_dir, local={}), export)
         # A ${secret:...} in a param (only an exported _env may hold one) stays as written, as Digdag's
         # ConfigEvalEngine leaves it: secrets are resolved only into env and the sh> command.
         for key in self.dig_expression_keys:

@@ -266,7 +266,7 @@ class CommandOperator(BaseOperator):
 
         :param local: the task-local keys on top; default: the task's own ``params``.
         """
-        exports = [{}, *stores.group_exports(self)]
+        exports = self.scope_exports(context)
         exported = {k: v for export in exports for k, v in export.items()}
         if local is None:
             # Airflow copies a TaskGroup's default_args params into the task's: those are the group's export.
@@ -288,6 +288,11 @@ class CommandOperator(BaseOperator):
             task_label=self.task_label,
             warn=self.log.warning,
         )
+
+    def scope_exports(self, context: Context) -> list[dict[str, Any]]:
+        """The ``_export`` of each scope, the DAG's first (empty: its params are the session's), then
+        each enclosing TaskGroup's."""
+        return [{}, *stores.group_exports(self)]
 
     def _upstream_error(self, context: Context) -> dict[str, Any] | None:
         """The ``{message, stacktrace}`` the first failed task of ``error_from`` left (see

@@ -35,6 +35,7 @@ DAG_IDS = (
     "deploy_dig_downstream",
     "deploy_dig_again",
     "deploy_dig_overtime",
+    "deploy_dig_loop",
 )
 
 

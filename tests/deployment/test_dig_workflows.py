@@ -8,7 +8,9 @@ a scheduled session skips while an earlier one still runs."""
 
 from __future__ import annotations
 
+import json
 import time
+from urllib.parse import quote
 
 import pendulum
 import pytest
@@ -146,3 +148,33 @@ def test_skip_on_overtime_skips_a_scheduled_session_while_an_earlier_one_runs(de
     expected = f"the session of 2025-01-01T00:00:00+00:00 of workflow overtime (run {first}) is still running"
     assert expected in gate_log, gate_log
     assert "worked for 2026-06-01" in deployment.task_log(dag_id, third, "work")
+
+
+def test_a_loop_over_a_param_runs_its_iterations_one_after_another(deployment):
+    """for_each> over ${tables} (dig/loops.py) on the real scheduler and Celery workers: the mapped
+    copies of _do run in the order of the values, each after the one before it has ended."""
+    dag_id = "deploy_dig_loop"
+    run_id, state, _ = run_and_report(deployment, dag_id, "dig: for_each> over a param, no _parallel")
+    answer = deployment.api(
+        "GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances", params={"limit": 1000}
+    )
+    copies = sorted(
+        (ti for ti in answer["task_instances"] if ti["task_id"].startswith("each.iteration.")),
+        key=lambda ti: (ti["map_index"], ti["task_id"] != "each.iteration.show"),
+    )
+    assert state == "success", [(t["task_id"], t["map_index"], t["state"]) for t in copies]
+    assert [(t["task_id"], t["map_index"], t["state"]) for t in copies] == [
+        (f"each.iteration.{task}", index, "success") for index in range(3) for task in ("show", "after_show")
+    ]
+    for before, after in zip(copies[1::2], copies[2::2], strict=False):  # after_show[k], show[k + 1]
+        assert pendulum.parse(before["end_date"]) <= pendulum.parse(after["start_date"]), (before, after)
+    for copy, table in zip(copies[1::2], ("alpha", "beta", "gamma"), strict=True):  # after_show[0..2]
+        log = deployment.api(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{copy['task_id']}/logs/"
+            f"{copy['try_number']}",
+            params={"full_content": "true", "map_index": copy["map_index"]},
+            headers={"Accept": "application/json"},
+        )
+        assert f"shown {table}" in json.dumps(log), log
+    assert "all 3 tables" in deployment.task_log(dag_id, run_id, "done")

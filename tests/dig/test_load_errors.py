@@ -55,32 +55,16 @@ CASES = {
         2,
         ["for_range>", "needs one of step and slices"],
     ),
-    "for_range_no_do": ("+r:\n  for_range>: {from: 0, to: 3, step: 1}\n", 2, ["for_range>", "and _do"]),
+    "for_range_no_do": ("+r:\n  for_range>: {from: 0, to: 3, step: 1}\n", 2, ["for_range>", "needs _do"]),
     "for_range_text": (
         "+r:\n  for_range>: {from: a, to: 3, step: 1}\n  _do:\n    echo>: x\n",
         2,
         ["for_range>", "from must be a whole number, got 'a'"],
     ),
-    "dynamic_for_range": (
-        "+r:\n  for_range>: {from: 0, to: '${n}', slices: 2}\n  _do:\n    echo>: x\n",
-        2,
-        ["for_range> to: ${n}", "a later version"],
-    ),
-    "dynamic_for_each": (
-        """
-        +process:
-          for_each>:
-            user: ${users}
-          _do:
-            echo>: ${user}
-        """,
-        2,
-        ["for_each> over ${users}", "a later version", "mapped TaskGroup"],
-    ),
-    "dynamic_loop": (
-        "+again:\n  loop>: ${count}\n  _do:\n    echo>: ${i}\n",
-        2,
-        ["loop>: ${count}", "a later version"],
+    "dynamic_parallel": (
+        "+r:\n  loop>: 2\n  _parallel: ${p}\n  _do:\n    echo>: x\n",
+        3,
+        ["_parallel: ${p}", "a later version", "write true, false or {limit: N}"],
     ),
     "secret": (
         "+s:\n  echo>: ${secret:db.password}\n",

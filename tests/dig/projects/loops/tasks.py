@@ -1,0 +1,16 @@
+"""Task code of the run-time loop workflows (tests/dig/test_runtime_loops.py)."""
+
+import digdag
+
+
+def list_tables():
+    digdag.env.store({"tables": ["users", "orders", "items"], "count": 3})
+
+
+def remember(table, i=None):
+    digdag.env.store({"last_" + table: "seen " + table})
+
+
+def fail_on(i, bad):
+    if int(i) == int(bad):
+        raise RuntimeError(f"iteration {i} breaks")
