@@ -18,6 +18,9 @@ that starts a copy first waits for the previous copy to end (reschedule, no work
 waiting), and is skipped, with the copies after it, when the previous copy failed.
 ``_parallel: {limit: N}`` lets at most N copies of each task run at once.
 
+Airflow maps at most ``[core] max_map_length`` copies (1024 by default); a longer list fails the
+``_values`` task, naming the setting.
+
 Not inside such a loop (load errors): another loop over ``${...}`` (Airflow maps one level of
 groups), ``if>`` and ``_error`` (their branches and handlers would have to be mapped as well),
 ``require>`` and ``sla:``.
@@ -72,6 +75,15 @@ class LoopValuesOperator(_MessageOperator):
             iterations = unroll.ITERATIONS[self.loop_kind](self.message)
         except unroll.BadLoop as exc:
             raise CmdExecConfigError(f"Task {self.task_label}: {self.loop_kind}>: {exc}") from exc
+        from airflow.configuration import conf
+
+        most = conf.getint("core", "max_map_length", fallback=1024)
+        if len(iterations) > most:
+            raise CmdExecConfigError(
+                f"Task {self.task_label}: {self.loop_kind}> has {len(iterations)} iterations; Airflow maps "
+                f"at most {most} copies of a task group ([core] max_map_length): raise that setting, or "
+                "loop over fewer values"
+            )
         self.log.info(
             "%s>: %d iteration(s)%s",
             self.loop_kind,

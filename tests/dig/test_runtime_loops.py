@@ -97,3 +97,15 @@ def test_bad_values_fail_the_values_task_naming_it(tmp_path, run_workflow):
     assert "Task bad.outer._values: loop>: needs a number of iterations, got 'lots'" in result.error_text(
         "outer._values"
     )
+
+
+def test_more_iterations_than_airflow_maps_fail_the_values_task_naming_the_setting(
+    project, run_workflow, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+    result = run_workflow(project("loops"), "each_table", logical_date=DAY)
+    assert result.state == "failed"
+    assert result.error_text("each._values") == (
+        "Task each_table.each._values: for_each> has 3 iterations; Airflow maps at most 2 copies of a "
+        "task group ([core] max_map_length): raise that setting, or loop over fewer values"
+    )
