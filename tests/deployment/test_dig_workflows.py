@@ -114,22 +114,24 @@ def test_require_with_rerun_on_all_runs_the_required_session_again(deployment):
 
 def test_skip_on_overtime_skips_a_scheduled_session_while_an_earlier_one_runs(deployment):
     """schedule: skip_on_overtime: true (dig/overtime.py), with scheduled runs made as the scheduler
-    makes them: the 2026 session starts while the 2025 one still runs its 30 s task, so its
-    _skip_on_overtime task skips it (every task skipped); a June 2026 session started after both ended
-    looks past the skipped run to the finished 2025 one, and runs."""
+    makes them: a June 2026 run starts while the 2026-01-01 session still runs its 30 s task, so its
+    _skip_on_overtime task skips it (every task skipped); a September run started after both ended
+    looks past the skipped run to the finished January one, and runs. The first run is the newest
+    session the schedule (1 January) has had: after an earlier one, the scheduler would catch up the
+    sessions missed since (catchup=True, as Digdag) and make the next run itself."""
     dag_id = "deploy_dig_overtime"
     figures = Figures("skip_on_overtime: a session while the one before still runs")
-    first = deployment.create_scheduled_run(dag_id, "2025-01-01T00:00:00+00:00")
+    first = deployment.create_scheduled_run(dag_id, "2026-01-01T00:00:00+00:00")
     wait_until(
         lambda: deployment.task_instances(dag_id, first).get("work", {}).get("state") == "running",
         120,
         "the first session's task to run",
     )
-    second = deployment.create_scheduled_run(dag_id, "2026-01-01T00:00:00+00:00")
+    second = deployment.create_scheduled_run(dag_id, "2026-06-01T00:00:00+00:00")
     second_state = deployment.wait_run(dag_id, second, timeout=300)
     first_state_then = deployment.run_state(dag_id, first)
     first_state = deployment.wait_run(dag_id, first, timeout=300)
-    third = deployment.create_scheduled_run(dag_id, "2026-06-01T00:00:00+00:00")
+    third = deployment.create_scheduled_run(dag_id, "2026-09-01T00:00:00+00:00")
     third_state = deployment.wait_run(dag_id, third, timeout=300)
     states = {
         run: {t: ti["state"] for t, ti in deployment.task_instances(dag_id, run).items()}
@@ -144,9 +146,9 @@ def test_skip_on_overtime_skips_a_scheduled_session_while_an_earlier_one_runs(de
     assert states[second] == {"_skip_on_overtime": "skipped", "work": "skipped"}
     assert states[third] == {"_skip_on_overtime": "success", "work": "success"}
     gate_log = deployment.task_log(dag_id, second, "_skip_on_overtime")
-    expected = f"the session of 2025-01-01T00:00:00+00:00 of workflow overtime (run {first}) is still running"
+    expected = f"the session of 2026-01-01T00:00:00+00:00 of workflow overtime (run {first}) is still running"
     assert expected in gate_log, gate_log
-    assert "worked for 2026-06-01" in deployment.task_log(dag_id, third, "work")
+    assert "worked for 2026-09-01" in deployment.task_log(dag_id, third, "work")
 
 
 def test_a_loop_over_a_param_runs_its_iterations_one_after_another(deployment):
