@@ -879,13 +879,21 @@ class Deployment:
             raise AssertionError(
                 f"worker {worker} did not answer the request to {'add' if on else 'cancel'} {queue}"
             )
-        active = control.inspect(destination=destination, timeout=10).active_queues() or {}
-        names = {q["name"] for q in active.get(destination[0], [])}
-        if (queue in names) != on:
-            raise AssertionError(
-                f"worker {worker} consumes {sorted(names)} after asking it to "
-                f"{'add' if on else 'cancel'} {queue}"
-            )
+        # The worker answers the request before its consumer has changed: look until it has (a
+        # single look right after the answer failed once, on a loaded machine, with the queue added
+        # a moment later).
+        names: set[str] = set()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            active = control.inspect(destination=destination, timeout=10).active_queues() or {}
+            names = {q["name"] for q in active.get(destination[0], [])}
+            if (queue in names) == on:
+                return
+            time.sleep(0.5)
+        raise AssertionError(
+            f"worker {worker} consumes {sorted(names)} 20 s after asking it to "
+            f"{'add' if on else 'cancel'} {queue}"
+        )
 
     # -- processes of a task ------------------------------------------------------------------------
     def task_processes(self, ti_id: str) -> tuple[int, int]:
