@@ -904,12 +904,20 @@ class Compiler:
             values_id = self.new_id(inner, "_values", f"{name} (its iterations)", config)
             if values_id is None:
                 return Node()
+            # The loop task's own keys: its values may be written with them (for_each>: {x: ${mine}}).
+            own = {
+                k: v
+                for k, v in config.items()
+                if not k.startswith(("_", "+")) and not k.endswith(">") and (kind, k) != ("loop", "count")
+            }
             values = LoopValuesOperator(
                 task_id=values_id,
                 loop_kind=kind,
                 message=plain(unroll.generator_value(kind, command, config)),
                 project_dir=str(self.project),
                 digdag_task_name=name,
+                params=plain(own),
+                dig_local_keys=list(own),
                 dig_export=plain(scope.pending),
                 dig_expression_keys=expression_keys(list(scope.exports)),
             )
@@ -938,8 +946,7 @@ class Compiler:
         for task in node.tasks:
             if limit is not None:
                 task.max_active_tis_per_dagrun = limit
-        mapped.set_upstream(values)
-        end.set_upstream(node.leaves or [values])
+        end.set_upstream(node.leaves or [values])  # the mapped group already follows _values
         return Node([values], [end], [values, *node.tasks, end])
 
     def branch(

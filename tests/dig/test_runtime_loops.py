@@ -31,6 +31,12 @@ def test_for_each_over_a_stored_list_runs_the_do_group_once_per_value(project, r
         "table orders (full) of 3, task +each_table+each^sub+for-0=table=1=orders&1=mode=0=full+show",
         "table users (full) of 3, task +each_table+each^sub+for-0=table=0=users&1=mode=0=full+show",
     ]
+    # in its copy, a task sees what that copy stored, not the other copies' (stores._same_copy)
+    assert sorted(printed(result, "each.iteration.own_copy")) == [
+        "copy items sees ['last_items']",
+        "copy orders sees ['last_orders']",
+        "copy users sees ['last_users']",
+    ]
     # every copy stored a value; the task after the loop sees all of them
     assert printed(result, "after") == ["after the loop seen users, seen orders, seen items"]
     assert result.task_states["each._end"] == "success"
