@@ -91,12 +91,12 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def call_function(name: str, args: Sequence[Any]) -> Any:
-    return _FUNCTION_TABLE[name](*_padded(args, 2))
+    return _FUNCTION_TABLE[name](*_padded(args, 2)[:2])  # JavaScript ignores extra arguments
 
 
 def call_namespace(namespace: str, name: str, args: Sequence[Any]) -> Any:
     if namespace == "JSON":
-        return _json_stringify(*_padded(args, 3)) if name == "stringify" else _json_parse(_arg(args, 0))
+        return _json_stringify(*_padded(args, 3)[:3]) if name == "stringify" else _json_parse(_arg(args, 0))
     numbers = [to_number(a) for a in args]
     return _MATH[name](numbers)
 
@@ -116,11 +116,11 @@ def call_method(target: Any, name: str, args: Sequence[Any], described: str) -> 
     if isinstance(target, js_regexp.JsRegExp) and name == "toString":
         return str(target)
     if isinstance(target, str) and name in STRING_METHODS:
-        return _STRING[name](target, *_padded(args, 2))
+        return _STRING[name](target, *_padded(args, 2)[:2])
     if isinstance(target, list) and name in ARRAY_METHODS:
         if name == "concat":
             return _array_concat(target, args)
-        return _ARRAY[name](target, *_padded(args, 2))
+        return _ARRAY[name](target, *_padded(args, 2)[:2])
     if isinstance(target, bool) and name == "toString":
         return to_string(target)
     if isinstance(target, float) and name in NUMBER_METHODS:
@@ -235,7 +235,15 @@ def _parse_int(value: Any, radix: Any) -> float:
         if char not in _DIGITS[:base]:
             break
         digits += char
-    return sign * float(int(digits, base)) if digits else math.nan
+    if not digits:
+        return math.nan
+    try:
+        return sign * float(int(digits, base))
+    except (
+        OverflowError,
+        ValueError,
+    ):  # more than a double holds (or Python converts): JavaScript's Infinity
+        return sign * math.inf
 
 
 def _parse_float(value: Any, _: Any) -> float:

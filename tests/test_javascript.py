@@ -246,6 +246,10 @@ BUILTINS = [
     ),
     ("(255).toString(16) + (-255).toString(2) + n.toString()", "ff-111111113"),
     ("yes.toString()", "true"),
+    # extra arguments are ignored, as JavaScript ignores them; a number too large for a double is Infinity
+    ("parseInt('12', 10, 99) + name.slice(1, 3, 5) + tags.join('-', 'x')", "12vea-b-"),
+    ("String(parseInt('" + "9" * 400 + "'))", "Infinity"),
+    ("String(-parseInt('" + "9" * 5000 + "'))", "-Infinity"),  # more digits than Python converts
 ]
 
 
