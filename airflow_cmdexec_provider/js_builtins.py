@@ -148,7 +148,7 @@ def _with_regex(text: str, name: str, args: Sequence[Any]) -> Any:
         return js_regexp.replace(text, first, to_string(_arg(args, 1)))
     if name == "split":
         limit = _arg(args, 1)
-        most = math.inf if limit is UNDEFINED else float(int(_integer(limit)) % 2**32)
+        most = math.inf if limit is UNDEFINED else float(_uint32(limit))
         return js_regexp.split(text, first, most, UNDEFINED)
     try:
         regex = js_regexp.from_value(first, None if first is UNDEFINED else to_string(first))
@@ -187,6 +187,18 @@ def _integer(value: Any) -> float:
     return float(math.trunc(number))
 
 
+def _uint32(value: Any) -> int:
+    """ES5 ToUint32: NaN and the infinities are 0, otherwise truncated and taken modulo 2^32."""
+    number = _integer(value)
+    return 0 if math.isinf(number) else int(number) % 2**32
+
+
+def _int32(value: Any) -> int:
+    """ES5 ToInt32."""
+    unsigned = _uint32(value)
+    return unsigned - 2**32 if unsigned >= 2**31 else unsigned
+
+
 def _relative(value: Any, length: int, default: float) -> int:
     """A start/end argument of slice(): negative counts from the end; clamped to [0, length]."""
     position = default if value is UNDEFINED else _integer(value)
@@ -221,8 +233,7 @@ def _parse_int(value: Any, radix: Any) -> float:
     text = to_string(value).lstrip(_SPACE)
     sign = -1.0 if text.startswith("-") else 1.0
     text = text[1:] if text[:1] in "+-" else text
-    base = 0 if radix is UNDEFINED else int(_integer(radix)) % 2**32
-    base = base - 2**32 if base >= 2**31 else base
+    base = 0 if radix is UNDEFINED else _int32(radix)
     strip_prefix = base in (0, 16)
     if base == 0:
         base = 10
@@ -427,7 +438,7 @@ def _joined(units: list[str]) -> str:
 
 
 def _split(text: str, separator: Any, limit: Any) -> list[Any]:
-    most = math.inf if limit is UNDEFINED else int(_integer(limit)) % 2**32
+    most = math.inf if limit is UNDEFINED else _uint32(limit)
     if most == 0:
         return []
     if separator is UNDEFINED:
@@ -532,7 +543,7 @@ def _to_fixed(number: float, digits: Any) -> str:
 
 
 def _number_to_string(number: float, radix: Any) -> str:
-    base = 10 if radix is UNDEFINED else int(_integer(radix))
+    base = 10 if radix is UNDEFINED else _int32(radix)
     if not 2 <= base <= 36:
         raise JsError(f"toString({base}): the radix must be 2 to 36 (a RangeError in Digdag too)")
     if base == 10 or not math.isfinite(number):

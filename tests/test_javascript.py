@@ -250,6 +250,11 @@ BUILTINS = [
     ("parseInt('12', 10, 99) + name.slice(1, 3, 5) + tags.join('-', 'x')", "12vea-b-"),
     ("String(parseInt('" + "9" * 400 + "'))", "Infinity"),
     ("String(-parseInt('" + "9" * 5000 + "'))", "-Infinity"),  # more digits than Python converts
+    # ES5's ToUint32/ToInt32/ToInteger of infinities: a limit or radix of Infinity is 0
+    (
+        "JSON.stringify([name.split('e', Infinity), parseInt('ff', Infinity), name.charAt(Infinity)])",
+        '[[],null,""]',
+    ),
 ]
 
 
