@@ -644,7 +644,7 @@ class Compiler:
         if kind in GENERATORS:
             if "_retry" in config:
                 self.unsupported(config, "_retry", "_retry group", f"_retry on {kind}>")
-            node = self.generated(kind, command, name, airflow_id, config, own_export, scope)
+            node = self.generated(kind, command, name, airflow_id, config, own_export, local_keys, scope)
         elif kind in ("if", "require") and scope.loop is not None:
             self.problem(config, op_key, f"{kind}>", _INSIDE_RUNTIME_LOOP)
             return Node()
@@ -832,6 +832,7 @@ class Compiler:
         airflow_id: str,
         config: DigMap,
         own_export: DigMap,
+        local_keys: DigMap,
         scope: Scope,
     ) -> Node:
         """The tasks Digdag generates when ``call>``/``for_each>``/``loop>``/``for_range>`` runs, as a
@@ -852,7 +853,7 @@ class Compiler:
                 deep_merge, [own_export, {"_workdir": workdir} if workdir else {}, called_export], {}
             )
         elif unroll.is_dynamic(kind, command, config):
-            return self.runtime_loop(kind, command, name, airflow_id, config, own_export, scope)
+            return self.runtime_loop(kind, command, name, airflow_id, config, own_export, local_keys, scope)
         else:
             generated = unroll.unrolled(self, kind, command, config)
             if generated is None:
@@ -871,6 +872,7 @@ class Compiler:
         airflow_id: str,
         config: DigMap,
         own_export: DigMap,
+        local_keys: DigMap,
         scope: Scope,
     ) -> Node:
         """A loop over ``${...}`` (``loops.py``): the group ``<task>`` holding ``_values`` (the
@@ -904,12 +906,8 @@ class Compiler:
             values_id = self.new_id(inner, "_values", f"{name} (its iterations)", config)
             if values_id is None:
                 return Node()
-            # The loop task's own keys: its values may be written with them (for_each>: {x: ${mine}}).
-            own = {
-                k: v
-                for k, v in config.items()
-                if not k.startswith(("_", "+")) and not k.endswith(">") and (kind, k) != ("loop", "count")
-            }
+            # The loop task's own keys (loop>'s count is its value): its values may be written with them.
+            own = {k: v for k, v in local_keys.items() if (kind, k) != ("loop", "count")}
             values = LoopValuesOperator(
                 task_id=values_id,
                 loop_kind=kind,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
 
+from airflow_cmdexec_provider import stores
 from airflow_cmdexec_provider.dig import unroll
 from airflow_cmdexec_provider.dig.operators import _MessageOperator
 from airflow_cmdexec_provider.exceptions import CmdExecConfigError
@@ -67,8 +68,6 @@ class LoopValuesOperator(_MessageOperator):
         self.loop_kind = loop_kind
 
     def _execute(self, context: Context) -> Any:  # the iterations: a list, which Airflow maps over
-        from airflow_cmdexec_provider import stores
-
         log = stores.inherited_log(self, context["ti"])
         self.expand_digdag(self.digdag_params(context, log, self._project_dir()))
         try:

@@ -88,14 +88,9 @@ class DigdagTask(CommandOperator):
         loop = self.dig_loop
         if loop is None or loop.direct or self._iteration is None:
             return exports
-        depth, group = 1, getattr(self, "task_group", None)
-        chain = []
-        while group is not None and getattr(group, "group_id", None) is not None:
-            chain.append(group.group_id)
-            group = group.parent_group
-        chain.reverse()
+        chain = stores.group_chain(self)  # exports[0] is the DAG's; exports[1:] follow this chain
         if loop.group in chain:
-            depth += chain.index(loop.group)
+            depth = 1 + chain.index(loop.group)
             exports[depth] = deep_merge(exports[depth], self._iteration["export"])
         return exports
 
